@@ -1,0 +1,33 @@
+"""DPOConfig validates every field with a message that says what is allowed."""
+
+import pytest
+
+from training.config import DPOConfig
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("beta", 0.0, "beta must be > 0"),
+        ("learning_rate", 2.0, "learning_rate must be in"),
+        ("epochs", 0, "epochs must be an integer >= 1"),
+        ("loss_type", "dpo++", "loss_type must be one of"),
+        ("label_smoothing", 0.5, "label_smoothing must be in"),
+        ("max_prompt_length", 600, "max_prompt_length must be in"),
+        ("quantization", "int3", "quantization must be one of"),
+        ("target_modules", (), "target_modules must name"),
+    ],
+)
+def test_bad_values_are_refused_with_what_to_do(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        DPOConfig(**{field: value})
+
+
+def test_config_round_trips_through_a_dict():
+    config = DPOConfig(beta=0.3, target_modules=("q_proj", "v_proj"))
+    assert DPOConfig.from_dict(config.to_dict()) == config
+
+
+def test_unknown_fields_are_named():
+    with pytest.raises(ValueError, match="Unknown DPO config field.*betta"):
+        DPOConfig.from_dict({"betta": 0.1})

@@ -1,0 +1,145 @@
+"""A real DPO round on a tiny llama: ln 2 at the start, held-out margin up, only LoRA weights move."""
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from training.config import DPOConfig
+from training.data import TrainingPair, collate, split_heldout, tokenize_pair
+from training.model import load_tokenizer
+from training.round import TrainingError, run_round
+
+TOPICS = ["rain", "tea", "maps", "bees", "clocks", "rivers", "bread", "kites", "salt", "owls", "snow", "glass"]
+
+
+def taste_pairs(n=12):
+    """A consistent taste: polite, complete answers over curt refusals."""
+    return [
+        TrainingPair(f"Tell me about {t}.", f"Happy to help! Here is a short note about {t}.", "No.", judgement_id=i)
+        for i, t in enumerate(TOPICS[:n])
+    ]
+
+
+CONFIG = DPOConfig(learning_rate=5e-3, epochs=3, batch_size=4, heldout_fraction=0.25, min_pairs=4, seed=0)
+
+
+@pytest.fixture(scope="module")
+def finished_round(tiny_model_dir, tmp_path_factory):
+    history = []
+    out = tmp_path_factory.mktemp("runs") / "round_001"
+    result = run_round(CONFIG, taste_pairs(), out, model=str(tiny_model_dir), device="cpu", on_progress=history.append)
+    return result, history, out
+
+
+def test_first_step_loss_is_ln2(finished_round):
+    _, history, _ = finished_round
+    assert history[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_heldout_reward_margin_rises(finished_round):
+    result, _, _ = finished_round
+    before, after = result.metrics["heldout_before"], result.metrics["heldout_after"]
+    assert before["margin"] == pytest.approx(0.0, abs=1e-6)
+    assert after["margin"] > before["margin"] + 0.05
+    assert after["accuracy"] == 1.0
+
+
+def test_only_lora_weights_change(finished_round, tiny_model_dir):
+    result, _, _ = finished_round
+    adapter = load_file(result.adapter_dir / "adapter_model.safetensors")
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b), "LoRA B starts at zero and must have moved"
+    from peft import PeftModel
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    merged = PeftModel.from_pretrained(base, str(result.adapter_dir))
+    for name, tensor in merged.get_base_model().state_dict().items():
+        if "lora_" not in name:
+            key = name.replace(".base_layer", "")
+            assert torch.equal(tensor, before[key]), f"base weight {key} changed"
+
+
+def test_round_folder_records_lineage(finished_round):
+    result, history, out = finished_round
+    record = json.loads((out / "config.json").read_text())
+    assert record["dpo"]["learning_rate"] == CONFIG.learning_rate and record["parent_adapter"] is None
+    ids = json.loads((out / "judgements.json").read_text())
+    assert sorted(ids["train"] + ids["heldout"]) == list(range(12)) and len(ids["heldout"]) == 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["history"]) == len(history) == 3 * math.ceil(9 / 4)
+    assert not list(out.parent.glob(".*tmp*")), "no temporary folder is left behind"
+
+
+def test_continuing_a_round_starts_from_the_parent_adapter(finished_round, tiny_model_dir, tmp_path):
+    result, _, _ = finished_round
+    history = []
+    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, heldout_fraction=0.25, min_pairs=4)
+    child = run_round(
+        config,
+        taste_pairs(),
+        tmp_path / "round_002",
+        model=str(tiny_model_dir),
+        device="cpu",
+        parent_adapter=str(result.adapter_dir),
+        on_progress=history.append,
+    )
+    # The reference is the base, so a continued policy already prefers the chosen answers at step 1.
+    assert history[0]["loss"] < math.log(2) - 0.05
+    assert child.metrics["heldout_before"]["margin"] > 0.05
+
+
+def test_too_few_pairs_is_a_clear_error_and_writes_nothing(tiny_model_dir, tmp_path):
+    with pytest.raises(TrainingError, match="Too few new preference pairs.*Label more pairs"):
+        run_round(CONFIG, taste_pairs(3), tmp_path / "round_001", model=str(tiny_model_dir), device="cpu")
+    assert not (tmp_path / "round_001").exists()
+
+
+def test_cancel_stops_the_round_and_leaves_no_adapter(tiny_model_dir, tmp_path):
+    from training.round import RoundCancelled
+
+    with pytest.raises(RoundCancelled):
+        run_round(
+            CONFIG,
+            taste_pairs(),
+            tmp_path / "round_001",
+            model=str(tiny_model_dir),
+            device="cpu",
+            should_stop=lambda: True,
+        )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_nan_loss_stops_the_round(tiny_model_dir, tmp_path):
+    broken = tmp_path / "broken-model"
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.model.layers[0].mlp.down_proj.weight[0, 0] = float("nan")
+    model.save_pretrained(broken)
+    load_tokenizer(str(tiny_model_dir)).save_pretrained(broken)
+    with pytest.raises(TrainingError, match="NaN or infinite.*previous policy keeps serving"):
+        run_round(CONFIG, taste_pairs(), tmp_path / "round_001", model=str(broken), device="cpu")
+    assert not (tmp_path / "round_001").exists()
+
+
+def test_completion_mask_covers_only_the_assistant_turn(tiny_model_dir):
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    pair = taste_pairs(1)[0]
+    tok = tokenize_pair(tokenizer, pair, max_length=256, max_prompt_length=128)
+    assert tokenizer.decode(tok.chosen_ids).startswith(pair.chosen)
+    assert tok.chosen_ids[-2:] == tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
+    batch = collate([tok], tokenizer.pad_token_id)
+    assert batch["input_ids"].shape[0] == 2
+    assert batch["completion_mask"][0].sum() == len(tok.chosen_ids)
+    assert batch["completion_mask"][1].sum() == len(tok.rejected_ids)
+
+
+def test_heldout_split_is_seeded_and_leaves_pairs_to_train():
+    pairs = taste_pairs()
+    assert split_heldout(pairs, 0.25, seed=1) == split_heldout(pairs, 0.25, seed=1)
+    train, heldout = split_heldout(pairs[:1], 0.5, seed=0)
+    assert len(train) == 1 and heldout == []

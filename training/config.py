@@ -1,0 +1,90 @@
+"""Typed configuration for one DPO round. Every field is checked when the config is built.
+
+from training import DPOConfig
+DPOConfig(beta=0.1, learning_rate=5e-4).to_dict()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+LOSS_TYPES = ("sigmoid", "ipo", "hinge")
+QUANTIZATION = ("auto", "nf4", "none")
+DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class DPOConfig:
+    """Hyper-parameters of one DPO round, recorded in `runs/round_NNN/config.json`."""
+
+    beta: float = field(
+        default=0.1, metadata={"help": "DPO temperature β: how far the policy may move from the reference."}
+    )
+    learning_rate: float = field(default=5e-4, metadata={"help": "AdamW learning rate of the LoRA weights."})
+    epochs: int = field(default=2, metadata={"help": "Passes over the training pairs."})
+    batch_size: int = field(default=4, metadata={"help": "Preference pairs per optimizer step (before accumulation)."})
+    grad_accum: int = field(default=1, metadata={"help": "Micro-batches accumulated per optimizer step."})
+    max_length: int = field(default=512, metadata={"help": "Longest prompt+completion in tokens; longer are cut."})
+    max_prompt_length: int = field(default=256, metadata={"help": "Prompts longer than this keep their last tokens."})
+    loss_type: str = field(default="sigmoid", metadata={"help": f"One of {LOSS_TYPES}."})
+    label_smoothing: float = field(
+        default=0.0, metadata={"help": "Conservative DPO: assumed label-noise rate in [0, 0.5)."}
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
+    target_modules: tuple[str, ...] = field(
+        default=DEFAULT_TARGET_MODULES, metadata={"help": "Linear layers given LoRA."}
+    )
+    heldout_fraction: float = field(
+        default=0.2, metadata={"help": "Share of pairs kept out of training to score the round."}
+    )
+    min_pairs: int = field(default=4, metadata={"help": "Fewest training pairs a round accepts."})
+    continue_from_serving: bool = field(
+        default=True,
+        metadata={
+            "help": "True: continue the serving adapter on pairs no round used. False: fresh adapter on all pairs."
+        },
+    )
+    quantization: str = field(default="auto", metadata={"help": "auto (NF4 on CUDA, none on CPU), nf4 or none."})
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
+    seed: int = field(default=0, metadata={"help": "Seeds the held-out split, shuffling and LoRA init."})
+
+    def __post_init__(self) -> None:
+        _check(self.beta > 0 and math.isfinite(self.beta), f"beta must be > 0, got {self.beta}")
+        _check(0 < self.learning_rate < 1, f"learning_rate must be in (0, 1), got {self.learning_rate}")
+        for name in ("epochs", "batch_size", "grad_accum", "lora_r", "lora_alpha", "min_pairs"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value >= 1, f"{name} must be an integer >= 1, got {value!r}")
+        _check(self.max_length >= 16, f"max_length must be >= 16 tokens, got {self.max_length}")
+        _check(
+            1 <= self.max_prompt_length < self.max_length,
+            f"max_prompt_length must be in [1, max_length={self.max_length}), got {self.max_prompt_length}",
+        )
+        _check(self.loss_type in LOSS_TYPES, f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        _check(0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        _check(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        _check(0 <= self.heldout_fraction < 1, f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
+        _check(
+            self.quantization in QUANTIZATION, f"quantization must be one of {QUANTIZATION}, got {self.quantization!r}"
+        )
+        _check(len(self.target_modules) > 0, "target_modules must name at least one linear layer, e.g. q_proj")
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"target_modules": list(self.target_modules)}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> DPOConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown DPO config field(s) {unknown}; valid fields are {sorted(known)}")
+        return cls(**values)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)

@@ -1,0 +1,96 @@
+"""From preference pairs (prompt / chosen / rejected text) to padded token batches.
+
+Tokenization follows TRL's conversational format: the prompt is the chat template with the generation
+prompt; the completion is what the template adds for the assistant turn (its end-of-turn token included).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class TrainingPair:
+    """One preference pair as text; `judgement_id` ties it to the label that produced it."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    judgement_id: int | None = None
+
+
+@dataclass(frozen=True)
+class TokenizedPair:
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def tokenize_pair(tokenizer, pair: TrainingPair, max_length: int, max_prompt_length: int) -> TokenizedPair:
+    """Chat-template the pair; the completion starts where prompt and prompt+completion diverge (as TRL does)."""
+    messages = [{"role": "user", "content": pair.prompt}]
+    prompt_ids = _template_ids(tokenizer, messages, add_generation_prompt=True)
+    full = {
+        side: _template_ids(tokenizer, messages + [{"role": "assistant", "content": text}], add_generation_prompt=False)
+        for side, text in (("chosen", pair.chosen), ("rejected", pair.rejected))
+    }
+    prompt_len = min(_common_prefix(prompt_ids, ids) for ids in full.values())
+    prompt_ids = prompt_ids[:prompt_len][-max_prompt_length:]
+    budget = max_length - len(prompt_ids)
+    return TokenizedPair(
+        prompt_ids=prompt_ids,
+        chosen_ids=full["chosen"][prompt_len:][:budget],
+        rejected_ids=full["rejected"][prompt_len:][:budget],
+    )
+
+
+def _template_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def collate(pairs: Sequence[TokenizedPair], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch of 2B rows: the B chosen sequences, then the B rejected ones.
+
+    Returns input_ids, attention_mask and completion_mask, each (2B, T); completion_mask marks the
+    completion tokens whose log-probabilities are summed.
+    """
+    rows = [(p.prompt_ids, p.chosen_ids) for p in pairs] + [(p.prompt_ids, p.rejected_ids) for p in pairs]
+    width = max(len(prompt) + len(completion) for prompt, completion in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    completion_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (prompt, completion) in enumerate(rows):
+        n = len(prompt) + len(completion)
+        input_ids[i, :n] = torch.tensor(prompt + completion, dtype=torch.long)
+        attention_mask[i, :n] = 1
+        completion_mask[i, len(prompt) : n] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}
+
+
+def split_heldout(pairs: Sequence[TrainingPair], fraction: float, seed: int) -> tuple[list, list]:
+    """Seeded split into (train, heldout); heldout gets round(fraction·n) pairs but leaves at least one to train."""
+    order = list(range(len(pairs)))
+    random.Random(seed).shuffle(order)
+    n_heldout = heldout_size(len(pairs), fraction)
+    heldout = sorted(order[:n_heldout])
+    train = sorted(order[n_heldout:])
+    return [pairs[i] for i in train], [pairs[i] for i in heldout]
+
+
+def heldout_size(n_pairs: int, fraction: float) -> int:
+    """How many of `n_pairs` are held out: round(fraction·n), leaving at least one pair to train on."""
+    return min(round(fraction * n_pairs), max(n_pairs - 1, 0))

@@ -1,0 +1,59 @@
+"""DPO-family losses as pure functions over per-sequence log-probabilities.
+
+Rafailov et al. 2023, "Direct Preference Optimization" (eq. 7); IPO: Azar et al. 2023 (eq. 17);
+conservative DPO (label smoothing): Mitchell 2023, "A note on DPO with noisy preferences".
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def dpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float,
+    loss_type: str = "sigmoid",
+    label_smoothing: float = 0.0,
+    chosen_lengths: torch.Tensor | None = None,
+    rejected_lengths: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-pair loss and implicit rewards.
+
+    All inputs have shape (batch,): log π(y|x) summed over completion tokens. IPO normalizes the
+    log-ratios by completion length, so it needs `chosen_lengths` / `rejected_lengths` (batch,).
+    Returns (losses, chosen_rewards, rejected_rewards), each (batch,); rewards are
+    β·(log π − log π_ref), detached.
+    """
+    chosen_logratios = policy_chosen_logps - ref_chosen_logps
+    rejected_logratios = policy_rejected_logps - ref_rejected_logps
+    delta = chosen_logratios - rejected_logratios
+    if loss_type == "sigmoid":
+        # label_smoothing = ε: the label is flipped with probability ε (conservative DPO).
+        losses = -F.logsigmoid(beta * delta) * (1 - label_smoothing) - F.logsigmoid(-beta * delta) * label_smoothing
+    elif loss_type == "hinge":
+        losses = torch.relu(1 - beta * delta)
+    elif loss_type == "ipo":
+        if chosen_lengths is None or rejected_lengths is None:
+            raise ValueError("loss_type='ipo' needs chosen_lengths and rejected_lengths (completion token counts)")
+        ipo_delta = chosen_logratios / chosen_lengths.clamp(min=1) - rejected_logratios / rejected_lengths.clamp(min=1)
+        losses = (ipo_delta - 1 / (2 * beta)) ** 2
+    else:
+        raise ValueError(f"Unknown loss_type {loss_type!r}; use 'sigmoid', 'ipo' or 'hinge'")
+    chosen_rewards = beta * chosen_logratios.detach()
+    rejected_rewards = beta * rejected_logratios.detach()
+    return losses, chosen_rewards, rejected_rewards
+
+
+def preference_metrics(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> dict[str, float]:
+    """Accuracy (share of pairs whose chosen reward is higher) and mean margin of the implicit reward."""
+    margins = chosen_rewards - rejected_rewards
+    return {
+        "accuracy": (margins > 0).float().mean().item(),
+        "margin": margins.mean().item(),
+        "chosen_reward": chosen_rewards.mean().item(),
+        "rejected_reward": rejected_rewards.mean().item(),
+    }

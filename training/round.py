@@ -1,0 +1,244 @@
+"""One DPO round: preference pairs in, a LoRA adapter with its lineage out.
+
+    result = run_round(DPOConfig(), pairs, Path("runs/round_001"), model="data/models/SmolLM2-135M-Instruct")
+
+The reference policy is the base model with the adapter switched off (no second copy of the weights);
+its log-probs are computed once, before the first step. The round is written to a temporary folder and
+renamed into place only when complete, so a crashed or cancelled round never leaves a usable adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from training.config import DPOConfig
+from training.data import TokenizedPair, TrainingPair, collate, heldout_size, split_heldout, tokenize_pair
+from training.logps import completion_logps
+from training.loss import dpo_loss, preference_metrics
+from training.model import default_device, load_model, load_tokenizer, resolve_quantization
+
+
+class TrainingError(RuntimeError):
+    """A round could not run or finish; the message says what to change. The previous policy keeps serving."""
+
+
+class RoundCancelled(TrainingError):
+    """The round was stopped on request."""
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    adapter_dir: Path
+    metrics: dict
+    train_judgement_ids: list[int]
+    heldout_judgement_ids: list[int]
+
+
+def check_enough_pairs(n_pairs: int, config: DPOConfig) -> None:
+    """Refuse a round whose training split would be smaller than `config.min_pairs`."""
+    n_train = n_pairs - heldout_size(n_pairs, config.heldout_fraction)
+    if n_train < config.min_pairs:
+        raise TrainingError(
+            f"Too few new preference pairs: {n_pairs} (need {config.min_pairs} for training after holding out "
+            f"{config.heldout_fraction:.0%}). Label more pairs (pick left or right), or untick 'continue from the "
+            "serving policy' to train a fresh adapter on all pairs."
+        )
+
+
+def run_round(
+    config: DPOConfig,
+    pairs: Sequence[TrainingPair],
+    out_dir: Path,
+    *,
+    model: str,
+    parent_adapter: str | None = None,
+    lineage: dict | None = None,
+    device: str | None = None,
+    on_progress: Callable[[dict], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> RoundResult:
+    """Train a LoRA adapter on `pairs` with DPO and write it, its config, metrics and label ids to `out_dir`."""
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        raise TrainingError(f"{out_dir} already exists: pick a new round folder, or move the old one away.")
+    check_enough_pairs(len(pairs), config)
+    train, heldout = split_heldout(list(pairs), config.heldout_fraction, config.seed)
+    device = device or default_device()
+    quantization = resolve_quantization(config.quantization, device)
+    torch.manual_seed(config.seed)
+    started = time.monotonic()
+    tokenizer = load_tokenizer(model)
+    policy = _policy_with_adapter(load_model(model, quantization, device), config, parent_adapter, quantization)
+
+    def tokenize(items: list[TrainingPair]) -> list[TokenizedPair]:
+        return [tokenize_pair(tokenizer, p, config.max_length, config.max_prompt_length) for p in items]
+
+    train_tok, heldout_tok = tokenize(train), tokenize(heldout)
+    batch_logps = _BatchLogps(policy, tokenizer.pad_token_id, device, config.batch_size)
+    with policy.disable_adapter():
+        ref_train, ref_heldout = batch_logps(train_tok), batch_logps(heldout_tok)
+    heldout_before = _score(batch_logps(heldout_tok), ref_heldout, config) if heldout else None
+
+    history = _train(policy, train_tok, ref_train, config, batch_logps, on_progress, should_stop)
+    heldout_after = _score(batch_logps(heldout_tok), ref_heldout, config) if heldout else None
+    metrics = {
+        "train": history[-1] if history else {},
+        "history": history,
+        "heldout_before": heldout_before,
+        "heldout_after": heldout_after,
+        "n_train": len(train),
+        "n_heldout": len(heldout),
+        "device": device,
+        "quantization": quantization,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    record = {"dpo": config.to_dict(), "base_model": model, "parent_adapter": parent_adapter} | (lineage or {})
+    ids = {"train": [p.judgement_id for p in train], "heldout": [p.judgement_id for p in heldout]}
+    _write_round(out_dir, policy, tokenizer, record, metrics, ids)
+    return RoundResult(out_dir / "adapter", metrics, ids["train"], ids["heldout"])
+
+
+def _policy_with_adapter(base, config: DPOConfig, parent_adapter: str | None, quantization: str):
+    """Wrap the base in a trainable LoRA adapter: the parent's weights to continue, or a fresh one."""
+    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    if quantization == "nf4":
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=config.gradient_checkpointing)
+    elif config.gradient_checkpointing:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.enable_input_require_grads()
+    if parent_adapter is not None:
+        return PeftModel.from_pretrained(base, parent_adapter, is_trainable=True)
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    try:
+        return get_peft_model(base, lora)
+    except ValueError as err:
+        raise TrainingError(
+            f"LoRA could not attach to this model ({err}); set target_modules to its layer names."
+        ) from err
+
+
+class _BatchLogps:
+    """Completion log-probs of tokenized pairs, in micro-batches: returns (chosen (n,), rejected (n,))."""
+
+    def __init__(self, policy, pad_token_id: int, device: str, batch_size: int) -> None:
+        self.policy, self.pad_token_id, self.device, self.batch_size = policy, pad_token_id, device, batch_size
+
+    def forward(self, items: Sequence[TokenizedPair]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        batch = {k: v.to(self.device) for k, v in collate(items, self.pad_token_id).items()}
+        logps = completion_logps(self.policy, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+        chosen, rejected = logps.chunk(2)
+        lengths = batch["completion_mask"].sum(dim=1).float()
+        return chosen, rejected, lengths
+
+    @torch.no_grad()
+    def __call__(self, items: Sequence[TokenizedPair]) -> tuple[torch.Tensor, torch.Tensor]:
+        parts = [self.forward(items[i : i + self.batch_size])[:2] for i in range(0, len(items), self.batch_size)]
+        if not parts:
+            return torch.zeros(0), torch.zeros(0)
+        return torch.cat([c for c, _ in parts]).cpu(), torch.cat([r for _, r in parts]).cpu()
+
+
+def _score(policy_logps, ref_logps, config: DPOConfig) -> dict:
+    _, chosen_rewards, rejected_rewards = dpo_loss(*policy_logps, *ref_logps, beta=config.beta, loss_type="sigmoid")
+    return preference_metrics(chosen_rewards, rejected_rewards)
+
+
+def _train(policy, train_tok, ref_logps, config: DPOConfig, batch_logps, on_progress, should_stop) -> list[dict]:
+    """The optimization loop; returns one metrics dict per optimizer step."""
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+    pairs_per_step = config.batch_size * config.grad_accum
+    steps_per_epoch = math.ceil(len(train_tok) / pairs_per_step)
+    total_steps = steps_per_epoch * config.epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / total_steps)
+    rng = random.Random(config.seed)
+    history: list[dict] = []
+    started = time.monotonic()
+    policy.train()
+    for epoch in range(config.epochs):
+        order = list(range(len(train_tok)))
+        rng.shuffle(order)
+        for step_start in range(0, len(order), pairs_per_step):
+            step_idx = order[step_start : step_start + pairs_per_step]
+            stats = _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_stop)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            stats |= {
+                "step": len(history) + 1,
+                "total_steps": total_steps,
+                "epoch": epoch + 1,
+                "seconds": round(time.monotonic() - started, 2),
+            }
+            history.append(stats)
+            if on_progress is not None:
+                on_progress(stats)
+    policy.eval()
+    return history
+
+
+def _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_stop) -> dict:
+    """Forward/backward over the micro-batches of one optimizer step; returns its mean metrics."""
+    ref_chosen, ref_rejected = ref_logps
+    losses, chosen_rewards, rejected_rewards = [], [], []
+    for i in range(0, len(step_idx), config.batch_size):
+        if should_stop is not None and should_stop():
+            raise RoundCancelled("Round cancelled; the previous policy keeps serving.")
+        idx = step_idx[i : i + config.batch_size]
+        chosen, rejected, lengths = batch_logps.forward([train_tok[j] for j in idx])
+        device = chosen.device
+        loss, cr, rr = dpo_loss(
+            chosen,
+            rejected,
+            ref_chosen[idx].to(device),
+            ref_rejected[idx].to(device),
+            beta=config.beta,
+            loss_type=config.loss_type,
+            label_smoothing=config.label_smoothing,
+            chosen_lengths=lengths[: len(idx)],
+            rejected_lengths=lengths[len(idx) :],
+        )
+        if not torch.isfinite(loss).all():
+            raise TrainingError(
+                "The loss became NaN or infinite; the round stopped and the previous policy keeps serving. "
+                "Lower the learning rate or beta and try again."
+            )
+        (loss.sum() / len(step_idx)).backward()
+        losses.append(loss.detach().cpu())
+        chosen_rewards.append(cr.cpu())
+        rejected_rewards.append(rr.cpu())
+    return {"loss": torch.cat(losses).mean().item()} | preference_metrics(
+        torch.cat(chosen_rewards), torch.cat(rejected_rewards)
+    )
+
+
+def _write_round(out_dir: Path, policy, tokenizer, record: dict, metrics: dict, ids: dict) -> None:
+    """Write everything to a temporary sibling folder, then rename it into place in one step."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        policy.save_pretrained(tmp / "adapter")
+        for name, payload in (("config.json", record), ("metrics.json", metrics), ("judgements.json", ids)):
+            (tmp / name).write_text(json.dumps(payload, indent=2, default=str))
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
