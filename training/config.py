@@ -27,7 +27,9 @@ class DPOConfig:
     batch_size: int = field(default=4, metadata={"help": "Preference pairs per optimizer step (before accumulation)."})
     grad_accum: int = field(default=1, metadata={"help": "Micro-batches accumulated per optimizer step."})
     max_length: int = field(default=512, metadata={"help": "Longest prompt+completion in tokens; longer are cut."})
-    max_prompt_length: int = field(default=256, metadata={"help": "Prompts longer than this keep their last tokens."})
+    max_prompt_length: int | None = field(
+        default=None, metadata={"help": "Prompts longer than this keep their last tokens (default: max_length // 2)."}
+    )
     loss_type: str = field(default="sigmoid", metadata={"help": f"One of {LOSS_TYPES}."})
     label_smoothing: float = field(
         default=0.0, metadata={"help": "Conservative DPO: assumed label-noise rate in [0, 0.5)."}
@@ -59,6 +61,8 @@ class DPOConfig:
             value = getattr(self, name)
             _check(isinstance(value, int) and value >= 1, f"{name} must be an integer >= 1, got {value!r}")
         _check(self.max_length >= 16, f"max_length must be >= 16 tokens, got {self.max_length}")
+        if self.max_prompt_length is None:
+            object.__setattr__(self, "max_prompt_length", self.max_length // 2)
         _check(
             1 <= self.max_prompt_length < self.max_length,
             f"max_prompt_length must be in [1, max_length={self.max_length}), got {self.max_prompt_length}",

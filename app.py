@@ -1,0 +1,384 @@
+"""prefloop's web app: label pairs from the current policy, train DPO rounds, compare versions.
+
+    python app.py                       # bundled SmolLM2-135M-Instruct, data in ./data, rounds in ./runs
+    python app.py --model path/or/hub-id --db data/other.duckdb --port 7860
+
+This file is the only one that imports gradio: handlers translate between widgets and the domain objects
+built in `build_services` (store, policy server, pair sampler, round runner).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from labeling.loop import Loop
+from labeling.policy import PolicyServer, SamplingSettings
+from labeling.prompts import PromptFileError, starter_prompts
+from labeling.sampler import Pair, PairSampler
+from storage import Store, StoreError
+from training.config import LOSS_TYPES, DPOConfig
+from training.model import ModelLoadError, default_device, resolve_model, resolve_quantization
+from training.round import TrainingError
+from training.rounds import RoundRunner
+
+CHOICE_BUTTONS = (  # (choice, label, key)
+    ("left", "👈 Left is better", "1"),
+    ("right", "Right is better 👉", "2"),
+    ("tie", "🤝 Tie", "3"),
+    ("both_bad", "👎 Both bad", "4"),
+    ("skip", "Skip", "5"),
+)
+KEYS_JS = """
+<script>
+document.addEventListener('keydown', (e) => {
+  const tag = (e.target.tagName || '').toLowerCase();
+  if (tag === 'input' || tag === 'textarea' || e.ctrlKey || e.metaKey || e.altKey) return;
+  const ids = {'1': 'vote-left', '2': 'vote-right', '3': 'vote-tie', '4': 'vote-both_bad', '5': 'vote-skip'};
+  const el = ids[e.key] && document.getElementById(ids[e.key]);
+  if (el) { el.click(); e.preventDefault(); }
+});
+</script>
+"""
+LABEL_USE = (
+    "**How labels are used:** *left* / *right* become DPO pairs (chosen / rejected). *Tie* and *both bad* are "
+    "stored with the pair but are not DPO pairs; they stay in the data for audits and export. *Skip* records that "
+    "the pair was seen."
+)
+
+
+@dataclass
+class Services:
+    store: Store
+    loop: Loop
+    runner: RoundRunner
+    model: str
+    device: str
+    exports_dir: Path
+
+
+def build_services(args: argparse.Namespace) -> Services:
+    """Open the store, load the serving model, start the sampler; raises with a clear message on bad input."""
+    store = Store(args.db)
+    store.mark_interrupted_rounds()
+    if store.count_prompts() == 0:
+        store.add_prompts(starter_prompts(), source="starter")
+    model = resolve_model(args.model, Path(args.model_cache))
+    device = args.device or default_device()
+    server = PolicyServer(model, device=device, quantization=resolve_quantization(args.quantization, device))
+    sampler = PairSampler(store, server, depth=args.queue_depth)
+    loop = Loop(store, server, sampler)
+    loop.restore_serving()
+    runner = RoundRunner(store, model, Path(args.runs), on_done=lambda r: loop.serve(r.version), device=device)
+    sampler.start()
+    return Services(store, loop, runner, model, device, Path(args.exports))
+
+
+# -- handlers: small adapters between widgets and the domain ------------------------------------------------
+def _pair_view(pair: Pair | None, services: Services) -> tuple:
+    if pair is None:
+        return None, "", "", "", "No pair yet."
+    status = f"Pair from **{pair.version}** · {services.loop.sampler.queued()} ready in the queue"
+    return dataclasses.asdict(pair), f"**Prompt:** {pair.prompt}", pair.left, pair.right, status
+
+
+def make_handlers(services: Services) -> dict:
+    loop, store, runner = services.loop, services.store, services.runner
+
+    def next_pair():
+        try:
+            return _pair_view(loop.next_pair(), services)
+        except Exception as err:
+            raise gr.Error(str(err)) from err
+
+    def vote(choice: str):
+        def handler(pair_state: dict | None, labeler: str):
+            if not pair_state:
+                raise gr.Error("No pair on screen: press 'Next pair' first.")
+            judgement_id = loop.vote(Pair(**pair_state), choice, labeler)
+            return None, f"Saved vote #{judgement_id} ({choice}). Total votes: {store.count_judgements()}."
+
+        return handler
+
+    def add_prompt(text: str):
+        try:
+            prompt_id = loop.add_prompt(text)
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+        return "", f"Added prompt #{prompt_id}. {store.count_prompts()} prompts in the store."
+
+    def import_prompts(file):
+        if file is None:
+            raise gr.Error("Choose a JSONL, CSV, TXT or parquet file first.")
+        try:
+            added = loop.import_prompts(file)
+        except (PromptFileError, ValueError, StoreError) as err:
+            raise gr.Error(str(err)) from err
+        return f"Imported {added} new prompts from {Path(file).name}. {store.count_prompts()} prompts in the store."
+
+    def apply_settings(temperature, top_p, max_new_tokens):
+        try:
+            loop.sampler.set_settings(SamplingSettings(float(temperature), float(top_p), int(max_new_tokens)))
+        except ValueError as err:
+            raise gr.Error(str(err)) from err
+        return "Sampling settings applied; new pairs use them."
+
+    def start_round(beta, lr, epochs, batch_size, loss_type, lora_r, lora_alpha, max_length, continue_serving):
+        try:
+            config = DPOConfig(
+                beta=float(beta),
+                learning_rate=float(lr),
+                epochs=int(epochs),
+                batch_size=int(batch_size),
+                loss_type=loss_type,
+                lora_r=int(lora_r),
+                lora_alpha=int(lora_alpha),
+                max_length=int(max_length),
+                continue_from_serving=bool(continue_serving),
+            )
+            runner.start(config)
+        except (ValueError, TrainingError, StoreError) as err:
+            raise gr.Error(str(err)) from err
+        return "Round started."
+
+    def cancel_round():
+        runner.cancel()
+        return "Cancelling… the round stops at its next micro-batch."
+
+    def round_status():
+        status = runner.status()
+        rows = [
+            {"step": s["step"], "value": s[k], "metric": k}
+            for s in status["history"]
+            for k in ("loss", "margin", "accuracy")
+        ]
+        plot = pd.DataFrame(rows or [{"step": 0, "value": 0.0, "metric": "loss"}])
+        history = status["history"]
+        progress = f"**{status['state']}** · {status['message']}"
+        if history:
+            last = history[-1]
+            progress += f" · {last['step'] / last['total_steps']:.0%} · {last['seconds']:.0f}s"
+        return progress, plot, rounds_table(), f"Serving **{loop.server.version}**"
+
+    def rounds_table():
+        rows = [
+            {
+                "version": r.version,
+                "status": r.status,
+                "parent": f"round_{r.parent_round:03d}" if r.parent_round else "base",
+                "pairs": r.n_pairs,
+                "heldout acc after": (r.metrics.get("heldout_after") or {}).get("accuracy"),
+                "heldout margin after": (r.metrics.get("heldout_after") or {}).get("margin"),
+                "final loss": (r.metrics.get("train") or {}).get("loss"),
+                "seconds": r.metrics.get("seconds"),
+                "started": r.started_at.strftime("%Y-%m-%d %H:%M"),
+                "error": r.error or "",
+            }
+            for r in store.list_rounds()
+        ]
+        return pd.DataFrame(
+            rows,
+            columns=[
+                "version",
+                "status",
+                "parent",
+                "pairs",
+                "heldout acc after",
+                "heldout margin after",
+                "final loss",
+                "seconds",
+                "started",
+                "error",
+            ],
+        )
+
+    def versions():
+        choices = loop.versions()
+        return gr.update(choices=choices), gr.update(choices=choices), gr.update(choices=choices)
+
+    def serve(version: str):
+        try:
+            loop.serve(version)
+        except (ValueError, StoreError, OSError) as err:
+            raise gr.Error(str(err)) from err
+        return f"Serving **{version}**; new pairs come from it."
+
+    def compare(prompt, version_a, version_b, seed, temperature, top_p, max_new_tokens):
+        try:
+            settings = SamplingSettings(float(temperature), float(top_p), int(max_new_tokens), seed=int(seed))
+            return loop.compare(prompt, version_a, version_b, settings)
+        except (ValueError, StoreError) as err:
+            raise gr.Error(str(err)) from err
+
+    def export(fmt: str):
+        services.exports_dir.mkdir(parents=True, exist_ok=True)
+        stem = services.exports_dir / f"pairs-{time.strftime('%Y%m%d-%H%M%S')}"
+        target = stem.with_suffix({"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}[fmt])
+        try:
+            count = store.export_pairs(target, fmt)
+        except StoreError as err:
+            raise gr.Error(str(err)) from err
+        if fmt == "hf":  # a datasets folder: offer it zipped
+            target = Path(shutil.make_archive(str(stem), "zip", root_dir=target))
+        return str(target), f"Exported {count} pairs (prompt / chosen / rejected) to {target}."
+
+    return {k: v for k, v in locals().items() if callable(v) and not k.startswith("_")}
+
+
+def build_demo(services: Services) -> gr.Blocks:
+    h = make_handlers(services)
+    mode = "QLoRA: 4-bit NF4 base + LoRA" if resolve_quantization("auto", services.device) == "nf4" else "plain LoRA"
+    with gr.Blocks(title="prefloop") as demo:
+        gr.Markdown(f"# prefloop\nModel `{services.model}` on **{services.device}** · training: **{mode}**")
+        serving = gr.Markdown(f"Serving **{services.loop.server.version}**")
+        with gr.Tab("Label"):
+            pair_state = gr.State(None)
+            labeler = gr.Textbox(label="Your name (labeler)", value="anonymous", max_lines=1)
+            prompt_md = gr.Markdown()
+            with gr.Row():
+                left = gr.Textbox(label="Left", lines=10, interactive=False)
+                right = gr.Textbox(label="Right", lines=10, interactive=False)
+            with gr.Row():
+                buttons = {c: gr.Button(f"{label} [{key}]", elem_id=f"vote-{c}") for c, label, key in CHOICE_BUTTONS}
+            pair_status, vote_status = gr.Markdown(), gr.Markdown()
+            next_btn = gr.Button("Next pair", variant="primary")
+            gr.Markdown(LABEL_USE + " Keys: 1 left · 2 right · 3 tie · 4 both bad · 5 skip.")
+            pair_outputs = [pair_state, prompt_md, left, right, pair_status]
+            for choice, button in buttons.items():
+                button.click(
+                    h["vote"](choice), [pair_state, labeler], [pair_state, vote_status], api_name=f"vote_{choice}"
+                ).then(h["next_pair"], None, pair_outputs, api_name=False)
+            next_btn.click(h["next_pair"], None, pair_outputs, api_name="next_pair")
+            demo.load(h["next_pair"], None, pair_outputs, api_name=False)
+            with gr.Accordion("Sampling settings", open=False):
+                temperature = gr.Slider(0.05, 2.0, value=0.8, step=0.05, label="Temperature")
+                top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.05, label="Top-p")
+                max_new = gr.Slider(8, 1024, value=128, step=8, label="Max new tokens")
+                settings_status = gr.Markdown()
+                gr.Button("Apply").click(
+                    h["apply_settings"], [temperature, top_p, max_new], settings_status, api_name="apply_settings"
+                )
+            with gr.Accordion("Prompts", open=False):
+                new_prompt = gr.Textbox(label="Add a prompt", lines=2)
+                prompt_status = gr.Markdown()
+                gr.Button("Add").click(h["add_prompt"], new_prompt, [new_prompt, prompt_status], api_name="add_prompt")
+                upload = gr.File(label="Import JSONL / CSV / TXT / parquet", type="filepath")
+                gr.Button("Import file").click(h["import_prompts"], upload, prompt_status, api_name="import_prompts")
+        with gr.Tab("Train"):
+            with gr.Row():
+                beta = gr.Number(0.1, label="β (beta)")
+                lr = gr.Number(5e-4, label="Learning rate")
+                epochs = gr.Number(2, label="Epochs", precision=0)
+                batch = gr.Number(4, label="Batch size (pairs)", precision=0)
+            with gr.Row():
+                loss_type = gr.Dropdown(list(LOSS_TYPES), value="sigmoid", label="Loss")
+                lora_r = gr.Number(16, label="LoRA rank", precision=0)
+                lora_alpha = gr.Number(32, label="LoRA alpha", precision=0)
+                max_length = gr.Number(512, label="Max length (tokens)", precision=0)
+            cont = gr.Checkbox(
+                True,
+                label="Continue from the serving policy on pairs no round used "
+                "(untick: fresh adapter from the base on all pairs)",
+            )
+            with gr.Row():
+                start_btn = gr.Button("Start round", variant="primary")
+                cancel_btn = gr.Button("Cancel round", variant="stop")
+            train_msg, progress = gr.Markdown(), gr.Markdown()
+            plot = gr.LinePlot(x="step", y="value", color="metric", title="Loss · reward margin · accuracy")
+            history = gr.Dataframe(label="Rounds", interactive=False)
+            with gr.Row():
+                serve_choice = gr.Dropdown(
+                    services.loop.versions(),
+                    value=services.loop.server.version,
+                    label="Serve version (roll back or forward)",
+                    allow_custom_value=True,
+                )
+                serve_btn = gr.Button("Serve this version")
+            with gr.Row():
+                fmt = gr.Radio(["jsonl", "parquet", "hf"], value="jsonl", label="Export format")
+                export_btn = gr.Button("Export preference pairs")
+            export_file, export_msg = gr.File(label="Export"), gr.Markdown()
+            start_btn.click(
+                h["start_round"],
+                [beta, lr, epochs, batch, loss_type, lora_r, lora_alpha, max_length, cont],
+                train_msg,
+                api_name="start_round",
+            )
+            cancel_btn.click(h["cancel_round"], None, train_msg, api_name="cancel_round")
+            export_btn.click(h["export"], fmt, [export_file, export_msg], api_name="export")
+        with gr.Tab("Compare"):
+            with gr.Row():
+                version_a = gr.Dropdown(
+                    services.loop.versions(), value="base", label="Version A", allow_custom_value=True
+                )
+                version_b = gr.Dropdown(
+                    services.loop.versions(),
+                    value=services.loop.server.version,
+                    label="Version B",
+                    allow_custom_value=True,
+                )
+            stored = gr.Dropdown([p.text for p in services.store.list_prompts(limit=500)], label="Pick a stored prompt")
+            cmp_prompt = gr.Textbox(label="Prompt", lines=2)
+            stored.change(lambda p: p, stored, cmp_prompt, api_name=False)
+            seed = gr.Number(0, label="Seed", precision=0)
+            cmp_btn = gr.Button("Generate both", variant="primary")
+            with gr.Row():
+                out_a, out_b = gr.Textbox(label="A", lines=10), gr.Textbox(label="B", lines=10)
+            cmp_btn.click(
+                h["compare"],
+                [cmp_prompt, version_a, version_b, seed, temperature, top_p, max_new],
+                [out_a, out_b],
+                api_name="compare",
+            )
+        status_outputs = [progress, plot, history, serving]
+        gr.Timer(1.0).tick(h["round_status"], None, status_outputs, api_name="round_status", show_progress="hidden")
+        serve_btn.click(h["serve"], serve_choice, train_msg, api_name="serve")
+        for event in (serve_btn.click, start_btn.click, gr.Timer(5.0).tick):
+            event(h["versions"], None, [serve_choice, version_a, version_b], api_name=False, show_progress="hidden")
+        demo.load(h["round_status"], None, status_outputs, api_name=False)
+    return demo
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="prefloop: label, train DPO rounds, serve the new policy live.")
+    parser.add_argument("--model", default=None, help="Model folder or hub id (default: bundled SmolLM2-135M-Instruct)")
+    parser.add_argument("--db", default="data/prefloop.duckdb", help="DuckDB file for prompts, labels and rounds")
+    parser.add_argument("--runs", default="runs", help="Folder for round_NNN/ adapters and lineage")
+    parser.add_argument("--exports", default="exports", help="Folder for exported preference pairs")
+    parser.add_argument("--model-cache", default="data/models", help="Where the bundled model is converted once")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    parser.add_argument(
+        "--quantization",
+        default="none",
+        choices=["auto", "nf4", "none"],
+        help="Serving model weights; training picks NF4 on CUDA by itself",
+    )
+    parser.add_argument("--queue-depth", type=int, default=4, help="Pairs kept ready for labelers")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--no-browser", action="store_true", help="Do not open a browser tab")
+    return parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> None:
+    try:
+        services = build_services(args)
+    except (StoreError, ModelLoadError, ValueError) as err:
+        sys.exit(f"prefloop: {err}")
+    demo = build_demo(services)
+    demo.queue(default_concurrency_limit=8)
+    demo.launch(
+        server_name=args.host, server_port=args.port, inbrowser=not args.no_browser, head=KEYS_JS, show_error=True
+    )
+
+
+if __name__ == "__main__":
+    main(parse_args())

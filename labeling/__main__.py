@@ -1,0 +1,41 @@
+"""Prompt management from the command line.
+
+    python -m labeling import-prompts prompts.jsonl --db data/prefloop.duckdb
+    python -m labeling add-prompt "Explain tides to a child." --db data/prefloop.duckdb
+
+Files: JSONL / CSV (a prompt, text, question or instruction field), TXT (one prompt a line), parquet, or a
+`datasets` folder. An import is all or nothing: a broken line names file, line and field, and imports nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labeling", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default="data/prefloop.duckdb", help="DuckDB file of the app")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("import-prompts", help="import a prompt file or datasets folder").add_argument("path")
+    sub.add_parser("add-prompt", help="add one prompt").add_argument("text")
+    args = parser.parse_args(argv)
+
+    from labeling.prompts import PromptFileError, read_prompts
+    from storage import Store, StoreError
+
+    try:
+        with Store(args.db) as store:
+            if args.command == "import-prompts":
+                added = store.add_prompts(read_prompts(args.path), source=args.path)
+                print(f"imported {added} new prompts; {store.count_prompts()} in {args.db}")
+            else:
+                print(f"added prompt #{store.add_prompt(args.text)}")
+    except (PromptFileError, StoreError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

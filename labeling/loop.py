@@ -1,0 +1,81 @@
+"""The labeling loop as one object the UI and the tests call: pairs, votes, serving versions, comparisons.
+
+loop = Loop(store, server, sampler)
+pair = loop.next_pair(); loop.vote(pair, "left", labeler="ana")
+loop.serve("round_002"); loop.compare("Explain tides.", "base", "round_002", SamplingSettings(seed=0))
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from labeling.policy import BASE_VERSION, PolicyServer, SamplingSettings
+from labeling.prompts import read_prompts
+from labeling.sampler import Pair, PairSampler
+from storage import CHOICES, Store, StoreError
+
+
+class Loop:
+    def __init__(self, store: Store, server: PolicyServer, sampler: PairSampler) -> None:
+        self.store, self.server, self.sampler = store, server, sampler
+
+    def restore_serving(self) -> str:
+        """Serve the version the store remembers (after a restart); fall back to the base if it is gone."""
+        version = self.store.get_serving()
+        try:
+            self.serve(version)
+        except (StoreError, OSError, ValueError):
+            self.serve(BASE_VERSION)
+        return self.server.version
+
+    # -- labeling -------------------------------------------------------------------------------------
+    def next_pair(self) -> Pair:
+        return self.sampler.take()
+
+    def vote(self, pair: Pair, choice: str, labeler: str) -> int:
+        """Store a judgement on `pair` as it was shown; returns its id once it is committed."""
+        if choice not in CHOICES:
+            raise ValueError(f"choice must be one of {CHOICES}, got {choice!r}")
+        labeler = (labeler or "").strip() or "anonymous"
+        return self.store.add_judgement(pair.prompt_id, pair.left_id, pair.right_id, choice, labeler, pair.version)
+
+    # -- prompts --------------------------------------------------------------------------------------
+    def add_prompt(self, text: str) -> int:
+        return self.store.add_prompt(text, source="typed")
+
+    def import_prompts(self, path: str | os.PathLike) -> int:
+        """Import a JSONL / CSV / TXT / parquet file or a datasets folder; all or nothing. Returns new prompts."""
+        return self.store.add_prompts(read_prompts(path), source=Path(path).name)
+
+    # -- versions -------------------------------------------------------------------------------------
+    def versions(self) -> list[str]:
+        return [BASE_VERSION] + [r.version for r in self.store.list_rounds() if r.status == "done"]
+
+    def _ensure_loaded(self, version: str) -> None:
+        if version == BASE_VERSION:
+            return
+        rounds = {r.version: r for r in self.store.list_rounds() if r.status == "done"}
+        if version not in rounds:
+            raise ValueError(f"Unknown version {version!r}; pick one of {self.versions()}")
+        self.server.load(version, rounds[version].adapter_path)
+
+    def serve(self, version: str) -> None:
+        """Make `version` (the base or a finished round) the serving policy, e.g. after a round or to roll back."""
+        self._ensure_loaded(version)
+        self.server.serve(version)
+        self.store.set_serving(version)
+        self.sampler.invalidate()
+
+    def compare(self, prompt: str, version_a: str, version_b: str, settings: SamplingSettings) -> tuple[str, str]:
+        """One completion from each version, with the same settings and seed."""
+        prompt = (prompt or "").strip()
+        if not prompt:
+            raise ValueError("Prompt is empty: type a prompt or pick one from the store.")
+        if settings.seed is None:
+            settings = SamplingSettings(settings.temperature, settings.top_p, settings.max_new_tokens, seed=0)
+        outputs = []
+        for version in (version_a, version_b):
+            self._ensure_loaded(version)
+            outputs.append(self.server.generate([prompt], n=1, settings=settings, version=version)[0][0])
+        return outputs[0], outputs[1]

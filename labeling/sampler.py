@@ -1,0 +1,129 @@
+"""A background sampler that keeps labeling pairs ready, so a vote never waits for generation.
+
+    sampler = PairSampler(store, server, depth=4); sampler.start()
+    pair = sampler.take()        # a ready pair, or one generated now if the queue is empty
+
+Each queued pair is tagged with the policy version and sampling settings that produced it; when either
+changes (`invalidate()`), older pairs are dropped so labelers only see the serving policy. A pair leaves
+the queue once, under a lock, so two labelers never get the same pair.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import deque
+from dataclasses import dataclass, replace
+
+from labeling.policy import PolicyServer, SamplingSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """Two completions of one prompt from one policy version; `left`/`right` are generation ids as shown."""
+
+    prompt_id: int
+    prompt: str
+    version: str
+    left_id: int
+    left: str
+    right_id: int
+    right: str
+
+    def swapped(self) -> Pair:
+        return replace(self, left_id=self.right_id, left=self.right, right_id=self.left_id, right=self.left)
+
+
+class PairSampler:
+    """Keeps up to `depth` pairs sampled from the serving policy, generating `batch_prompts` prompts at a time."""
+
+    def __init__(self, store, server: PolicyServer, depth: int = 4, batch_prompts: int = 2, seed: int | None = None):
+        if depth < 1 or batch_prompts < 1:
+            raise ValueError(f"depth and batch_prompts must be >= 1, got {depth} and {batch_prompts}")
+        self.store, self.server = store, server
+        self.depth, self.batch_prompts = depth, batch_prompts
+        self.settings = SamplingSettings()
+        self._queue: deque[Pair] = deque()
+        self._cond = threading.Condition()
+        self._epoch = 0  # bumped by invalidate(); batches started under an older epoch are dropped
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._rng = random.Random(seed)
+        self.last_error: str | None = None
+
+    # -- public ---------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pair-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=60)
+
+    def take(self) -> Pair:
+        """The next pair, sides randomized; generated on the spot if none is ready."""
+        with self._cond:
+            pair = self._queue.popleft() if self._queue else None
+            self._cond.notify_all()
+        if pair is None:
+            pairs = self._sample(1, self._epoch)
+            if not pairs:
+                raise RuntimeError("No prompts to label: add a prompt or import a prompt file first.")
+            pair = pairs[0]
+        return pair.swapped() if self._rng.random() < 0.5 else pair
+
+    def set_settings(self, settings: SamplingSettings) -> None:
+        if settings != self.settings:
+            self.settings = settings
+            self.invalidate()
+
+    def invalidate(self) -> None:
+        """Drop queued pairs (after a new round, a rollback or new settings) and refill from the serving policy."""
+        with self._cond:
+            self._epoch += 1
+            self._queue.clear()
+            self._cond.notify_all()
+
+    def queued(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+    # -- background -----------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop or len(self._queue) < self.depth)
+                if self._stop:
+                    return
+                epoch, room = self._epoch, self.depth - len(self._queue)
+                busy = {p.prompt_id for p in self._queue}
+            try:
+                pairs = self._sample(min(room, self.batch_prompts), epoch, exclude=busy)
+                self.last_error = None
+            except Exception as err:  # keep serving labelers; show the error in the UI
+                log.exception("sampling failed")
+                self.last_error = f"Sampling failed: {err}"
+                pairs = []
+            with self._cond:
+                if epoch == self._epoch:
+                    self._queue.extend(pairs)
+                if not pairs:
+                    self._cond.wait(timeout=2.0)
+
+    def _sample(self, n_prompts: int, epoch: int, exclude=()) -> list[Pair]:
+        prompts = self.store.next_prompts(n_prompts, exclude_ids=exclude)
+        if not prompts:
+            return []
+        settings, version = self.settings, self.server.version
+        completions = self.server.generate([p.text for p in prompts], n=2, settings=settings, version=version)
+        pairs = []
+        for prompt, (a, b) in zip(prompts, completions, strict=True):
+            ids = [self.store.add_generation(prompt.id, version, text, settings.to_dict()) for text in (a, b)]
+            pairs.append(Pair(prompt.id, prompt.text, version, ids[0], a, ids[1], b))
+        return pairs

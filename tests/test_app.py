@@ -1,0 +1,145 @@
+"""The real app, launched as a user would, driven through gradio_client.
+
+Label pairs → votes land in DuckDB → a round trains → the new version serves → compare → export.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+gradio_client = pytest.importorskip("gradio_client")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tiny_model_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("app")
+    port = free_port()
+    cmd = [
+        sys.executable,
+        str(REPO / "app.py"),
+        "--model",
+        str(tiny_model_dir),
+        "--db",
+        str(work / "loop.duckdb"),
+        "--runs",
+        str(work / "runs"),
+        "--exports",
+        str(work / "exports"),
+        "--port",
+        str(port),
+        "--no-browser",
+        "--queue-depth",
+        "2",
+    ]
+    log = open(work / "app.log", "w")
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"}
+    )
+    url = f"http://127.0.0.1:{port}/"
+    client = None
+    for _ in range(240):
+        if proc.poll() is not None:
+            pytest.fail(f"app exited early:\n{(work / 'app.log').read_text()[-3000:]}")
+        try:
+            client = gradio_client.Client(url, verbose=False)
+            break
+        except Exception:
+            time.sleep(0.5)
+    assert client is not None, (work / "app.log").read_text()[-3000:]
+    yield client, proc, work
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def label(client, n: int, labeler="tester") -> list[str]:
+    statuses = []
+    for i in range(n):
+        prompt, left, right, status = client.predict(api_name="/next_pair")
+        assert prompt.startswith("**Prompt:**") and isinstance(left, str) and isinstance(right, str)
+        choice = "left" if i % 2 == 0 else "right"
+        saved = client.predict(labeler, api_name=f"/vote_{choice}")
+        assert saved.startswith("Saved vote #")
+        statuses.append(status)
+    return statuses
+
+
+def test_bad_input_gets_a_clear_error_in_the_ui(app):
+    client, _, _ = app
+    with pytest.raises(Exception, match="Prompt is empty"):
+        client.predict("   ", api_name="/add_prompt")
+    with pytest.raises(Exception, match="Too few new preference pairs"):
+        client.predict(0.1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round")
+    with pytest.raises(Exception, match="beta must be > 0"):
+        client.predict(-1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round")
+    with pytest.raises(Exception, match="No pair on screen"):
+        client.predict("tester", api_name="/vote_left")
+    added = client.predict("Describe a lighthouse in one sentence.", api_name="/add_prompt")
+    assert added[1].startswith("Added prompt #")
+
+
+def test_the_whole_loop_through_the_app(app):
+    client, proc, work = app
+    client.predict(0.8, 0.95, 16, api_name="/apply_settings")
+    statuses = label(client, 10)
+    assert all("Pair from **base**" in s for s in statuses)
+    tie = client.predict(api_name="/next_pair")
+    assert client.predict("tester", api_name="/vote_tie").startswith("Saved vote #")
+    assert tie
+
+    assert client.predict(0.1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round") == "Round started."
+    for _ in range(300):
+        progress, _, _, serving = client.predict(api_name="/round_status")
+        if "**done**" in progress or "**failed**" in progress:
+            break
+        time.sleep(0.5)
+    assert "**done**" in progress, progress
+    assert "round_001" in serving
+
+    _, _, _, status = client.predict(api_name="/next_pair")
+    assert "Pair from **round_001**" in status
+    a, b = client.predict("Tell me a joke.", "base", "round_001", 7, 0.8, 0.95, 16, api_name="/compare")
+    again_a, again_b = client.predict("Tell me a joke.", "base", "round_001", 7, 0.8, 0.95, 16, api_name="/compare")
+    assert (a, b) == (again_a, again_b), "same versions, settings and seed give the same completions"
+
+    path, message = client.predict("jsonl", api_name="/export")
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    assert len(rows) == 10 and "Exported 10 pairs" in message
+    assert rows[0]["prompt"][0]["role"] == "user" and rows[0]["chosen"][0]["role"] == "assistant"
+
+    assert client.predict("base", api_name="/serve").startswith("Serving **base**")
+    _, _, _, status = client.predict(api_name="/next_pair")
+    assert "Pair from **base**" in status
+
+    # A vote acknowledged in the UI is on disk even if the app is killed right after.
+    client.predict("last-voter", api_name="/vote_both_bad")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    from storage import Store
+
+    with Store(work / "loop.duckdb") as store:
+        judgements = store.list_judgements()
+        assert len(judgements) == 12 and judgements[-1].labeler == "last-voter"
+        assert [j.choice for j in judgements].count("tie") == 1
+        (round_,) = store.list_rounds()
+        assert round_.status == "done" and round_.n_pairs == 8
+        assert sorted(store.round_judgement_ids(round_.id)) == sorted(
+            json.loads((work / "runs" / "round_001" / "judgements.json").read_text())["train"]
+        )
+        assert store.get_serving() == "base"

@@ -1,0 +1,144 @@
+"""The labeling loop on a real store and a tiny model: pairs, votes, serving versions, comparisons."""
+
+import threading
+
+import pytest
+
+from labeling.loop import Loop
+from labeling.policy import PolicyServer, SamplingSettings
+from labeling.sampler import PairSampler
+from storage import Store
+from training.config import DPOConfig
+from training.round import TrainingError
+from training.rounds import RoundRunner, train_round
+
+
+@pytest.fixture
+def loop(tiny_model_dir):
+    store = Store(":memory:")
+    store.add_prompts([f"Tell me about topic {i}." for i in range(12)], source="test")
+    server = PolicyServer(str(tiny_model_dir), device="cpu")
+    sampler = PairSampler(store, server, depth=3, seed=0)
+    sampler.set_settings(SamplingSettings(max_new_tokens=8))
+    yield Loop(store, server, sampler)
+    sampler.stop()
+    store.close()
+
+
+def test_queued_pairs_are_tagged_and_never_handed_out_twice(loop):
+    loop.sampler.start()
+    taken, lock = [], threading.Lock()
+
+    def labeler():
+        for _ in range(3):
+            pair = loop.next_pair()
+            with lock:
+                taken.append(pair)
+
+    threads = [threading.Thread(target=labeler) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [frozenset((p.left_id, p.right_id)) for p in taken]
+    assert len(set(ids)) == len(ids) == 9
+    assert all(p.version == "base" for p in taken)
+    generation = loop.store.get_generation(taken[0].left_id)
+    assert generation.version == "base" and generation.settings["max_new_tokens"] == 8
+
+
+def test_sides_are_randomized(loop):
+    firsts = []
+    for _ in range(12):
+        pair = loop.next_pair()
+        firsts.append(pair.left_id < pair.right_id)
+    assert 0 < sum(firsts) < len(firsts)
+
+
+def test_votes_are_stored_as_shown(loop):
+    pair = loop.next_pair()
+    judgement_id = loop.vote(pair, "right", labeler="  ")
+    (judgement,) = loop.store.list_judgements()
+    assert judgement.id == judgement_id and judgement.labeler == "anonymous"
+    assert (judgement.left_generation_id, judgement.right_generation_id) == (pair.left_id, pair.right_id)
+    (pp,) = loop.store.preference_pairs()
+    assert pp.chosen == pair.right and pp.rejected == pair.left
+    with pytest.raises(ValueError, match="choice must be one of"):
+        loop.vote(pair, "maybe", labeler="x")
+
+
+def label(loop, n):
+    for i in range(n):
+        loop.vote(loop.next_pair(), "left" if i % 2 else "right", labeler="t")
+
+
+def test_round_serves_rolls_back_and_compares(loop, tiny_model_dir, tmp_path):
+    label(loop, 10)
+    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
+    finished = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
+    assert finished.status == "done" and finished.n_pairs == 8 and finished.parent_round is None
+    loop.serve(finished.version)
+    assert loop.server.version == "round_001" == loop.store.get_serving()
+    assert loop.next_pair().version == "round_001", "queued base pairs were dropped"
+    assert loop.versions() == ["base", "round_001"]
+
+    settings = SamplingSettings(max_new_tokens=8, seed=5)
+    assert loop.compare("Hi there", "base", "round_001", settings) == loop.compare(
+        "Hi there", "base", "round_001", settings
+    )
+    with pytest.raises(ValueError, match="Prompt is empty"):
+        loop.compare("  ", "base", "round_001", settings)
+    with pytest.raises(ValueError, match="Unknown version"):
+        loop.compare("Hi", "base", "round_007", settings)
+
+    loop.serve("base")
+    assert loop.server.version == "base" == loop.store.get_serving()
+
+
+def test_second_round_continues_from_the_serving_one_on_unused_pairs(loop, tiny_model_dir, tmp_path):
+    label(loop, 10)
+    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
+    first = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
+    loop.serve(first.version)
+    with pytest.raises(TrainingError, match="Too few new preference pairs: 2"):
+        train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
+    label(loop, 8)
+    second = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
+    assert second.parent_round == first.id
+    assert not set(loop.store.round_judgement_ids(first.id)) & set(loop.store.round_judgement_ids(second.id))
+    fresh = train_round(
+        loop.store,
+        DPOConfig(**{**config.to_dict(), "continue_from_serving": False}),
+        model=str(tiny_model_dir),
+        runs_dir=tmp_path,
+        device="cpu",
+    )
+    assert fresh.parent_round is None and fresh.n_pairs == 14
+
+
+def test_runner_refuses_a_second_round_and_reports_progress(loop, tiny_model_dir, tmp_path):
+    label(loop, 10)
+    served = []
+    runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, on_done=served.append, device="cpu")
+    runner.start(DPOConfig(learning_rate=5e-3, epochs=2, batch_size=2, min_pairs=4))
+    with pytest.raises(TrainingError, match="already running"):
+        runner.start(DPOConfig())
+    runner.wait(120)
+    status = runner.status()
+    assert status["state"] == "done", status
+    assert len(status["history"]) == 8 and served[0].version == "round_001"
+
+
+def test_cancelled_round_is_recorded_and_keeps_the_previous_policy(loop, tiny_model_dir, tmp_path):
+    label(loop, 10)
+    runner = RoundRunner(
+        loop.store, str(tiny_model_dir), tmp_path, on_done=lambda r: loop.serve(r.version), device="cpu"
+    )
+    runner.cancel()
+    runner.start(DPOConfig(learning_rate=5e-3, epochs=50, batch_size=1, min_pairs=4))
+    runner.cancel()
+    runner.wait(120)
+    assert runner.status()["state"] == "cancelled"
+    (round_,) = loop.store.list_rounds()
+    assert round_.status == "cancelled" and loop.server.version == "base"
+    assert not any(tmp_path.iterdir())
