@@ -29,16 +29,15 @@ def default_model_dir() -> Path:
     return prepare_default_model(MODEL_CACHE)
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, default_model_dir) -> Path:
+def build_tiny_llama(path: Path, tokenizer_dir: Path, hidden: int = 32) -> Path:
     """A 2-layer random llama using the default model's tokenizer and chat template; seconds to train."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -49,8 +48,17 @@ def tiny_model_dir(tmp_path_factory, default_model_dir) -> Path:
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    path = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(path)
+    LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, default_model_dir) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), default_model_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_qlora_model_dir(tmp_path_factory, default_model_dir) -> Path:
+    """Like tiny_model_dir, with layers wide enough for bitsandbytes' 64-value NF4 blocks."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama-64"), default_model_dir, hidden=64)

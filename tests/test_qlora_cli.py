@@ -1,0 +1,124 @@
+"""The QLoRA path (NF4 base via bitsandbytes, which also runs on CPU), the training CLI, and start-up errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storage import Store
+from training.config import DPOConfig
+from training.data import TrainingPair
+from training.round import run_round
+
+REPO = Path(__file__).resolve().parents[1]
+PAIRS = [TrainingPair(f"Tell me about {t}.", f"Gladly! A note on {t}.", "No.", i) for i, t in enumerate("abcdefgh")]
+
+
+def test_qlora_round_trains_lora_on_a_4bit_base(tiny_qlora_model_dir, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    history = []
+    config = DPOConfig(
+        quantization="nf4",
+        learning_rate=5e-3,
+        epochs=2,
+        batch_size=4,
+        heldout_fraction=0.25,
+        min_pairs=4,
+        target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+    )
+    result = run_round(
+        config, PAIRS, tmp_path / "round_001", model=str(tiny_qlora_model_dir), device="cpu", on_progress=history.append
+    )
+    assert result.metrics["quantization"] == "nf4"
+    assert history[0]["loss"] == pytest.approx(0.6931, abs=1e-3)
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert (result.adapter_dir / "adapter_model.safetensors").exists()
+
+
+def test_nothing_but_the_app_imports_gradio():
+    code = (
+        "import sys, labeling.loop, labeling.sampler, storage, training.rounds, training.__main__; "
+        "print('gradio' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def votes(db: Path, n: int) -> None:
+    with Store(db) as store:
+        for i in range(n):
+            prompt = store.add_prompt(f"Tell me about topic {i}.")
+            good = store.add_generation(prompt, "base", f"Gladly! Topic {i} is interesting.", {})
+            bad = store.add_generation(prompt, "base", "No.", {})
+            store.add_judgement(prompt, good, bad, "left", "ana", "base")
+
+
+def test_training_cli_runs_a_round_and_serves_it(tiny_model_dir, tmp_path):
+    db = tmp_path / "loop.duckdb"
+    votes(db, 10)
+    cmd = [
+        sys.executable,
+        "-m",
+        "training",
+        "--db",
+        str(db),
+        "--model",
+        str(tiny_model_dir),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--epochs",
+        "1",
+        "--learning-rate",
+        "0.005",
+        "--batch-size",
+        "4",
+    ]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-2000:]
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    assert summary["round"] == "round_001" and summary["pairs"] == 8
+    with Store(db) as store:
+        assert store.get_serving() == "round_001" and store.get_round(1).status == "done"
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert again.returncode == 2 and "Too few new preference pairs: 2" in again.stderr
+
+
+def test_training_cli_rejects_bad_config(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "training", "--db", str(tmp_path / "x.duckdb"), "--beta", "-1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert run.returncode == 2 and "beta must be > 0" in run.stderr
+
+
+def test_app_refuses_a_missing_model_and_a_locked_database(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "app.py", "--model", str(tmp_path / "nope"), "--db", str(tmp_path / "a.db"), "--no-browser"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert run.returncode != 0 and "does not exist" in run.stderr
+    with Store(tmp_path / "held.duckdb"):
+        run = subprocess.run(
+            [sys.executable, "app.py", "--db", str(tmp_path / "held.duckdb"), "--no-browser"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=300,
+        )
+    assert run.returncode != 0 and "in use by another running prefloop app" in run.stderr
+
+
+def test_nf4_loading_puts_4bit_layers_under_the_lora(tiny_qlora_model_dir):
+    bnb = pytest.importorskip("bitsandbytes")
+    from training.model import load_model
+
+    model = load_model(str(tiny_qlora_model_dir), quantization="nf4", device="cpu")
+    assert isinstance(model.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
+    assert model.model.layers[0].self_attn.q_proj.weight.quant_type == "nf4"
