@@ -90,6 +90,28 @@ def _pair_view(pair: Pair | None, services: Services) -> tuple:
     return dataclasses.asdict(pair), f"**Prompt:** {pair.prompt}", pair.left, pair.right, status
 
 
+def _before_after(metrics: dict, key: str) -> str:
+    """'0.50 → 1.00' for a held-out metric, or '' when the round held nothing out."""
+    before, after = metrics.get("heldout_before"), metrics.get("heldout_after")
+    return f"{before[key]:.2f} → {after[key]:.2f}" if before and after else ""
+
+
+def _round_row(r) -> dict:
+    loss = (r.metrics.get("train") or {}).get("loss")
+    return {
+        "version": r.version,
+        "status": r.status,
+        "parent": f"round_{r.parent_round:03d}" if r.parent_round else "base",
+        "pairs": r.n_pairs,
+        "held-out accuracy": _before_after(r.metrics, "accuracy"),
+        "held-out margin": _before_after(r.metrics, "margin"),
+        "final loss": "" if loss is None else f"{loss:.4f}",
+        "seconds": r.metrics.get("seconds"),
+        "started": r.started_at.strftime("%Y-%m-%d %H:%M"),
+        "error": r.error or "",
+    }
+
+
 def make_handlers(services: Services) -> dict:
     loop, store, runner = services.loop, services.store, services.runner
 
@@ -169,40 +191,32 @@ def make_handlers(services: Services) -> dict:
         return progress, plot, rounds_table(), f"Serving **{loop.server.version}**"
 
     def rounds_table():
-        rows = [
-            {
-                "version": r.version,
-                "status": r.status,
-                "parent": f"round_{r.parent_round:03d}" if r.parent_round else "base",
-                "pairs": r.n_pairs,
-                "heldout acc after": (r.metrics.get("heldout_after") or {}).get("accuracy"),
-                "heldout margin after": (r.metrics.get("heldout_after") or {}).get("margin"),
-                "final loss": (r.metrics.get("train") or {}).get("loss"),
-                "seconds": r.metrics.get("seconds"),
-                "started": r.started_at.strftime("%Y-%m-%d %H:%M"),
-                "error": r.error or "",
-            }
-            for r in store.list_rounds()
+        columns = [
+            "version",
+            "status",
+            "parent",
+            "pairs",
+            "held-out accuracy",
+            "held-out margin",
+            "final loss",
+            "seconds",
+            "started",
+            "error",
         ]
-        return pd.DataFrame(
-            rows,
-            columns=[
-                "version",
-                "status",
-                "parent",
-                "pairs",
-                "heldout acc after",
-                "heldout margin after",
-                "final loss",
-                "seconds",
-                "started",
-                "error",
-            ],
-        )
+        return pd.DataFrame([_round_row(r) for r in store.list_rounds()], columns=columns)
 
     def versions():
         choices = loop.versions()
         return gr.update(choices=choices), gr.update(choices=choices), gr.update(choices=choices)
+
+    def versions_on_load():
+        choices = loop.versions()
+        serving = loop.server.version
+        return (
+            gr.update(choices=choices, value=serving),
+            gr.update(choices=choices, value="base"),
+            gr.update(choices=choices, value=serving),
+        )
 
     def serve(version: str):
         try:
@@ -344,6 +358,7 @@ def build_demo(services: Services) -> gr.Blocks:
         for event in (serve_btn.click, start_btn.click, gr.Timer(5.0).tick):
             event(h["versions"], None, [serve_choice, version_a, version_b], api_name=False, show_progress="hidden")
         demo.load(h["round_status"], None, status_outputs, api_name=False)
+        demo.load(h["versions_on_load"], None, [serve_choice, version_a, version_b], api_name=False)
     return demo
 
 

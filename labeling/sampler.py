@@ -66,9 +66,14 @@ class PairSampler:
         if self._thread is not None:
             self._thread.join(timeout=60)
 
-    def take(self) -> Pair:
-        """The next pair, sides randomized; generated on the spot if none is ready."""
+    def take(self, timeout: float = 300.0) -> Pair:
+        """The next pair, sides randomized. With the queue empty, wait for the sampler's batch in flight
+        rather than generating a second one beside it; without a running sampler, generate on the spot."""
+        if self.store.count_prompts() == 0:
+            raise RuntimeError("No prompts to label: add a prompt or import a prompt file first.")
         with self._cond:
+            if not self._queue and self._thread is not None and self._thread.is_alive():
+                self._cond.wait_for(lambda: self._queue or self._stop, timeout)
             pair = self._queue.popleft() if self._queue else None
             self._cond.notify_all()
         if pair is None:
@@ -113,6 +118,7 @@ class PairSampler:
             with self._cond:
                 if epoch == self._epoch:
                     self._queue.extend(pairs)
+                    self._cond.notify_all()
                 if not pairs:
                     self._cond.wait(timeout=2.0)
 

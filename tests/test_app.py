@@ -103,7 +103,12 @@ def test_the_whole_loop_through_the_app(app):
     assert client.predict("tester", api_name="/vote_tie").startswith("Saved vote #")
     assert tie
 
-    assert client.predict(0.1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round") == "Round started."
+    # Ten epochs keep the tiny round busy long enough to see it refuse a second start.
+    assert client.predict(0.1, 5e-3, 10, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round") == "Round started."
+    with pytest.raises(Exception, match="already running"):
+        client.predict(0.1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round")
+    client.predict(api_name="/next_pair")  # labeling goes on while the round trains
+    assert client.predict("tester", api_name="/vote_skip").startswith("Saved vote #")
     for _ in range(300):
         progress, _, _, serving = client.predict(api_name="/round_status")
         if "**done**" in progress or "**failed**" in progress:
@@ -135,7 +140,7 @@ def test_the_whole_loop_through_the_app(app):
 
     with Store(work / "loop.duckdb") as store:
         judgements = store.list_judgements()
-        assert len(judgements) == 12 and judgements[-1].labeler == "last-voter"
+        assert len(judgements) == 13 and judgements[-1].labeler == "last-voter"
         assert [j.choice for j in judgements].count("tie") == 1
         (round_,) = store.list_rounds()
         assert round_.status == "done" and round_.n_pairs == 8
