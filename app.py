@@ -187,7 +187,10 @@ def make_handlers(services: Services) -> dict:
         progress = f"**{status['state']}** · {status['message']}"
         if history:
             last = history[-1]
-            progress += f" · {last['step'] / last['total_steps']:.0%} · {last['seconds']:.0f}s"
+            done = last["step"] / last["total_steps"]
+            progress += (
+                f"\n\n`{'█' * round(20 * done)}{'░' * (20 - round(20 * done))}` {done:.0%} · {last['seconds']:.0f}s"
+            )
         return progress, plot, rounds_table(), f"Serving **{loop.server.version}**"
 
     def rounds_table():

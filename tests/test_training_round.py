@@ -143,3 +143,34 @@ def test_heldout_split_is_seeded_and_leaves_pairs_to_train():
     assert split_heldout(pairs, 0.25, seed=1) == split_heldout(pairs, 0.25, seed=1)
     train, heldout = split_heldout(pairs[:1], 0.5, seed=0)
     assert len(train) == 1 and heldout == []
+
+
+def test_out_of_memory_retries_once_with_half_the_micro_batch(tiny_model_dir, tmp_path, monkeypatch):
+    """A training forward of more than 2 sequences runs out of memory; the retry (1 pair = 2 rows) fits."""
+    import training.round as round_module
+
+    real_load = round_module.load_model
+
+    def load_with_small_memory(*args, **kwargs):
+        model = real_load(*args, **kwargs)
+
+        def check(module, args, kwargs):
+            input_ids = kwargs.get("input_ids", args[0] if args else None)
+            if torch.is_grad_enabled() and input_ids is not None and input_ids.shape[0] > 2:
+                raise torch.OutOfMemoryError("simulated: not enough memory for this micro-batch")
+
+        model.get_decoder().register_forward_pre_hook(check, with_kwargs=True)
+        return model
+
+    monkeypatch.setattr(round_module, "load_model", load_with_small_memory)
+    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=2, heldout_fraction=0.25, min_pairs=4)
+    result = run_round(config, taste_pairs(), tmp_path / "round_001", model=str(tiny_model_dir), device="cpu")
+    assert result.metrics["micro_batch"] == 1 and result.metrics["gradient_checkpointing"] is True
+    recorded = json.loads((tmp_path / "round_001" / "config.json").read_text())["dpo"]
+    assert recorded["batch_size"] == 1 and recorded["grad_accum"] == 2
+
+    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, heldout_fraction=0.25, min_pairs=4)
+    monkeypatch.setattr(round_module, "_free_accelerator_memory", lambda: None)
+    with pytest.raises(TrainingError, match="Out of memory even with a micro-batch of 2"):
+        run_round(config, taste_pairs(), tmp_path / "round_002", model=str(tiny_model_dir), device="cpu")
+    assert not (tmp_path / "round_002").exists()

@@ -9,6 +9,7 @@ renamed into place only when complete, so a crashed or cancelled round never lea
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -88,7 +89,7 @@ def run_round(
         ref_train, ref_heldout = batch_logps(train_tok), batch_logps(heldout_tok)
     heldout_before = _score(batch_logps(heldout_tok), ref_heldout, config) if heldout else None
 
-    history = _train(policy, train_tok, ref_train, config, batch_logps, on_progress, should_stop)
+    history, config = _train_with_oom_retry(policy, train_tok, ref_train, config, batch_logps, on_progress, should_stop)
     heldout_after = _score(batch_logps(heldout_tok), ref_heldout, config) if heldout else None
     metrics = {
         "train": history[-1] if history else {},
@@ -99,6 +100,8 @@ def run_round(
         "n_heldout": len(heldout),
         "device": device,
         "quantization": quantization,
+        "micro_batch": config.batch_size,
+        "gradient_checkpointing": config.gradient_checkpointing,
         "seconds": round(time.monotonic() - started, 2),
     }
     record = {"dpo": config.to_dict(), "base_model": model, "parent_adapter": parent_adapter} | (lineage or {})
@@ -157,6 +160,43 @@ class _BatchLogps:
 def _score(policy_logps, ref_logps, config: DPOConfig) -> dict:
     _, chosen_rewards, rejected_rewards = dpo_loss(*policy_logps, *ref_logps, beta=config.beta, loss_type="sigmoid")
     return preference_metrics(chosen_rewards, rejected_rewards)
+
+
+def _train_with_oom_retry(policy, train_tok, ref_logps, config, batch_logps, on_progress, should_stop):
+    """Train; on out-of-memory, restart once from the initial adapter with half the micro-batch (same
+    effective batch) and gradient checkpointing. Returns (history, the config that finished)."""
+    initial = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
+    try:
+        return _train(policy, train_tok, ref_logps, config, batch_logps, on_progress, should_stop), config
+    except torch.OutOfMemoryError:
+        pass
+    _free_accelerator_memory()
+    smaller = dataclasses.replace(
+        config,
+        batch_size=max(1, config.batch_size // 2),
+        grad_accum=config.grad_accum * (2 if config.batch_size > 1 else 1),
+        gradient_checkpointing=True,
+    )
+    with torch.no_grad():
+        for name, param in policy.named_parameters():
+            if name in initial:
+                param.copy_(initial[name])
+                param.grad = None
+    policy.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    policy.enable_input_require_grads()
+    batch_logps.batch_size = smaller.batch_size
+    try:
+        return _train(policy, train_tok, ref_logps, smaller, batch_logps, on_progress, should_stop), smaller
+    except torch.OutOfMemoryError as err:
+        raise TrainingError(
+            f"Out of memory even with a micro-batch of {smaller.batch_size} pair(s) and gradient checkpointing. "
+            "Lower max length or LoRA rank, or use a smaller model; the previous policy keeps serving."
+        ) from err
+
+
+def _free_accelerator_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _train(policy, train_tok, ref_logps, config: DPOConfig, batch_logps, on_progress, should_stop) -> list[dict]:
