@@ -174,3 +174,32 @@ def test_out_of_memory_retries_once_with_half_the_micro_batch(tiny_model_dir, tm
     with pytest.raises(TrainingError, match="Out of memory even with a micro-batch of 2"):
         run_round(config, taste_pairs(), tmp_path / "round_002", model=str(tiny_model_dir), device="cpu")
     assert not (tmp_path / "round_002").exists()
+
+
+def test_gradient_accumulation_8x1_equals_1x8(tiny_model_dir):
+    from peft import LoraConfig, get_peft_model
+
+    from training.round import _BatchLogps, _step
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    torch.manual_seed(0)
+    policy = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    )
+    with torch.no_grad():
+        for name, param in policy.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.3)
+    items = [tokenize_pair(tokenizer, p, 256, 128) for p in taste_pairs(8)]
+    with torch.no_grad(), policy.disable_adapter():
+        ref = _BatchLogps(policy, tokenizer.pad_token_id, "cpu", 8)(items)
+    grads = []
+    for batch_size, accum in ((8, 1), (1, 8)):
+        policy.zero_grad()
+        config = DPOConfig(batch_size=batch_size, grad_accum=accum)
+        _step(policy, items, ref, list(range(8)), config, _BatchLogps(policy, tokenizer.pad_token_id, "cpu", batch_size),
+              None)
+        grads.append({n: p.grad.clone() for n, p in policy.named_parameters() if p.requires_grad})
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grad, grads[1][name], atol=1e-6, rtol=1e-4)
