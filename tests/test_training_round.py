@@ -198,8 +198,15 @@ def test_gradient_accumulation_8x1_equals_1x8(tiny_model_dir):
     for batch_size, accum in ((8, 1), (1, 8)):
         policy.zero_grad()
         config = DPOConfig(batch_size=batch_size, grad_accum=accum)
-        _step(policy, items, ref, list(range(8)), config, _BatchLogps(policy, tokenizer.pad_token_id, "cpu", batch_size),
-              None)
+        _step(
+            policy,
+            items,
+            ref,
+            list(range(8)),
+            config,
+            _BatchLogps(policy, tokenizer.pad_token_id, "cpu", batch_size),
+            None,
+        )
         grads.append({n: p.grad.clone() for n, p in policy.named_parameters() if p.requires_grad})
     for name, grad in grads[0].items():
         torch.testing.assert_close(grad, grads[1][name], atol=1e-6, rtol=1e-4)

@@ -117,8 +117,7 @@ def _policy_with_adapter(base, config: DPOConfig, parent_adapter: str | None, qu
     if quantization == "nf4":
         base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=config.gradient_checkpointing)
     elif config.gradient_checkpointing:
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        base.enable_input_require_grads()
+        _enable_checkpointing(base)
     if parent_adapter is not None:
         return PeftModel.from_pretrained(base, parent_adapter, is_trainable=True)
     lora = LoraConfig(
@@ -182,8 +181,7 @@ def _train_with_oom_retry(policy, train_tok, ref_logps, config, batch_logps, on_
             if name in initial:
                 param.copy_(initial[name])
                 param.grad = None
-    policy.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    policy.enable_input_require_grads()
+    _enable_checkpointing(policy.get_base_model())
     batch_logps.batch_size = smaller.batch_size
     try:
         return _train(policy, train_tok, ref_logps, smaller, batch_logps, on_progress, should_stop), smaller
@@ -192,6 +190,12 @@ def _train_with_oom_retry(policy, train_tok, ref_logps, config, batch_logps, on_
             f"Out of memory even with a micro-batch of {smaller.batch_size} pair(s) and gradient checkpointing. "
             "Lower max length or LoRA rank, or use a smaller model; the previous policy keeps serving."
         ) from err
+
+
+def _enable_checkpointing(model) -> None:
+    """Recompute activations in backward (non-reentrant, so it works with frozen inputs and LoRA)."""
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
 
 
 def _free_accelerator_memory() -> None:
