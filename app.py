@@ -25,7 +25,7 @@ from labeling.policy import PolicyServer, SamplingSettings
 from labeling.prompts import PromptFileError, starter_prompts
 from labeling.sampler import Pair, PairSampler
 from storage import Store, StoreError
-from training.config import LOSS_TYPES, DPOConfig
+from training.config import LOSS_TYPES, REFERENCES, DPOConfig
 from training.model import ModelLoadError, default_device, resolve_model, resolve_quantization
 from training.round import TrainingError
 from training.rounds import RoundRunner
@@ -153,7 +153,19 @@ def make_handlers(services: Services) -> dict:
             raise gr.Error(str(err)) from err
         return "Sampling settings applied; new pairs use them."
 
-    def start_round(beta, lr, epochs, batch_size, loss_type, lora_r, lora_alpha, max_length, continue_serving):
+    def start_round(
+        beta,
+        lr,
+        epochs,
+        batch_size,
+        loss_type,
+        lora_r,
+        lora_alpha,
+        max_length,
+        continue_serving,
+        reference,
+        label_smoothing,
+    ):
         try:
             config = DPOConfig(
                 beta=float(beta),
@@ -165,6 +177,8 @@ def make_handlers(services: Services) -> dict:
                 lora_alpha=int(lora_alpha),
                 max_length=int(max_length),
                 continue_from_serving=bool(continue_serving),
+                reference=reference,
+                label_smoothing=float(label_smoothing),
             )
             runner.start(config)
         except (ValueError, TrainingError, StoreError) as err:
@@ -290,16 +304,26 @@ def build_demo(services: Services) -> gr.Blocks:
                 upload = gr.File(label="Import JSONL / CSV / TXT / parquet", type="filepath")
                 gr.Button("Import file").click(h["import_prompts"], upload, prompt_status, api_name="import_prompts")
         with gr.Tab("Train"):
+            defaults = DPOConfig()
             with gr.Row():
-                beta = gr.Number(0.1, label="β (beta)")
-                lr = gr.Number(5e-4, label="Learning rate")
-                epochs = gr.Number(2, label="Epochs", precision=0)
-                batch = gr.Number(4, label="Batch size (pairs)", precision=0)
+                beta = gr.Number(defaults.beta, label="β (beta)")
+                lr = gr.Number(defaults.learning_rate, label="Learning rate")
+                epochs = gr.Number(defaults.epochs, label="Epochs", precision=0)
+                batch = gr.Number(defaults.batch_size, label="Batch size (pairs)", precision=0)
             with gr.Row():
-                loss_type = gr.Dropdown(list(LOSS_TYPES), value="sigmoid", label="Loss")
-                lora_r = gr.Number(16, label="LoRA rank", precision=0)
-                lora_alpha = gr.Number(32, label="LoRA alpha", precision=0)
-                max_length = gr.Number(512, label="Max length (tokens)", precision=0)
+                loss_type = gr.Dropdown(list(LOSS_TYPES), value=defaults.loss_type, label="Loss")
+                lora_r = gr.Number(defaults.lora_r, label="LoRA rank", precision=0)
+                lora_alpha = gr.Number(defaults.lora_alpha, label="LoRA alpha", precision=0)
+                max_length = gr.Number(defaults.max_length, label="Max length (tokens)", precision=0)
+            with gr.Row():
+                reference = gr.Dropdown(
+                    list(REFERENCES),
+                    value=defaults.reference,
+                    label="Reference policy (base: adapter off; previous: the policy this round starts from)",
+                )
+                smoothing = gr.Number(
+                    defaults.label_smoothing, label="Label smoothing (conservative DPO, sigmoid loss; 0–0.5)"
+                )
             cont = gr.Checkbox(
                 True,
                 label="Continue from the serving policy on pairs no round used "
@@ -325,7 +349,7 @@ def build_demo(services: Services) -> gr.Blocks:
             export_file, export_msg = gr.File(label="Export"), gr.Markdown()
             start_btn.click(
                 h["start_round"],
-                [beta, lr, epochs, batch, loss_type, lora_r, lora_alpha, max_length, cont],
+                [beta, lr, epochs, batch, loss_type, lora_r, lora_alpha, max_length, cont, reference, smoothing],
                 train_msg,
                 api_name="start_round",
             )

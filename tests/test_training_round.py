@@ -93,6 +93,26 @@ def test_continuing_a_round_starts_from_the_parent_adapter(finished_round, tiny_
     assert child.metrics["heldout_before"]["margin"] > 0.05
 
 
+def test_previous_policy_as_reference_starts_a_continued_round_at_ln2(finished_round, tiny_model_dir, tmp_path):
+    result, _, _ = finished_round
+    history = []
+    config = DPOConfig(
+        learning_rate=5e-3, epochs=1, batch_size=4, heldout_fraction=0.25, min_pairs=4, reference="previous"
+    )
+    child = run_round(
+        config,
+        taste_pairs(),
+        tmp_path / "round_002",
+        model=str(tiny_model_dir),
+        device="cpu",
+        parent_adapter=str(result.adapter_dir),
+        on_progress=history.append,
+    )
+    assert history[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert child.metrics["heldout_before"]["margin"] == pytest.approx(0.0, abs=1e-6)
+    assert json.loads((tmp_path / "round_002" / "config.json").read_text())["dpo"]["reference"] == "previous"
+
+
 def test_too_few_pairs_is_a_clear_error_and_writes_nothing(tiny_model_dir, tmp_path):
     with pytest.raises(TrainingError, match="Too few new preference pairs.*Label more pairs"):
         run_round(CONFIG, taste_pairs(3), tmp_path / "round_001", model=str(tiny_model_dir), device="cpu")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 LOSS_TYPES = ("sigmoid", "ipo", "hinge")
 QUANTIZATION = ("auto", "nf4", "none")
+REFERENCES = ("base", "previous")
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -50,6 +51,10 @@ class DPOConfig:
             "help": "True: continue the serving adapter on pairs no round used. False: fresh adapter on all pairs."
         },
     )
+    reference: str = field(
+        default="base",
+        metadata={"help": "Reference policy: 'base' (adapter off) or 'previous' (the policy the round starts from)."},
+    )
     quantization: str = field(default="auto", metadata={"help": "auto (NF4 on CUDA, none on CPU), nf4 or none."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
     seed: int = field(default=0, metadata={"help": "Seeds the held-out split, shuffling and LoRA init."})
@@ -74,6 +79,7 @@ class DPOConfig:
         _check(
             self.quantization in QUANTIZATION, f"quantization must be one of {QUANTIZATION}, got {self.quantization!r}"
         )
+        _check(self.reference in REFERENCES, f"reference must be one of {REFERENCES}, got {self.reference!r}")
         _check(len(self.target_modules) > 0, "target_modules must name at least one linear layer, e.g. q_proj")
         object.__setattr__(self, "target_modules", tuple(self.target_modules))
 

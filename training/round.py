@@ -9,6 +9,7 @@ renamed into place only when complete, so a crashed or cancelled round never lea
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -85,7 +86,9 @@ def run_round(
 
     train_tok, heldout_tok = tokenize(train), tokenize(heldout)
     batch_logps = _BatchLogps(policy, tokenizer.pad_token_id, device, config.batch_size)
-    with policy.disable_adapter():
+    # Reference log-probs once per round, no second copy of the weights: the base is the policy with its
+    # adapter off; the previous policy is the adapter as loaded, before the first step.
+    with policy.disable_adapter() if config.reference == "base" else contextlib.nullcontext():
         ref_train, ref_heldout = batch_logps(train_tok), batch_logps(heldout_tok)
     heldout_before = _score(batch_logps(heldout_tok), ref_heldout, config) if heldout else None
 
