@@ -74,7 +74,9 @@ def build_services(args: argparse.Namespace) -> Services:
     model = resolve_model(args.model, Path(args.model_cache))
     device = args.device or default_device()
     server = PolicyServer(model, device=device, quantization=resolve_quantization(args.quantization, device))
-    sampler = PairSampler(store, server, depth=args.queue_depth, batch_prompts=args.sample_batch)
+    sampler = PairSampler(
+        store, server, depth=args.queue_depth, batch_prompts=args.sample_batch, keep_stale=args.keep_stale_pairs
+    )
     loop = Loop(store, server, sampler)
     loop.restore_serving()
     runner = RoundRunner(store, model, Path(args.runs), on_done=lambda r: loop.serve(r.version), device=device)
@@ -405,6 +407,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--queue-depth", type=int, default=8, help="Pairs kept ready for labelers")
     parser.add_argument("--sample-batch", type=int, default=4, help="Prompts sampled together (2 completions each)")
+    parser.add_argument(
+        "--keep-stale-pairs",
+        action="store_true",
+        help="After a round or rollback keep queued pairs of older versions (off-policy) instead of dropping them",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--no-browser", action="store_true", help="Do not open a browser tab")

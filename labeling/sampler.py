@@ -40,11 +40,19 @@ class Pair:
 class PairSampler:
     """Keeps up to `depth` pairs sampled from the serving policy, generating `batch_prompts` prompts at a time."""
 
-    def __init__(self, store, server: PolicyServer, depth: int = 4, batch_prompts: int = 2, seed: int | None = None):
+    def __init__(
+        self,
+        store,
+        server: PolicyServer,
+        depth: int = 8,
+        batch_prompts: int = 4,
+        seed: int | None = None,
+        keep_stale: bool = False,
+    ):
         if depth < 1 or batch_prompts < 1:
             raise ValueError(f"depth and batch_prompts must be >= 1, got {depth} and {batch_prompts}")
         self.store, self.server = store, server
-        self.depth, self.batch_prompts = depth, batch_prompts
+        self.depth, self.batch_prompts, self.keep_stale = depth, batch_prompts, keep_stale
         self.settings = SamplingSettings()
         self._queue: deque[Pair] = deque()
         self._cond = threading.Condition()
@@ -89,7 +97,10 @@ class PairSampler:
             self.invalidate()
 
     def invalidate(self) -> None:
-        """Drop queued pairs (after a new round, a rollback or new settings) and refill from the serving policy."""
+        """After a new round, a rollback or new settings: drop queued pairs and refill from the serving policy,
+        or, with `keep_stale`, keep them (each still tagged with the version that made it) as off-policy data."""
+        if self.keep_stale:
+            return
         with self._cond:
             self._epoch += 1
             self._queue.clear()

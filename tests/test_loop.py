@@ -1,6 +1,7 @@
 """The labeling loop on a real store and a tiny model: pairs, votes, serving versions, comparisons."""
 
 import threading
+import time
 
 import pytest
 
@@ -142,3 +143,30 @@ def test_cancelled_round_is_recorded_and_keeps_the_previous_policy(loop, tiny_mo
     (round_,) = loop.store.list_rounds()
     assert round_.status == "cancelled" and loop.server.version == "base"
     assert not any(tmp_path.iterdir())
+
+
+def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_path):
+    store = Store(":memory:")
+    store.add_prompts([f"Tell me about topic {i}." for i in range(12)], source="test")
+    server = PolicyServer(str(tiny_model_dir), device="cpu")
+    sampler = PairSampler(store, server, depth=4, batch_prompts=4, seed=0, keep_stale=True)
+    sampler.set_settings(SamplingSettings(max_new_tokens=8))
+    loop = Loop(store, server, sampler)
+    label(loop, 10)
+    finished = train_round(
+        store,
+        DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4),
+        model=str(tiny_model_dir),
+        runs_dir=tmp_path,
+        device="cpu",
+    )
+    sampler.start()
+    deadline = time.monotonic() + 60
+    while sampler.queued() < 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    loop.serve(finished.version)
+    pair = loop.next_pair()
+    assert pair.version == "base", "a queued base pair was kept"
+    loop.vote(pair, "left", labeler="t")
+    assert store.list_judgements()[-1].policy_version == "base"
+    sampler.stop()
