@@ -75,39 +75,33 @@ def test_round_folder_records_lineage(finished_round):
     assert not list(out.parent.glob(".*tmp*")), "no temporary folder is left behind"
 
 
-def test_continuing_a_round_starts_from_the_parent_adapter(finished_round, tiny_model_dir, tmp_path):
-    result, _, _ = finished_round
+def continue_round(parent_adapter, model_dir, out, reference: str):
+    """One epoch continuing `parent_adapter`; returns (result, per-step history)."""
     history = []
-    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, heldout_fraction=0.25, min_pairs=4)
-    child = run_round(
+    config = DPOConfig(
+        learning_rate=5e-3, epochs=1, batch_size=4, heldout_fraction=0.25, min_pairs=4, reference=reference
+    )
+    result = run_round(
         config,
         taste_pairs(),
-        tmp_path / "round_002",
-        model=str(tiny_model_dir),
+        out,
+        model=str(model_dir),
         device="cpu",
-        parent_adapter=str(result.adapter_dir),
+        parent_adapter=str(parent_adapter),
         on_progress=history.append,
     )
+    return result, history
+
+
+def test_continuing_a_round_starts_from_the_parent_adapter(finished_round, tiny_model_dir, tmp_path):
+    child, history = continue_round(finished_round[0].adapter_dir, tiny_model_dir, tmp_path / "round_002", "base")
     # The reference is the base, so a continued policy already prefers the chosen answers at step 1.
     assert history[0]["loss"] < math.log(2) - 0.05
     assert child.metrics["heldout_before"]["margin"] > 0.05
 
 
 def test_previous_policy_as_reference_starts_a_continued_round_at_ln2(finished_round, tiny_model_dir, tmp_path):
-    result, _, _ = finished_round
-    history = []
-    config = DPOConfig(
-        learning_rate=5e-3, epochs=1, batch_size=4, heldout_fraction=0.25, min_pairs=4, reference="previous"
-    )
-    child = run_round(
-        config,
-        taste_pairs(),
-        tmp_path / "round_002",
-        model=str(tiny_model_dir),
-        device="cpu",
-        parent_adapter=str(result.adapter_dir),
-        on_progress=history.append,
-    )
+    child, history = continue_round(finished_round[0].adapter_dir, tiny_model_dir, tmp_path / "round_002", "previous")
     assert history[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
     assert child.metrics["heldout_before"]["margin"] == pytest.approx(0.0, abs=1e-6)
     assert json.loads((tmp_path / "round_002" / "config.json").read_text())["dpo"]["reference"] == "previous"
