@@ -85,10 +85,11 @@ def build_services(args: argparse.Namespace) -> Services:
 
 
 # -- handlers: small adapters between widgets and the domain ------------------------------------------------
-def _pair_view(pair: Pair | None, services: Services) -> tuple:
-    if pair is None:
-        return None, "", "", "", "No pair yet."
-    status = f"Pair from **{pair.version}** · {services.loop.sampler.queued()} ready in the queue"
+def _pair_view(pair: Pair, services: Services) -> tuple:
+    sampler = services.loop.sampler
+    status = f"Pair from **{pair.version}** · {sampler.queued()} ready in the queue"
+    if sampler.last_error:
+        status += f" · background sampling: {sampler.last_error}"
     return dataclasses.asdict(pair), f"**Prompt:** {pair.prompt}", pair.left, pair.right, status
 
 
@@ -127,7 +128,10 @@ def make_handlers(services: Services) -> dict:
         def handler(pair_state: dict | None, labeler: str):
             if not pair_state:
                 raise gr.Error("No pair on screen: press 'Next pair' first.")
-            judgement_id = loop.vote(Pair(**pair_state), choice, labeler)
+            try:
+                judgement_id = loop.vote(Pair(**pair_state), choice, labeler)
+            except (ValueError, StoreError) as err:
+                raise gr.Error(str(err)) from err
             return None, f"Saved vote #{judgement_id} ({choice}). Total votes: {store.count_judgements()}."
 
         return handler

@@ -7,13 +7,16 @@ loop.serve("round_002"); loop.compare("Explain tides.", "base", "round_002", Sam
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from labeling.policy import BASE_VERSION, PolicyServer, SamplingSettings
 from labeling.prompts import read_prompts
 from labeling.sampler import Pair, PairSampler
-from storage import CHOICES, Store, StoreError
+from storage import Store, StoreError
+
+log = logging.getLogger(__name__)
 
 
 class Loop:
@@ -25,7 +28,8 @@ class Loop:
         version = self.store.get_serving()
         try:
             self.serve(version)
-        except (StoreError, OSError, ValueError):
+        except (StoreError, OSError, ValueError) as err:
+            log.warning("cannot serve %s (%s); serving the base model instead", version, err)
             self.serve(BASE_VERSION)
         return self.server.version
 
@@ -35,8 +39,6 @@ class Loop:
 
     def vote(self, pair: Pair, choice: str, labeler: str) -> int:
         """Store a judgement on `pair` as it was shown; returns its id once it is committed."""
-        if choice not in CHOICES:
-            raise ValueError(f"choice must be one of {CHOICES}, got {choice!r}")
         labeler = (labeler or "").strip() or "anonymous"
         return self.store.add_judgement(pair.prompt_id, pair.left_id, pair.right_id, choice, labeler, pair.version)
 

@@ -81,7 +81,7 @@ class PairSampler:
             raise RuntimeError("No prompts to label: add a prompt or import a prompt file first.")
         with self._cond:
             if not self._queue and self._thread is not None and self._thread.is_alive():
-                self._cond.wait_for(lambda: self._queue or self._stop, timeout)
+                self._cond.wait_for(lambda: self._queue or self._stop or self.last_error, timeout)
             pair = self._queue.popleft() if self._queue else None
             self._cond.notify_all()
         if pair is None:
