@@ -49,9 +49,9 @@ document.addEventListener('keydown', (e) => {
 </script>
 """
 LABEL_USE = (
-    "**How labels are used:** *left* / *right* become DPO pairs (chosen / rejected). *Tie* and *both bad* are "
-    "stored with the pair but are not DPO pairs; they stay in the data for audits and export. *Skip* records that "
-    "the pair was seen."
+    "**How labels are used:** *left* / *right* become DPO pairs (chosen / rejected). With the KTO loss each pair "
+    "gives one 👍 and one 👎, and *both bad* gives two 👎. *Tie* is stored with the pair but trains nothing; "
+    "*skip* records that the pair was seen."
 )
 
 

@@ -8,6 +8,8 @@ from datetime import datetime
 CHOICES = ("left", "right", "tie", "both_bad", "skip")
 # Only these judgements become (chosen, rejected) pairs; ties, both-bad and skips are stored but never trained on.
 PAIR_CHOICES = ("left", "right")
+# For unpaired losses (KTO) a "both bad" vote is two 👎: each completion on its own is undesirable.
+BOTH_BAD_CHOICES = ("both_bad",)
 
 
 @dataclass(frozen=True)
@@ -63,3 +65,11 @@ class Round:
     @property
     def version(self) -> str:
         return f"round_{self.id:03d}"
+
+
+@dataclass(frozen=True)
+class UnpairedExample:
+    judgement_id: int
+    prompt: str
+    completion: str
+    desirable: bool

@@ -21,8 +21,21 @@ from pathlib import Path
 import duckdb
 
 from storage.migrations import MIGRATIONS
-from storage.models import CHOICES, PAIR_CHOICES, Generation, Judgement, PreferencePair, Prompt, Round
+from storage.models import (
+    BOTH_BAD_CHOICES,
+    CHOICES,
+    PAIR_CHOICES,
+    Generation,
+    Judgement,
+    PreferencePair,
+    Prompt,
+    Round,
+    UnpairedExample,
+)
 
+# Judgements that no finished round trained on.
+UNUSED_JUDGEMENT = """ AND j.id NOT IN (SELECT rj.judgement_id FROM round_judgements rj
+                                        JOIN rounds r ON r.id = rj.round_id WHERE r.status = 'done')"""
 ROUND_COLUMNS = (
     "id, status, config, metrics, adapter_path, parent_round, base_model, n_pairs, started_at, finished_at, error"
 )
@@ -231,14 +244,24 @@ class Store:
                  WHERE list_contains(?::VARCHAR[], j.choice)"""
         params: list = [list(PAIR_CHOICES)]
         if unused_only:
-            sql += """ AND j.id NOT IN (SELECT rj.judgement_id FROM round_judgements rj
-                                         JOIN rounds r ON r.id = rj.round_id WHERE r.status = 'done')"""
+            sql += UNUSED_JUDGEMENT
         if judgement_ids is not None:
             sql += " AND list_contains(?::BIGINT[], j.id)"
             params.append(list(judgement_ids))
         with self._cursor() as cur:
             rows = cur.execute(sql + " ORDER BY j.id", params).fetchall()
         return [PreferencePair(*r) for r in rows]
+
+    def unpaired_examples(self, unused_only: bool = False) -> list[UnpairedExample]:
+        """ "Both bad" votes as two 👎 examples each (left then right), for unpaired losses such as KTO."""
+        sql = """SELECT j.id, p.text, g.text FROM judgements j
+                 JOIN prompts p ON p.id = j.prompt_id
+                 JOIN generations g ON g.id IN (j.left_generation_id, j.right_generation_id)
+                 WHERE list_contains(?::VARCHAR[], j.choice)"""
+        sql += (UNUSED_JUDGEMENT if unused_only else "") + " ORDER BY j.id, g.id = j.right_generation_id"
+        with self._cursor() as cur:
+            rows = cur.execute(sql, [list(BOTH_BAD_CHOICES)]).fetchall()
+        return [UnpairedExample(judgement_id, prompt, completion, False) for judgement_id, prompt, completion in rows]
 
     def export_pairs(self, path: str | os.PathLike, fmt: str = "jsonl") -> int:
         """Write the pairs in TRL's conversational format (jsonl, parquet or a datasets folder); atomic."""

@@ -210,3 +210,16 @@ def test_cli_exports_pairs(tmp_path):
     )
     assert "exported 1 pairs" in result.stdout
     assert json.loads(out.read_text())["chosen"][0]["content"] == "bad 0"
+
+
+def test_both_bad_votes_become_two_undesirable_examples():
+    store = Store()
+    left_vote, both_bad_vote, tie_vote = seeded(store, ("left", "both_bad", "tie"))
+    examples = store.unpaired_examples()
+    assert [(e.judgement_id, e.completion, e.desirable) for e in examples] == [
+        (both_bad_vote, "good 1", False),
+        (both_bad_vote, "bad 1", False),
+    ]
+    done = store.start_round({}, None, "m")
+    store.finish_round(done, "adapter", {}, [left_vote, both_bad_vote])
+    assert store.unpaired_examples(unused_only=True) == []

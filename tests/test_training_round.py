@@ -215,7 +215,7 @@ def test_gradient_accumulation_8x1_equals_1x8(tiny_model_dir):
         _step(
             policy,
             items,
-            ref,
+            (*ref, None),
             list(range(8)),
             config,
             _BatchLogps(policy, tokenizer.pad_token_id, "cpu", batch_size),
@@ -224,3 +224,25 @@ def test_gradient_accumulation_8x1_equals_1x8(tiny_model_dir):
         grads.append({n: p.grad.clone() for n, p in policy.named_parameters() if p.requires_grad})
     for name, grad in grads[0].items():
         torch.testing.assert_close(grad, grads[1][name], atol=1e-6, rtol=1e-4)
+
+
+def test_kto_round_learns_from_pairs_and_both_bad_votes(tiny_model_dir, tmp_path):
+    from training.data import TrainingExample
+
+    both_bad = [TrainingExample(f"Tell me about {t}.", "Whatever.", False, 100 + i) for i, t in enumerate(TOPICS[:4])]
+    history = []
+    config = DPOConfig(loss_type="kto", learning_rate=5e-3, epochs=3, batch_size=4, heldout_fraction=0.25, min_pairs=4)
+    result = run_round(
+        config,
+        taste_pairs(8) + both_bad,
+        tmp_path / "round_001",
+        model=str(tiny_model_dir),
+        device="cpu",
+        on_progress=history.append,
+    )
+    assert history[0]["loss"] == pytest.approx(0.5, abs=1e-6), "policy = reference: every KTO loss is 1/2"
+    assert history[-1]["loss"] < history[0]["loss"] - 0.02
+    after = result.metrics["heldout_after"]
+    assert after["accuracy"] > 0.5 and after["margin"] > result.metrics["heldout_before"]["margin"]
+    ids = json.loads((tmp_path / "round_001" / "judgements.json").read_text())
+    assert set(ids["train"] + ids["heldout"]) == set(range(8)) | {100, 101, 102, 103}

@@ -94,3 +94,44 @@ def split_heldout(pairs: Sequence[TrainingPair], fraction: float, seed: int) -> 
 def heldout_size(n_pairs: int, fraction: float) -> int:
     """How many of `n_pairs` are held out: round(fraction·n), leaving at least one pair to train on."""
     return min(round(fraction * n_pairs), max(n_pairs - 1, 0))
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """One completion judged on its own (KTO): 👍 (desirable) or 👎."""
+
+    prompt: str
+    completion: str
+    desirable: bool
+    judgement_id: int | None = None
+
+
+def tokenize_examples(
+    tokenizer, examples: Sequence[TrainingExample], max_length: int, max_prompt_length: int, seed: int
+) -> list[TokenizedPair]:
+    """KTO rows in the pair layout: `chosen_ids` is the example's completion, `rejected_ids` another example's
+    completion to the same prompt (a seeded derangement), whose log-ratio estimates the KL term."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    other = {order[i]: order[(i + 1) % len(order)] for i in range(len(order))}
+    return [
+        tokenize_pair(
+            tokenizer,
+            TrainingPair(e.prompt, e.completion, examples[other[i]].completion),
+            max_length,
+            max_prompt_length,
+        )
+        for i, e in enumerate(examples)
+    ]
+
+
+def as_kto_examples(items: Sequence[TrainingPair | TrainingExample]) -> list[TrainingExample]:
+    """A preference pair gives one 👍 (chosen) and one 👎 (rejected); single examples pass through."""
+    out: list[TrainingExample] = []
+    for item in items:
+        if isinstance(item, TrainingExample):
+            out.append(item)
+        else:
+            out.append(TrainingExample(item.prompt, item.chosen, True, item.judgement_id))
+            out.append(TrainingExample(item.prompt, item.rejected, False, item.judgement_id))
+    return out

@@ -57,3 +57,44 @@ def preference_metrics(chosen_rewards: torch.Tensor, rejected_rewards: torch.Ten
         "chosen_reward": chosen_rewards.mean().item(),
         "rejected_reward": rejected_rewards.mean().item(),
     }
+
+
+def kto_loss(
+    policy_logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    desirable: torch.Tensor,
+    policy_kl_logps: torch.Tensor,
+    ref_kl_logps: torch.Tensor,
+    beta: float,
+    desirable_weight: float = 1.0,
+    undesirable_weight: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """KTO (Ethayarajh et al. 2024, eq. 8) for unpaired 👍 / 👎 completions.
+
+    policy_logps, ref_logps, desirable (bool): (batch,), one completion each. policy_kl_logps, ref_kl_logps:
+    (batch,) log-probs of mismatched completions (another example's answer to this prompt), whose mean
+    log-ratio estimates KL(π‖π_ref); the estimate is clamped at 0 and not back-propagated, as in the paper.
+    Returns (losses (batch,), rewards (batch,) = β·log-ratio detached, kl (scalar)).
+    """
+    kl = (policy_kl_logps - ref_kl_logps).mean().clamp(min=0).detach()
+    logratios = policy_logps - ref_logps
+    losses = torch.where(
+        desirable,
+        desirable_weight * (1 - torch.sigmoid(beta * (logratios - kl))),
+        undesirable_weight * (1 - torch.sigmoid(beta * (kl - logratios))),
+    )
+    return losses, beta * logratios.detach(), kl
+
+
+def kto_metrics(rewards: torch.Tensor, desirable: torch.Tensor) -> dict[str, float]:
+    """Accuracy (👍 with reward > 0, 👎 with reward < 0) and the gap between mean 👍 and 👎 rewards."""
+    good, bad = rewards[desirable], rewards[~desirable]
+    good_mean = good.mean().item() if len(good) else 0.0
+    bad_mean = bad.mean().item() if len(bad) else 0.0
+    right = torch.where(desirable, rewards > 0, rewards < 0)
+    return {
+        "accuracy": right.float().mean().item(),
+        "margin": good_mean - bad_mean,
+        "chosen_reward": good_mean,
+        "rejected_reward": bad_mean,
+    }

@@ -23,9 +23,18 @@ from pathlib import Path
 import torch
 
 from training.config import DPOConfig
-from training.data import TokenizedPair, TrainingPair, collate, heldout_size, split_heldout, tokenize_pair
+from training.data import (
+    TokenizedPair,
+    TrainingPair,
+    as_kto_examples,
+    collate,
+    heldout_size,
+    split_heldout,
+    tokenize_examples,
+    tokenize_pair,
+)
 from training.logps import completion_logps
-from training.loss import dpo_loss, preference_metrics
+from training.loss import dpo_loss, kto_loss, kto_metrics, preference_metrics
 from training.model import default_device, load_model, load_tokenizer, resolve_quantization
 
 
@@ -72,8 +81,10 @@ def run_round(
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise TrainingError(f"{out_dir} already exists: pick a new round folder, or move the old one away.")
-    check_enough_pairs(len(pairs), config)
-    train, heldout = split_heldout(list(pairs), config.heldout_fraction, config.seed)
+    kto = config.loss_type == "kto"
+    items = as_kto_examples(pairs) if kto else list(pairs)
+    check_enough_pairs(len(items), config)
+    train, heldout = split_heldout(items, config.heldout_fraction, config.seed)
     device = device or default_device()
     quantization = resolve_quantization(config.quantization, device)
     torch.manual_seed(config.seed)
@@ -81,8 +92,13 @@ def run_round(
     tokenizer = load_tokenizer(model)
     policy = _policy_with_adapter(load_model(model, quantization, device), config, parent_adapter, quantization)
 
-    def tokenize(items: list[TrainingPair]) -> list[TokenizedPair]:
+    def tokenize(items: list) -> list[TokenizedPair]:
+        if kto:
+            return tokenize_examples(tokenizer, items, config.max_length, config.max_prompt_length, config.seed)
         return [tokenize_pair(tokenizer, p, config.max_length, config.max_prompt_length) for p in items]
+
+    def desirable(items: list) -> torch.Tensor | None:
+        return torch.tensor([e.desirable for e in items], dtype=torch.bool) if kto else None
 
     train_tok, heldout_tok = tokenize(train), tokenize(heldout)
     batch_logps = _BatchLogps(policy, tokenizer.pad_token_id, device, config.batch_size)
@@ -90,10 +106,12 @@ def run_round(
     # adapter off; the previous policy is the adapter as loaded, before the first step.
     with policy.disable_adapter() if config.reference == "base" else contextlib.nullcontext():
         ref_train, ref_heldout = batch_logps(train_tok), batch_logps(heldout_tok)
-    heldout_before = _score(batch_logps(heldout_tok), ref_heldout, config) if heldout else None
+    heldout_labels = desirable(heldout)
+    heldout_before = _score(batch_logps(heldout_tok), ref_heldout, config, heldout_labels) if heldout else None
 
-    history, config = _train_with_oom_retry(policy, train_tok, ref_train, config, batch_logps, on_progress, should_stop)
-    heldout_after = _score(batch_logps(heldout_tok), ref_heldout, config) if heldout else None
+    train_ref = (*ref_train, desirable(train))
+    history, config = _train_with_oom_retry(policy, train_tok, train_ref, config, batch_logps, on_progress, should_stop)
+    heldout_after = _score(batch_logps(heldout_tok), ref_heldout, config, heldout_labels) if heldout else None
     metrics = {
         "train": history[-1] if history else {},
         "history": history,
@@ -108,7 +126,7 @@ def run_round(
         "seconds": round(time.monotonic() - started, 2),
     }
     record = {"dpo": config.to_dict(), "base_model": model, "parent_adapter": parent_adapter} | (lineage or {})
-    ids = {"train": [p.judgement_id for p in train], "heldout": [p.judgement_id for p in heldout]}
+    ids = {"train": _unique_ids(train), "heldout": _unique_ids(heldout)}
     _write_round(out_dir, policy, tokenizer, record, metrics, ids)
     return RoundResult(out_dir / "adapter", metrics, ids["train"], ids["heldout"])
 
@@ -159,9 +177,18 @@ class _BatchLogps:
         return torch.cat([c for c, _ in parts]).cpu(), torch.cat([r for _, r in parts]).cpu()
 
 
-def _score(policy_logps, ref_logps, config: DPOConfig) -> dict:
+def _score(policy_logps, ref_logps, config: DPOConfig, desirable: torch.Tensor | None) -> dict:
+    """Implicit-reward metrics of a set of pairs (DPO) or of 👍 / 👎 examples (KTO)."""
+    if desirable is not None:
+        _, rewards, _ = kto_loss(policy_logps[0], ref_logps[0], desirable, policy_logps[1], ref_logps[1], config.beta)
+        return kto_metrics(rewards, desirable)
     _, chosen_rewards, rejected_rewards = dpo_loss(*policy_logps, *ref_logps, beta=config.beta, loss_type="sigmoid")
     return preference_metrics(chosen_rewards, rejected_rewards)
+
+
+def _unique_ids(items) -> list[int]:
+    """Judgement ids in first-seen order (a KTO pair gives two examples with one id)."""
+    return list(dict.fromkeys(i.judgement_id for i in items))
 
 
 def _train_with_oom_retry(policy, train_tok, ref_logps, config, batch_logps, on_progress, should_stop):
@@ -242,26 +269,39 @@ def _train(policy, train_tok, ref_logps, config: DPOConfig, batch_logps, on_prog
 
 
 def _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_stop) -> dict:
-    """Forward/backward over the micro-batches of one optimizer step; returns its mean metrics."""
-    ref_chosen, ref_rejected = ref_logps
-    losses, chosen_rewards, rejected_rewards = [], [], []
+    """Forward/backward over the micro-batches of one optimizer step; returns its mean metrics.
+
+    `ref_logps` is (ref_chosen, ref_rejected, desirable): for KTO the "chosen" row is the example's completion,
+    the "rejected" row a mismatched completion for the KL estimate, and `desirable` its 👍 / 👎 label.
+    """
+    ref_chosen, ref_rejected, desirable = ref_logps
+    losses, first, second = [], [], []
     for i in range(0, len(step_idx), config.batch_size):
         if should_stop is not None and should_stop():
             raise RoundCancelled("Round cancelled; the previous policy keeps serving.")
         idx = step_idx[i : i + config.batch_size]
         chosen, rejected, lengths = batch_logps.forward([train_tok[j] for j in idx])
         device = chosen.device
-        loss, cr, rr = dpo_loss(
-            chosen,
-            rejected,
-            ref_chosen[idx].to(device),
-            ref_rejected[idx].to(device),
-            beta=config.beta,
-            loss_type=config.loss_type,
-            label_smoothing=config.label_smoothing,
-            chosen_lengths=lengths[: len(idx)],
-            rejected_lengths=lengths[len(idx) :],
-        )
+        ref_c, ref_r = ref_chosen[idx].to(device), ref_rejected[idx].to(device)
+        if desirable is not None:
+            labels = desirable[idx].to(device)
+            loss, rewards, _ = kto_loss(chosen, ref_c, labels, rejected, ref_r, beta=config.beta)
+            first.append(rewards.cpu())
+            second.append(labels.cpu())
+        else:
+            loss, cr, rr = dpo_loss(
+                chosen,
+                rejected,
+                ref_c,
+                ref_r,
+                beta=config.beta,
+                loss_type=config.loss_type,
+                label_smoothing=config.label_smoothing,
+                chosen_lengths=lengths[: len(idx)],
+                rejected_lengths=lengths[len(idx) :],
+            )
+            first.append(cr.cpu())
+            second.append(rr.cpu())
         if not torch.isfinite(loss).all():
             raise TrainingError(
                 "The loss became NaN or infinite; the round stopped and the previous policy keeps serving. "
@@ -269,11 +309,8 @@ def _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_st
             )
         (loss.sum() / len(step_idx)).backward()
         losses.append(loss.detach().cpu())
-        chosen_rewards.append(cr.cpu())
-        rejected_rewards.append(rr.cpu())
-    return {"loss": torch.cat(losses).mean().item()} | preference_metrics(
-        torch.cat(chosen_rewards), torch.cat(rejected_rewards)
-    )
+    metrics = kto_metrics if desirable is not None else preference_metrics
+    return {"loss": torch.cat(losses).mean().item()} | metrics(torch.cat(first), torch.cat(second))
 
 
 def _write_round(out_dir: Path, policy, tokenizer, record: dict, metrics: dict, ids: dict) -> None:

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from training.config import DPOConfig
-from training.data import TrainingPair
+from training.data import TrainingExample, TrainingPair
 from training.round import RoundCancelled, TrainingError, check_enough_pairs, run_round
 
 
 def round_plan(store, config: DPOConfig) -> tuple[int | None, str | None, list[TrainingPair]]:
-    """(parent round id, parent adapter folder, pairs) for the next round.
+    """(parent round id, parent adapter folder, training items) for the next round.
 
     Continuing: the serving round's adapter trains on pairs no finished round used. Fresh: a new adapter
     from the base on every pair.
@@ -29,7 +29,10 @@ def round_plan(store, config: DPOConfig) -> tuple[int | None, str | None, list[T
     if config.continue_from_serving and serving != "base":
         parent = store.get_round(int(serving.removeprefix("round_")))
     rows = store.preference_pairs(unused_only=config.continue_from_serving)
-    pairs = [TrainingPair(r.prompt, r.chosen, r.rejected, r.judgement_id) for r in rows]
+    pairs: list = [TrainingPair(r.prompt, r.chosen, r.rejected, r.judgement_id) for r in rows]
+    if config.loss_type == "kto":  # KTO also learns from "both bad" votes, as two 👎
+        extra = store.unpaired_examples(unused_only=config.continue_from_serving)
+        pairs += [TrainingExample(e.prompt, e.completion, e.desirable, e.judgement_id) for e in extra]
     return (parent.id, parent.adapter_path, pairs) if parent else (None, None, pairs)
 
 
