@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from storage import Store
 from training.config import DPOConfig
@@ -122,3 +123,54 @@ def test_nf4_loading_puts_4bit_layers_under_the_lora(tiny_qlora_model_dir):
     model = load_model(str(tiny_qlora_model_dir), quantization="nf4", device="cpu")
     assert isinstance(model.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)
     assert model.model.layers[0].self_attn.q_proj.weight.quant_type == "nf4"
+
+
+@pytest.mark.slow
+def test_two_process_round_equals_one_process(tiny_model_dir, tmp_path):
+    """torchrun with 2 CPU processes (gloo) trains the same adapter as one process on the same pairs."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    votes(tmp_path / "one.duckdb", 12)
+    shutil.copy(tmp_path / "one.duckdb", tmp_path / "two.duckdb")
+    common = [
+        "-m",
+        "training",
+        "--model",
+        str(tiny_model_dir),
+        "--epochs",
+        "2",
+        "--learning-rate",
+        "0.005",
+        "--batch-size",
+        "2",
+        "--grad-accum",
+        "2",
+        "--device",
+        "cpu",
+    ]
+    single = subprocess.run(
+        [sys.executable, *common, "--db", str(tmp_path / "one.duckdb"), "--runs", str(tmp_path / "runs1")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert single.returncode == 0, single.stderr[-2000:]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0"]
+    double = subprocess.run(
+        [*torchrun, *common, "--db", str(tmp_path / "two.duckdb"), "--runs", str(tmp_path / "runs2")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert double.returncode == 0, double.stderr[-3000:]
+    one = load_file(tmp_path / "runs1" / "round_001" / "adapter" / "adapter_model.safetensors")
+    two = load_file(tmp_path / "runs2" / "round_001" / "adapter" / "adapter_model.safetensors")
+    assert one.keys() == two.keys()
+    for name in one:
+        torch.testing.assert_close(one[name], two[name], atol=1e-5, rtol=1e-4)
+    assert any(v.abs().sum() > 0 for k, v in two.items() if "lora_B" in k)
+    with Store(tmp_path / "two.duckdb") as store:
+        assert store.get_round(1).status == "done" and store.get_serving() == "round_001"

@@ -4,6 +4,11 @@
     python -m training --fresh --epochs 3 --beta 0.2        # fresh adapter from the base on all pairs
     python -m training --help
 
+Several processes (DDP-style; see training/distributed.py):
+
+    torchrun --nproc_per_node 2 -m training ...           # CPU or GPUs
+    accelerate launch --num_processes 2 -m training ...   # GPUs
+
 The finished round becomes the serving version recorded in the store, so the app serves it on its next
 start (a running app holds the database lock: stop it first, or press "Start round" in its Train tab).
 """
@@ -27,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-cache", default="data/models", help="Where the bundled model is converted once.")
     parser.add_argument("--fresh", action="store_true", help="Fresh adapter from the base on all pairs.")
     parser.add_argument("--no-serve", action="store_true", help="Do not make the new round the serving version.")
+    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     for field in dataclasses.fields(DPOConfig):
         if field.name == "continue_from_serving":
             continue
@@ -43,43 +49,75 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    from storage import Store, StoreError
+    from training import distributed
     from training.model import ModelLoadError, resolve_model
+    from training.round import TrainingError, run_round
+
+    names = {f.name for f in dataclasses.fields(DPOConfig)} - {"continue_from_serving"}
+    w = distributed.world()
+    try:
+        config = DPOConfig(continue_from_serving=not args.fresh, **{n: getattr(args, n) for n in names})
+        model = resolve_model(args.model, Path(args.model_cache)) if w.main else None
+        model = distributed.share(model, w)
+        if not w.main:  # a follower: train on the round rank 0 plans and records
+            run_args = distributed.share(None, w)
+            if run_args is None:
+                return 2  # rank 0 failed before the round and reports why
+            run_round(**run_args, model=model, device=args.device)
+            return 0
+        finished = _lead_round(args, config, model, w)
+    except (ValueError, ModelLoadError, TrainingError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    summary = {
+        "round": finished.version,
+        "adapter": finished.adapter_path,
+        "pairs": finished.n_pairs,
+        "heldout_after": finished.metrics.get("heldout_after"),
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+def _lead_round(args: argparse.Namespace, config: DPOConfig, model: str, w):
+    """Rank 0 (or the only process): plan, record and serve the round; hand its arguments to the others."""
+    from storage import Store, StoreError
+    from training import distributed
     from training.round import TrainingError
     from training.rounds import train_round
 
-    names = {f.name for f in dataclasses.fields(DPOConfig)} - {"continue_from_serving"}
+    shared = False
+
+    def hand_over(_round_id: int, run_args: dict) -> None:
+        nonlocal shared
+        distributed.share(run_args, w)
+        shared = True
+
+    def show(s: dict) -> None:
+        print(
+            f"step {s['step']}/{s['total_steps']} loss {s['loss']:.4f} margin {s['margin']:.3f} "
+            f"accuracy {s['accuracy']:.2f}",
+            flush=True,
+        )
+
     try:
-        config = DPOConfig(continue_from_serving=not args.fresh, **{n: getattr(args, n) for n in names})
-        model = resolve_model(args.model, Path(args.model_cache))
         with Store(args.db) as store:
             finished = train_round(
                 store,
                 config,
                 model=model,
                 runs_dir=Path(args.runs),
-                on_progress=lambda s: print(
-                    f"step {s['step']}/{s['total_steps']} loss {s['loss']:.4f} "
-                    f"margin {s['margin']:.3f} accuracy {s['accuracy']:.2f}",
-                    flush=True,
-                ),
+                device=args.device,
+                on_progress=show,
+                on_start=hand_over,
             )
             if not args.no_serve:
                 store.set_serving(finished.version)
-    except (ValueError, StoreError, ModelLoadError, TrainingError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(
-        json.dumps(
-            {
-                "round": finished.version,
-                "adapter": finished.adapter_path,
-                "pairs": finished.n_pairs,
-                "heldout_after": finished.metrics.get("heldout_after"),
-            }
-        )
-    )
-    return 0
+        return finished
+    except (StoreError, TrainingError, ValueError) as err:
+        if not shared:
+            distributed.share(None, w)  # release the followers
+        raise TrainingError(str(err)) from err
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from training import distributed
 from training.config import DPOConfig
 from training.data import (
     TokenizedPair,
@@ -85,7 +86,10 @@ def run_round(
     items = as_kto_examples(pairs) if kto else list(pairs)
     check_enough_pairs(len(items), config)
     train, heldout = split_heldout(items, config.heldout_fraction, config.seed)
+    w = distributed.world()
     device = device or default_device()
+    if w.size > 1 and device.startswith("cuda"):
+        device = f"cuda:{w.local_rank}"
     quantization = resolve_quantization(config.quantization, device)
     torch.manual_seed(config.seed)
     started = time.monotonic()
@@ -101,7 +105,7 @@ def run_round(
         return torch.tensor([e.desirable for e in items], dtype=torch.bool) if kto else None
 
     train_tok, heldout_tok = tokenize(train), tokenize(heldout)
-    batch_logps = _BatchLogps(policy, tokenizer.pad_token_id, device, config.batch_size)
+    batch_logps = _BatchLogps(policy, tokenizer.pad_token_id, device, config.batch_size, w)
     # Reference log-probs once per round, no second copy of the weights: the base is the policy with its
     # adapter off; the previous policy is the adapter as loaded, before the first step.
     with policy.disable_adapter() if config.reference == "base" else contextlib.nullcontext():
@@ -110,7 +114,8 @@ def run_round(
     heldout_before = _score(batch_logps(heldout_tok), ref_heldout, config, heldout_labels) if heldout else None
 
     train_ref = (*ref_train, desirable(train))
-    history, config = _train_with_oom_retry(policy, train_tok, train_ref, config, batch_logps, on_progress, should_stop)
+    train_fn = _train_with_oom_retry if w.size == 1 else _train_as_is
+    history, config = train_fn(policy, train_tok, train_ref, config, batch_logps, on_progress, should_stop)
     heldout_after = _score(batch_logps(heldout_tok), ref_heldout, config, heldout_labels) if heldout else None
     metrics = {
         "train": history[-1] if history else {},
@@ -127,7 +132,9 @@ def run_round(
     }
     record = {"dpo": config.to_dict(), "base_model": model, "parent_adapter": parent_adapter} | (lineage or {})
     ids = {"train": _unique_ids(train), "heldout": _unique_ids(heldout)}
-    _write_round(out_dir, policy, tokenizer, record, metrics, ids)
+    if w.main:
+        _write_round(out_dir, policy, tokenizer, record, metrics, ids)
+    distributed.barrier(w)
     return RoundResult(out_dir / "adapter", metrics, ids["train"], ids["heldout"])
 
 
@@ -159,8 +166,9 @@ def _policy_with_adapter(base, config: DPOConfig, parent_adapter: str | None, qu
 class _BatchLogps:
     """Completion log-probs of tokenized pairs, in micro-batches: returns (chosen (n,), rejected (n,))."""
 
-    def __init__(self, policy, pad_token_id: int, device: str, batch_size: int) -> None:
+    def __init__(self, policy, pad_token_id: int, device: str, batch_size: int, world=None) -> None:
         self.policy, self.pad_token_id, self.device, self.batch_size = policy, pad_token_id, device, batch_size
+        self.world = world or distributed.World()
 
     def forward(self, items: Sequence[TokenizedPair]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch = {k: v.to(self.device) for k, v in collate(items, self.pad_token_id).items()}
@@ -171,10 +179,16 @@ class _BatchLogps:
 
     @torch.no_grad()
     def __call__(self, items: Sequence[TokenizedPair]) -> tuple[torch.Tensor, torch.Tensor]:
-        parts = [self.forward(items[i : i + self.batch_size])[:2] for i in range(0, len(items), self.batch_size)]
-        if not parts:
-            return torch.zeros(0), torch.zeros(0)
-        return torch.cat([c for c, _ in parts]).cpu(), torch.cat([r for _, r in parts]).cpu()
+        """All items' log-probs; with several processes each computes every world.size-th item, then all share."""
+        w = self.world
+        mine = list(range(w.rank, len(items), w.size))
+        rows = []
+        for i in range(0, len(mine), self.batch_size):
+            idx = mine[i : i + self.batch_size]
+            chosen, rejected, _ = self.forward([items[j] for j in idx])
+            rows += zip(idx, chosen.tolist(), rejected.tolist(), strict=True)
+        rows = sorted(distributed.gather(rows, w))
+        return torch.tensor([r[1] for r in rows]), torch.tensor([r[2] for r in rows])
 
 
 def _score(policy_logps, ref_logps, config: DPOConfig, desirable: torch.Tensor | None) -> dict:
@@ -228,6 +242,11 @@ def _enable_checkpointing(model) -> None:
     model.enable_input_require_grads()
 
 
+def _train_as_is(policy, train_tok, ref_logps, config, batch_logps, on_progress, should_stop):
+    """Train without the out-of-memory retry (several processes must change micro-batch together)."""
+    return _train(policy, train_tok, ref_logps, config, batch_logps, on_progress, should_stop), config
+
+
 def _free_accelerator_memory() -> None:
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -251,6 +270,7 @@ def _train(policy, train_tok, ref_logps, config: DPOConfig, batch_logps, on_prog
         for step_start in range(0, len(order), pairs_per_step):
             step_idx = order[step_start : step_start + pairs_per_step]
             stats = _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_stop)
+            distributed.sum_gradients(params, batch_logps.world)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
@@ -275,11 +295,13 @@ def _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_st
     the "rejected" row a mismatched completion for the KL estimate, and `desirable` its 👍 / 👎 label.
     """
     ref_chosen, ref_rejected, desirable = ref_logps
+    w = batch_logps.world
+    mine = step_idx[w.rank :: w.size]  # this process's share; gradients are summed across processes
     losses, first, second = [], [], []
-    for i in range(0, len(step_idx), config.batch_size):
+    for i in range(0, len(mine), config.batch_size):
         if should_stop is not None and should_stop():
             raise RoundCancelled("Round cancelled; the previous policy keeps serving.")
-        idx = step_idx[i : i + config.batch_size]
+        idx = mine[i : i + config.batch_size]
         chosen, rejected, lengths = batch_logps.forward([train_tok[j] for j in idx])
         device = chosen.device
         ref_c, ref_r = ref_chosen[idx].to(device), ref_rejected[idx].to(device)
@@ -309,8 +331,10 @@ def _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_st
             )
         (loss.sum() / len(step_idx)).backward()
         losses.append(loss.detach().cpu())
+    parts = distributed.gather([(torch.cat(losses), torch.cat(first), torch.cat(second))] if losses else [], w)
+    losses, first, second = (torch.cat([p[k] for p in parts]) for k in range(3))
     metrics = kto_metrics if desirable is not None else preference_metrics
-    return {"loss": torch.cat(losses).mean().item()} | metrics(torch.cat(first), torch.cat(second))
+    return {"loss": losses.mean().item()} | metrics(first, second)
 
 
 def _write_round(out_dir: Path, policy, tokenizer, record: dict, metrics: dict, ids: dict) -> None:

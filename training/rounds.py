@@ -44,27 +44,28 @@ def train_round(
     runs_dir: Path,
     on_progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    on_start: Callable[[int], None] | None = None,
+    on_start: Callable[[int, dict], None] | None = None,
     device: str | None = None,
 ):
-    """Run one round and record it; returns the store's Round row. A failed round is recorded as failed."""
+    """Run one round and record it; returns the store's Round row. A failed round is recorded as failed.
+
+    `on_start(round_id, run_args)` sees the round's id and the arguments `run_round` gets (picklable, so
+    the CLI can hand them to the other processes of a multi-process round).
+    """
     parent_id, parent_adapter, pairs = round_plan(store, config)
     check_enough_pairs(len(pairs), config)
     round_id = store.start_round(config.to_dict(), parent_id, model)
+    run_args = {
+        "config": config,
+        "pairs": pairs,
+        "out_dir": Path(runs_dir) / f"round_{round_id:03d}",
+        "parent_adapter": parent_adapter,
+        "lineage": {"round": round_id, "parent_round": parent_id},
+    }
     if on_start is not None:
-        on_start(round_id)
+        on_start(round_id, run_args)
     try:
-        result = run_round(
-            config,
-            pairs,
-            Path(runs_dir) / f"round_{round_id:03d}",
-            model=model,
-            parent_adapter=parent_adapter,
-            lineage={"round": round_id, "parent_round": parent_id},
-            device=device,
-            on_progress=on_progress,
-            should_stop=should_stop,
-        )
+        result = run_round(**run_args, model=model, device=device, on_progress=on_progress, should_stop=should_stop)
     except RoundCancelled as err:
         store.fail_round(round_id, str(err), status="cancelled")
         raise
@@ -124,7 +125,7 @@ class RoundRunner:
                 device=self.device,
                 on_progress=progress,
                 should_stop=self._cancel.is_set,
-                on_start=lambda rid: status.update(round=rid, message=f"round_{rid:03d}: preparing…"),
+                on_start=lambda rid, _: status.update(round=rid, message=f"round_{rid:03d}: preparing…"),
             )
             self.on_done(finished)
             status.update(state="done", message=f"{finished.version} is now serving.")
