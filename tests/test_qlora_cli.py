@@ -157,7 +157,7 @@ def test_two_process_round_equals_one_process(tiny_model_dir, tmp_path):
         cwd=REPO,
     )
     assert single.returncode == 0, single.stderr[-2000:]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     double = subprocess.run(
         [*torchrun, *common, "--db", str(tmp_path / "two.duckdb"), "--runs", str(tmp_path / "runs2")],
         capture_output=True,
