@@ -27,10 +27,11 @@ from training.model import prepare_default_model
 from training.round import run_round
 
 CANDIDATES = {
-    "b0.1_lr5e-4_e2": dict(beta=0.1, learning_rate=5e-4, epochs=2),
-    "b0.1_lr1e-3_e3": dict(beta=0.1, learning_rate=1e-3, epochs=3),
-    "b0.1_lr2e-3_e2": dict(beta=0.1, learning_rate=2e-3, epochs=2),
-    "b0.05_lr1e-3_e3": dict(beta=0.05, learning_rate=1e-3, epochs=3),
+    # names become adapter names, which may not contain dots
+    "beta0_1-lr5e-4-ep2": dict(beta=0.1, learning_rate=5e-4, epochs=2),
+    "beta0_1-lr1e-3-ep3": dict(beta=0.1, learning_rate=1e-3, epochs=3),
+    "beta0_1-lr2e-3-ep2": dict(beta=0.1, learning_rate=2e-3, epochs=2),
+    "beta0_05-lr1e-3-ep3": dict(beta=0.05, learning_rate=1e-3, epochs=3),
 }
 
 
@@ -82,7 +83,7 @@ def main(args: argparse.Namespace) -> dict:
             } | fluency(out, tok)
             server.serve("base")
             print(name, json.dumps({k: round(v, 3) for k, v in rows[name].items()}), flush=True)
-    print(f"{'config':18s} {'tokens':>7s} {'shorter':>8s} {'distinct2':>9s} {'rep4':>6s}")
+    print(f"{'config':20s} {'tokens':>7s} {'shorter':>8s} {'distinct2':>9s} {'rep4':>6s}")
     for name, row in rows.items():
         print(
             f"{name:18s} {row['mean_tokens']:7.1f} {row['shorter_than_base']:8.2f} {row['distinct_2']:9.3f} "
