@@ -1,5 +1,10 @@
-"""prefloop's storage: one DuckDB file, named migrations, all SQL. See storage/store.py."""
+"""prefloop's storage: one DuckDB file, named migrations, all of the project's SQL.
 
+store.py holds prompts, generations, judgements and pairs; rounds.py rounds, lineage and the serving version;
+migrations.py the schema; export.py writes pairs in TRL's format; models.py the records handed out.
+"""
+
+from storage.errors import StoreError
 from storage.models import (
     BOTH_BAD_CHOICES,
     CHOICES,
@@ -11,7 +16,7 @@ from storage.models import (
     Round,
     UnpairedExample,
 )
-from storage.store import Store, StoreError
+from storage.store import Store
 
 __all__ = [
     "BOTH_BAD_CHOICES",

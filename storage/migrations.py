@@ -1,7 +1,17 @@
-"""Named schema migrations, applied in order, each once and in its own transaction.
+"""Named schema migrations, applied in order, each once and in its own transaction (sqlite-utils style).
 
-Add a migration by appending (name, sql) to MIGRATIONS; never edit one that has shipped.
+Add a migration by appending (name, sql) to MIGRATIONS; never edit or rename one that has shipped.
+A database records the names it has applied in its `migrations` table, so reopening a file applies only the
+missing ones, and a file migrated by a newer prefloop (names this code does not know) is refused.
 """
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+
+from storage.errors import StoreError
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -57,3 +67,50 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
 ]
+
+
+def applied_migrations(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Names of the migrations recorded in the database, in the order they were applied."""
+    rows = con.execute("SELECT name FROM migrations ORDER BY applied_at, name").fetchall()
+    return [name for (name,) in rows]
+
+
+def apply_migrations(con: duckdb.DuckDBPyConnection, where: str = "the database") -> list[str]:
+    """Apply the migrations this database lacks, each in its own transaction; returns their names.
+
+    `where` names the database in error messages (its path). Raises StoreError if the file holds migrations
+    this code does not know, or if one fails (that one is rolled back; earlier ones stay applied).
+    """
+    con.execute("CREATE TABLE IF NOT EXISTS migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
+    done = set(applied_migrations(con))
+    unknown = sorted(done - {name for name, _ in MIGRATIONS})
+    if unknown:
+        raise StoreError(
+            f"{where} was upgraded by a newer prefloop (unknown migrations: {', '.join(unknown)}). "
+            "Update prefloop, or pass --db with another file."
+        )
+    applied = []
+    for name, sql in MIGRATIONS:
+        if name in done:
+            continue
+        con.begin()
+        try:
+            con.execute(sql)
+            con.execute("INSERT INTO migrations VALUES (?, ?)", [name, datetime.now()])
+            con.commit()
+        except duckdb.Error as err:
+            rollback_quietly(con)
+            raise StoreError(
+                f"Could not upgrade {where}: migration {name} failed ({err}) and was rolled back. "
+                "Update prefloop, or pass --db with another file."
+            ) from err
+        applied.append(name)
+    return applied
+
+
+def rollback_quietly(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction, if any (a failed commit has already ended it)."""
+    try:
+        con.rollback()
+    except duckdb.Error:
+        pass

@@ -10,10 +10,13 @@ CHOICES = ("left", "right", "tie", "both_bad", "skip")
 PAIR_CHOICES = ("left", "right")
 # For unpaired losses (KTO) a "both bad" vote is two 👎: each completion on its own is undesirable.
 BOTH_BAD_CHOICES = ("both_bad",)
+ROUND_STATUSES = ("running", "done", "failed", "cancelled")
 
 
 @dataclass(frozen=True)
 class Prompt:
+    """A prompt to sample completions for; `source` says where it came from (typed, a file name, starter)."""
+
     id: int
     text: str
     source: str
@@ -21,6 +24,8 @@ class Prompt:
 
 @dataclass(frozen=True)
 class Generation:
+    """One completion of a prompt by policy `version`; settings: temperature, top_p, max_new_tokens, seed."""
+
     id: int
     prompt_id: int
     version: str
@@ -30,6 +35,8 @@ class Generation:
 
 @dataclass(frozen=True)
 class Judgement:
+    """A vote on a pair as it was shown: left / right generation ids in display order, and the choice."""
+
     id: int
     prompt_id: int
     left_generation_id: int
@@ -42,6 +49,8 @@ class Judgement:
 
 @dataclass(frozen=True)
 class PreferencePair:
+    """A left/right vote as training text: the picked completion is `chosen`, the other `rejected`."""
+
     judgement_id: int
     prompt: str
     chosen: str
@@ -50,6 +59,8 @@ class PreferencePair:
 
 @dataclass(frozen=True)
 class Round:
+    """A training round and its lineage: the round it continued from and the judgements it trained on."""
+
     id: int
     status: str
     config: dict
@@ -64,11 +75,14 @@ class Round:
 
     @property
     def version(self) -> str:
+        """The policy name this round serves as, e.g. round_007."""
         return f"round_{self.id:03d}"
 
 
 @dataclass(frozen=True)
 class UnpairedExample:
+    """One completion with a thumbs-up or thumbs-down, for unpaired losses such as KTO."""
+
     judgement_id: int
     prompt: str
     completion: str

@@ -4,23 +4,28 @@
     store.add_judgement(prompt_id, left_id, right_id, "left", labeler="ana", policy_version="base")
     store.preference_pairs(unused_only=True)   # what the next round trains on
 
-Gradio runs handlers on many threads; DuckDB wants a cursor per thread, so every call opens its own.
-Each write commits before returning: a vote acknowledged in the UI is on disk.
+Gradio runs handlers on many threads. DuckDB wants a cursor per thread, so every call takes its own cursor
+of the one connection. Every write runs in an explicit transaction that commits before the call returns
+(a vote acknowledged in the UI is on disk), and is retried when a concurrent write conflicts with it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-from collections.abc import Collection, Iterator, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 
-from storage.migrations import MIGRATIONS
+from storage.errors import StoreError
+from storage.export import check_format, write_pairs
+from storage.migrations import applied_migrations as _applied_migrations
+from storage.migrations import apply_migrations, rollback_quietly
 from storage.models import (
     BOTH_BAD_CHOICES,
     CHOICES,
@@ -29,162 +34,167 @@ from storage.models import (
     Judgement,
     PreferencePair,
     Prompt,
-    Round,
     UnpairedExample,
 )
+from storage.rounds import RoundsMixin
 
-# Judgements that no finished round trained on.
+__all__ = ["Store", "StoreError"]
+
+T = TypeVar("T")
+Cursor = duckdb.DuckDBPyConnection
+WRITE_ATTEMPTS = 8  # a write that conflicts with a concurrent one is retried this many times in all
+# Judgements that no finished round trained on (appended to a WHERE over judgements j).
 UNUSED_JUDGEMENT = """ AND j.id NOT IN (SELECT rj.judgement_id FROM round_judgements rj
                                         JOIN rounds r ON r.id = rj.round_id WHERE r.status = 'done')"""
-ROUND_COLUMNS = (
-    "id, status, config, metrics, adapter_path, parent_round, base_model, n_pairs, started_at, finished_at, error"
-)
 
 
-class StoreError(Exception):
-    """A storage operation failed; the message says what to do."""
+class Store(RoundsMixin):
+    """Thread-safe access to one prefloop database; see the module docstring."""
 
-
-class Store:
     def __init__(self, path: str | os.PathLike = ":memory:") -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._con = _connect(self.path)
         try:
-            self._con = duckdb.connect(self.path)
-        except duckdb.IOException as err:
-            if "lock" in str(err).lower():
-                raise StoreError(
-                    f"{self.path} is in use by another running prefloop app (or another DuckDB client). "
-                    "Stop that app, or start this one with --db pointing at another file."
-                ) from err
-            raise StoreError(f"{self.path} is not a DuckDB database ({err}). Pass --db with a new file name.") from err
-        except duckdb.Error as err:
-            raise StoreError(f"Cannot open {self.path}: {err}. Pass --db with a new file name.") from err
-        self._migrate()
+            with self._cursor() as cur:
+                apply_migrations(cur, where=self.path)
+        except BaseException:
+            self._con.close()
+            raise
 
     def close(self) -> None:
+        """Close the database; committed writes are already on disk."""
         self._con.close()
 
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the schema migrations this database has, in the order they were applied."""
+        with self._cursor() as cur:
+            return _applied_migrations(cur)
 
     # -- plumbing -------------------------------------------------------------------------------------
     @contextmanager
-    def _cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        cur = self._con.cursor()
+    def _cursor(self) -> Iterator[Cursor]:
+        """A cursor of its own for this call (DuckDB cursors must not be shared between threads)."""
+        try:
+            cur = self._con.cursor()
+        except duckdb.ConnectionException as err:
+            raise StoreError(f"The store {self.path} is closed; open it again with Store(path).") from err
         try:
             yield cur
         finally:
             cur.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        with self._cursor() as cur:
-            cur.begin()
-            try:
-                yield cur
-            except BaseException:
-                cur.rollback()
-                raise
-            cur.commit()
+    def _write(self, work: Callable[[Cursor], T]) -> T:
+        """Run `work(cursor)` in one transaction and commit; roll back on error, retry on write conflicts."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            with self._cursor() as cur:
+                cur.begin()
+                try:
+                    result = work(cur)
+                    cur.commit()
+                    return result
+                except duckdb.Error as err:
+                    rollback_quietly(cur)
+                    if attempt == WRITE_ATTEMPTS or not _is_write_conflict(err):
+                        raise
+                except BaseException:
+                    rollback_quietly(cur)
+                    raise
+            time.sleep(0.002 * 2**attempt)
+        raise AssertionError("unreachable")
 
-    def _migrate(self) -> None:
-        """Apply the named migrations not yet recorded, each in its own transaction."""
+    def _read(self, sql: str, params: Sequence | None = None) -> list[tuple]:
+        """All rows of one query."""
         with self._cursor() as cur:
-            cur.execute("CREATE TABLE IF NOT EXISTS migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMP)")
-            done = {row[0] for row in cur.execute("SELECT name FROM migrations").fetchall()}
-        for name, sql in MIGRATIONS:
-            if name in done:
-                continue
-            with self._transaction() as cur:
-                for statement in filter(str.strip, sql.split(";")):
-                    cur.execute(statement)
-                cur.execute("INSERT INTO migrations VALUES (?, ?)", [name, datetime.now()])
+            return cur.execute(sql, params).fetchall()
 
-    def applied_migrations(self) -> list[str]:
-        with self._cursor() as cur:
-            return [r[0] for r in cur.execute("SELECT name FROM migrations ORDER BY name").fetchall()]
+    def _value(self, sql: str, params: Sequence | None = None):
+        """The first column of the first row of one query, or None if there is no row."""
+        rows = self._read(sql, params)
+        return rows[0][0] if rows else None
 
     # -- prompts --------------------------------------------------------------------------------------
     def add_prompt(self, text: str, source: str = "typed") -> int:
+        """Store a prompt (stripped) and return its id; the same text again returns the existing id."""
         text = (text or "").strip()
         if not text:
             raise ValueError("Prompt is empty: type some text first.")
-        with self._transaction() as cur:
-            return self._insert_prompt(cur, text, source)
+        return self._write(lambda cur: _insert_prompt(cur, text, source))
 
     def add_prompts(self, texts: Sequence[str], source: str) -> int:
-        """Insert all prompts or none; returns how many were new."""
-        cleaned = [(t or "").strip() for t in texts]
+        """Store all prompts in one transaction, or none if any is empty; returns how many were new."""
+        cleaned = [(text or "").strip() for text in texts]
         for i, text in enumerate(cleaned, start=1):
             if not text:
                 raise ValueError(f"Prompt {i} is empty; nothing was imported. Remove or fill it and try again.")
-        with self._transaction() as cur:
+
+        def insert_all(cur: Cursor) -> int:
             before = cur.execute("SELECT count(*) FROM prompts").fetchone()[0]
             for text in cleaned:
-                self._insert_prompt(cur, text, source)
+                _insert_prompt(cur, text, source)
             return cur.execute("SELECT count(*) FROM prompts").fetchone()[0] - before
 
-    @staticmethod
-    def _insert_prompt(cur, text: str, source: str) -> int:
-        row = cur.execute("SELECT id FROM prompts WHERE text = ?", [text]).fetchone()
-        if row:
-            return row[0]
-        return cur.execute(
-            "INSERT INTO prompts (text, source, created_at) VALUES (?, ?, ?) RETURNING id",
-            [text, source, datetime.now()],
-        ).fetchone()[0]
+        return self._write(insert_all)
 
     def count_prompts(self) -> int:
-        with self._cursor() as cur:
-            return cur.execute("SELECT count(*) FROM prompts").fetchone()[0]
+        return self._value("SELECT count(*) FROM prompts")
 
     def list_prompts(self, limit: int | None = None) -> list[Prompt]:
-        with self._cursor() as cur:
-            rows = cur.execute("SELECT id, text, source FROM prompts ORDER BY id LIMIT ?", [limit]).fetchall()
-        return [Prompt(*r) for r in rows]
+        """Prompts in the order they were added, at most `limit` of them."""
+        rows = self._read("SELECT id, text, source FROM prompts ORDER BY id LIMIT ?", [_limit(limit)])
+        return [Prompt(*row) for row in rows]
 
     def get_prompt(self, prompt_id: int) -> Prompt:
-        with self._cursor() as cur:
-            row = cur.execute("SELECT id, text, source FROM prompts WHERE id = ?", [prompt_id]).fetchone()
-        if row is None:
-            raise StoreError(f"No prompt with id {prompt_id}.")
-        return Prompt(*row)
+        rows = self._read("SELECT id, text, source FROM prompts WHERE id = ?", [prompt_id])
+        if not rows:
+            raise StoreError(f"No prompt with id {prompt_id}; pick one from the prompt list.")
+        return Prompt(*rows[0])
 
     def next_prompts(self, n: int, exclude_ids: Collection[int] = ()) -> list[Prompt]:
-        """Prompts sampled least so far first (random among equals), skipping `exclude_ids`."""
-        with self._cursor() as cur:
-            rows = cur.execute(
-                """SELECT p.id, p.text, p.source FROM prompts p
-                   LEFT JOIN (SELECT prompt_id, count(*) AS n FROM generations GROUP BY prompt_id) g
-                          ON g.prompt_id = p.id
-                   WHERE NOT list_contains(?::BIGINT[], p.id)
-                   ORDER BY coalesce(g.n, 0), random() LIMIT ?""",
-                [list(exclude_ids), n],
-            ).fetchall()
-        return [Prompt(*r) for r in rows]
+        """Up to `n` prompts sampled least so far first, random among equals.
+
+        Counting generations rather than judgements keeps a prompt whose pair is on a labeler's screen (sampled,
+        not yet voted on) from being sampled again before every other prompt has had its turn.
+        """
+        rows = self._read(
+            """SELECT p.id, p.text, p.source FROM prompts p
+               LEFT JOIN (SELECT prompt_id, count(*) AS n FROM generations GROUP BY prompt_id) g
+                      ON g.prompt_id = p.id
+               WHERE NOT list_contains(?::BIGINT[], p.id)
+               ORDER BY coalesce(g.n, 0), random() LIMIT ?""",
+            [list(exclude_ids), max(n, 0)],
+        )
+        return [Prompt(*row) for row in rows]
 
     # -- generations ----------------------------------------------------------------------------------
     def add_generation(self, prompt_id: int, version: str, text: str, settings: dict) -> int:
-        with self._transaction() as cur:
+        """Store one completion of a prompt by policy `version` with its sampling settings; returns its id."""
+        settings_json = json.dumps(settings)
+
+        def insert(cur: Cursor) -> int:
+            if cur.execute("SELECT 1 FROM prompts WHERE id = ?", [prompt_id]).fetchone() is None:
+                raise StoreError(f"No prompt with id {prompt_id}; add the prompt before its completions.")
             return cur.execute(
                 "INSERT INTO generations (prompt_id, version, text, settings, created_at) VALUES (?, ?, ?, ?, ?) "
                 "RETURNING id",
-                [prompt_id, version, text, json.dumps(settings), datetime.now()],
+                [prompt_id, version, text, settings_json, datetime.now()],
             ).fetchone()[0]
 
+        return self._write(insert)
+
     def get_generation(self, generation_id: int) -> Generation:
-        with self._cursor() as cur:
-            row = cur.execute(
-                "SELECT id, prompt_id, version, text, settings FROM generations WHERE id = ?", [generation_id]
-            ).fetchone()
-        if row is None:
-            raise StoreError(f"No generation with id {generation_id}.")
-        return Generation(*row[:4], settings=json.loads(row[4]))
+        rows = self._read(
+            "SELECT id, prompt_id, version, text, settings FROM generations WHERE id = ?", [generation_id]
+        )
+        if not rows:
+            raise StoreError(f"No generation with id {generation_id}; fetch a new pair.")
+        *fields, settings = rows[0]
+        return Generation(*fields, settings=json.loads(settings))
 
     # -- judgements -----------------------------------------------------------------------------------
     def add_judgement(
@@ -199,12 +209,13 @@ class Store:
         """Record a vote on a pair as shown (left / right generation ids); committed before returning."""
         if choice not in CHOICES:
             raise ValueError(f"choice must be one of {', '.join(CHOICES)}; got {choice!r}")
-        with self._transaction() as cur:
-            owners = cur.execute(
+
+        def insert(cur: Cursor) -> int:
+            owned = cur.execute(
                 "SELECT count(*) FROM generations WHERE id IN (?, ?) AND prompt_id = ?",
                 [left_generation_id, right_generation_id, prompt_id],
             ).fetchone()[0]
-            if owners != 2 or left_generation_id == right_generation_id:
+            if owned != 2 or left_generation_id == right_generation_id:
                 raise StoreError(
                     f"Generations {left_generation_id} and {right_generation_id} are not two completions of prompt "
                     f"{prompt_id}; fetch a new pair and vote again."
@@ -215,25 +226,32 @@ class Store:
                 [prompt_id, left_generation_id, right_generation_id, choice, labeler, policy_version, datetime.now()],
             ).fetchone()[0]
 
+        return self._write(insert)
+
     def count_judgements(self, choice: str | None = None) -> int:
-        with self._cursor() as cur:
-            if choice is None:
-                return cur.execute("SELECT count(*) FROM judgements").fetchone()[0]
-            return cur.execute("SELECT count(*) FROM judgements WHERE choice = ?", [choice]).fetchone()[0]
+        """How many votes there are, or how many with this `choice`."""
+        if choice is None:
+            return self._value("SELECT count(*) FROM judgements")
+        if choice not in CHOICES:
+            raise ValueError(f"choice must be one of {', '.join(CHOICES)}; got {choice!r}")
+        return self._value("SELECT count(*) FROM judgements WHERE choice = ?", [choice])
 
     def list_judgements(self) -> list[Judgement]:
-        with self._cursor() as cur:
-            rows = cur.execute(
-                "SELECT id, prompt_id, left_generation_id, right_generation_id, choice, labeler, policy_version, "
-                "created_at FROM judgements ORDER BY id"
-            ).fetchall()
-        return [Judgement(*r) for r in rows]
+        rows = self._read(
+            "SELECT id, prompt_id, left_generation_id, right_generation_id, choice, labeler, policy_version, "
+            "created_at FROM judgements ORDER BY id"
+        )
+        return [Judgement(*row) for row in rows]
 
-    # -- preference pairs -----------------------------------------------------------------------------
+    # -- training data --------------------------------------------------------------------------------
     def preference_pairs(
         self, unused_only: bool = False, judgement_ids: Collection[int] | None = None
     ) -> list[PreferencePair]:
-        """Left/right judgements as (prompt, chosen, rejected); ties, both-bad and skips never become pairs."""
+        """Left/right votes as (prompt, chosen, rejected), by judgement id; other votes never become pairs.
+
+        unused_only: leave out judgements a finished ('done') round trained on.
+        judgement_ids: only these judgements.
+        """
         sql = """SELECT j.id, p.text,
                         CASE WHEN j.choice = 'left' THEN gl.text ELSE gr.text END AS chosen,
                         CASE WHEN j.choice = 'left' THEN gr.text ELSE gl.text END AS rejected
@@ -248,141 +266,65 @@ class Store:
         if judgement_ids is not None:
             sql += " AND list_contains(?::BIGINT[], j.id)"
             params.append(list(judgement_ids))
-        with self._cursor() as cur:
-            rows = cur.execute(sql + " ORDER BY j.id", params).fetchall()
-        return [PreferencePair(*r) for r in rows]
+        return [PreferencePair(*row) for row in self._read(sql + " ORDER BY j.id", params)]
 
     def unpaired_examples(self, unused_only: bool = False) -> list[UnpairedExample]:
-        """ "Both bad" votes as two 👎 examples each (left then right), for unpaired losses such as KTO."""
+        """ "Both bad" votes as two thumbs-down examples each (left then right), for unpaired losses (KTO)."""
         sql = """SELECT j.id, p.text, g.text FROM judgements j
                  JOIN prompts p ON p.id = j.prompt_id
                  JOIN generations g ON g.id IN (j.left_generation_id, j.right_generation_id)
                  WHERE list_contains(?::VARCHAR[], j.choice)"""
         sql += (UNUSED_JUDGEMENT if unused_only else "") + " ORDER BY j.id, g.id = j.right_generation_id"
-        with self._cursor() as cur:
-            rows = cur.execute(sql, [list(BOTH_BAD_CHOICES)]).fetchall()
+        rows = self._read(sql, [list(BOTH_BAD_CHOICES)])
         return [UnpairedExample(judgement_id, prompt, completion, False) for judgement_id, prompt, completion in rows]
 
     def export_pairs(self, path: str | os.PathLike, fmt: str = "jsonl") -> int:
-        """Write the pairs in TRL's conversational format (jsonl, parquet or a datasets folder); atomic."""
-        from datasets import Dataset
-
-        if fmt not in ("jsonl", "parquet", "hf"):
-            raise StoreError(f"Unknown export format {fmt!r}: use jsonl, parquet or hf.")
-        pairs = self.preference_pairs()
-        if not pairs:
-            raise StoreError("No preference pairs to export yet: label some pairs (pick left or right) first.")
-        rows = [
-            {
-                "prompt": [{"role": "user", "content": p.prompt}],
-                "chosen": [{"role": "assistant", "content": p.chosen}],
-                "rejected": [{"role": "assistant", "content": p.rejected}],
-                "judgement_id": p.judgement_id,
-            }
-            for p in pairs
-        ]
-        dataset = Dataset.from_list(rows)
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp")
-        try:
-            if fmt == "jsonl":
-                dataset.to_json(str(tmp), lines=True, force_ascii=False)
-            elif fmt == "parquet":
-                dataset.to_parquet(str(tmp))
-            else:
-                dataset.save_to_disk(str(tmp))
-                if target.exists():
-                    shutil.rmtree(target)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
-            raise
-        return len(rows)
-
-    # -- rounds ---------------------------------------------------------------------------------------
-    def start_round(self, config: dict, parent_round: int | None, base_model: str) -> int:
-        with self._transaction() as cur:
-            return cur.execute(
-                "INSERT INTO rounds (status, config, metrics, parent_round, base_model, n_pairs, started_at) "
-                "VALUES ('running', ?, '{}', ?, ?, 0, ?) RETURNING id",
-                [json.dumps(config), parent_round, base_model, datetime.now()],
-            ).fetchone()[0]
-
-    def finish_round(self, round_id: int, adapter_path: str, metrics: dict, judgement_ids: Collection[int]) -> None:
-        """Mark the round done and record the judgements it trained on, in one transaction."""
-        with self._transaction() as cur:
-            cur.execute(
-                "UPDATE rounds SET status = 'done', finished_at = ?, metrics = ?, adapter_path = ?, n_pairs = ? "
-                "WHERE id = ?",
-                [datetime.now(), json.dumps(metrics), adapter_path, len(judgement_ids), round_id],
-            )
-            if judgement_ids:
-                cur.execute(
-                    "INSERT INTO round_judgements SELECT ?, unnest(?::BIGINT[])", [round_id, list(judgement_ids)]
-                )
-
-    def fail_round(self, round_id: int, error: str, status: str = "failed") -> None:
-        if status not in ("failed", "cancelled"):
-            raise ValueError(f"status must be 'failed' or 'cancelled', got {status!r}")
-        with self._transaction() as cur:
-            cur.execute(
-                "UPDATE rounds SET status = ?, error = ?, finished_at = ? WHERE id = ?",
-                [status, error, datetime.now(), round_id],
-            )
-
-    def mark_interrupted_rounds(self) -> int:
-        """Rounds left 'running' by a stopped app become 'failed'; returns how many."""
-        with self._transaction() as cur:
-            return (
-                cur.execute(
-                    "UPDATE rounds SET status = 'failed', error = 'interrupted: the app stopped during this round', "
-                    "finished_at = ? WHERE status = 'running' RETURNING id",
-                    [datetime.now()],
-                )
-                .fetchall()
-                .__len__()
-            )
-
-    def list_rounds(self) -> list[Round]:
-        with self._cursor() as cur:
-            rows = cur.execute(f"SELECT {ROUND_COLUMNS} FROM rounds ORDER BY id").fetchall()
-        return [_round(r) for r in rows]
-
-    def get_round(self, round_id: int) -> Round:
-        with self._cursor() as cur:
-            row = cur.execute(f"SELECT {ROUND_COLUMNS} FROM rounds WHERE id = ?", [round_id]).fetchone()
-        if row is None:
-            raise StoreError(f"No round {round_id}; pick one from the round history.")
-        return _round(row)
-
-    def round_judgement_ids(self, round_id: int) -> list[int]:
-        with self._cursor() as cur:
-            rows = cur.execute(
-                "SELECT judgement_id FROM round_judgements WHERE round_id = ? ORDER BY judgement_id", [round_id]
-            ).fetchall()
-        return [r[0] for r in rows]
-
-    # -- serving version ------------------------------------------------------------------------------
-    def set_serving(self, version: str) -> None:
-        """Remember the serving version: 'base' or 'round_NNN' of a finished round."""
-        if version != "base":
-            try:
-                round_id = int(version.removeprefix("round_"))
-            except ValueError:
-                raise StoreError(f"Unknown version {version!r}: use 'base' or 'round_NNN'.") from None
-            if not version.startswith("round_") or self.get_round(round_id).status != "done":
-                raise StoreError(f"{version} is not a finished round; pick base or a round whose status is done.")
-        with self._transaction() as cur:
-            cur.execute("INSERT OR REPLACE INTO settings VALUES ('serving_version', ?)", [version])
-
-    def get_serving(self) -> str:
-        with self._cursor() as cur:
-            row = cur.execute("SELECT value FROM settings WHERE key = 'serving_version'").fetchone()
-        return row[0] if row else "base"
+        """Write all pairs in TRL's conversational format (jsonl, parquet or an hf folder); returns the count."""
+        check_format(fmt)
+        return write_pairs(self.preference_pairs(), path, fmt)
 
 
-def _round(row: tuple) -> Round:
-    values = list(row)
-    values[2], values[3] = json.loads(values[2]), json.loads(values[3] or "{}")
-    return Round(*values)
+def _connect(path: str) -> duckdb.DuckDBPyConnection:
+    """Open the database file (creating its folder), turning DuckDB's errors into what to do about them."""
+    try:
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return duckdb.connect(path)
+    except duckdb.IOException as err:
+        message = str(err).lower()
+        if "lock" in message:
+            raise StoreError(
+                f"{path} is in use by another running prefloop app (or another DuckDB client). "
+                "Stop that app, or start this one with --db pointing at another file."
+            ) from err
+        if "not a valid duckdb database" in message:
+            raise StoreError(
+                f"{path} is not a DuckDB database. Start the app with --db pointing at a new file name "
+                "(it will be created), or move that file away."
+            ) from err
+        raise StoreError(f"Cannot open {path}: {err}. Check the path, or pass --db with a new file name.") from err
+    except (duckdb.Error, OSError) as err:
+        raise StoreError(f"Cannot open {path}: {err}. Check the path, or pass --db with a new file name.") from err
+
+
+def _insert_prompt(cur: Cursor, text: str, source: str) -> int:
+    """The id of the prompt with this text, inserting it if new."""
+    row = cur.execute("SELECT id FROM prompts WHERE text = ?", [text]).fetchone()
+    if row:
+        return row[0]
+    return cur.execute(
+        "INSERT INTO prompts (text, source, created_at) VALUES (?, ?, ?) RETURNING id", [text, source, datetime.now()]
+    ).fetchone()[0]
+
+
+def _limit(limit: int | None) -> int | None:
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0 or None, got {limit}")
+    return limit
+
+
+def _is_write_conflict(err: duckdb.Error) -> bool:
+    """A concurrent transaction touched the same row (retrying is safe: ours was rolled back)."""
+    return isinstance(err, duckdb.TransactionException) or (
+        isinstance(err, duckdb.ConstraintException) and "duplicate key" in str(err).lower()
+    )

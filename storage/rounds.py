@@ -1,0 +1,152 @@
+"""Training rounds, their lineage (parent round, judgements trained on) and the serving version.
+
+A round starts 'running' and ends exactly once: 'done' (finish_round, which also records the judgements it
+trained on, in the same transaction), or 'failed' / 'cancelled' (fail_round). Only done rounds can be served,
+and only their judgements count as used. Store mixes these methods in; they rely on its _write/_read/_value.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection
+from datetime import datetime
+
+from storage.errors import StoreError
+from storage.models import Round
+
+ROUND_COLUMNS = (
+    "id, status, config, metrics, adapter_path, parent_round, base_model, n_pairs, started_at, finished_at, error"
+)
+FAIL_STATUSES = ("failed", "cancelled")
+INTERRUPTED = "interrupted: the app stopped during this round"
+BASE_VERSION = "base"
+ROUND_VERSION = re.compile(r"round_(\d+)")
+
+
+class RoundsMixin:
+    """Round and serving-version methods of Store."""
+
+    def start_round(self, config: dict, parent_round: int | None, base_model: str) -> int:
+        """Record a new 'running' round continuing from `parent_round` (None: from the base model)."""
+        config_json = json.dumps(config)
+
+        def insert(cur) -> int:
+            if parent_round is not None:
+                _round_status(cur, parent_round)
+            return cur.execute(
+                "INSERT INTO rounds (status, config, metrics, parent_round, base_model, n_pairs, started_at) "
+                "VALUES ('running', ?, '{}', ?, ?, 0, ?) RETURNING id",
+                [config_json, parent_round, base_model, datetime.now()],
+            ).fetchone()[0]
+
+        return self._write(insert)
+
+    def finish_round(self, round_id: int, adapter_path: str, metrics: dict, judgement_ids: Collection[int]) -> None:
+        """In one transaction: mark the round done with its results and record the judgements it trained on."""
+        ids = sorted({int(i) for i in judgement_ids})
+        metrics_json = json.dumps(metrics)
+
+        def finish(cur) -> None:
+            status = _round_status(cur, round_id)
+            if status != "running":
+                raise StoreError(
+                    f"Round {round_id} is {status}, not running, so it cannot be finished; start a new round."
+                )
+            missing = cur.execute(
+                "SELECT unnest(?::BIGINT[]) AS id EXCEPT SELECT id FROM judgements ORDER BY id", [ids]
+            ).fetchall()
+            if missing:
+                raise StoreError(
+                    f"Round {round_id} names judgements that do not exist ({', '.join(str(m) for (m,) in missing)}); "
+                    "train on ids from preference_pairs() and run the round again."
+                )
+            cur.execute(
+                "UPDATE rounds SET status = 'done', finished_at = ?, metrics = ?, adapter_path = ?, n_pairs = ? "
+                "WHERE id = ?",
+                [datetime.now(), metrics_json, str(adapter_path), len(ids), round_id],
+            )
+            if ids:
+                cur.execute("INSERT INTO round_judgements SELECT ?, unnest(?::BIGINT[])", [round_id, ids])
+
+        self._write(finish)
+
+    def fail_round(self, round_id: int, error: str, status: str = "failed") -> None:
+        """Mark a round failed or cancelled with its error; a done round keeps its result and raises StoreError."""
+        if status not in FAIL_STATUSES:
+            raise ValueError(f"status must be 'failed' or 'cancelled', got {status!r}")
+
+        def fail(cur) -> None:
+            if _round_status(cur, round_id) == "done":
+                raise StoreError(f"Round {round_id} is already done; it cannot be marked {status}.")
+            cur.execute(
+                "UPDATE rounds SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+                [status, error, datetime.now(), round_id],
+            )
+
+        self._write(fail)
+
+    def mark_interrupted_rounds(self) -> int:
+        """Rounds left 'running' by an app that stopped become 'failed'; returns how many. Call at start-up."""
+        rows = self._write(
+            lambda cur: cur.execute(
+                "UPDATE rounds SET status = 'failed', error = ?, finished_at = ? WHERE status = 'running' RETURNING id",
+                [INTERRUPTED, datetime.now()],
+            ).fetchall()
+        )
+        return len(rows)
+
+    def list_rounds(self) -> list[Round]:
+        """All rounds, oldest first."""
+        return [_round(row) for row in self._read(f"SELECT {ROUND_COLUMNS} FROM rounds ORDER BY id")]
+
+    def get_round(self, round_id: int) -> Round:
+        rows = self._read(f"SELECT {ROUND_COLUMNS} FROM rounds WHERE id = ?", [round_id])
+        if not rows:
+            raise StoreError(f"No round {round_id}; pick one from the round history.")
+        return _round(rows[0])
+
+    def round_judgement_ids(self, round_id: int) -> list[int]:
+        """The judgements a finished round trained on, by id (empty for rounds that did not finish)."""
+        rows = self._read(
+            "SELECT judgement_id FROM round_judgements WHERE round_id = ? ORDER BY judgement_id", [round_id]
+        )
+        return [judgement_id for (judgement_id,) in rows]
+
+    # -- serving version ------------------------------------------------------------------------------
+    def set_serving(self, version: str) -> None:
+        """Remember the serving version, 'base' or 'round_NNN' of a done round, so a restart serves it again."""
+
+        def save(cur) -> None:
+            if version != BASE_VERSION:
+                match = ROUND_VERSION.fullmatch(version)
+                if match is None:
+                    raise StoreError(f"Unknown version {version!r}: use 'base' or 'round_NNN'.")
+                round_id = int(match.group(1))
+                status = _round_status(cur, round_id)
+                if status != "done":
+                    raise StoreError(f"{version} is not a finished round; pick base or a round whose status is done.")
+                if version != f"round_{round_id:03d}":
+                    raise StoreError(f"Unknown version {version!r}: did you mean round_{round_id:03d}?")
+            cur.execute("INSERT OR REPLACE INTO settings VALUES ('serving_version', ?)", [version])
+
+        self._write(save)
+
+    def get_serving(self) -> str:
+        """The version to serve: what set_serving saved last, else 'base'."""
+        return self._value("SELECT value FROM settings WHERE key = 'serving_version'") or BASE_VERSION
+
+
+def _round_status(cur, round_id: int) -> str:
+    """The status of a round, inside the caller's transaction; StoreError if there is no such round."""
+    row = cur.execute("SELECT status FROM rounds WHERE id = ?", [round_id]).fetchone()
+    if row is None:
+        raise StoreError(f"No round {round_id}; pick one from the round history.")
+    return row[0]
+
+
+def _round(row: tuple) -> Round:
+    """A rounds row as a Round, with config and metrics parsed from JSON."""
+    values = list(row)
+    values[2], values[3] = json.loads(values[2]), json.loads(values[3] or "{}")
+    return Round(*values)

@@ -1,0 +1,245 @@
+"""Store behaviour on an in-memory database: round trips, which votes are pairs, lineage, serving, threads."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+import pytest
+
+from storage import CHOICES, PAIR_CHOICES, Generation, Judgement, Prompt, Store, StoreError
+
+SETTINGS = {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 64, "seed": 7}
+
+
+@pytest.fixture
+def store():
+    with Store() as store:
+        yield store
+
+
+def vote(store: Store, choice: str, i: int = 0) -> int:
+    """A new prompt 'prompt <i>' with completions 'left <i>' / 'right <i>' shown in that order, and a vote."""
+    prompt = store.add_prompt(f"prompt {i}")
+    left = store.add_generation(prompt, "base", f"left {i}", SETTINGS)
+    right = store.add_generation(prompt, "base", f"right {i}", SETTINGS)
+    return store.add_judgement(prompt, left, right, choice, "ana", "base")
+
+
+def votes(store: Store, *choices: str) -> list[int]:
+    return [vote(store, choice, i) for i, choice in enumerate(choices)]
+
+
+def test_prompts_generations_and_judgements_round_trip(store):
+    prompt = store.add_prompt("  Explain tides.\n")
+    assert store.get_prompt(prompt) == Prompt(prompt, "Explain tides.", "typed")
+    gen = store.add_generation(prompt, "round_001", "The moon pulls.", SETTINGS)
+    other = store.add_generation(prompt, "round_001", "Wind.", SETTINGS)
+    assert store.get_generation(gen) == Generation(gen, prompt, "round_001", "The moon pulls.", SETTINGS)
+    judgement = store.add_judgement(prompt, other, gen, "right", "bo", "round_001")
+    (stored,) = store.list_judgements()
+    assert isinstance(stored, Judgement) and isinstance(stored.created_at, datetime)
+    assert (stored.id, stored.left_generation_id, stored.right_generation_id) == (judgement, other, gen)
+    assert (stored.choice, stored.labeler, stored.policy_version) == ("right", "bo", "round_001")
+
+
+def test_the_same_prompt_text_is_stored_once(store):
+    first = store.add_prompt("Name a colour.", source="typed")
+    assert store.add_prompt("  Name a colour.  ", source="file.txt") == first
+    assert store.count_prompts() == 1 and store.list_prompts() == [Prompt(first, "Name a colour.", "typed")]
+
+
+def test_bulk_import_is_all_or_nothing_and_counts_only_new_prompts(store):
+    store.add_prompt("a")
+    with pytest.raises(ValueError, match="Prompt 3 is empty; nothing was imported"):
+        store.add_prompts(["b", "c", "  ", "d"], source="file.txt")
+    assert store.count_prompts() == 1
+    assert store.add_prompts(["a", "b", " b ", "c"], source="file.txt") == 2
+    assert [p.text for p in store.list_prompts()] == ["a", "b", "c"]
+    assert [p.text for p in store.list_prompts(limit=2)] == ["a", "b"]
+    assert {p.source for p in store.list_prompts()[1:]} == {"file.txt"}
+
+
+def test_prompts_sampled_least_come_first_even_before_their_vote(store):
+    skipped = store.add_prompt("sampled once")
+    store.add_generation(skipped, "base", "a", SETTINGS)  # on a labeler's screen, not voted on yet
+    store.add_prompts([f"fresh {i}" for i in range(5)], source="file")
+    fresh = [p.id for p in store.list_prompts() if p.id != skipped]
+    first_three = store.next_prompts(3)
+    assert len(first_three) == 3 and skipped not in {p.id for p in first_three}
+    assert store.next_prompts(10)[-1].id == skipped
+    assert {p.id for p in store.next_prompts(10, exclude_ids=fresh)} == {skipped}
+    assert store.next_prompts(0) == []
+    orders = {tuple(p.id for p in store.next_prompts(5)) for _ in range(30)}
+    assert len(orders) > 1, "prompts with equal counts come in random order"
+
+
+def test_left_and_right_votes_become_pairs_with_the_picked_side_chosen(store):
+    left_vote, right_vote = votes(store, "left", "right")
+    pairs = store.preference_pairs()
+    assert [(p.judgement_id, p.prompt, p.chosen, p.rejected) for p in pairs] == [
+        (left_vote, "prompt 0", "left 0", "right 0"),
+        (right_vote, "prompt 1", "right 1", "left 1"),
+    ]
+    assert [p.judgement_id for p in store.preference_pairs(judgement_ids=[right_vote])] == [right_vote]
+
+
+def test_tie_both_bad_and_skip_votes_are_stored_but_are_not_training_pairs(store):
+    assert PAIR_CHOICES == ("left", "right") and set(PAIR_CHOICES) < set(CHOICES)
+    ids = votes(store, "tie", "both_bad", "skip", "left")
+    assert store.count_judgements() == 4
+    counts = {c: store.count_judgements(c) for c in CHOICES}
+    assert counts == {"left": 1, "right": 0, "tie": 1, "both_bad": 1, "skip": 1}
+    assert [p.judgement_id for p in store.preference_pairs()] == [ids[3]]
+    assert store.preference_pairs(judgement_ids=ids[:3]) == []
+
+
+def test_unused_pairs_exclude_a_done_round_but_not_failed_or_cancelled_ones(store):
+    first, second, third = votes(store, "left", "right", "left")
+    failed = store.start_round({"beta": 0.1}, None, "m")
+    store.fail_round(failed, "CUDA out of memory")
+    cancelled = store.start_round({"beta": 0.1}, None, "m")
+    store.fail_round(cancelled, "stopped by the user", status="cancelled")
+    assert [p.judgement_id for p in store.preference_pairs(unused_only=True)] == [first, second, third]
+    done = store.start_round({"beta": 0.1}, None, "m")
+    store.finish_round(done, "runs/round_003/adapter", {"loss": 0.4}, [first, third])
+    assert [p.judgement_id for p in store.preference_pairs(unused_only=True)] == [second]
+    assert len(store.preference_pairs()) == 3
+
+
+def test_finish_round_records_results_and_lineage(store):
+    first, second = votes(store, "left", "both_bad")
+    parent = store.start_round({"beta": 0.1}, None, "SmolLM2")
+    store.finish_round(parent, "runs/round_001/adapter", {"accuracy": 0.75}, [first, second, first])
+    child = store.start_round({"beta": 0.2}, parent, "SmolLM2")
+    done = store.get_round(parent)
+    assert (done.status, done.version, done.n_pairs) == ("done", "round_001", 2)
+    assert done.adapter_path == "runs/round_001/adapter"
+    assert done.metrics == {"accuracy": 0.75} and done.config == {"beta": 0.1} and done.error is None
+    assert done.finished_at >= done.started_at
+    assert store.round_judgement_ids(parent) == [first, second]
+    running = store.get_round(child)
+    assert (running.status, running.parent_round, running.n_pairs, running.finished_at) == ("running", parent, 0, None)
+    assert [r.id for r in store.list_rounds()] == [parent, child]
+    assert store.round_judgement_ids(child) == []
+
+
+def test_a_round_naming_unknown_judgements_is_not_finished_at_all(store):
+    (known,) = votes(store, "left")
+    round_id = store.start_round({}, None, "m")
+    with pytest.raises(StoreError, match=r"judgements that do not exist \(99\)"):
+        store.finish_round(round_id, "adapter", {"loss": 1.0}, [known, 99])
+    assert store.get_round(round_id).status == "running" and store.round_judgement_ids(round_id) == []
+
+
+def test_a_round_ends_only_once(store):
+    round_id = store.start_round({}, None, "m")
+    store.finish_round(round_id, "adapter", {}, [])
+    with pytest.raises(StoreError, match="is done, not running"):
+        store.finish_round(round_id, "adapter", {}, [])
+    with pytest.raises(StoreError, match="already done"):
+        store.fail_round(round_id, "late error")
+    assert store.get_round(round_id).status == "done"
+
+
+def test_rounds_left_running_by_a_stopped_app_are_marked_failed(store):
+    stale = store.start_round({}, None, "m")
+    finished = store.start_round({}, None, "m")
+    store.finish_round(finished, "adapter", {}, [])
+    assert store.mark_interrupted_rounds() == 1
+    assert store.get_round(stale).status == "failed"
+    assert store.get_round(stale).error == "interrupted: the app stopped during this round"
+    assert store.get_round(finished).status == "done" and store.mark_interrupted_rounds() == 0
+
+
+def test_serving_version_defaults_to_base_and_only_takes_done_rounds(store):
+    assert store.get_serving() == "base"
+    done = store.start_round({}, None, "m")
+    store.finish_round(done, "adapter", {}, [])
+    store.start_round({}, done, "m")
+    store.set_serving("round_001")
+    assert store.get_serving() == "round_001"
+    with pytest.raises(StoreError, match="round_002 is not a finished round"):
+        store.set_serving("round_002")
+    with pytest.raises(StoreError, match="did you mean round_001"):
+        store.set_serving("round_1")
+    store.set_serving("base")
+    assert store.get_serving() == "base"
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda s: s.add_prompt(" \n "), ValueError, "Prompt is empty: type some text first"),
+        (lambda s: s.get_prompt(42), StoreError, "No prompt with id 42"),
+        (lambda s: s.get_generation(42), StoreError, "No generation with id 42"),
+        (lambda s: s.add_generation(42, "base", "x", {}), StoreError, "No prompt with id 42; add the prompt"),
+        (lambda s: s.add_judgement(1, 1, 2, "meh", "ana", "base"), ValueError, "choice must be one of left, right"),
+        (lambda s: s.add_judgement(2, 1, 2, "left", "ana", "base"), StoreError, "not two completions of prompt 2"),
+        (lambda s: s.add_judgement(1, 1, 1, "left", "ana", "base"), StoreError, "fetch a new pair and vote again"),
+        (lambda s: s.add_judgement(1, 1, 9, "left", "ana", "base"), StoreError, "not two completions"),
+        (lambda s: s.count_judgements("lft"), ValueError, "choice must be one of"),
+        (lambda s: s.list_prompts(limit=-1), ValueError, "limit must be >= 0"),
+        (lambda s: s.start_round({}, 7, "m"), StoreError, "No round 7"),
+        (lambda s: s.get_round(7), StoreError, "No round 7; pick one from the round history"),
+        (lambda s: s.finish_round(7, "a", {}, []), StoreError, "No round 7"),
+        (lambda s: s.fail_round(7, "boom"), StoreError, "No round 7"),
+        (lambda s: s.fail_round(1, "boom", status="crashed"), ValueError, "'failed' or 'cancelled'"),
+        (lambda s: s.set_serving("latest"), StoreError, "Unknown version 'latest': use 'base' or 'round_NNN'"),
+        (lambda s: s.set_serving("round_007"), StoreError, "No round 7"),
+        (lambda s: s.export_pairs("pairs.csv", "csv"), StoreError, "Unknown export format 'csv'"),
+    ],
+)
+def test_bad_input_is_refused_with_what_to_do(store, call, error, message):
+    prompt = store.add_prompt("p")
+    store.add_prompt("q")
+    store.add_generation(prompt, "base", "a", SETTINGS)
+    store.add_generation(prompt, "base", "b", SETTINGS)
+    with pytest.raises(error, match=message):
+        call(store)
+    assert store.count_judgements() == 0
+
+
+def test_exporting_with_no_pairs_says_to_label_first(store, tmp_path):
+    votes(store, "tie", "skip")
+    with pytest.raises(StoreError, match=r"No preference pairs to export yet: label some pairs \(pick left or right\)"):
+        store.export_pairs(tmp_path / "pairs.jsonl")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_concurrent_votes_imports_and_reads_from_many_threads_all_land(store):
+    prompt = store.add_prompt("shared")
+    a, b = (store.add_generation(prompt, "base", t, SETTINGS) for t in "ab")
+    errors: list[BaseException] = []
+
+    def labeler(n: int) -> None:
+        try:
+            for i in range(25):
+                store.add_judgement(prompt, a, b, CHOICES[i % len(CHOICES)], f"labeler {n}", "base")
+                own = store.add_prompt(f"thread {n} prompt {i}")
+                store.add_generation(own, "base", "text", SETTINGS)
+                store.add_prompt("the same prompt from every thread")
+                store.add_prompts(["bulk x", "bulk y"], source="file")
+                store.set_serving("base")
+                store.preference_pairs(unused_only=True)
+                store.next_prompts(4)
+        except BaseException as err:  # noqa: BLE001 - reported below, on the main thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=labeler, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert store.count_judgements() == 200 and store.count_judgements("left") == 40
+    assert len({j.id for j in store.list_judgements()}) == 200
+    assert store.count_prompts() == 1 + 8 * 25 + 3
+    assert len(store.preference_pairs()) == 80
+
+
+def test_a_closed_store_says_to_open_it_again():
+    store = Store()
+    store.close()
+    with pytest.raises(StoreError, match=r"closed; open it again"):
+        store.count_prompts()

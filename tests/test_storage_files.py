@@ -1,0 +1,228 @@
+"""The store on disk: named migrations, votes surviving a killed process, the file lock, and pair export."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+from datasets import Dataset, load_dataset, load_from_disk
+
+import storage.migrations
+from storage import Store, StoreError
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 64, "seed": 7}
+
+
+def vote(store: Store, choice: str, prompt_text: str, left: str, right: str) -> int:
+    prompt = store.add_prompt(prompt_text)
+    left_id = store.add_generation(prompt, "base", left, SETTINGS)
+    right_id = store.add_generation(prompt, "base", right, SETTINGS)
+    return store.add_judgement(prompt, left_id, right_id, choice, "ana", "base")
+
+
+def migration_rows(path: Path) -> list[str]:
+    con = duckdb.connect(str(path))
+    try:
+        return [name for (name,) in con.execute("SELECT name FROM migrations ORDER BY name").fetchall()]
+    finally:
+        con.close()
+
+
+def start_store_process(path: Path, then: str) -> subprocess.Popen:
+    """A python process that opens `path`, adds one 'left' vote, prints ok, then runs `then`."""
+    script = textwrap.dedent(
+        f"""
+        import os, sys, time
+        from storage import Store
+        store = Store(sys.argv[1])
+        prompt = store.add_prompt("durable?")
+        a = store.add_generation(prompt, "base", "yes", {{}})
+        b = store.add_generation(prompt, "base", "no", {{}})
+        store.add_judgement(prompt, a, b, "left", "ana", "base")
+        print("ok", flush=True)
+        {then}
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True, cwd=REPO, env=env
+    )
+
+
+def test_a_new_file_gets_its_folder_and_every_migration(tmp_path):
+    path = tmp_path / "deep" / "er" / "loop.duckdb"
+    with Store(path) as store:
+        assert store.applied_migrations() == [name for name, _ in storage.migrations.MIGRATIONS]
+        assert store.count_prompts() == 0 and store.get_serving() == "base"
+    assert path.is_file()
+
+
+def test_reopening_a_file_applies_only_missing_migrations_and_keeps_data(tmp_path, monkeypatch):
+    path = tmp_path / "loop.duckdb"
+    with Store(path) as store:
+        judgement = vote(store, "left", "p", "a", "b")
+        round_id = store.start_round({"beta": 0.1}, None, "m")
+        store.finish_round(round_id, "adapter", {"loss": 0.3}, [judgement])
+        store.set_serving("round_001")
+    with Store(path) as store:
+        assert store.applied_migrations() == ["001_initial"]
+    extra = ("002_labeler_notes", "CREATE TABLE labeler_notes (judgement_id BIGINT, note VARCHAR)")
+    monkeypatch.setattr(storage.migrations, "MIGRATIONS", [*storage.migrations.MIGRATIONS, extra])
+    for _ in range(2):
+        with Store(path) as store:
+            assert store.applied_migrations() == ["001_initial", "002_labeler_notes"]
+            assert store.preference_pairs()[0].chosen == "a" and store.get_serving() == "round_001"
+            assert store.round_judgement_ids(round_id) == [judgement]
+    assert migration_rows(path) == ["001_initial", "002_labeler_notes"]
+
+
+def test_a_failing_migration_is_rolled_back_and_not_recorded(tmp_path, monkeypatch):
+    path = tmp_path / "loop.duckdb"
+    Store(path).close()
+    broken = ("002_broken", "CREATE TABLE half_done (x INT); SELECT * FROM no_such_table")
+    monkeypatch.setattr(storage.migrations, "MIGRATIONS", [*storage.migrations.MIGRATIONS, broken])
+    with pytest.raises(StoreError, match=r"(?s)migration 002_broken failed .* rolled back"):
+        Store(path)
+    con = duckdb.connect(str(path))
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'half_done'").fetchone() == (0,)
+    con.close()
+    assert migration_rows(path) == ["001_initial"]
+
+
+def test_a_file_upgraded_by_a_newer_prefloop_is_refused(tmp_path):
+    path = tmp_path / "loop.duckdb"
+    Store(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("INSERT INTO migrations VALUES ('999_from_the_future', now())")
+    con.close()
+    with pytest.raises(StoreError, match="newer prefloop .*999_from_the_future.*Update prefloop"):
+        Store(path)
+
+
+@pytest.mark.parametrize("ending", ["killed", "exited"])
+def test_an_acknowledged_vote_survives_the_process_dying(tmp_path, ending):
+    path = tmp_path / "loop.duckdb"
+    then = "time.sleep(60)" if ending == "killed" else "os._exit(0)"
+    process = start_store_process(path, then)
+    try:
+        assert process.stdout.readline().strip() == "ok"
+        if ending == "killed":
+            process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=30)
+        process.stdout.close()
+    with Store(path) as store:
+        (judgement,) = store.list_judgements()
+        assert judgement.choice == "left"
+        assert [(p.prompt, p.chosen, p.rejected) for p in store.preference_pairs()] == [("durable?", "yes", "no")]
+
+
+def test_a_file_held_by_another_app_is_refused_with_what_to_do(tmp_path):
+    path = tmp_path / "loop.duckdb"
+    holder = start_store_process(path, "time.sleep(60)")
+    try:
+        assert holder.stdout.readline().strip() == "ok"
+        with pytest.raises(StoreError, match=r"in use by another running prefloop app.*--db pointing at another file"):
+            Store(path)
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+        holder.stdout.close()
+    with Store(path) as store:
+        assert store.count_judgements() == 1
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path):
+    path = tmp_path / "notes.duckdb"
+    path.write_text("my notes, not a database")
+    with pytest.raises(StoreError, match=r"is not a DuckDB database\. Start the app with --db"):
+        Store(path)
+    assert path.read_text() == "my notes, not a database"
+
+
+@pytest.fixture
+def labelled(tmp_path) -> Store:
+    """Votes left, tie, right, both_bad, skip; only the left and right ones are pairs."""
+    with Store(tmp_path / "loop.duckdb") as store:
+        vote(store, "left", "Name a fruit.", "Mango 🥭", "Carrot")
+        vote(store, "tie", "Say hi.", "hi", "hello")
+        vote(store, "right", "2+2?", "5", "4")
+        vote(store, "both_bad", "Capital of France?", "Rome", "Berlin")
+        vote(store, "skip", "???", "x", "y")
+        yield store
+
+
+def read_back(path: Path, fmt: str) -> Dataset:
+    if fmt == "hf":
+        return load_from_disk(str(path))
+    return load_dataset({"jsonl": "json", "parquet": "parquet"}[fmt], data_files=str(path), split="train")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
+def test_export_matches_trls_conversational_preference_format(labelled, tmp_path, fmt):
+    target = tmp_path / "exports" / {"jsonl": "pairs.jsonl", "parquet": "pairs.parquet", "hf": "pairs"}[fmt]
+    assert labelled.export_pairs(target, fmt) == 2
+    dataset = read_back(target, fmt)
+    assert sorted(dataset.column_names) == ["chosen", "judgement_id", "prompt", "rejected"]
+    assert dataset["judgement_id"] == [1, 3]
+    assert dataset[0] == {
+        "prompt": [{"role": "user", "content": "Name a fruit."}],
+        "chosen": [{"role": "assistant", "content": "Mango 🥭"}],
+        "rejected": [{"role": "assistant", "content": "Carrot"}],
+        "judgement_id": 1,
+    }
+    assert (dataset[1]["chosen"][0]["content"], dataset[1]["rejected"][0]["content"]) == ("4", "5")
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name], "no temporary files are left"
+    try:
+        from trl.data_utils import is_conversational
+    except ImportError:
+        return
+    assert all(is_conversational(row) for row in dataset)
+
+
+def test_jsonl_export_keeps_non_ascii_text_readable(labelled, tmp_path):
+    target = tmp_path / "pairs.jsonl"
+    labelled.export_pairs(target)
+    assert "Mango 🥭" in target.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "hf"])
+def test_exporting_again_replaces_the_older_export(labelled, tmp_path, fmt):
+    target = tmp_path / ("pairs.jsonl" if fmt == "jsonl" else "pairs")
+    labelled.export_pairs(target, fmt)
+    vote(labelled, "left", "One more?", "yes", "no")
+    assert labelled.export_pairs(target, fmt) == 3
+    assert len(read_back(target, fmt)) == 3
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no temporary files are left"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
+def test_a_failed_export_leaves_no_half_file_and_keeps_the_older_one(labelled, tmp_path, monkeypatch, fmt):
+    target = tmp_path / "out" / f"pairs.{fmt}"
+    target.parent.mkdir()
+    target.write_text("older export")
+    writer = {"jsonl": "to_json", "parquet": "to_parquet", "hf": "save_to_disk"}[fmt]
+
+    def write_half_then_fail(self, path, *args, **kwargs):
+        Path(path).write_text('{"prompt": [{"role": "us')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Dataset, writer, write_half_then_fail)
+    with pytest.raises(StoreError, match="Could not write .*No space left on device.*Nothing was changed there"):
+        labelled.export_pairs(target, fmt)
+    assert target.read_text() == "older export"
+    assert [p.name for p in target.parent.iterdir()] == [target.name]
+
+
+def test_exporting_into_an_unwritable_place_says_to_pick_another(labelled, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(StoreError, match="Pick another folder"):
+        labelled.export_pairs(blocker / "pairs.jsonl")
