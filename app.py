@@ -372,10 +372,13 @@ def build_demo(services: Services) -> gr.Blocks:
                     label="Version B",
                     allow_custom_value=True,
                 )
-            stored = gr.Dropdown([p.text for p in services.store.list_prompts(limit=500)], label="Pick a stored prompt")
+            stored = gr.Dropdown(
+                [p.text for p in services.store.list_prompts(limit=500)], value=None, label="Pick a stored prompt"
+            )
             cmp_prompt = gr.Textbox(label="Prompt", lines=2)
             stored.change(lambda p: p, stored, cmp_prompt, api_name=False)
             seed = gr.Number(0, label="Seed", precision=0)
+            gr.Markdown("Both versions sample with the same seed and the Label tab's sampling settings.")
             cmp_btn = gr.Button("Generate both", variant="primary")
             with gr.Row():
                 out_a, out_b = gr.Textbox(label="A", lines=10), gr.Textbox(label="B", lines=10)
