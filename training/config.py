@@ -20,11 +20,12 @@ DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "
 class DPOConfig:
     """Hyper-parameters of one DPO round, recorded in `runs/round_NNN/config.json`."""
 
+    # beta, learning_rate and epochs: chosen with bench/defaults.py (README, "Choosing the defaults").
     beta: float = field(
-        default=0.1, metadata={"help": "DPO temperature β: how far the policy may move from the reference."}
+        default=0.05, metadata={"help": "DPO temperature β: how far the policy may move from the reference."}
     )
-    learning_rate: float = field(default=5e-4, metadata={"help": "AdamW learning rate of the LoRA weights."})
-    epochs: int = field(default=2, metadata={"help": "Passes over the training pairs."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the LoRA weights."})
+    epochs: int = field(default=3, metadata={"help": "Passes over the training pairs."})
     batch_size: int = field(default=4, metadata={"help": "Preference pairs per optimizer step (before accumulation)."})
     grad_accum: int = field(default=1, metadata={"help": "Micro-batches accumulated per optimizer step."})
     max_length: int = field(default=512, metadata={"help": "Longest prompt+completion in tokens; longer are cut."})
