@@ -53,6 +53,7 @@ def simulate_labelers(loop: Loop, labelers: int, votes_each: int, seed: int) -> 
             with lock:
                 waits.append(time.perf_counter() - start)
 
+    generated_before = loop.store.count_generations()
     start = time.perf_counter()
     threads = [threading.Thread(target=person, args=(i,)) for i in range(labelers)]
     for t in threads:
@@ -65,6 +66,7 @@ def simulate_labelers(loop: Loop, labelers: int, votes_each: int, seed: int) -> 
         "vote_to_pair_p95_ms": 1000 * percentile(waits, 0.95),
         "vote_to_pair_max_ms": 1000 * max(waits),
         "pairs_per_min": len(waits) / minutes,
+        "sampler_pairs_per_min": (loop.store.count_generations() - generated_before) / 2 / minutes,
     }
 
 
@@ -164,7 +166,8 @@ def main(args: argparse.Namespace) -> dict:
     sampler.stop()
     print(
         f"vote → next pair p50 {figures['vote_to_pair_p50_ms']:.0f} ms · p95 {figures['vote_to_pair_p95_ms']:.0f} ms "
-        f"· max {figures['vote_to_pair_max_ms']:.0f} ms · {figures['pairs_per_min']:.1f} pairs/min",
+        f"· max {figures['vote_to_pair_max_ms']:.0f} ms · labelers got {figures['pairs_per_min']:.1f} pairs/min, "
+        f"the sampler made {figures['sampler_pairs_per_min']:.1f}",
         flush=True,
     )
     summary = {

@@ -187,6 +187,10 @@ class Store(RoundsMixin):
 
         return self._write(insert)
 
+    def count_generations(self) -> int:
+        """Completions stored so far (the sampler stores two per pair)."""
+        return self._value("SELECT count(*) FROM generations")
+
     def get_generation(self, generation_id: int) -> Generation:
         rows = self._read(
             "SELECT id, prompt_id, version, text, settings FROM generations WHERE id = ?", [generation_id]

@@ -243,3 +243,11 @@ def test_a_closed_store_says_to_open_it_again():
     store.close()
     with pytest.raises(StoreError, match=r"closed; open it again"):
         store.count_prompts()
+
+
+def test_generations_are_counted(store):
+    prompt = store.add_prompt("count me")
+    assert store.count_generations() == 0
+    for text in "ab":
+        store.add_generation(prompt, "base", text, SETTINGS)
+    assert store.count_generations() == 2
