@@ -25,6 +25,7 @@ from labeling.policy import PolicyServer, SamplingSettings
 from labeling.prompts import PromptFileError, starter_prompts
 from labeling.sampler import Pair, PairSampler
 from storage import Store, StoreError
+from training.cli import add_common_arguments
 from training.config import LOSS_TYPES, REFERENCES, DPOConfig
 from training.model import ModelLoadError, default_device, resolve_model, resolve_quantization
 from training.round import TrainingError
@@ -400,12 +401,8 @@ def build_demo(services: Services) -> gr.Blocks:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="prefloop: label, train DPO rounds, serve the new policy live.")
-    parser.add_argument("--model", default=None, help="Model folder or hub id (default: bundled SmolLM2-135M-Instruct)")
-    parser.add_argument("--db", default="data/prefloop.duckdb", help="DuckDB file for prompts, labels and rounds")
-    parser.add_argument("--runs", default="runs", help="Folder for round_NNN/ adapters and lineage")
+    add_common_arguments(parser)
     parser.add_argument("--exports", default="exports", help="Folder for exported preference pairs")
-    parser.add_argument("--model-cache", default="data/models", help="Where the bundled model is converted once")
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     parser.add_argument(
         "--quantization",
         default="none",

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from labeling.policy import PolicyServer, SamplingSettings
 from labeling.prompts import starter_prompts
+from training.cli import DEFAULT_MODEL_CACHE
 from training.config import DPOConfig
 from training.data import TrainingPair
 from training.model import prepare_default_model
@@ -104,5 +105,5 @@ if __name__ == "__main__":
     parser.add_argument("--pairs", type=int, default=40)
     parser.add_argument("--eval-prompts", type=int, default=24)
     parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--model-cache", default="data/models")
+    parser.add_argument("--model-cache", default=DEFAULT_MODEL_CACHE)
     main(parser.parse_args())

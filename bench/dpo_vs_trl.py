@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from training.cli import DEFAULT_MODEL_CACHE
 from training.config import DPOConfig
 from training.data import TrainingPair
 from training.model import prepare_default_model, resolve_quantization
@@ -218,7 +219,9 @@ if __name__ == "__main__":
     parser.add_argument("--pairs", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=1024)
-    parser.add_argument("--model-cache", default="data/models", help="where the default model (tokenizer) is cached")
+    parser.add_argument(
+        "--model-cache", default=DEFAULT_MODEL_CACHE, help="where the default model (tokenizer) is cached"
+    )
     parser.add_argument("--tokenizer", default=None, help="a tokenizer folder instead of the default model's")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main(parser.parse_args())

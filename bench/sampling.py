@@ -29,6 +29,7 @@ from labeling.policy import PolicyServer, SamplingSettings
 from labeling.prompts import starter_prompts
 from labeling.sampler import PairSampler
 from storage import Store
+from training.cli import DEFAULT_MODEL_CACHE
 from training.model import prepare_default_model
 
 
@@ -185,7 +186,7 @@ def main(args: argparse.Namespace) -> dict:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="default", choices=["default", "tiny", "1.7b", "8b"])
-    parser.add_argument("--model-cache", default="data/models")
+    parser.add_argument("--model-cache", default=DEFAULT_MODEL_CACHE)
     parser.add_argument("--labelers", type=int, default=1)
     parser.add_argument("--votes", type=int, default=15, help="votes per labeler")
     parser.add_argument("--max-new-tokens", type=int, default=128)

@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from storage import DEFAULT_DB
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labeling", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", default="data/prefloop.duckdb", help="DuckDB file of the app")
+    parser.add_argument("--db", default=DEFAULT_DB, help="DuckDB file of the app")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("import-prompts", help="import a prompt file or datasets folder").add_argument("path")
     sub.add_parser("add-prompt", help="add one prompt").add_argument("text")

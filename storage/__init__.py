@@ -16,9 +16,10 @@ from storage.models import (
     Round,
     UnpairedExample,
 )
-from storage.store import Store
+from storage.store import DEFAULT_DB, Store
 
 __all__ = [
+    "DEFAULT_DB",
     "BOTH_BAD_CHOICES",
     "UnpairedExample",
     "CHOICES",

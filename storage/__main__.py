@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from storage import Store, StoreError
+from storage import DEFAULT_DB, Store, StoreError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m storage", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", default="data/prefloop.duckdb", help="DuckDB file of the app")
+    parser.add_argument("--db", default=DEFAULT_DB, help="DuckDB file of the app")
     sub = parser.add_subparsers(dest="command", required=True)
     export = sub.add_parser("export", help="write the preference pairs in TRL's format")
     export.add_argument("path")

@@ -38,7 +38,9 @@ from storage.models import (
 )
 from storage.rounds import RoundsMixin
 
-__all__ = ["Store", "StoreError"]
+__all__ = ["DEFAULT_DB", "Store", "StoreError"]
+
+DEFAULT_DB = "data/prefloop.duckdb"  # the app's database file, relative to where it starts
 
 T = TypeVar("T")
 Cursor = duckdb.DuckDBPyConnection

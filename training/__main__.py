@@ -21,18 +21,15 @@ import json
 import sys
 from pathlib import Path
 
+from training.cli import add_common_arguments
 from training.config import DPOConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", default="data/prefloop.duckdb", help="DuckDB file with the labels.")
-    parser.add_argument("--model", default=None, help="Base model folder or hub id (default: bundled SmolLM2).")
-    parser.add_argument("--runs", default="runs", help="Folder for round_NNN/ outputs.")
-    parser.add_argument("--model-cache", default="data/models", help="Where the bundled model is converted once.")
+    add_common_arguments(parser)
     parser.add_argument("--fresh", action="store_true", help="Fresh adapter from the base on all pairs.")
     parser.add_argument("--no-serve", action="store_true", help="Do not make the new round the serving version.")
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     for field in dataclasses.fields(DPOConfig):
         if field.name == "continue_from_serving":
             continue
