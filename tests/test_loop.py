@@ -170,3 +170,12 @@ def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_pat
     loop.vote(pair, "left", labeler="t")
     assert store.list_judgements()[-1].policy_version == "base"
     sampler.stop()
+
+
+def test_kto_rounds_count_examples_not_pairs_before_starting(loop, tiny_model_dir, tmp_path):
+    label(loop, 3)  # 3 pairs are too few for DPO but give 6 KTO examples (5 to train)
+    with pytest.raises(TrainingError, match="Too few new preference pairs"):
+        train_round(loop.store, DPOConfig(min_pairs=4), model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
+    config = DPOConfig(loss_type="kto", learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
+    finished = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
+    assert finished.status == "done" and finished.n_pairs == 3

@@ -55,8 +55,11 @@ class RoundResult:
     heldout_judgement_ids: list[int]
 
 
-def check_enough_pairs(n_pairs: int, config: DPOConfig) -> None:
-    """Refuse a round whose training split would be smaller than `config.min_pairs`."""
+def training_items(pairs: Sequence, config: DPOConfig) -> list:
+    """What a round trains on (for KTO each pair becomes a 👍 and a 👎 example); refuses a round whose
+    training split would be smaller than `config.min_pairs`."""
+    items = as_kto_examples(pairs) if config.loss_type == "kto" else list(pairs)
+    n_pairs = len(items)
     n_train = n_pairs - heldout_size(n_pairs, config.heldout_fraction)
     if n_train < config.min_pairs:
         raise TrainingError(
@@ -64,6 +67,7 @@ def check_enough_pairs(n_pairs: int, config: DPOConfig) -> None:
             f"{config.heldout_fraction:.0%}). Label more pairs (pick left or right), or untick 'continue from the "
             "serving policy' to train a fresh adapter on all pairs."
         )
+    return items
 
 
 def run_round(
@@ -83,8 +87,7 @@ def run_round(
     if out_dir.exists():
         raise TrainingError(f"{out_dir} already exists: pick a new round folder, or move the old one away.")
     kto = config.loss_type == "kto"
-    items = as_kto_examples(pairs) if kto else list(pairs)
-    check_enough_pairs(len(items), config)
+    items = training_items(pairs, config)
     train, heldout = split_heldout(items, config.heldout_fraction, config.seed)
     w = distributed.world()
     device = device or default_device()
@@ -111,7 +114,9 @@ def run_round(
     with policy.disable_adapter() if config.reference == "base" else contextlib.nullcontext():
         ref_train, ref_heldout = batch_logps(train_tok), batch_logps(heldout_tok)
     heldout_labels = desirable(heldout)
-    heldout_before = _score(batch_logps(heldout_tok), ref_heldout, config, heldout_labels) if heldout else None
+    # With the previous policy as reference, the policy before training is the reference itself.
+    policy_heldout = ref_heldout if config.reference == "previous" else batch_logps(heldout_tok)
+    heldout_before = _score(policy_heldout, ref_heldout, config, heldout_labels) if heldout else None
 
     train_ref = (*ref_train, desirable(train))
     train_fn = _train_with_oom_retry if w.size == 1 else _train_as_is

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from training.config import DPOConfig
 from training.data import TrainingExample, TrainingPair
-from training.round import RoundCancelled, TrainingError, check_enough_pairs, run_round
+from training.round import RoundCancelled, TrainingError, run_round, training_items
 
 
 def round_plan(store, config: DPOConfig) -> tuple[int | None, str | None, list[TrainingPair]]:
@@ -53,7 +53,7 @@ def train_round(
     the CLI can hand them to the other processes of a multi-process round).
     """
     parent_id, parent_adapter, pairs = round_plan(store, config)
-    check_enough_pairs(len(pairs), config)
+    training_items(pairs, config)  # refuse too few before recording a round
     round_id = store.start_round(config.to_dict(), parent_id, model)
     run_args = {
         "config": config,
@@ -93,7 +93,7 @@ class RoundRunner:
         with self._lock:
             if self.running():
                 raise TrainingError("A round is already running: wait for it to finish or cancel it first.")
-            check_enough_pairs(len(round_plan(self.store, config)[2]), config)
+            training_items(round_plan(self.store, config)[2], config)
             self._cancel.clear()
             self._status = {"state": "running", "history": [], "message": "Starting…", "round": None}
             self._thread = threading.Thread(target=self._work, args=(config,), name="dpo-round", daemon=True)
