@@ -24,7 +24,7 @@ from labeling.loop import Loop
 from labeling.policy import PolicyServer, SamplingSettings
 from labeling.prompts import PromptFileError, starter_prompts
 from labeling.sampler import Pair, PairSampler
-from storage import Store, StoreError
+from storage import BASE_VERSION, Store, StoreError, round_version
 from training.cli import add_common_arguments
 from training.config import LOSS_TYPES, REFERENCES, DPOConfig
 from training.model import ModelLoadError, default_device, resolve_model, resolve_quantization
@@ -105,7 +105,7 @@ def _round_row(r) -> dict:
     return {
         "version": r.version,
         "status": r.status,
-        "parent": f"round_{r.parent_round:03d}" if r.parent_round else "base",
+        "parent": round_version(r.parent_round) if r.parent_round else BASE_VERSION,
         "pairs": r.n_pairs,
         "held-out accuracy": _before_after(r.metrics, "accuracy"),
         "held-out margin": _before_after(r.metrics, "margin"),

@@ -11,10 +11,10 @@ import logging
 import os
 from pathlib import Path
 
-from labeling.policy import BASE_VERSION, PolicyServer, SamplingSettings
+from labeling.policy import PolicyServer, SamplingSettings
 from labeling.prompts import read_prompts
 from labeling.sampler import Pair, PairSampler
-from storage import Store, StoreError
+from storage import BASE_VERSION, Store, StoreError
 
 log = logging.getLogger(__name__)
 

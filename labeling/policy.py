@@ -17,9 +17,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from storage import BASE_VERSION
 from training.model import default_device, load_model, load_tokenizer
-
-BASE_VERSION = "base"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ migrations.py the schema; export.py writes pairs in TRL's format; models.py the 
 
 from storage.errors import StoreError
 from storage.models import (
+    BASE_VERSION,
     BOTH_BAD_CHOICES,
     CHOICES,
     PAIR_CHOICES,
@@ -15,10 +16,13 @@ from storage.models import (
     Prompt,
     Round,
     UnpairedExample,
+    round_version,
 )
 from storage.store import DEFAULT_DB, Store
 
 __all__ = [
+    "BASE_VERSION",
+    "round_version",
     "DEFAULT_DB",
     "BOTH_BAD_CHOICES",
     "UnpairedExample",

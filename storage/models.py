@@ -8,6 +8,15 @@ from datetime import datetime
 CHOICES = ("left", "right", "tie", "both_bad", "skip")
 # Only these judgements become (chosen, rejected) pairs; ties, both-bad and skips are stored but never trained on.
 PAIR_CHOICES = ("left", "right")
+# Policy versions: the base model, or the adapter of finished round N, named round_NNN.
+BASE_VERSION = "base"
+
+
+def round_version(round_id: int) -> str:
+    """The version name of round `round_id`, e.g. round_007 (also its folder under runs/)."""
+    return f"round_{round_id:03d}"
+
+
 # For unpaired losses (KTO) a "both bad" vote is two 👎: each completion on its own is undesirable.
 BOTH_BAD_CHOICES = ("both_bad",)
 ROUND_STATUSES = ("running", "done", "failed", "cancelled")
@@ -76,7 +85,7 @@ class Round:
     @property
     def version(self) -> str:
         """The policy name this round serves as, e.g. round_007."""
-        return f"round_{self.id:03d}"
+        return round_version(self.id)
 
 
 @dataclass(frozen=True)

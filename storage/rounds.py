@@ -13,14 +13,13 @@ from collections.abc import Collection
 from datetime import datetime
 
 from storage.errors import StoreError
-from storage.models import Round
+from storage.models import BASE_VERSION, Round, round_version
 
 ROUND_COLUMNS = (
     "id, status, config, metrics, adapter_path, parent_round, base_model, n_pairs, started_at, finished_at, error"
 )
 FAIL_STATUSES = ("failed", "cancelled")
 INTERRUPTED = "interrupted: the app stopped during this round"
-BASE_VERSION = "base"
 ROUND_VERSION = re.compile(r"round_(\d+)")
 
 
@@ -126,8 +125,8 @@ class RoundsMixin:
                 status = _round_status(cur, round_id)
                 if status != "done":
                     raise StoreError(f"{version} is not a finished round; pick base or a round whose status is done.")
-                if version != f"round_{round_id:03d}":
-                    raise StoreError(f"Unknown version {version!r}: did you mean round_{round_id:03d}?")
+                if version != round_version(round_id):
+                    raise StoreError(f"Unknown version {version!r}: did you mean {round_version(round_id)}?")
             cur.execute("INSERT OR REPLACE INTO settings VALUES ('serving_version', ?)", [version])
 
         self._write(save)

@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from storage import BASE_VERSION, StoreError, round_version
 from training.config import DPOConfig
 from training.data import TrainingExample, TrainingPair
 from training.round import RoundCancelled, TrainingError, run_round, training_items
@@ -26,8 +27,10 @@ def round_plan(store, config: DPOConfig) -> tuple[int | None, str | None, list[T
     """
     serving = store.get_serving()
     parent = None
-    if config.continue_from_serving and serving != "base":
-        parent = store.get_round(int(serving.removeprefix("round_")))
+    if config.continue_from_serving and serving != BASE_VERSION:
+        parent = {r.version: r for r in store.list_rounds()}.get(serving)
+        if parent is None:
+            raise StoreError(f"The serving version {serving} is not a round of this database; serve base first.")
     rows = store.preference_pairs(unused_only=config.continue_from_serving)
     pairs: list = [TrainingPair(r.prompt, r.chosen, r.rejected, r.judgement_id) for r in rows]
     if config.loss_type == "kto":  # KTO also learns from "both bad" votes, as two 👎
@@ -58,7 +61,7 @@ def train_round(
     run_args = {
         "config": config,
         "pairs": pairs,
-        "out_dir": Path(runs_dir) / f"round_{round_id:03d}",
+        "out_dir": Path(runs_dir) / round_version(round_id),
         "parent_adapter": parent_adapter,
         "lineage": {"round": round_id, "parent_round": parent_id},
     }
@@ -125,7 +128,7 @@ class RoundRunner:
                 device=self.device,
                 on_progress=progress,
                 should_stop=self._cancel.is_set,
-                on_start=lambda rid, _: status.update(round=rid, message=f"round_{rid:03d}: preparing…"),
+                on_start=lambda rid, _: status.update(round=rid, message=f"{round_version(rid)}: preparing…"),
             )
             self.on_done(finished)
             status.update(state="done", message=f"{finished.version} is now serving.")
