@@ -85,7 +85,7 @@ class PairSampler:
             pair = self._queue.popleft() if self._queue else None
             self._cond.notify_all()
         if pair is None:
-            pairs = self._sample(1, self._epoch)
+            pairs = self._sample(1)
             if not pairs:
                 raise RuntimeError("No prompts to label: add a prompt or import a prompt file first.")
             pair = pairs[0]
@@ -120,7 +120,7 @@ class PairSampler:
                 epoch, room = self._epoch, self.depth - len(self._queue)
                 busy = {p.prompt_id for p in self._queue}
             try:
-                pairs = self._sample(min(room, self.batch_prompts), epoch, exclude=busy)
+                pairs = self._sample(min(room, self.batch_prompts), exclude=busy)
                 self.last_error = None
             except Exception as err:  # keep serving labelers; show the error in the UI
                 log.exception("sampling failed")
@@ -129,11 +129,11 @@ class PairSampler:
             with self._cond:
                 if epoch == self._epoch:
                     self._queue.extend(pairs)
-                    self._cond.notify_all()
+                self._cond.notify_all()  # wakes labelers waiting for a pair, or for the error to show them
                 if not pairs:
                     self._cond.wait(timeout=2.0)
 
-    def _sample(self, n_prompts: int, epoch: int, exclude=()) -> list[Pair]:
+    def _sample(self, n_prompts: int, exclude=()) -> list[Pair]:
         prompts = self.store.next_prompts(n_prompts, exclude_ids=exclude)
         if not prompts:
             return []

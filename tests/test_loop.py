@@ -179,3 +179,16 @@ def test_kto_rounds_count_examples_not_pairs_before_starting(loop, tiny_model_di
     config = DPOConfig(loss_type="kto", learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
     finished = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
     assert finished.status == "done" and finished.n_pairs == 3
+
+
+def test_a_failing_sampler_shows_its_error_instead_of_keeping_labelers_waiting(loop):
+    def broken(*args, **kwargs):
+        raise RuntimeError("the model fell over")
+
+    loop.server.generate = broken
+    loop.sampler.start()
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="the model fell over"):
+        loop.next_pair()
+    assert time.monotonic() - start < 30
+    assert "the model fell over" in loop.sampler.last_error
