@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from storage.export import trl_rows
 from training.cli import DEFAULT_MODEL_CACHE
 from training.config import DPOConfig
 from training.data import TrainingPair
@@ -136,14 +137,7 @@ def run_trl(model_dir: Path, pairs, args, device: str, best: bool) -> float:
     from training.model import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(str(model_dir))
-    rows = [
-        {
-            "prompt": [{"role": "user", "content": p.prompt}],
-            "chosen": [{"role": "assistant", "content": p.chosen}],
-            "rejected": [{"role": "assistant", "content": p.rejected}],
-        }
-        for p in pairs
-    ]
+    rows = trl_rows(pairs)  # the format prefloop exports
     lora = LoraConfig(r=16, lora_alpha=32, target_modules=list(DPOConfig().target_modules), task_type="CAUSAL_LM")
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

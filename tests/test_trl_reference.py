@@ -11,6 +11,7 @@ from datasets import Dataset  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
+from storage.export import trl_rows  # noqa: E402
 from training.data import TrainingPair, collate, tokenize_pair  # noqa: E402
 from training.logps import completion_logps  # noqa: E402
 from training.loss import dpo_loss  # noqa: E402
@@ -39,14 +40,7 @@ def setup(tiny_model_dir, tmp_path_factory):
         for name, param in model.named_parameters():
             if "lora_B" in name:
                 param.normal_(0, 0.5)
-    rows = [
-        {
-            "prompt": [{"role": "user", "content": p.prompt}],
-            "chosen": [{"role": "assistant", "content": p.chosen}],
-            "rejected": [{"role": "assistant", "content": p.rejected}],
-        }
-        for p in PAIRS
-    ]
+    rows = trl_rows(PAIRS)  # the format prefloop exports
     args = trl.DPOConfig(
         output_dir=str(tmp_path_factory.mktemp("trl")),
         beta=BETA,
