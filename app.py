@@ -38,22 +38,38 @@ CHOICE_BUTTONS = (  # (choice, label, key)
     ("both_bad", "👎 Both bad", "4"),
     ("skip", "Skip", "5"),
 )
+RATE_BUTTONS = (  # (rating, label, key) in "Rate one" mode; skip stores nothing
+    ("up", "👍 Good", "1"),
+    ("down", "👎 Bad", "2"),
+    ("skip", "Skip", "5"),
+)
+MODES = ("Compare two", "Rate one")
+KEYS_HELP = "Keys — compare: 1 left · 2 right · 3 tie · 4 both bad · 5 skip; rate one: 1 👍 · 2 👎 · 5 skip."
 KEYS_JS = """
 <script>
 document.addEventListener('keydown', (e) => {
   const tag = (e.target.tagName || '').toLowerCase();
-  if (tag === 'input' || tag === 'textarea' || e.ctrlKey || e.metaKey || e.altKey) return;
-  const ids = {'1': 'vote-left', '2': 'vote-right', '3': 'vote-tie', '4': 'vote-both_bad', '5': 'vote-skip'};
-  const el = ids[e.key] && document.getElementById(ids[e.key]);
+  const typing = tag === 'textarea' || (tag === 'input' && !['radio', 'checkbox', 'button'].includes(e.target.type));
+  if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+  const shown = (id) => { const el = document.getElementById(id); return el && el.offsetParent !== null ? el : null; };
+  const votes = {'1': 'vote-left', '2': 'vote-right', '3': 'vote-tie', '4': 'vote-both_bad', '5': 'vote-skip'};
+  const rates = {'1': 'rate-up', '2': 'rate-down', '5': 'rate-skip'};
+  const el = (rates[e.key] && shown(rates[e.key])) || (votes[e.key] && shown(votes[e.key]));
   if (el) { el.click(); e.preventDefault(); }
 });
 </script>
 """
 LABEL_USE = (
-    "**How labels are used:** *left* / *right* become DPO pairs (chosen / rejected). With the KTO loss each pair "
-    "gives one 👍 and one 👎, and *both bad* gives two 👎. *Tie* is stored with the pair but trains nothing; "
-    "*skip* records that the pair was seen."
+    "**Which loss each label feeds:** *left* / *right* → a DPO pair (chosen / rejected) for every loss; the "
+    "*kto* loss reads it as one 👍 and one 👎. *Both bad* → two 👎, *kto* only. *Rate one* mode's 👍 / 👎 on a "
+    "single completion → *kto* only. *Tie* is stored but trains nothing; *skip* records that the pair was seen."
 )
+
+
+EXPORT_KINDS = {  # kind: its rows, as a message and the export radio say
+    "pairs": "pairs (prompt / chosen / rejected, for DPO)",
+    "unpaired": "unpaired rows (prompt / completion / 👍-👎 label, for KTO)",
+}
 
 
 @dataclass
@@ -94,6 +110,22 @@ def _pair_view(pair: Pair, services: Services) -> tuple:
     return dataclasses.asdict(pair), f"**Prompt:** {pair.prompt}", pair.left, pair.right, status
 
 
+def _single_view(pair: Pair, side: str, services: Services) -> tuple:
+    """'Rate one' mode: one completion of `pair` (its left, then its right) on screen."""
+    queued = services.loop.sampler.queued()
+    number = 1 if side == "left" else 2
+    status = f"Completion {number} of 2 from **{pair.version}** · {queued} pairs ready in the queue"
+    text = pair.left if side == "left" else pair.right
+    return dataclasses.asdict(pair), side, f"**Prompt:** {pair.prompt}", text, status
+
+
+def _label_summary(counts: dict) -> str:
+    return (
+        f"**Labels in the store:** {counts['pairs']} pairs (every loss) · {counts['both_bad']} both bad (kto) · "
+        f"{counts['up']} 👍 / {counts['down']} 👎 single ratings (kto) · {counts['tie']} ties (not trained)"
+    )
+
+
 def _before_after(metrics: dict, key: str) -> str:
     """'0.50 → 1.00' for a held-out metric, or '' when the round held nothing out."""
     before, after = metrics.get("heldout_before"), metrics.get("heldout_after")
@@ -107,6 +139,7 @@ def _round_row(r) -> dict:
         "status": r.status,
         "parent": round_version(r.parent_round) if r.parent_round else BASE_VERSION,
         "pairs": r.n_pairs,
+        "ratings": r.n_ratings,
         "held-out accuracy": _before_after(r.metrics, "accuracy"),
         "held-out margin": _before_after(r.metrics, "margin"),
         "final loss": "" if loss is None else f"{loss:.4f}",
@@ -136,6 +169,44 @@ def make_handlers(services: Services) -> dict:
             return None, f"Saved vote #{judgement_id} ({choice}). Total votes: {store.count_judgements()}."
 
         return handler
+
+    def next_single(pair_state: dict | None, side: str | None):
+        """'Rate one' mode: the other completion of the pair on screen, else the left one of a new pair."""
+        try:
+            if pair_state and side == "left":
+                return _single_view(Pair(**pair_state), "right", services)
+            return _single_view(loop.next_pair(), "left", services)
+        except Exception as err:
+            raise gr.Error(str(err)) from err
+
+    def rate(rating: str):
+        def handler(pair_state: dict | None, side: str | None, labeler: str):
+            if rating == "skip":
+                return (*next_single(pair_state, side), "Skipped; nothing was stored.")
+            if not pair_state or side not in ("left", "right"):
+                raise gr.Error("No completion on screen: press Skip [5] to fetch one.")
+            try:
+                rating_id = loop.rate(Pair(**pair_state), side, rating, labeler)
+            except (ValueError, StoreError) as err:
+                raise gr.Error(str(err)) from err
+            counts = loop.label_counts()
+            message = (
+                f"Saved {'👍' if rating == 'up' else '👎'} #{rating_id} on completion {1 if side == 'left' else 2}. "
+                f"Single ratings: {counts['up']} 👍 / {counts['down']} 👎 (they train the kto loss)."
+            )
+            return (*next_single(pair_state, side), message)
+
+        return handler
+
+    def switch_mode(mode: str, pair_state: dict | None):
+        """Show the widgets of `mode` with the pair on screen ('Rate one' starts at its left completion)."""
+        rating = mode == MODES[1]
+        views = gr.update(visible=not rating), gr.update(visible=rating), "left"
+        if not pair_state:
+            return (*views, "", "", "", "")
+        pair = Pair(**pair_state)
+        status = _single_view(pair, "left", services)[-1] if rating else _pair_view(pair, services)[-1]
+        return (*views, pair.left, pair.left, pair.right, status)
 
     def add_prompt(text: str):
         try:
@@ -212,7 +283,7 @@ def make_handlers(services: Services) -> dict:
             progress += (
                 f"\n\n`{'█' * round(20 * done)}{'░' * (20 - round(20 * done))}` {done:.0%} · {last['seconds']:.0f}s"
             )
-        return progress, plot, rounds_table(), f"Serving **{loop.server.version}**"
+        return progress, plot, rounds_table(), f"Serving **{loop.server.version}**", _label_summary(loop.label_counts())
 
     def rounds_table():
         columns = [
@@ -220,6 +291,7 @@ def make_handlers(services: Services) -> dict:
             "status",
             "parent",
             "pairs",
+            "ratings",
             "held-out accuracy",
             "held-out margin",
             "final loss",
@@ -256,17 +328,20 @@ def make_handlers(services: Services) -> dict:
         except (ValueError, StoreError) as err:
             raise gr.Error(str(err)) from err
 
-    def export(fmt: str):
+    def export(fmt: str, kind: str = "pairs"):
+        if kind not in EXPORT_KINDS:
+            raise gr.Error(f"Unknown export kind {kind!r}: pick one of {', '.join(EXPORT_KINDS)}.")
         services.exports_dir.mkdir(parents=True, exist_ok=True)
-        stem = services.exports_dir / f"pairs-{time.strftime('%Y%m%d-%H%M%S')}"
-        target = stem.with_suffix({"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}[fmt])
+        stem = services.exports_dir / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+        target = stem.with_suffix({"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}.get(fmt, ""))
+        write = store.export_pairs if kind == "pairs" else store.export_unpaired
         try:
-            count = store.export_pairs(target, fmt)
+            count = write(target, fmt)
         except StoreError as err:
             raise gr.Error(str(err)) from err
         if fmt == "hf":  # a datasets folder: offer it zipped
             target = Path(shutil.make_archive(str(stem), "zip", root_dir=target))
-        return str(target), f"Exported {count} pairs (prompt / chosen / rejected) to {target}."
+        return str(target), f"Exported {count} {EXPORT_KINDS[kind]} to {target}."
 
     return {k: v for k, v in locals().items() if callable(v) and not k.startswith("_")}
 
@@ -280,21 +355,46 @@ def build_demo(services: Services) -> gr.Blocks:
         with gr.Tab("Label"):
             pair_state = gr.State(None)
             labeler = gr.Textbox(label="Your name (labeler)", value="anonymous", max_lines=1)
+            mode = gr.Radio(list(MODES), value=MODES[0], label="Mode", elem_id="label-mode")
+            side_state = gr.State("left")
             prompt_md = gr.Markdown()
-            with gr.Row():
-                left = gr.Textbox(label="Left", lines=10, interactive=False)
-                right = gr.Textbox(label="Right", lines=10, interactive=False)
-            with gr.Row():
-                buttons = {c: gr.Button(f"{label} [{key}]", elem_id=f"vote-{c}") for c, label, key in CHOICE_BUTTONS}
+            with gr.Column(visible=True) as compare_view:
+                with gr.Row():
+                    left = gr.Textbox(label="Left", lines=10, interactive=False)
+                    right = gr.Textbox(label="Right", lines=10, interactive=False)
+                with gr.Row():
+                    buttons = {
+                        c: gr.Button(f"{label} [{key}]", elem_id=f"vote-{c}") for c, label, key in CHOICE_BUTTONS
+                    }
+                next_btn = gr.Button("Next pair", variant="primary")
+            with gr.Column(visible=False) as rate_view:
+                single = gr.Textbox(label="Completion", lines=10, interactive=False)
+                with gr.Row():
+                    rate_buttons = {
+                        r: gr.Button(f"{label} [{key}]", elem_id=f"rate-{r}") for r, label, key in RATE_BUTTONS
+                    }
             pair_status, vote_status = gr.Markdown(), gr.Markdown()
-            next_btn = gr.Button("Next pair", variant="primary")
-            gr.Markdown(LABEL_USE + " Keys: 1 left · 2 right · 3 tie · 4 both bad · 5 skip.")
+            gr.Markdown(f"{LABEL_USE} {KEYS_HELP}")
             pair_outputs = [pair_state, prompt_md, left, right, pair_status]
+            single_outputs = [pair_state, side_state, prompt_md, single, pair_status]
             for choice, button in buttons.items():
                 button.click(
                     h["vote"](choice), [pair_state, labeler], [pair_state, vote_status], api_name=f"vote_{choice}"
                 ).then(h["next_pair"], None, pair_outputs, api_name=False)
+            for rating, button in rate_buttons.items():
+                button.click(
+                    h["rate"](rating),
+                    [pair_state, side_state, labeler],
+                    [*single_outputs, vote_status],
+                    api_name=f"rate_{rating}",
+                )
             next_btn.click(h["next_pair"], None, pair_outputs, api_name="next_pair")
+            mode.change(
+                h["switch_mode"],
+                [mode, pair_state],
+                [compare_view, rate_view, side_state, single, left, right, pair_status],
+                api_name=False,
+            )
             demo.load(h["next_pair"], None, pair_outputs, api_name=False)
             with gr.Accordion("Sampling settings", open=False):
                 temperature = gr.Slider(0.05, 2.0, value=0.8, step=0.05, label="Temperature")
@@ -331,6 +431,7 @@ def build_demo(services: Services) -> gr.Blocks:
                 smoothing = gr.Number(
                     defaults.label_smoothing, label="Label smoothing (conservative DPO, sigmoid loss; 0–0.5)"
                 )
+            label_summary = gr.Markdown()
             cont = gr.Checkbox(
                 True,
                 label="Continue from the serving policy on pairs no round used "
@@ -351,8 +452,11 @@ def build_demo(services: Services) -> gr.Blocks:
                 )
                 serve_btn = gr.Button("Serve this version")
             with gr.Row():
-                fmt = gr.Radio(["jsonl", "parquet", "hf"], value="jsonl", label="Export format")
-                export_btn = gr.Button("Export preference pairs")
+                export_kind = gr.Radio(
+                    [(description, kind) for kind, description in EXPORT_KINDS.items()], value="pairs", label="Export"
+                )
+                fmt = gr.Radio(["jsonl", "parquet", "hf"], value="jsonl", label="Format")
+                export_btn = gr.Button("Export labels")
             export_file, export_msg = gr.File(label="Export"), gr.Markdown()
             start_btn.click(
                 h["start_round"],
@@ -361,7 +465,7 @@ def build_demo(services: Services) -> gr.Blocks:
                 api_name="start_round",
             )
             cancel_btn.click(h["cancel_round"], None, train_msg, api_name="cancel_round")
-            export_btn.click(h["export"], fmt, [export_file, export_msg], api_name="export")
+            export_btn.click(h["export"], [fmt, export_kind], [export_file, export_msg], api_name="export")
         with gr.Tab("Compare"):
             with gr.Row():
                 version_a = gr.Dropdown(
@@ -389,7 +493,7 @@ def build_demo(services: Services) -> gr.Blocks:
                 [out_a, out_b],
                 api_name="compare",
             )
-        status_outputs = [progress, plot, history, serving]
+        status_outputs = [progress, plot, history, serving, label_summary]
         gr.Timer(1.0).tick(h["round_status"], None, status_outputs, api_name="round_status", show_progress="hidden")
         serve_btn.click(h["serve"], serve_choice, train_msg, api_name="serve")
         for event in (serve_btn.click, start_btn.click, gr.Timer(5.0).tick):

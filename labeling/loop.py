@@ -2,6 +2,7 @@
 
 loop = Loop(store, server, sampler)
 pair = loop.next_pair(); loop.vote(pair, "left", labeler="ana")
+loop.rate(pair, "right", "down", labeler="ana")          # one completion on its own: 👎 (trains KTO)
 loop.serve("round_002"); loop.compare("Explain tides.", "base", "round_002", SamplingSettings(seed=0))
 """
 
@@ -41,6 +42,25 @@ class Loop:
         """Store a judgement on `pair` as it was shown; returns its id once it is committed."""
         labeler = (labeler or "").strip() or "anonymous"
         return self.store.add_judgement(pair.prompt_id, pair.left_id, pair.right_id, choice, labeler, pair.version)
+
+    def rate(self, pair: Pair, side: str, rating: str, labeler: str) -> int:
+        """Store a 👍 ("up") or 👎 ("down") on one completion of `pair` (side "left" or "right"); returns its id."""
+        if side not in ("left", "right"):
+            raise ValueError(f"side must be 'left' or 'right'; got {side!r}")
+        labeler = (labeler or "").strip() or "anonymous"
+        generation_id = pair.left_id if side == "left" else pair.right_id
+        return self.store.add_rating(generation_id, rating, labeler, pair.version)
+
+    def label_counts(self) -> dict[str, int]:
+        """What the store holds for training: pairs (left/right votes), both-bad votes, ties and 👍 / 👎 ratings."""
+        count = self.store.count_judgements
+        return {
+            "pairs": count("left") + count("right"),
+            "both_bad": count("both_bad"),
+            "tie": count("tie"),
+            "up": self.store.count_ratings("up"),
+            "down": self.store.count_ratings("down"),
+        }
 
     # -- prompts --------------------------------------------------------------------------------------
     def add_prompt(self, text: str) -> int:

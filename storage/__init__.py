@@ -1,6 +1,6 @@
 """prefloop's storage: one DuckDB file, named migrations, all of the project's SQL.
 
-store.py holds prompts, generations, judgements and pairs; rounds.py rounds, lineage and the serving version;
+store.py holds prompts, generations, judgements, ratings and pairs; rounds.py rounds, lineage and the serving version;
 migrations.py the schema; export.py writes pairs in TRL's format; models.py the records handed out.
 """
 
@@ -10,10 +10,12 @@ from storage.models import (
     BOTH_BAD_CHOICES,
     CHOICES,
     PAIR_CHOICES,
+    RATINGS,
     Generation,
     Judgement,
     PreferencePair,
     Prompt,
+    Rating,
     Round,
     UnpairedExample,
     round_version,
@@ -28,6 +30,8 @@ __all__ = [
     "UnpairedExample",
     "CHOICES",
     "PAIR_CHOICES",
+    "RATINGS",
+    "Rating",
     "Generation",
     "Judgement",
     "PreferencePair",

@@ -1,9 +1,11 @@
-"""Export preference pairs from the command line.
+"""Export labels from the command line.
 
     python -m storage export pairs.jsonl --format jsonl --db data/prefloop.duckdb
     python -m storage export pairs_ds --format hf          # a datasets folder (save_to_disk)
+    python -m storage export kto.jsonl --kind unpaired     # one completion + 👍/👎 per row, for KTO
 
-Rows are TRL's conversational preference format: prompt / chosen / rejected message lists, plus judgement_id.
+Pairs are TRL's conversational preference format: prompt / chosen / rejected message lists, plus judgement_id.
+Unpaired rows are TRL's unpaired format: prompt / completion / label (true = 👍), plus judgement_id or rating_id.
 """
 
 from __future__ import annotations
@@ -18,17 +20,24 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m storage", description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default=DEFAULT_DB, help="DuckDB file of the app")
     sub = parser.add_subparsers(dest="command", required=True)
-    export = sub.add_parser("export", help="write the preference pairs in TRL's format")
+    export = sub.add_parser("export", help="write the labels in TRL's format")
     export.add_argument("path")
     export.add_argument("--format", choices=["jsonl", "parquet", "hf"], default="jsonl")
+    export.add_argument(
+        "--kind",
+        choices=["pairs", "unpaired"],
+        default="pairs",
+        help="pairs: prompt / chosen / rejected (DPO); unpaired: every label as one completion + 👍/👎 (KTO)",
+    )
     args = parser.parse_args(argv)
     try:
         with Store(args.db) as store:
-            count = store.export_pairs(args.path, args.format)
+            write = store.export_pairs if args.kind == "pairs" else store.export_unpaired
+            count = write(args.path, args.format)
     except StoreError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"exported {count} pairs to {args.path}")
+    print(f"exported {count} {'pairs' if args.kind == 'pairs' else 'unpaired rows'} to {args.path}")
     return 0
 
 

@@ -1,11 +1,16 @@
-"""Write preference pairs as a dataset in TRL's conversational preference format, atomically.
+"""Write labels as a dataset in TRL's conversational formats, atomically.
 
-Each row is what TRL's DPOTrainer takes as-is (plus the judgement id, to trace a row back to its vote):
+Pairs: each row is what TRL's DPOTrainer takes as-is (plus the judgement id, to trace a row back to its vote):
 
     {"prompt":   [{"role": "user", "content": "..."}],
      "chosen":   [{"role": "assistant", "content": "..."}],
      "rejected": [{"role": "assistant", "content": "..."}],
      "judgement_id": 17}
+
+Unpaired (TRL's KTOTrainer): one completion and its 👍 (true) / 👎 (false), traced to a judgement or a rating:
+
+    {"prompt": [...], "completion": [{"role": "assistant", "content": "..."}], "label": true,
+     "judgement_id": 17, "rating_id": null}
 
 The dataset is written into a temporary folder beside the target and then renamed onto it, so a failed or
 interrupted export never leaves a half-written file, and an older export at the same path survives a failure.
@@ -20,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from storage.errors import StoreError
-from storage.models import PreferencePair
+from storage.models import PreferencePair, UnpairedExample
 
 EXPORT_FORMATS = ("jsonl", "parquet", "hf")
 
@@ -38,20 +43,40 @@ def trl_rows(pairs: Sequence[PreferencePair]) -> list[dict]:
     ]
 
 
+def kto_rows(pairs: Sequence[PreferencePair], examples: Sequence[UnpairedExample]) -> list[dict]:
+    """Rows of TRL's conversational unpaired format: each pair as its chosen (👍) then its rejected (👎)
+    completion, then the single-completion examples, in the given order."""
+    rows = []
+    for pair in pairs:
+        rows.append((pair.prompt, pair.chosen, True, pair.judgement_id, None))
+        rows.append((pair.prompt, pair.rejected, False, pair.judgement_id, None))
+    rows += [(e.prompt, e.completion, e.desirable, e.judgement_id, e.rating_id) for e in examples]
+    return [
+        {
+            "prompt": [{"role": "user", "content": prompt}],
+            "completion": [{"role": "assistant", "content": completion}],
+            "label": label,
+            "judgement_id": judgement_id,
+            "rating_id": rating_id,
+        }
+        for prompt, completion, label, judgement_id, rating_id in rows
+    ]
+
+
 def check_format(fmt: str) -> None:
     """Refuse an export format other than jsonl, parquet or hf."""
     if fmt not in EXPORT_FORMATS:
         raise StoreError(f"Unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}.")
 
 
-def write_pairs(pairs: Sequence[PreferencePair], path: str | os.PathLike, fmt: str = "jsonl") -> int:
-    """Write `pairs` to `path` as jsonl, parquet or a datasets folder (hf); returns the number of rows."""
+def write_rows(rows: Sequence[dict], path: str | os.PathLike, fmt: str = "jsonl") -> int:
+    """Write `rows` to `path` as jsonl, parquet or a datasets folder (hf); returns the number of rows."""
     check_format(fmt)
-    if not pairs:
-        raise StoreError("No preference pairs to export yet: label some pairs (pick left or right) first.")
+    if not rows:
+        raise StoreError("Nothing to export yet: label some pairs first.")
     from datasets import Dataset  # imported here: the app should not pay for it at start-up
 
-    dataset = Dataset.from_list(trl_rows(pairs))
+    dataset = Dataset.from_list(list(rows))
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -66,6 +66,26 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TABLE settings (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)
         """,
     ),
+    (
+        "002_ratings",
+        """
+        CREATE SEQUENCE rating_ids START 1;
+        CREATE TABLE ratings (
+            id BIGINT PRIMARY KEY DEFAULT nextval('rating_ids'),
+            prompt_id BIGINT NOT NULL REFERENCES prompts (id),
+            generation_id BIGINT NOT NULL REFERENCES generations (id),
+            rating VARCHAR NOT NULL CHECK (rating IN ('up', 'down')),
+            labeler VARCHAR NOT NULL,
+            policy_version VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE round_ratings (
+            round_id BIGINT NOT NULL REFERENCES rounds (id),
+            rating_id BIGINT NOT NULL REFERENCES ratings (id),
+            PRIMARY KEY (round_id, rating_id)
+        )
+        """,
+    ),
 ]
 
 

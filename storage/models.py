@@ -19,6 +19,8 @@ def round_version(round_id: int) -> str:
 
 # For unpaired losses (KTO) a "both bad" vote is two 👎: each completion on its own is undesirable.
 BOTH_BAD_CHOICES = ("both_bad",)
+# A rating is a 👍 or 👎 on one completion judged on its own; only unpaired losses (KTO) train on ratings.
+RATINGS = ("up", "down")
 ROUND_STATUSES = ("running", "done", "failed", "cancelled")
 
 
@@ -81,6 +83,7 @@ class Round:
     started_at: datetime
     finished_at: datetime | None
     error: str | None
+    n_ratings: int = 0
 
     @property
     def version(self) -> str:
@@ -89,10 +92,27 @@ class Round:
 
 
 @dataclass(frozen=True)
-class UnpairedExample:
-    """One completion with a thumbs-up or thumbs-down, for unpaired losses such as KTO."""
+class Rating:
+    """A 👍 ("up") or 👎 ("down") on one completion, judged on its own."""
 
-    judgement_id: int
+    id: int
+    prompt_id: int
+    generation_id: int
+    rating: str
+    labeler: str
+    policy_version: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class UnpairedExample:
+    """One completion with a thumbs-up or thumbs-down, for unpaired losses such as KTO.
+
+    It comes from a "both bad" judgement (`judgement_id`) or from a single rating (`rating_id`).
+    """
+
+    judgement_id: int | None
     prompt: str
     completion: str
     desirable: bool
+    rating_id: int | None = None

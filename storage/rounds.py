@@ -1,8 +1,8 @@
-"""Training rounds, their lineage (parent round, judgements trained on) and the serving version.
+"""Training rounds, their lineage (parent round, judgements and ratings trained on) and the serving version.
 
-A round starts 'running' and ends exactly once: 'done' (finish_round, which also records the judgements it
-trained on, in the same transaction), or 'failed' / 'cancelled' (fail_round). Only done rounds can be served,
-and only their judgements count as used. Store mixes these methods in; they rely on its _write/_read/_value.
+A round starts 'running' and ends exactly once: 'done' (finish_round, which also records the judgements and
+ratings it trained on, in the same transaction), or 'failed' / 'cancelled' (fail_round). Only done rounds can be served,
+and only their labels count as used. Store mixes these methods in; they rely on its _write/_read/_value.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from storage.errors import StoreError
 from storage.models import BASE_VERSION, Round, round_version
 
 ROUND_COLUMNS = (
-    "id, status, config, metrics, adapter_path, parent_round, base_model, n_pairs, started_at, finished_at, error"
+    "id, status, config, metrics, adapter_path, parent_round, base_model, n_pairs, started_at, finished_at, error, "
+    "(SELECT count(*) FROM round_ratings rr WHERE rr.round_id = rounds.id) AS n_ratings"
 )
 FAIL_STATUSES = ("failed", "cancelled")
 INTERRUPTED = "interrupted: the app stopped during this round"
@@ -41,9 +42,17 @@ class RoundsMixin:
 
         return self._write(insert)
 
-    def finish_round(self, round_id: int, adapter_path: str, metrics: dict, judgement_ids: Collection[int]) -> None:
-        """In one transaction: mark the round done with its results and record the judgements it trained on."""
+    def finish_round(
+        self,
+        round_id: int,
+        adapter_path: str,
+        metrics: dict,
+        judgement_ids: Collection[int],
+        rating_ids: Collection[int] = (),
+    ) -> None:
+        """In one transaction: mark the round done with its results and record the labels it trained on."""
         ids = sorted({int(i) for i in judgement_ids})
+        rated = sorted({int(i) for i in rating_ids})
         metrics_json = json.dumps(metrics)
 
         def finish(cur) -> None:
@@ -52,14 +61,18 @@ class RoundsMixin:
                 raise StoreError(
                     f"Round {round_id} is {status}, not running, so it cannot be finished; start a new round."
                 )
-            missing = cur.execute(
-                "SELECT unnest(?::BIGINT[]) AS id EXCEPT SELECT id FROM judgements ORDER BY id", [ids]
-            ).fetchall()
-            if missing:
-                raise StoreError(
-                    f"Round {round_id} names judgements that do not exist ({', '.join(str(m) for (m,) in missing)}); "
-                    "train on ids from preference_pairs() and run the round again."
-                )
+            for table, label_ids in (("judgements", ids), ("ratings", rated)):
+                if not label_ids:
+                    continue
+                missing = cur.execute(
+                    f"SELECT unnest(?::BIGINT[]) AS id EXCEPT SELECT id FROM {table} ORDER BY id", [label_ids]
+                ).fetchall()
+                if missing:
+                    raise StoreError(
+                        f"Round {round_id} names {table} that do not exist "
+                        f"({', '.join(str(m) for (m,) in missing)}); train on labels the store handed out "
+                        "and run the round again."
+                    )
             cur.execute(
                 "UPDATE rounds SET status = 'done', finished_at = ?, metrics = ?, adapter_path = ?, n_pairs = ? "
                 "WHERE id = ?",
@@ -67,6 +80,8 @@ class RoundsMixin:
             )
             if ids:
                 cur.execute("INSERT INTO round_judgements SELECT ?, unnest(?::BIGINT[])", [round_id, ids])
+            if rated:
+                cur.execute("INSERT INTO round_ratings SELECT ?, unnest(?::BIGINT[])", [round_id, rated])
 
         self._write(finish)
 
@@ -111,6 +126,11 @@ class RoundsMixin:
             "SELECT judgement_id FROM round_judgements WHERE round_id = ? ORDER BY judgement_id", [round_id]
         )
         return [judgement_id for (judgement_id,) in rows]
+
+    def round_rating_ids(self, round_id: int) -> list[int]:
+        """The ratings a finished round trained on, by id (empty for rounds that did not finish)."""
+        rows = self._read("SELECT rating_id FROM round_ratings WHERE round_id = ? ORDER BY rating_id", [round_id])
+        return [rating_id for (rating_id,) in rows]
 
     # -- serving version ------------------------------------------------------------------------------
     def set_serving(self, version: str) -> None:

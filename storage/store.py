@@ -2,6 +2,7 @@
 
     store = Store("data/prefloop.duckdb")      # or Store() / Store(":memory:") in tests
     store.add_judgement(prompt_id, left_id, right_id, "left", labeler="ana", policy_version="base")
+    store.add_rating(generation_id, "up", labeler="ana", policy_version="base")   # one completion, 👍
     store.preference_pairs(unused_only=True)   # what the next round trains on
 
 Gradio runs handlers on many threads. DuckDB wants a cursor per thread, so every call takes its own cursor
@@ -23,17 +24,19 @@ from typing import TypeVar
 import duckdb
 
 from storage.errors import StoreError
-from storage.export import check_format, write_pairs
+from storage.export import check_format, kto_rows, trl_rows, write_rows
 from storage.migrations import applied_migrations as _applied_migrations
 from storage.migrations import apply_migrations, rollback_quietly
 from storage.models import (
     BOTH_BAD_CHOICES,
     CHOICES,
     PAIR_CHOICES,
+    RATINGS,
     Generation,
     Judgement,
     PreferencePair,
     Prompt,
+    Rating,
     UnpairedExample,
 )
 from storage.rounds import RoundsMixin
@@ -48,6 +51,9 @@ WRITE_ATTEMPTS = 8  # a write that conflicts with a concurrent one is retried th
 # Judgements that no finished round trained on (appended to a WHERE over judgements j).
 UNUSED_JUDGEMENT = """ AND j.id NOT IN (SELECT rj.judgement_id FROM round_judgements rj
                                         JOIN rounds r ON r.id = rj.round_id WHERE r.status = 'done')"""
+# The same for ratings (appended to a WHERE over ratings t).
+UNUSED_RATING = """ AND t.id NOT IN (SELECT rr.rating_id FROM round_ratings rr
+                                     JOIN rounds r ON r.id = rr.round_id WHERE r.status = 'done')"""
 
 
 class Store(RoundsMixin):
@@ -249,6 +255,38 @@ class Store(RoundsMixin):
         )
         return [Judgement(*row) for row in rows]
 
+    # -- ratings --------------------------------------------------------------------------------------
+    def add_rating(self, generation_id: int, rating: str, labeler: str, policy_version: str) -> int:
+        """Record a 👍 ("up") or 👎 ("down") on one completion; committed before returning. Returns its id."""
+        if rating not in RATINGS:
+            raise ValueError(f"rating must be one of {', '.join(RATINGS)}; got {rating!r}")
+
+        def insert(cur: Cursor) -> int:
+            row = cur.execute("SELECT prompt_id FROM generations WHERE id = ?", [generation_id]).fetchone()
+            if row is None:
+                raise StoreError(f"No generation with id {generation_id}; fetch a new pair and rate again.")
+            return cur.execute(
+                "INSERT INTO ratings (prompt_id, generation_id, rating, labeler, policy_version, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                [row[0], generation_id, rating, labeler, policy_version, datetime.now()],
+            ).fetchone()[0]
+
+        return self._write(insert)
+
+    def count_ratings(self, rating: str | None = None) -> int:
+        """How many ratings there are, or how many 👍 ("up") or 👎 ("down")."""
+        if rating is None:
+            return self._value("SELECT count(*) FROM ratings")
+        if rating not in RATINGS:
+            raise ValueError(f"rating must be one of {', '.join(RATINGS)}; got {rating!r}")
+        return self._value("SELECT count(*) FROM ratings WHERE rating = ?", [rating])
+
+    def list_ratings(self) -> list[Rating]:
+        rows = self._read(
+            "SELECT id, prompt_id, generation_id, rating, labeler, policy_version, created_at FROM ratings ORDER BY id"
+        )
+        return [Rating(*row) for row in rows]
+
     # -- training data --------------------------------------------------------------------------------
     def preference_pairs(
         self, unused_only: bool = False, judgement_ids: Collection[int] | None = None
@@ -275,19 +313,42 @@ class Store(RoundsMixin):
         return [PreferencePair(*row) for row in self._read(sql + " ORDER BY j.id", params)]
 
     def unpaired_examples(self, unused_only: bool = False) -> list[UnpairedExample]:
-        """ "Both bad" votes as two thumbs-down examples each (left then right), for unpaired losses (KTO)."""
+        """Labels on single completions, for unpaired losses (KTO): each "both bad" vote as two 👎 (left then
+        right), by judgement id, then each 👍 / 👎 rating, by rating id.
+
+        unused_only: leave out labels a finished ('done') round trained on.
+        """
         sql = """SELECT j.id, p.text, g.text FROM judgements j
                  JOIN prompts p ON p.id = j.prompt_id
                  JOIN generations g ON g.id IN (j.left_generation_id, j.right_generation_id)
                  WHERE list_contains(?::VARCHAR[], j.choice)"""
         sql += (UNUSED_JUDGEMENT if unused_only else "") + " ORDER BY j.id, g.id = j.right_generation_id"
         rows = self._read(sql, [list(BOTH_BAD_CHOICES)])
-        return [UnpairedExample(judgement_id, prompt, completion, False) for judgement_id, prompt, completion in rows]
+        both_bad = [UnpairedExample(judgement_id, prompt, text, False) for judgement_id, prompt, text in rows]
+        sql = """SELECT t.id, p.text, g.text, t.rating = 'up' FROM ratings t
+                 JOIN prompts p ON p.id = t.prompt_id
+                 JOIN generations g ON g.id = t.generation_id WHERE true"""
+        rows = self._read(sql + (UNUSED_RATING if unused_only else "") + " ORDER BY t.id")
+        rated = [UnpairedExample(None, prompt, text, good, rating_id) for rating_id, prompt, text, good in rows]
+        return both_bad + rated
 
     def export_pairs(self, path: str | os.PathLike, fmt: str = "jsonl") -> int:
         """Write all pairs in TRL's conversational format (jsonl, parquet or an hf folder); returns the count."""
         check_format(fmt)
-        return write_pairs(self.preference_pairs(), path, fmt)
+        pairs = self.preference_pairs()
+        if not pairs:
+            raise StoreError("No preference pairs to export yet: label some pairs (pick left or right) first.")
+        return write_rows(trl_rows(pairs), path, fmt)
+
+    def export_unpaired(self, path: str | os.PathLike, fmt: str = "jsonl") -> int:
+        """Write every label as one completion with a 👍 / 👎 (TRL's unpaired format: prompt, completion, label),
+        exactly what a KTO round trains on: each pair as its chosen 👍 and rejected 👎, each "both bad" vote as
+        two 👎, and each rating. Returns the number of rows."""
+        check_format(fmt)
+        rows = kto_rows(self.preference_pairs(), self.unpaired_examples())
+        if not rows:
+            raise StoreError("Nothing to export yet: vote on pairs or rate completions 👍 / 👎 first.")
+        return write_rows(rows, path, fmt)
 
 
 def _connect(path: str) -> duckdb.DuckDBPyConnection:

@@ -25,15 +25,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app(tiny_model_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("app")
+def launch(model_dir, work: Path):
+    """Start app.py as a user would, on `model_dir` with its files under `work`; yields (client, process)."""
     port = free_port()
     cmd = [
         sys.executable,
         str(REPO / "app.py"),
         "--model",
-        str(tiny_model_dir),
+        str(model_dir),
         "--db",
         str(work / "loop.duckdb"),
         "--runs",
@@ -61,11 +60,28 @@ def app(tiny_model_dir, tmp_path_factory):
         except Exception:
             time.sleep(0.5)
     assert client is not None, (work / "app.log").read_text()[-3000:]
-    yield client, proc, work
+    yield client, proc
     if proc.poll() is None:
         proc.kill()
         proc.wait()
     log.close()
+
+
+@pytest.fixture(scope="module")
+def app(tiny_model_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("app")
+    for client, proc in launch(tiny_model_dir, work):
+        yield client, proc, work
+
+
+def wait_for_round(client) -> tuple[str, str, str]:
+    """Poll the Train tab until the round ends; returns (progress, serving, label summary)."""
+    for _ in range(300):
+        progress, _, _, serving, summary = client.predict(api_name="/round_status")
+        if "**done**" in progress or "**failed**" in progress:
+            break
+        time.sleep(0.5)
+    return progress, serving, summary
 
 
 def label(client, n: int, labeler="tester") -> list[str]:
@@ -109,12 +125,9 @@ def test_the_whole_loop_through_the_app(app):
         client.predict(0.1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round")
     client.predict(api_name="/next_pair")  # labeling goes on while the round trains
     assert client.predict("tester", api_name="/vote_skip").startswith("Saved vote #")
-    for _ in range(300):
-        progress, _, _, serving = client.predict(api_name="/round_status")
-        if "**done**" in progress or "**failed**" in progress:
-            break
-        time.sleep(0.5)
+    progress, serving, summary = wait_for_round(client)
     assert "**done**" in progress, progress
+    assert "10 pairs (every loss)" in summary and "1 ties (not trained)" in summary
     assert "round_001" in serving
 
     _, _, _, status = client.predict(api_name="/next_pair")
@@ -125,7 +138,7 @@ def test_the_whole_loop_through_the_app(app):
 
     path, message = client.predict("jsonl", api_name="/export")
     rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
-    assert len(rows) == 10 and "Exported 10 pairs" in message
+    assert len(rows) == 10 and "Exported 10 pairs (prompt / chosen / rejected" in message
     assert rows[0]["prompt"][0]["role"] == "user" and rows[0]["chosen"][0]["role"] == "assistant"
 
     assert client.predict("base", api_name="/serve").startswith("Serving **base**")
@@ -148,3 +161,46 @@ def test_the_whole_loop_through_the_app(app):
             json.loads((work / "runs" / "round_001" / "judgements.json").read_text())["train"]
         )
         assert store.get_serving() == "base"
+
+
+def test_rate_one_mode_feeds_a_kto_round_from_the_app(tiny_model_dir, tmp_path):
+    for client, proc in launch(tiny_model_dir, tmp_path):
+        client.predict(0.8, 0.95, 16, api_name="/apply_settings")
+        with pytest.raises(Exception, match="No completion on screen: press Skip"):
+            client.predict("rater", api_name="/rate_up")
+        prompt, text, status, message = client.predict("rater", api_name="/rate_skip")
+        assert prompt.startswith("**Prompt:**") and "Completion 1 of 2 from **base**" in status
+        assert message == "Skipped; nothing was stored."
+        shown = []
+        for i in range(6):  # 👍 on each pair's first completion, 👎 on its second
+            rating = "up" if i % 2 == 0 else "down"
+            prompt_before, text_before = prompt, text
+            prompt, text, status, message = client.predict("rater", api_name=f"/rate_{rating}")
+            shown.append((prompt_before, text_before, rating))
+            assert message.startswith(f"Saved {'👍' if rating == 'up' else '👎'} #{i + 1} on completion {i % 2 + 1}")
+            assert f"Completion {2 if i % 2 == 0 else 1} of 2" in status
+            if i % 2 == 0:
+                assert prompt == prompt_before, "the second completion of the same pair comes next"
+        with pytest.raises(Exception, match="rate completions 👍 / 👎 and pick the kto loss"):
+            client.predict(0.1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round")
+        assert client.predict(0.1, 5e-3, 2, 4, "kto", 8, 16, 256, True, api_name="/start_round") == "Round started."
+        progress, serving, summary = wait_for_round(client)
+        assert "**done**" in progress and "round_001" in serving, progress
+        assert "3 👍 / 3 👎 single ratings (kto)" in summary and "0 pairs (every loss)" in summary
+        path, message = client.predict("jsonl", "unpaired", api_name="/export")
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+        assert "Exported 6 unpaired rows" in message
+        got = [(r["prompt"][0]["content"], r["completion"][0]["content"], r["label"]) for r in rows]
+        assert got == [(p.removeprefix("**Prompt:** "), t, r == "up") for p, t, r in shown]
+        with pytest.raises(Exception, match="No preference pairs to export yet"):
+            client.predict("jsonl", "pairs", api_name="/export")
+        proc.kill()
+        proc.wait()
+        from storage import Store
+
+        with Store(tmp_path / "loop.duckdb") as store:
+            (round_,) = store.list_rounds()
+            assert (round_.n_pairs, round_.n_ratings, round_.config["loss_type"]) == (0, 5, "kto")
+            assert [r.labeler for r in store.list_ratings()] == ["rater"] * 6
+            recorded = json.loads((tmp_path / "runs" / "round_001" / "judgements.json").read_text())
+            assert store.round_rating_ids(round_.id) == sorted(recorded["ratings"]["train"])

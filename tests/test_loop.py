@@ -1,5 +1,6 @@
 """The labeling loop on a real store and a tiny model: pairs, votes, serving versions, comparisons."""
 
+import json
 import threading
 import time
 
@@ -179,6 +180,28 @@ def test_kto_rounds_count_examples_not_pairs_before_starting(loop, tiny_model_di
     config = DPOConfig(loss_type="kto", learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
     finished = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
     assert finished.status == "done" and finished.n_pairs == 3
+
+
+def test_single_ratings_train_a_kto_round_and_are_used_up_by_it(loop, tiny_model_dir, tmp_path):
+    pairs = [loop.next_pair() for _ in range(3)]
+    rated = [loop.rate(p, side, r, labeler="t") for p in pairs for side, r in (("left", "up"), ("right", "down"))]
+    (first, *_) = loop.store.list_ratings()
+    assert (first.generation_id, first.rating, first.policy_version) == (pairs[0].left_id, "up", "base")
+    assert loop.label_counts() == {"pairs": 0, "both_bad": 0, "tie": 0, "up": 3, "down": 3}
+    with pytest.raises(ValueError, match="side must be 'left' or 'right'"):
+        loop.rate(pairs[0], "middle", "up", labeler="t")
+    with pytest.raises(ValueError, match="rating must be one of up, down"):
+        loop.rate(pairs[0], "left", "meh", labeler="t")
+    # Ratings are not pairs: DPO has nothing to train on, and says what to do.
+    with pytest.raises(TrainingError, match="rate completions 👍 / 👎 and pick the kto loss"):
+        train_round(loop.store, DPOConfig(), model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
+    config = DPOConfig(loss_type="kto", learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
+    finished = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
+    trained = loop.store.round_rating_ids(finished.id)
+    assert finished.status == "done" and (finished.n_pairs, finished.n_ratings) == (0, 5)
+    heldout = json.loads((tmp_path / finished.version / "judgements.json").read_text())["ratings"]["heldout"]
+    assert sorted(trained + heldout) == rated and len(heldout) == 1
+    assert [e.rating_id for e in loop.store.unpaired_examples(unused_only=True)] == heldout
 
 
 def test_a_failing_sampler_shows_its_error_instead_of_keeping_labelers_waiting(loop):

@@ -7,7 +7,17 @@ from datetime import datetime
 
 import pytest
 
-from storage import CHOICES, PAIR_CHOICES, Generation, Judgement, Prompt, Store, StoreError
+from storage import (
+    CHOICES,
+    PAIR_CHOICES,
+    Generation,
+    Judgement,
+    Prompt,
+    Rating,
+    Store,
+    StoreError,
+    UnpairedExample,
+)
 
 SETTINGS = {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 64, "seed": 7}
 
@@ -124,6 +134,46 @@ def test_finish_round_records_results_and_lineage(store):
     assert store.round_judgement_ids(child) == []
 
 
+def test_single_ratings_round_trip_and_become_unpaired_examples_after_both_bad_votes(store):
+    (both_bad,) = votes(store, "both_bad")
+    pair = vote(store, "left", 1)
+    prompt = store.add_prompt("Rate me.")
+    good = store.add_generation(prompt, "round_001", "Short and right.", SETTINGS)
+    bad = store.add_generation(prompt, "round_001", "Long and wrong.", SETTINGS)
+    up = store.add_rating(good, "up", "ana", "round_001")
+    down = store.add_rating(bad, "down", "bo", "round_001")
+    (first, second) = store.list_ratings()
+    assert isinstance(first, Rating) and isinstance(first.created_at, datetime)
+    assert (first.id, first.prompt_id, first.generation_id) == (up, prompt, good)
+    assert (first.rating, first.labeler) == ("up", "ana")
+    assert (second.id, second.rating, second.policy_version) == (down, "down", "round_001")
+    assert (store.count_ratings(), store.count_ratings("up"), store.count_ratings("down")) == (2, 1, 1)
+    assert store.unpaired_examples() == [
+        UnpairedExample(both_bad, "prompt 0", "left 0", False),
+        UnpairedExample(both_bad, "prompt 0", "right 0", False),
+        UnpairedExample(None, "Rate me.", "Short and right.", True, up),
+        UnpairedExample(None, "Rate me.", "Long and wrong.", False, down),
+    ]
+    assert [p.judgement_id for p in store.preference_pairs()] == [pair], "ratings never become DPO pairs"
+
+
+def test_a_done_round_uses_up_its_ratings_and_records_them(store):
+    prompt = store.add_prompt("Rate me.")
+    ids = [store.add_rating(store.add_generation(prompt, "base", t, SETTINGS), "up", "ana", "base") for t in "abc"]
+    failed = store.start_round({}, None, "m")
+    store.fail_round(failed, "boom")
+    assert [e.rating_id for e in store.unpaired_examples(unused_only=True)] == ids
+    done = store.start_round({}, None, "m")
+    store.finish_round(done, "runs/round_002/adapter", {}, [], rating_ids=[ids[2], ids[0], ids[0]])
+    assert [e.rating_id for e in store.unpaired_examples(unused_only=True)] == [ids[1]]
+    assert store.round_rating_ids(done) == [ids[0], ids[2]] and store.round_rating_ids(failed) == []
+    round_ = store.get_round(done)
+    assert (round_.n_pairs, round_.n_ratings) == (0, 2)
+    with pytest.raises(StoreError, match=r"ratings that do not exist \(99\)"):
+        store.finish_round(store.start_round({}, None, "m"), "a", {}, [], rating_ids=[99])
+    assert store.round_rating_ids(3) == [] and store.get_round(3).status == "running"
+
+
 def test_a_round_naming_unknown_judgements_is_not_finished_at_all(store):
     (known,) = votes(store, "left")
     round_id = store.start_round({}, None, "m")
@@ -188,6 +238,10 @@ def test_serving_version_defaults_to_base_and_only_takes_done_rounds(store):
         (lambda s: s.set_serving("latest"), StoreError, "Unknown version 'latest': use 'base' or 'round_NNN'"),
         (lambda s: s.set_serving("round_007"), StoreError, "No round 7"),
         (lambda s: s.export_pairs("pairs.csv", "csv"), StoreError, "Unknown export format 'csv'"),
+        (lambda s: s.export_unpaired("rows.csv", "csv"), StoreError, "Unknown export format 'csv'"),
+        (lambda s: s.add_rating(1, "meh", "ana", "base"), ValueError, "rating must be one of up, down; got 'meh'"),
+        (lambda s: s.add_rating(99, "up", "ana", "base"), StoreError, "No generation with id 99; fetch a new pair"),
+        (lambda s: s.count_ratings("meh"), ValueError, "rating must be one of up, down"),
     ],
 )
 def test_bad_input_is_refused_with_what_to_do(store, call, error, message):
@@ -197,13 +251,16 @@ def test_bad_input_is_refused_with_what_to_do(store, call, error, message):
     store.add_generation(prompt, "base", "b", SETTINGS)
     with pytest.raises(error, match=message):
         call(store)
-    assert store.count_judgements() == 0
+    assert store.count_judgements() == 0 and store.count_ratings() == 0
 
 
 def test_exporting_with_no_pairs_says_to_label_first(store, tmp_path):
     votes(store, "tie", "skip")
     with pytest.raises(StoreError, match=r"No preference pairs to export yet: label some pairs \(pick left or right\)"):
         store.export_pairs(tmp_path / "pairs.jsonl")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(StoreError, match="Nothing to export yet: vote on pairs or rate completions"):
+        store.export_unpaired(tmp_path / "rows.jsonl")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -17,6 +17,7 @@ import storage.migrations
 from storage import Store, StoreError
 
 REPO = Path(__file__).resolve().parents[1]
+MIGRATIONS_SHIPPED = list(storage.migrations.MIGRATIONS)
 SETTINGS = {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 64, "seed": 7}
 
 
@@ -66,21 +67,28 @@ def test_a_new_file_gets_its_folder_and_every_migration(tmp_path):
 
 def test_reopening_a_file_applies_only_missing_migrations_and_keeps_data(tmp_path, monkeypatch):
     path = tmp_path / "loop.duckdb"
+    shipped = list(storage.migrations.MIGRATIONS)
+    # A file made by a prefloop that knew only the first migration (before single ratings existed).
+    monkeypatch.setattr(storage.migrations, "MIGRATIONS", shipped[:1])
     with Store(path) as store:
         judgement = vote(store, "left", "p", "a", "b")
         round_id = store.start_round({"beta": 0.1}, None, "m")
         store.finish_round(round_id, "adapter", {"loss": 0.3}, [judgement])
         store.set_serving("round_001")
+    assert migration_rows(path) == ["001_initial"]
+    monkeypatch.setattr(storage.migrations, "MIGRATIONS", shipped)
     with Store(path) as store:
-        assert store.applied_migrations() == ["001_initial"]
-    extra = ("002_labeler_notes", "CREATE TABLE labeler_notes (judgement_id BIGINT, note VARCHAR)")
-    monkeypatch.setattr(storage.migrations, "MIGRATIONS", [*storage.migrations.MIGRATIONS, extra])
+        assert store.applied_migrations() == ["001_initial", "002_ratings"]
+        assert store.get_round(round_id).n_ratings == 0 and store.count_ratings() == 0
+        store.add_rating(store.get_generation(1).id, "up", "ana", "base")
+    extra = ("999_labeler_notes", "CREATE TABLE labeler_notes (judgement_id BIGINT, note VARCHAR)")
+    monkeypatch.setattr(storage.migrations, "MIGRATIONS", [*shipped, extra])
     for _ in range(2):
         with Store(path) as store:
-            assert store.applied_migrations() == ["001_initial", "002_labeler_notes"]
+            assert store.applied_migrations() == ["001_initial", "002_ratings", "999_labeler_notes"]
             assert store.preference_pairs()[0].chosen == "a" and store.get_serving() == "round_001"
-            assert store.round_judgement_ids(round_id) == [judgement]
-    assert migration_rows(path) == ["001_initial", "002_labeler_notes"]
+            assert store.round_judgement_ids(round_id) == [judgement] and store.count_ratings("up") == 1
+    assert migration_rows(path) == ["001_initial", "002_ratings", "999_labeler_notes"]
 
 
 def test_a_failing_migration_is_rolled_back_and_not_recorded(tmp_path, monkeypatch):
@@ -93,7 +101,7 @@ def test_a_failing_migration_is_rolled_back_and_not_recorded(tmp_path, monkeypat
     con = duckdb.connect(str(path))
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'half_done'").fetchone() == (0,)
     con.close()
-    assert migration_rows(path) == ["001_initial"]
+    assert migration_rows(path) == sorted(name for name, _ in MIGRATIONS_SHIPPED)
 
 
 def test_a_file_upgraded_by_a_newer_prefloop_is_refused(tmp_path):
@@ -185,6 +193,35 @@ def test_export_matches_trls_conversational_preference_format(labelled, tmp_path
     except ImportError:
         return
     assert all(is_conversational(row) for row in dataset)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
+def test_unpaired_export_is_what_a_kto_round_trains_on_in_trls_format(labelled, tmp_path, fmt):
+    prompt = labelled.add_prompt("Rate me.")
+    rating = labelled.add_rating(labelled.add_generation(prompt, "base", "Fine.", SETTINGS), "up", "ana", "base")
+    target = tmp_path / {"jsonl": "kto.jsonl", "parquet": "kto.parquet", "hf": "kto"}[fmt]
+    # two pairs (a 👍 and a 👎 each), one both-bad vote (two 👎), one rating
+    assert labelled.export_unpaired(target, fmt) == 7
+    dataset = read_back(target, fmt)
+    assert sorted(dataset.column_names) == ["completion", "judgement_id", "label", "prompt", "rating_id"]
+    rows = [(r["prompt"][0]["content"], r["completion"][0]["content"], r["label"]) for r in dataset]
+    assert rows == [
+        ("Name a fruit.", "Mango 🥭", True),
+        ("Name a fruit.", "Carrot", False),
+        ("2+2?", "4", True),
+        ("2+2?", "5", False),
+        ("Capital of France?", "Rome", False),
+        ("Capital of France?", "Berlin", False),
+        ("Rate me.", "Fine.", True),
+    ]
+    assert dataset["judgement_id"] == [1, 1, 3, 3, 4, 4, None] and dataset["rating_id"] == [None] * 6 + [rating]
+    trl_data_utils = pytest.importorskip("trl.data_utils")
+    assert all(trl_data_utils.is_conversational(row) for row in dataset)
+    # The pairs' rows are exactly TRL's own unpairing of the pair export.
+    labelled.export_pairs(tmp_path / "pairs.jsonl")
+    unpaired = trl_data_utils.unpair_preference_dataset(read_back(tmp_path / "pairs.jsonl", "jsonl"))
+    theirs = sorted((r["prompt"][0]["content"], r["completion"][0]["content"], r["label"]) for r in unpaired)
+    assert theirs == sorted(rows[:4])
 
 
 def test_jsonl_export_keeps_non_ascii_text_readable(labelled, tmp_path):

@@ -45,6 +45,17 @@ def test_cli_exports_pairs(tmp_path):
     )
     assert "exported 1 pairs" in result.stdout
     assert json.loads(out.read_text())["chosen"][0]["content"] == "bad 0"
+    unpaired = tmp_path / "kto.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "storage", "--db", str(path), "export", str(unpaired), "--kind", "unpaired"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert "exported 2 unpaired rows" in result.stdout
+    rows = [json.loads(line) for line in unpaired.read_text().splitlines()]
+    assert [(r["completion"][0]["content"], r["label"]) for r in rows] == [("bad 0", True), ("good 0", False)]
 
 
 def test_both_bad_votes_become_two_undesirable_examples():

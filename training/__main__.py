@@ -70,6 +70,7 @@ def main(args: argparse.Namespace) -> int:
         "round": finished.version,
         "adapter": finished.adapter_path,
         "pairs": finished.n_pairs,
+        "ratings": finished.n_ratings,
         "heldout_after": finished.metrics.get("heldout_after"),
     }
     print(json.dumps(summary))

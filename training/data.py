@@ -98,12 +98,13 @@ def heldout_size(n_pairs: int, fraction: float) -> int:
 
 @dataclass(frozen=True)
 class TrainingExample:
-    """One completion judged on its own (KTO): 👍 (desirable) or 👎."""
+    """One completion judged on its own (KTO): 👍 (desirable) or 👎; from a judgement or a single rating."""
 
     prompt: str
     completion: str
     desirable: bool
     judgement_id: int | None = None
+    rating_id: int | None = None
 
 
 def tokenize_examples(

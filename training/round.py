@@ -53,6 +53,8 @@ class RoundResult:
     metrics: dict
     train_judgement_ids: list[int]
     heldout_judgement_ids: list[int]
+    train_rating_ids: list[int] = dataclasses.field(default_factory=list)
+    heldout_rating_ids: list[int] = dataclasses.field(default_factory=list)
 
 
 def training_items(pairs: Sequence, config: DPOConfig) -> list:
@@ -64,8 +66,9 @@ def training_items(pairs: Sequence, config: DPOConfig) -> list:
     if n_train < config.min_pairs:
         raise TrainingError(
             f"Too few new preference pairs: {n_pairs} (need {config.min_pairs} for training after holding out "
-            f"{config.heldout_fraction:.0%}). Label more pairs (pick left or right), or untick 'continue from the "
-            "serving policy' to train a fresh adapter on all pairs."
+            f"{config.heldout_fraction:.0%}). Label more pairs (pick left or right) — or rate completions 👍 / 👎 "
+            "and pick the kto loss — or untick 'continue from the serving policy' to train a fresh adapter on all "
+            "pairs."
         )
     return items
 
@@ -136,11 +139,14 @@ def run_round(
         "seconds": round(time.monotonic() - started, 2),
     }
     record = {"dpo": config.to_dict(), "base_model": model, "parent_adapter": parent_adapter} | (lineage or {})
-    ids = {"train": _unique_ids(train), "heldout": _unique_ids(heldout)}
+    ids = {"train": _unique_ids(train, "judgement_id"), "heldout": _unique_ids(heldout, "judgement_id")}
+    rating_ids = {"train": _unique_ids(train, "rating_id"), "heldout": _unique_ids(heldout, "rating_id")}
     if w.main:
-        _write_round(out_dir, policy, tokenizer, record, metrics, ids)
+        _write_round(out_dir, policy, tokenizer, record, metrics, ids | {"ratings": rating_ids})
     distributed.barrier(w)
-    return RoundResult(out_dir / "adapter", metrics, ids["train"], ids["heldout"])
+    return RoundResult(
+        out_dir / "adapter", metrics, ids["train"], ids["heldout"], rating_ids["train"], rating_ids["heldout"]
+    )
 
 
 def _policy_with_adapter(base, config: DPOConfig, parent_adapter: str | None, quantization: str):
@@ -205,9 +211,11 @@ def _score(policy_logps, ref_logps, config: DPOConfig, desirable: torch.Tensor |
     return preference_metrics(chosen_rewards, rejected_rewards)
 
 
-def _unique_ids(items) -> list[int]:
-    """Judgement ids in first-seen order (a KTO pair gives two examples with one id)."""
-    return list(dict.fromkeys(i.judgement_id for i in items))
+def _unique_ids(items, field: str) -> list[int]:
+    """Label ids (`judgement_id` or `rating_id`) in first-seen order, leaving out items without one (a KTO
+    pair gives two examples with one judgement id; a rating has no judgement id)."""
+    values = (getattr(item, field, None) for item in items)
+    return list(dict.fromkeys(v for v in values if v is not None))
 
 
 def _train_with_oom_retry(policy, train_tok, ref_logps, config, batch_logps, on_progress, should_stop):

@@ -33,9 +33,9 @@ def round_plan(store, config: DPOConfig) -> tuple[int | None, str | None, list[T
             raise StoreError(f"The serving version {serving} is not a round of this database; serve base first.")
     rows = store.preference_pairs(unused_only=config.continue_from_serving)
     pairs: list = [TrainingPair(r.prompt, r.chosen, r.rejected, r.judgement_id) for r in rows]
-    if config.loss_type == "kto":  # KTO also learns from "both bad" votes, as two 👎
+    if config.loss_type == "kto":  # KTO also learns from "both bad" votes (two 👎) and single 👍 / 👎 ratings
         extra = store.unpaired_examples(unused_only=config.continue_from_serving)
-        pairs += [TrainingExample(e.prompt, e.completion, e.desirable, e.judgement_id) for e in extra]
+        pairs += [TrainingExample(e.prompt, e.completion, e.desirable, e.judgement_id, e.rating_id) for e in extra]
     return (parent.id, parent.adapter_path, pairs) if parent else (None, None, pairs)
 
 
@@ -75,7 +75,9 @@ def train_round(
     except BaseException as err:
         store.fail_round(round_id, f"{type(err).__name__}: {err}")
         raise
-    store.finish_round(round_id, str(result.adapter_dir), result.metrics, result.train_judgement_ids)
+    store.finish_round(
+        round_id, str(result.adapter_dir), result.metrics, result.train_judgement_ids, result.train_rating_ids
+    )
     return store.get_round(round_id)
 
 
