@@ -125,15 +125,24 @@ def test_nf4_loading_puts_4bit_layers_under_the_lora(tiny_qlora_model_dir):
     assert model.model.layers[0].self_attn.q_proj.weight.quant_type == "nf4"
 
 
+LAUNCHERS = {  # two processes on this machine: torchrun, and accelerate launch (which runs torchrun's launcher)
+    "torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
+    "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    + ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"],
+}
+
+
 @pytest.mark.slow
-def test_two_process_round_equals_one_process(tiny_model_dir, tmp_path):
-    """torchrun with 2 CPU processes (gloo) trains the same adapter as one process on the same pairs."""
+def test_two_process_rounds_under_torchrun_and_accelerate_equal_one_process(tiny_model_dir, tmp_path):
+    """2 CPU processes (gloo), started by torchrun or by accelerate launch, train the same adapter as one
+    process on the same pairs."""
     import shutil
 
     from safetensors.torch import load_file
 
     votes(tmp_path / "one.duckdb", 12)
-    shutil.copy(tmp_path / "one.duckdb", tmp_path / "two.duckdb")
+    for name in LAUNCHERS:
+        shutil.copy(tmp_path / "one.duckdb", tmp_path / f"{name}.duckdb")
     common = [
         "-m",
         "training",
@@ -157,20 +166,22 @@ def test_two_process_round_equals_one_process(tiny_model_dir, tmp_path):
         cwd=REPO,
     )
     assert single.returncode == 0, single.stderr[-2000:]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    double = subprocess.run(
-        [*torchrun, *common, "--db", str(tmp_path / "two.duckdb"), "--runs", str(tmp_path / "runs2")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=600,
-    )
-    assert double.returncode == 0, double.stderr[-3000:]
     one = load_file(tmp_path / "runs1" / "round_001" / "adapter" / "adapter_model.safetensors")
-    two = load_file(tmp_path / "runs2" / "round_001" / "adapter" / "adapter_model.safetensors")
-    assert one.keys() == two.keys()
-    for name in one:
-        torch.testing.assert_close(one[name], two[name], atol=1e-5, rtol=1e-4)
-    assert any(v.abs().sum() > 0 for k, v in two.items() if "lora_B" in k)
-    with Store(tmp_path / "two.duckdb") as store:
-        assert store.get_round(1).status == "done" and store.get_serving() == "round_001"
+    for name, launcher in LAUNCHERS.items():
+        runs = tmp_path / f"runs-{name}"
+        double = subprocess.run(
+            [sys.executable, *launcher, *common, "--db", str(tmp_path / f"{name}.duckdb"), "--runs", str(runs)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=600,
+        )
+        assert double.returncode == 0, f"{name}: {double.stderr[-3000:]}"
+        assert double.stderr.count("world size 2") == 2, f"{name} did not start two processes"
+        two = load_file(runs / "round_001" / "adapter" / "adapter_model.safetensors")
+        assert one.keys() == two.keys()
+        for key in one:
+            torch.testing.assert_close(one[key], two[key], atol=1e-5, rtol=1e-4)
+        assert any(v.abs().sum() > 0 for k, v in two.items() if "lora_B" in k)
+        with Store(tmp_path / f"{name}.duckdb") as store:
+            assert store.get_round(1).status == "done" and store.get_serving() == "round_001"

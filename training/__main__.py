@@ -6,8 +6,8 @@
 
 Several processes (DDP-style; see training/distributed.py):
 
-    torchrun --nproc_per_node 2 -m training ...           # CPU or GPUs
-    accelerate launch --num_processes 2 -m training ...   # GPUs
+    torchrun --nproc_per_node 2 -m training ...                       # CPU or GPUs
+    accelerate launch --multi_gpu --num_processes 2 -m training ...   # GPUs (on a CPU too: gloo)
 
 The finished round becomes the serving version recorded in the store, so the app serves it on its next
 start (a running app holds the database lock: stop it first, or press "Start round" in its Train tab).
@@ -52,6 +52,8 @@ def main(args: argparse.Namespace) -> int:
 
     names = {f.name for f in dataclasses.fields(DPOConfig)} - {"continue_from_serving"}
     w = distributed.world()
+    if w.size > 1:
+        print(f"process {w.rank} of world size {w.size}", file=sys.stderr, flush=True)
     try:
         config = DPOConfig(continue_from_serving=not args.fresh, **{n: getattr(args, n) for n in names})
         model = resolve_model(args.model, Path(args.model_cache)) if w.main else None

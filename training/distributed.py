@@ -1,7 +1,7 @@
 """Data-parallel rounds over several processes (DDP-style), with no change to the round code's callers.
 
-    torchrun --nproc_per_node 2 -m training --db data/prefloop.duckdb                # CPU (gloo) or GPUs
-    accelerate launch --num_processes 2 -m training --db data/prefloop.duckdb        # GPUs
+    torchrun --nproc_per_node 2 -m training --db data/prefloop.duckdb                       # CPU (gloo) or GPUs
+    accelerate launch --multi_gpu --num_processes 2 -m training --db data/prefloop.duckdb   # GPUs, or CPU (gloo)
 
 Under a launcher (RANK / WORLD_SIZE / LOCAL_RANK set) each process trains on its share of every optimizer
 step's pairs and the LoRA gradients are summed across processes before the step, so the update equals a
