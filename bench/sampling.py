@@ -5,8 +5,10 @@
 
 1. Labelers: `--labelers` simulated people vote every 2–5 s through `Loop` (the code the UI calls); we time
    each vote → next pair on screen, and count the pairs per minute the background sampler delivers.
-2. Throughput: the sampler's batched generation vs eager `model.generate` on the same prompts, settings and
-   batch (both sample two completions per prompt).
+2. Throughput: the sampler's batched generation (`PolicyServer.generate_tokens`, with the server's backend:
+   static on CUDA, eager on CPU; `--backend` to choose) vs plain eager `model.generate` (do_sample, top-p) on
+   the same model, dtype, prompts, settings and batch; both sample two completions per prompt. Our first call
+   (which compiles, with the static backend) is timed apart as `first_call_s` / `compile_s`.
 3. Adapter swap: loading a LoRA adapter into the serving model and making it active.
 Prints its figures, then one JSON line.
 """
@@ -14,6 +16,7 @@ Prints its figures, then one JSON line.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import statistics
@@ -25,7 +28,7 @@ from pathlib import Path
 import torch
 
 from labeling.loop import Loop
-from labeling.policy import PolicyServer, SamplingSettings
+from labeling.policy import PolicyServer, SamplingSettings, chat_text
 from labeling.prompts import starter_prompts
 from labeling.sampler import PairSampler
 from storage import Store
@@ -71,48 +74,62 @@ def simulate_labelers(loop: Loop, labelers: int, votes_each: int, seed: int) -> 
     }
 
 
+def completion_tokens(rows: list[list[int]], stops: set[int]) -> int:
+    """New tokens of each completion up to (without) its first stop token, summed."""
+    return sum(len(list(itertools.takewhile(lambda t: t not in stops, row))) for row in rows)
+
+
 def throughput(server: PolicyServer, prompts: list[str], settings: SamplingSettings, repeats: int) -> dict:
-    """Tokens per second: our sampler's generate path vs eager model.generate on the same batch."""
+    """Tokens per second: our generate path (the server's backend) vs eager `model.generate` on the same model,
+    prompts, settings and batch. Both count the new tokens of each completion up to its EOS. Our first call is
+    timed apart: with the static backend it compiles the decoding step (`compile_s` = first call - a timed one)."""
     tok = server.tokenizer
-    texts = [
-        tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-        for p in prompts
-    ]
-    batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(server.device)
+    batch = tok([chat_text(tok, p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
+    batch = batch.to(server.device)
+    eos = server.model.generation_config.eos_token_id
+    stops = {tok.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
 
-    def count(out) -> int:
-        new = out[:, batch["input_ids"].shape[1] :]
-        return int((new != tok.pad_token_id).sum())
-
-    def eager():
+    def hf_generate() -> int:
         with torch.no_grad():
-            return count(
-                server.model.generate(
-                    **batch,
-                    do_sample=True,
-                    temperature=settings.temperature,
-                    top_p=settings.top_p,
-                    max_new_tokens=settings.max_new_tokens,
-                    num_return_sequences=2,
-                    pad_token_id=tok.pad_token_id,
-                )
+            out = server.model.generate(
+                **batch,
+                do_sample=True,
+                temperature=settings.temperature,
+                top_p=settings.top_p,
+                top_k=0,  # as ours: top-p alone
+                max_new_tokens=settings.max_new_tokens,
+                num_return_sequences=2,
+                pad_token_id=tok.pad_token_id,
             )
+        return completion_tokens(out[:, batch["input_ids"].shape[1] :].tolist(), stops)
 
-    def ours():
-        outs = server.generate(prompts, n=2, settings=settings)
-        return sum(len(tok(c, add_special_tokens=False)["input_ids"]) for pair in outs for c in pair)
+    def ours() -> int:
+        return sum(len(c) for pair in server.generate_tokens(prompts, n=2, settings=settings) for c in pair)
 
-    rates = {}
-    for name, fn in (("hf_generate", eager), ("ours", ours)):
-        fn()  # warm-up
-        tokens, start = 0, time.perf_counter()
-        for _ in range(repeats):
-            tokens += fn()
-        rates[name] = tokens / (time.perf_counter() - start)
+    def timed(fn) -> tuple[int, float]:
+        if server.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        tokens = fn()
+        if server.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return tokens, time.perf_counter() - start
+
+    _, first_call_s = timed(ours)
+    timed(hf_generate)  # warm-up
+    totals = {"ours": [0, 0.0], "hf_generate": [0, 0.0]}
+    for i in range(repeats):  # interleaved, alternating which goes first
+        for name in ("ours", "hf_generate") if i % 2 else ("hf_generate", "ours"):
+            tokens, seconds = timed(ours if name == "ours" else hf_generate)
+            totals[name][0] += tokens
+            totals[name][1] += seconds
+    rates = {name: tokens / seconds for name, (tokens, seconds) in totals.items()}
     return {
         "ours_tok_s": rates["ours"],
         "hf_generate_tok_s": rates["hf_generate"],
         "speedup_vs_hf_generate": rates["ours"] / rates["hf_generate"],
+        "first_call_s": first_call_s,
+        "compile_s": max(0.0, first_call_s - totals["ours"][1] / repeats),
     }
 
 
@@ -148,12 +165,15 @@ def main(args: argparse.Namespace) -> dict:
     settings = SamplingSettings(temperature=0.8, top_p=0.95, max_new_tokens=args.max_new_tokens)
     store = Store()
     store.add_prompts(starter_prompts(), source="starter")
-    server = PolicyServer(model_dir)
+    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+    server = PolicyServer(model_dir, backend=args.backend, dtype=dtype, batch_rows=2 * args.batch_prompts)
     prompts = [p.text for p in store.list_prompts(limit=args.batch_prompts)]
     figures = throughput(server, prompts, settings, args.repeats)
     print(
-        f"ours {figures['ours_tok_s']:.1f} tok/s · eager generate {figures['hf_generate_tok_s']:.1f} tok/s "
-        f"({args.batch_prompts} prompts × 2, {args.max_new_tokens} new tokens)",
+        f"ours ({server.backend}, {str(server.dtype).removeprefix('torch.')}) {figures['ours_tok_s']:.1f} tok/s · "
+        f"eager generate {figures['hf_generate_tok_s']:.1f} tok/s · {figures['speedup_vs_hf_generate']:.2f}× "
+        f"({args.batch_prompts} prompts × 2, {args.max_new_tokens} new tokens); "
+        f"first call {figures['first_call_s']:.1f} s, compile ≈ {figures['compile_s']:.1f} s",
         flush=True,
     )
     figures["adapter_swap_ms"] = adapter_swap_ms(server, model_dir)
@@ -174,6 +194,8 @@ def main(args: argparse.Namespace) -> dict:
     summary = {
         "model": args.model,
         "device": server.device,
+        "backend": server.backend,
+        "dtype": str(server.dtype).removeprefix("torch."),
         "labelers": args.labelers,
         "max_new_tokens": args.max_new_tokens,
         "batch_prompts": args.batch_prompts,
@@ -193,5 +215,7 @@ if __name__ == "__main__":
     parser.add_argument("--batch-prompts", type=int, default=4)
     parser.add_argument("--queue-depth", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--backend", default="auto", choices=["auto", "eager", "static"])
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--warmup-s", type=float, default=30.0)
     main(parser.parse_args())

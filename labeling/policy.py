@@ -4,21 +4,50 @@
     server.serve("round_001", "runs/round_001/adapter")
     server.generate(["Write a haiku about rain."], n=2, settings=SamplingSettings())
 
-Swapping never reloads the base: each round's adapter is loaded once beside the others and made active.
-One lock serializes generation and swaps, so a swap never lands in the middle of a batch.
+Swapping never reloads the base. One lock serializes generation and swaps, so a swap never lands in the
+middle of a batch.
+
+Two generation backends share everything but the cache (`PolicyServer.backend`, settable at any time):
+
+- `eager`: `model.generate` with the default dynamic cache. Each round's adapter is loaded beside the others
+  and made active with PEFT's `set_adapter` / `disable_adapters`. The default on CPU.
+- `static`: `model.generate(..., cache_implementation="static")`, for which transformers compiles the decoding
+  step with `torch.compile`. A compiled step is reused only while the shapes it saw repeat, so every batch is
+  padded to `batch_rows` rows (padding rows repeat a real prompt and are marked finished before their first
+  token) and prompts are left-padded to the next of a few fixed lengths (`prompt_buckets`), which keeps the
+  static cache at a few sizes. Adapters are not loaded side by side here: the serving adapter's weights are
+  copied in place into one LoRA slot (PEFT hot-swap), so changing version changes no module the compiled step
+  was traced through and does not recompile. What does recompile, once each: the first batch (and the first
+  batch after the first adapter is loaded, which turns the plain linear layers into LoRA layers), base vs an
+  adapter (PEFT's disable flag), an adapter with another rank, alpha, target modules, dropout or DoRA setting
+  than the slot held, a larger batch than `batch_rows` or a longer prompt + `max_new_tokens` than any before.
+  The default on CUDA with unquantized weights (transformers does not compile bitsandbytes 4-bit models).
+
+Both sample with `NucleusSampler` (temperature, then top-p, as transformers' warpers define them) and draw
+from `torch`'s global generator, so a seed repeats its completions on the same machine and backend.
+
+`VLLMPolicyServer` is an optional third backend on vLLM with the same interface.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from storage import BASE_VERSION
 from training.model import default_device, load_model, load_tokenizer
+
+BACKENDS = ("eager", "static")
+PROMPT_BUCKETS = (64, 128, 256, 512, 1024, 2048)
+DEFAULT_BATCH_ROWS = 8  # the app's default sampler batch: 4 prompts x 2 completions
+SERVING_SLOT = "prefloop_serving"  # the one LoRA adapter the static backend generates with
 
 
 @dataclass(frozen=True)
@@ -42,20 +71,173 @@ class SamplingSettings:
         return asdict(self)
 
 
-class PolicyServer:
-    """Generates from any loaded version (the base or a round's adapter) of one base model."""
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(check() for check in checks if check is not None)
 
-    def __init__(self, model: str, device: str | None = None, quantization: str = "none") -> None:
+
+def default_dtype(device: str) -> torch.dtype:
+    """bf16 on CUDA GPUs that support it and on CPUs with native bf16; fp32 elsewhere."""
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+def bucket_length(length: int, buckets: Sequence[int] = PROMPT_BUCKETS) -> int:
+    """The smallest bucket that holds `length` tokens; past the largest, the next multiple of the largest."""
+    for bucket in buckets:
+        if length <= bucket:
+            return bucket
+    return -(-length // buckets[-1]) * buckets[-1]
+
+
+class NucleusSampler(LogitsProcessor):
+    """Draws each row's next token from its top-p nucleus at `temperature`; returns scores of 0 for the drawn
+    token and -inf elsewhere, so greedy `generate` (do_sample=False) emits exactly the drawn tokens.
+
+    The nucleus is the one transformers' `TopPLogitsWarper` keeps: a token stays while it and all less likely
+    tokens hold more than 1 - `top_p` of the probability (so the most likely token always stays). On CPU the
+    nucleus is looked for in the top `first_k` tokens (a top-k instead of a sort of the whole vocabulary, and
+    a draw over k tokens instead of all), and the vocabulary is sorted only when some row's nucleus is larger;
+    on other devices the vocabulary is always sorted, which needs no host synchronization.
+    """
+
+    def __init__(self, temperature: float, top_p: float, first_k: int = 256) -> None:
+        self.temperature, self.top_p, self.first_k = temperature, top_p, first_k
+
+    def nucleus(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weights, token ids), both [batch, k]: each row's most likely tokens in order, with their
+        probabilities as weights, 0 past the nucleus."""
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        vocab = probs.shape[-1]
+        total = probs.sum(dim=-1, keepdim=True, dtype=torch.float64)
+        k = min(vocab, self.first_k) if probs.device.type == "cpu" and self.top_p < 1 else vocab
+        top, index = torch.topk(probs, k, dim=-1) if k < vocab else torch.sort(probs, dim=-1, descending=True)
+        keep = self._keep(top, total)
+        if k < vocab and bool(keep[:, -1].any()):  # some row's nucleus goes past the top k: sort them all
+            top, index = torch.sort(probs, dim=-1, descending=True)
+            keep = self._keep(top, total)
+        if self.top_p >= 1:
+            return top, index
+        if probs.device.type == "cpu":  # the nucleus is a prefix of each row: draw from the widest one only
+            width = int(keep.sum(dim=-1).max())
+            top, index, keep = top[:, :width], index[:, :width], keep[:, :width]
+        return top * keep, index
+
+    def _keep(self, top: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
+        """transformers keeps a token while it and all less likely tokens hold more than 1 - top_p of the mass;
+        that mass is computed as total - (mass of the likelier tokens), in float64, to agree at the boundary."""
+        above = top.cumsum(dim=-1, dtype=torch.float64).sub_(top)
+        return above < total - (1 - self.top_p)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        weights, index = self.nucleus(scores)
+        token = index.gather(-1, torch.multinomial(weights, 1))
+        return torch.full_like(scores, float("-inf")).scatter_(-1, token, 0.0)
+
+
+class _PaddingRowsFinished(StoppingCriteria):
+    """Marks the rows past `real_rows` (padding of a fixed-size batch) finished, so they never extend it."""
+
+    def __init__(self, real_rows: int) -> None:
+        self.real_rows = real_rows
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        finished[self.real_rows :] = True
+        return finished
+
+
+def chat_text(tokenizer, prompt: str) -> str:
+    """`prompt` as one user turn in the model's chat template, ready for the assistant's answer."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+    )
+
+
+def _slot_key(key: str) -> str:
+    """An adapter file's weight name as the serving slot's parameter in the model:
+    base_model.model.model.layers.0.mlp.down_proj.lora_A.weight -> model.layers.0.mlp.down_proj.lora_A.<slot>.weight
+    """
+    key = key.removeprefix("base_model.model.")
+    head, marker, tail = key.rpartition("lora_")
+    if not marker:
+        return key
+    name, _, rest = tail.partition(".")
+    return f"{head}lora_{name}.{SERVING_SLOT}" + (f".{rest}" if rest else "")
+
+
+class PolicyServer:
+    """Generates from any loaded version (the base or a round's adapter) of one base model.
+
+    backend: "eager", "static" or "auto" (static on CUDA with unquantized weights, else eager); see the module
+    docstring. Assign `server.backend` to switch later. dtype: the weights' dtype; by default bf16 on CUDA
+    and on CPUs with native bf16, fp32 elsewhere. batch_rows and prompt_buckets: the fixed shapes of the
+    static backend (rows = prompts x completions per prompt); a larger batch raises batch_rows for good.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        device: str | None = None,
+        quantization: str = "none",
+        backend: str = "auto",
+        dtype: torch.dtype | None = None,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        prompt_buckets: Sequence[int] = PROMPT_BUCKETS,
+    ) -> None:
+        if batch_rows < 1 or not prompt_buckets or min(prompt_buckets) < 1:
+            raise ValueError(f"batch_rows and prompt_buckets must be positive, got {batch_rows} and {prompt_buckets}")
         self.model_name = model
         self.device = device or default_device()
+        self.quantization = quantization
+        self.dtype = dtype or default_dtype(self.device)
         self.tokenizer = load_tokenizer(model)
         self.tokenizer.padding_side = "left"
-        self.model = load_model(model, quantization, self.device).eval()
-        self._adapters: dict[str, str] = {}
+        self.model = load_model(model, quantization, self.device, dtype=self.dtype).eval()
+        self.model.requires_grad_(False)
+        self.batch_rows = batch_rows
+        self.prompt_buckets = tuple(sorted(prompt_buckets))
+        self._adapters: dict[str, str] = {}  # version -> adapter folder
+        self._injected: set[str] = set()  # versions loaded into the model as adapters of their own (eager)
+        self._slot_weights: dict[str, tuple] = {}  # version -> (LoRA config, weights named as the slot's)
+        self._slot: str | None = None  # the version whose weights the serving slot holds
+        self._slot_config = None
+        self._slot_shapes: dict[str, torch.Size] = {}
+        self._compile_config = None
+        if not self.device.startswith("cuda"):
+            from transformers import CompileConfig
+
+            # transformers compiles the static-cache step by itself only on accelerators; this asks for it here.
+            self._compile_config = CompileConfig(mode="default")
+            self._compile_config._compile_all_devices = True
         self._active = BASE_VERSION
         self.version = BASE_VERSION
         self._lock = threading.RLock()
+        self._backend = "eager"
+        self.backend = backend
 
+    # -- backend --------------------------------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        if value == "auto":
+            value = "static" if self.device.startswith("cuda") and self.quantization == "none" else "eager"
+        if value == "vllm":
+            raise ValueError("vLLM is a separate class: use VLLMPolicyServer(model) (needs `pip install vllm`)")
+        if value not in BACKENDS:
+            raise ValueError(f"backend must be 'eager', 'static' or 'auto', got {value!r}")
+        with self._lock:
+            self._backend = value
+            self._activate(self._active)
+
+    # -- versions -------------------------------------------------------------------------------------
     def load(self, version: str, adapter_path: str | None) -> None:
         """Make `version` available for generation; loading an adapter keeps the base weights in place."""
         if version == BASE_VERSION or version in self._adapters:
@@ -63,8 +245,15 @@ class PolicyServer:
         if adapter_path is None:
             raise ValueError(f"version {version!r} needs its adapter folder")
         with self._lock:
-            self.model.load_adapter(adapter_path, adapter_name=version)
-            self._adapters[version] = adapter_path
+            self._adapters[version] = str(adapter_path)
+            try:
+                if self._backend == "static":
+                    self._read_slot_weights(version)
+                else:
+                    self._inject(version)
+            except BaseException:
+                del self._adapters[version]
+                raise
             self._activate(self._active)
 
     def serve(self, version: str, adapter_path: str | None = None) -> None:
@@ -76,43 +265,220 @@ class PolicyServer:
 
     def _activate(self, version: str) -> None:
         if version == BASE_VERSION:
-            if self._adapters:
+            if getattr(self.model, "peft_config", None):
                 self.model.disable_adapters()
+        elif self._backend == "static":
+            self._fill_slot(version)
+            self.model.set_adapter(SERVING_SLOT)
+            self.model.enable_adapters()
         else:
+            self._inject(version)
             self.model.set_adapter(version)
             self.model.enable_adapters()
+        # PEFT's set_adapter marks the active adapter trainable; a compiled step is specialized on that flag.
+        self.model.requires_grad_(False)
         self._active = version
 
-    @torch.no_grad()
+    def _inject(self, version: str) -> None:
+        if version not in self._injected:
+            self.model.load_adapter(self._adapters[version], adapter_name=version)
+            self._injected.add(version)
+
+    def _read_slot_weights(self, version: str) -> tuple:
+        if version not in self._slot_weights:
+            from peft import PeftConfig
+            from peft.utils import load_peft_weights
+
+            path = self._adapters[version]
+            config = PeftConfig.from_pretrained(path)
+            if getattr(config.peft_type, "value", config.peft_type) != "LORA":
+                raise ValueError(
+                    f"The static backend swaps LoRA adapters only, and {path} holds a {config.peft_type} adapter: "
+                    "set server.backend = 'eager' to serve it."
+                )
+            weights = {_slot_key(k): v for k, v in load_peft_weights(path, device=self.device).items()}
+            self._slot_weights[version] = (config, weights)
+        return self._slot_weights[version]
+
+    def _fill_slot(self, version: str) -> None:
+        """Put `version`'s weights in the serving slot: in place when the slot has the same structure (no
+        recompile), else by loading the slot anew from the adapter folder (the next batch recompiles)."""
+        if self._slot == version:
+            return
+        from peft.utils.hotswap import check_hotswap_configs_compatible, hotswap_adapter_from_state_dict
+
+        config, weights = self._read_slot_weights(version)
+        fits = self._slot is not None and {k: v.shape for k, v in weights.items()} == self._slot_shapes
+        if fits:
+            try:
+                check_hotswap_configs_compatible(self._slot_config, config)
+            except ValueError:
+                fits = False
+        self._slot = None  # until the slot holds `version` completely
+        if fits:
+            hotswap_adapter_from_state_dict(self.model, weights, SERVING_SLOT, config)
+        else:
+            if SERVING_SLOT in (getattr(self.model, "peft_config", None) or {}):
+                self.model.delete_adapter(SERVING_SLOT)
+            self.model.load_adapter(self._adapters[version], adapter_name=SERVING_SLOT)
+            self._slot_shapes = {
+                name: p.shape for name, p in self.model.named_parameters() if f".{SERVING_SLOT}" in name
+            }
+        self._slot, self._slot_config = version, config
+
+    # -- generation -----------------------------------------------------------------------------------
     def generate(
         self, prompts: Sequence[str], n: int, settings: SamplingSettings, version: str | None = None
     ) -> list[list[str]]:
         """`n` sampled completions for each prompt, from `version` (default: the serving one)."""
-        texts = [
-            self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
-            )
-            for p in prompts
-        ]
-        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        tokens = self.generate_tokens(prompts, n, settings, version)
+        return [[self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in row] for row in tokens]
+
+    @torch.no_grad()
+    def generate_tokens(
+        self, prompts: Sequence[str], n: int, settings: SamplingSettings, version: str | None = None
+    ) -> list[list[list[int]]]:
+        """Like `generate`, as token ids: the new tokens of each completion, up to (without) its EOS."""
+        if not prompts or n < 1:
+            return [[] for _ in prompts]
+        texts = [chat_text(self.tokenizer, p) for p in prompts for _ in range(n)]
         with self._lock:
             version = version or self.version
             if version != BASE_VERSION and version not in self._adapters:
                 raise ValueError(f"version {version!r} is not loaded; load it first")
-            self._activate(version)
-            if settings.seed is not None:
-                torch.manual_seed(settings.seed)
-            out = self.model.generate(
-                **batch,
-                do_sample=True,
+            batch, kwargs = self._prepare_batch(texts)
+            try:
+                self._activate(version)
+                if settings.seed is not None:
+                    torch.manual_seed(settings.seed)
+                out = self.model.generate(
+                    **batch,
+                    **kwargs,
+                    do_sample=False,  # NucleusSampler draws the token; greedy selection then takes it
+                    logits_processor=LogitsProcessorList([NucleusSampler(settings.temperature, settings.top_p)]),
+                    max_new_tokens=settings.max_new_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+            finally:
+                self._activate(self.version)
+        new = out[: len(texts), batch["input_ids"].shape[1] :].tolist()
+        rows = [self._until_eos(row) for row in new]
+        return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def _prepare_batch(self, texts: list[str]) -> tuple[dict, dict]:
+        """Tokenized rows and the backend's extra `generate` arguments. Static: `batch_rows` rows (more when
+        there are more texts; `batch_rows` then rises to that) of a bucketed length, left-padded."""
+        if self._backend == "eager":
+            batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            return batch.to(self.device), {}
+        real = len(texts)
+        self.batch_rows = max(self.batch_rows, real)
+        texts = texts + [texts[0]] * (self.batch_rows - real)
+        encoded = self.tokenizer(texts, add_special_tokens=False)
+        length = bucket_length(max(len(ids) for ids in encoded["input_ids"]), self.prompt_buckets)
+        batch = self.tokenizer.pad(encoded, padding="max_length", max_length=length, return_tensors="pt")
+        kwargs = {
+            "cache_implementation": "static",
+            "stopping_criteria": StoppingCriteriaList([_PaddingRowsFinished(real)]),
+        }
+        if self._compile_config is not None:
+            kwargs["compile_config"] = self._compile_config
+        return batch.to(self.device), kwargs
+
+    def _until_eos(self, row: list[int]) -> list[int]:
+        eos = self.model.generation_config.eos_token_id
+        stops = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+        return list(itertools.takewhile(lambda t: t not in stops, row))
+
+
+class VLLMPolicyServer:
+    """The PolicyServer interface (load / serve / generate / generate_tokens / version) on vLLM: paged
+    attention, continuous batching and CUDA graphs, with each round's adapter sent per request as a
+    `LoRARequest`. Needs the `vllm` package (Linux, CUDA GPU). Not selected by the app; construct it yourself.
+
+    vLLM reserves `gpu_memory_utilization` of the GPU's memory when it starts; the default leaves room for
+    training rounds on the same GPU. `max_lora_rank` must be at least the rounds' LoRA rank. Seeds are passed
+    to vLLM per completion (seed + completion index), so a seed repeats its completions.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        gpu_memory_utilization: float = 0.3,
+        max_lora_rank: int = 64,
+        dtype: str = "auto",
+        **llm_kwargs,
+    ) -> None:
+        try:
+            from vllm import LLM
+        except ImportError as err:
+            raise ImportError(
+                "VLLMPolicyServer needs vLLM: pip install vllm (Linux with a CUDA GPU), or use PolicyServer "
+                f"(backend 'static' on CUDA) instead. Import failed with: {err}"
+            ) from err
+        self.model_name = model
+        self.device = "cuda"
+        self.backend = "vllm"
+        self.tokenizer = load_tokenizer(model)
+        self.llm = LLM(
+            model=model,
+            dtype=dtype,
+            enable_lora=True,
+            max_lora_rank=max_lora_rank,
+            gpu_memory_utilization=gpu_memory_utilization,
+            **llm_kwargs,
+        )
+        self._adapters: dict[str, object] = {}  # version -> LoRARequest
+        self.version = BASE_VERSION
+        self._lock = threading.RLock()
+
+    def load(self, version: str, adapter_path: str | None) -> None:
+        """Register `version`'s adapter; vLLM reads it on the first request that uses it."""
+        if version == BASE_VERSION or version in self._adapters:
+            return
+        if adapter_path is None:
+            raise ValueError(f"version {version!r} needs its adapter folder")
+        if not (Path(adapter_path) / "adapter_config.json").exists():
+            raise ValueError(f"{adapter_path} has no adapter_config.json: pass a round's adapter/ folder")
+        from vllm.lora.request import LoRARequest
+
+        with self._lock:
+            self._adapters[version] = LoRARequest(version, len(self._adapters) + 1, str(adapter_path))
+
+    def serve(self, version: str, adapter_path: str | None = None) -> None:
+        self.load(version, adapter_path)
+        with self._lock:
+            self.version = version
+
+    def generate(
+        self, prompts: Sequence[str], n: int, settings: SamplingSettings, version: str | None = None
+    ) -> list[list[str]]:
+        tokens = self.generate_tokens(prompts, n, settings, version)
+        return [[self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in row] for row in tokens]
+
+    def generate_tokens(
+        self, prompts: Sequence[str], n: int, settings: SamplingSettings, version: str | None = None
+    ) -> list[list[list[int]]]:
+        from vllm import SamplingParams
+
+        ids = [self.tokenizer(chat_text(self.tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts]
+        rows = [{"prompt_token_ids": row} for row in ids for _ in range(n)]
+        params = [
+            SamplingParams(
+                n=1,
                 temperature=settings.temperature,
                 top_p=settings.top_p,
-                top_k=0,
-                max_new_tokens=settings.max_new_tokens,
-                num_return_sequences=n,
-                pad_token_id=self.tokenizer.pad_token_id,
+                max_tokens=settings.max_new_tokens,
+                seed=None if settings.seed is None else settings.seed + i,
             )
-            self._activate(self.version)
-        completions = self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-        completions = [c.strip() for c in completions]
-        return [completions[i * n : (i + 1) * n] for i in range(len(prompts))]
+            for i in range(len(rows))
+        ]
+        with self._lock:
+            version = version or self.version
+            if version != BASE_VERSION and version not in self._adapters:
+                raise ValueError(f"version {version!r} is not loaded; load it first")
+            lora = self._adapters.get(version)
+            outputs = self.llm.generate(rows, params, use_tqdm=False, lora_request=lora)
+        eos = self.tokenizer.eos_token_id
+        tokens = [list(itertools.takewhile(lambda t: t != eos, out.outputs[0].token_ids)) for out in outputs]
+        return [tokens[i * n : (i + 1) * n] for i in range(len(prompts))]

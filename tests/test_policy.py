@@ -1,11 +1,15 @@
-"""The serving policy swaps adapters without reloading the base, and serves exactly the trained adapter."""
+"""The serving policy swaps adapters without reloading the base, serves exactly the trained adapter, and its
+static-cache backend (fixed shapes, compiled step, adapters hot-swapped into one slot) generates what eager
+`generate` does."""
 
 import pytest
 import torch
+import torch._dynamo.utils
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-from labeling.policy import BASE_VERSION, PolicyServer, SamplingSettings
+from labeling.policy import BASE_VERSION, NucleusSampler, PolicyServer, SamplingSettings, bucket_length, chat_text
 from training.config import DPOConfig
 from training.data import TrainingPair
 from training.round import run_round
@@ -31,8 +35,9 @@ def logits(model, tokenizer, text="Tell me about owls."):
         return model(**ids).logits
 
 
-def test_swapped_adapter_equals_a_fresh_peft_load(tiny_model_dir, adapters):
-    server = PolicyServer(str(tiny_model_dir), device="cpu")
+@pytest.mark.parametrize("backend", ["eager", "static"])
+def test_swapped_adapter_equals_a_fresh_peft_load(tiny_model_dir, adapters, backend):
+    server = PolicyServer(str(tiny_model_dir), device="cpu", backend=backend, dtype=torch.float32)
     base_weights = server.model.model.embed_tokens.weight.data_ptr()
     for version, path in adapters.items():
         server.serve(version, str(path))
@@ -68,3 +73,104 @@ def test_unknown_version_is_refused(tiny_model_dir):
 def test_bad_sampling_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SamplingSettings(**kwargs)
+
+
+GREEDY = SamplingSettings(top_p=1e-6, max_new_tokens=8)  # a nucleus of one token: the argmax
+SHORT, MEDIUM, LONG = "Hi", "Tell me about owls.", "Tell me about owls: three facts on how they hunt at night."
+
+
+def greedy_reference(model, tokenizer, prompt: str) -> list[int]:
+    """Eager greedy `generate` on one unpadded prompt: new tokens up to EOS."""
+    ids = tokenizer(chat_text(tokenizer, prompt), return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(
+            **ids, do_sample=False, max_new_tokens=GREEDY.max_new_tokens, pad_token_id=tokenizer.pad_token_id
+        )
+    row = out[0, ids["input_ids"].shape[1] :].tolist()
+    return row[: row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row
+
+
+def unique_graphs() -> int:
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+def test_static_backend_generates_what_eager_greedy_generate_does(tiny_model_dir, adapters):
+    """Padded rows, bucketed prompt lengths, the compiled step and slot hot-swaps change no token (float64)."""
+    server = PolicyServer(
+        str(tiny_model_dir), device="cpu", backend="static", dtype=torch.float64, batch_rows=4, prompt_buckets=(40, 64)
+    )
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float64).eval()
+    tok = server.tokenizer
+
+    def check(reference, version=None):
+        # the longer bucket first, so the static cache is sized once; then the shorter one, and two rows a prompt
+        for prompts, n in (([SHORT, LONG], 1), ([SHORT, MEDIUM], 1), ([MEDIUM], 2)):
+            got = server.generate_tokens(prompts, n, GREEDY, version=version)
+            assert got == [[greedy_reference(reference, tok, p)] * n for p in prompts], (version, prompts)
+
+    before = unique_graphs()
+    check(base)
+    compiled = unique_graphs()
+    assert compiled > before, "the static backend compiled its decoding step"
+    for version in ("round_001", "round_002"):
+        server.serve(version, str(adapters[version]))
+        peft = PeftModel.from_pretrained(
+            AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float64), str(adapters[version])
+        ).eval()
+        check(peft)
+        if version == "round_001":
+            compiled = unique_graphs()
+    assert unique_graphs() == compiled, "swapping round_001 for round_002 reused the compiled step"
+    server.serve(BASE_VERSION)
+    check(base)
+    check(peft, version="round_002")  # another version for one batch; the serving one stays
+    assert server.version == BASE_VERSION
+    seeded = SamplingSettings(max_new_tokens=6, seed=5)
+    assert server.generate([SHORT, MEDIUM], 2, seeded) == server.generate([SHORT, MEDIUM], 2, seeded)
+
+
+def test_static_batches_have_fixed_rows_and_bucketed_lengths(tiny_model_dir):
+    server = PolicyServer(str(tiny_model_dir), device="cpu", backend="eager", batch_rows=4, prompt_buckets=(40, 64))
+    texts = [chat_text(server.tokenizer, p) for p in (SHORT, MEDIUM)]
+    eager, _ = server._prepare_batch(texts)
+    server.backend = "static"
+    static, kwargs = server._prepare_batch(texts)
+    assert kwargs["cache_implementation"] == "static"
+    assert static["input_ids"].shape == (4, 40) and eager["input_ids"].shape[0] == 2
+    longest = eager["input_ids"].shape[1]
+    for row in range(2):  # the same tokens, left-padded further, masked out
+        torch.testing.assert_close(static["input_ids"][row, -longest:], eager["input_ids"][row])
+        torch.testing.assert_close(static["attention_mask"][row, -longest:], eager["attention_mask"][row])
+        assert static["attention_mask"][row, :-longest].sum() == 0
+    torch.testing.assert_close(static["input_ids"][2:], static["input_ids"][:1].expand(2, -1))
+    finished = kwargs["stopping_criteria"][0](static["input_ids"], None)
+    assert finished.tolist() == [False, False, True, True], "padding rows are finished from the start"
+    static, _ = server._prepare_batch(texts * 3)
+    assert static["input_ids"].shape[0] == 6 and server.batch_rows == 6, "a larger batch raises the row count"
+    assert [bucket_length(n, (40, 64)) for n in (1, 40, 41, 64, 65, 130)] == [40, 40, 64, 64, 128, 192]
+    with pytest.raises(ValueError, match="backend must be"):
+        server.backend = "fast"
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(0.7, 0.9), (1.3, 0.5), (0.8, 0.999)])
+def test_nucleus_is_transformers_top_p_nucleus(temperature, top_p):
+    torch.manual_seed(0)
+    scores = torch.randn(6, 5000) * 3
+    expected = TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temperature)(None, scores.clone()))
+    for first_k in (4, 256, 5000):  # the top-k path, and the full sort when a nucleus spills past first_k
+        weights, index = NucleusSampler(temperature, top_p, first_k=first_k).nucleus(scores)
+        for row in range(scores.shape[0]):
+            kept = set(index[row][weights[row] > 0].tolist())
+            assert kept == set(expected[row].isfinite().nonzero().flatten().tolist()), (first_k, row)
+
+
+def test_nucleus_draws_in_proportion_to_probability():
+    scores = torch.tensor([[2.0, 1.5, 1.0, 0.0, -1.0, -3.0, -6.0, -9.0]])
+    sampler = NucleusSampler(temperature=0.8, top_p=0.9)
+    weights, index = sampler.nucleus(scores)
+    expected = torch.zeros(scores.shape[1]).scatter_(0, index[0], weights[0] / weights[0].sum())
+    torch.manual_seed(0)
+    draws = torch.cat([sampler(None, scores.repeat(500, 1)).argmax(-1) for _ in range(8)])
+    assert set(draws.tolist()) <= set(index[0][weights[0] > 0].tolist()), "never outside the nucleus"
+    frequencies = torch.bincount(draws, minlength=scores.shape[1]).float() / len(draws)
+    torch.testing.assert_close(frequencies, expected, atol=0.02, rtol=0)
