@@ -3,9 +3,11 @@
     python -m bench.dpo_vs_trl --model tiny --pairs 32          # CPU
     python -m bench.dpo_vs_trl --model 1.7b --pairs 256         # CUDA: random-init llama of that shape, NF4 base
 
-Prints a table and, last, one JSON line. pairs/s counts pairs trained per second of the whole round:
-reference log-probs, every step, and (for ours) writing the adapter. Peak memory is CUDA's max allocated, or
-on CPU the peak resident-set growth sampled every 5 ms. The tokenizer is the default model's (49,152 tokens).
+Prints a table and, last, one JSON line. `ours_ungrouped` is our round without length grouping (steps of
+randomly mixed lengths, as TRL batches them), to show what grouping buys. pairs/s counts pairs trained per
+second of the whole round: reference log-probs, every step, and (for ours) writing the adapter. Peak memory
+is CUDA's max allocated, or on CPU the peak resident-set growth sampled every 5 ms. The tokenizer is the
+default model's (49,152 tokens).
 """
 
 from __future__ import annotations
@@ -111,8 +113,9 @@ class PeakMemory:
             self.peak_gib = (self._peak - self._base) / 2**30
 
 
-def run_ours(model_dir: Path, pairs, args, device: str) -> float:
+def run_ours(model_dir: Path, pairs, args, device: str, group_by_length: bool = True) -> float:
     config = DPOConfig(
+        group_by_length=group_by_length,
         batch_size=args.batch_size,
         epochs=1,
         max_length=args.max_length,
@@ -176,6 +179,7 @@ def main(args: argparse.Namespace) -> dict:
         model_dir = build_model(args.model, tokenizer_dir, Path(tmp) / "model", device)
         variants = {
             "ours": lambda: run_ours(model_dir, pairs, args, device),
+            "ours_ungrouped": lambda: run_ours(model_dir, pairs, args, device, group_by_length=False),
             "trl_default": lambda: run_trl(model_dir, pairs, args, device, best=False),
             "trl_best": lambda: run_trl(model_dir, pairs, args, device, best=True),
         }
@@ -184,7 +188,7 @@ def main(args: argparse.Namespace) -> dict:
                 seconds = fn()
             results[name] = {"pairs_s": args.pairs / seconds, "seconds": seconds, "peak_gib": memory.peak_gib}
             print(
-                f"{name:12s} {results[name]['pairs_s']:8.2f} pairs/s  {seconds:8.1f} s  "
+                f"{name:14s} {results[name]['pairs_s']:8.2f} pairs/s  {seconds:8.1f} s  "
                 f"peak {memory.peak_gib:6.2f} GiB",
                 flush=True,
             )
@@ -197,6 +201,7 @@ def main(args: argparse.Namespace) -> dict:
         "ours_pairs_s": round(results["ours"]["pairs_s"], 3),
         "trl_default_pairs_s": round(results["trl_default"]["pairs_s"], 3),
         "trl_best_pairs_s": round(results["trl_best"]["pairs_s"], 3),
+        "ours_ungrouped_pairs_s": round(results["ours_ungrouped"]["pairs_s"], 3),
         "ours_peak_gib": round(results["ours"]["peak_gib"], 3),
         "trl_default_peak_gib": round(results["trl_default"]["peak_gib"], 3),
         "trl_best_peak_gib": round(results["trl_best"]["peak_gib"], 3),

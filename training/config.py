@@ -58,6 +58,10 @@ class DPOConfig:
     )
     quantization: str = field(default="auto", metadata={"help": "auto (NF4 on CUDA, none on CPU), nf4 or none."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
+    group_by_length: bool = field(
+        default=True,
+        metadata={"help": "Put pairs of similar length in one step (less padding); steps still come in random order."},
+    )
     seed: int = field(default=0, metadata={"help": "Seeds the held-out split, shuffling and LoRA init."})
 
     def __post_init__(self) -> None:

@@ -81,6 +81,35 @@ def collate(pairs: Sequence[TokenizedPair], pad_token_id: int) -> dict[str, torc
     return {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}
 
 
+def row_length(pair: TokenizedPair) -> int:
+    """Padded width a pair needs in a batch: its prompt plus its longer completion, in tokens."""
+    return len(pair.prompt_ids) + max(len(pair.chosen_ids), len(pair.rejected_ids))
+
+
+def step_batches(
+    lengths: Sequence[int], pairs_per_step: int, rng: random.Random, group_by_length: bool, group_steps: int = 16
+) -> list[list[int]]:
+    """One epoch as optimizer steps of `pairs_per_step` indices: every index once, in random order.
+
+    With `group_by_length`, the shuffled indices are cut into blocks of `group_steps` steps; each block is
+    sorted by length before it is cut into steps, so a step's pairs need little padding. Steps are then
+    shuffled, except that the longest goes first: a round that runs out of memory does so at once.
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    if not group_by_length:
+        return [order[i : i + pairs_per_step] for i in range(0, len(order), pairs_per_step)]
+    block = pairs_per_step * group_steps
+    steps = []
+    for start in range(0, len(order), block):
+        ranked = sorted(order[start : start + block], key=lambda i: lengths[i], reverse=True)
+        steps += [ranked[i : i + pairs_per_step] for i in range(0, len(ranked), pairs_per_step)]
+    longest = max(range(len(steps)), key=lambda k: max(lengths[i] for i in steps[k]), default=0)
+    first, rest = steps[longest : longest + 1], steps[:longest] + steps[longest + 1 :]
+    rng.shuffle(rest)
+    return first + rest
+
+
 def split_heldout(pairs: Sequence[TrainingPair], fraction: float, seed: int) -> tuple[list, list]:
     """Seeded split into (train, heldout); heldout gets round(fraction·n) pairs but leaves at least one to train."""
     order = list(range(len(pairs)))

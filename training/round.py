@@ -30,7 +30,9 @@ from training.data import (
     as_kto_examples,
     collate,
     heldout_size,
+    row_length,
     split_heldout,
+    step_batches,
     tokenize_examples,
     tokenize_pair,
 )
@@ -111,7 +113,7 @@ def run_round(
         return torch.tensor([e.desirable for e in items], dtype=torch.bool) if kto else None
 
     train_tok, heldout_tok = tokenize(train), tokenize(heldout)
-    batch_logps = _BatchLogps(policy, tokenizer.pad_token_id, device, config.batch_size, w)
+    batch_logps = _BatchLogps(policy, tokenizer.pad_token_id, device, config.batch_size, w, should_stop)
     # Reference log-probs once per round, no second copy of the weights: the base is the policy with its
     # adapter off; the previous policy is the adapter as loaded, before the first step.
     with policy.disable_adapter() if config.reference == "base" else contextlib.nullcontext():
@@ -174,32 +176,52 @@ def _policy_with_adapter(base, config: DPOConfig, parent_adapter: str | None, qu
         ) from err
 
 
+def compute_autocast(device: str):
+    """bf16 autocast on CUDA GPUs that support it (matmuls and attention in bf16 even where QLoRA preparation
+    keeps norms, embeddings and the LM head in fp32, as TRL's bf16 training does); nothing elsewhere."""
+    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 class _BatchLogps:
     """Completion log-probs of tokenized pairs, in micro-batches: returns (chosen (n,), rejected (n,))."""
 
-    def __init__(self, policy, pad_token_id: int, device: str, batch_size: int, world=None) -> None:
+    def __init__(self, policy, pad_token_id: int, device: str, batch_size: int, world=None, should_stop=None) -> None:
         self.policy, self.pad_token_id, self.device, self.batch_size = policy, pad_token_id, device, batch_size
         self.world = world or distributed.World()
+        self.should_stop = should_stop
 
     def forward(self, items: Sequence[TokenizedPair]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch = {k: v.to(self.device) for k, v in collate(items, self.pad_token_id).items()}
-        logps = completion_logps(self.policy, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+        with compute_autocast(self.device):
+            logps = completion_logps(self.policy, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
         chosen, rejected = logps.chunk(2)
         lengths = batch["completion_mask"].sum(dim=1).float()
         return chosen, rejected, lengths
 
     @torch.no_grad()
     def __call__(self, items: Sequence[TokenizedPair]) -> tuple[torch.Tensor, torch.Tensor]:
-        """All items' log-probs; with several processes each computes every world.size-th item, then all share."""
+        """All items' log-probs; with several processes each computes every world.size-th item, then all share.
+
+        Items go through in order of length, so each micro-batch pads little; results come back in item order.
+        """
         w = self.world
-        mine = list(range(w.rank, len(items), w.size))
+        mine = sorted(range(w.rank, len(items), w.size), key=lambda i: row_length(items[i]))
         rows = []
         for i in range(0, len(mine), self.batch_size):
+            _check_cancelled(self.should_stop)
             idx = mine[i : i + self.batch_size]
             chosen, rejected, _ = self.forward([items[j] for j in idx])
             rows += zip(idx, chosen.tolist(), rejected.tolist(), strict=True)
         rows = sorted(distributed.gather(rows, w))
         return torch.tensor([r[1] for r in rows]), torch.tensor([r[2] for r in rows])
+
+
+def _check_cancelled(should_stop: Callable[[], bool] | None) -> None:
+    """Raise RoundCancelled if a cancel was requested (checked between micro-batches)."""
+    if should_stop is not None and should_stop():
+        raise RoundCancelled("Round cancelled; the previous policy keeps serving.")
 
 
 def _score(policy_logps, ref_logps, config: DPOConfig, desirable: torch.Tensor | None) -> dict:
@@ -274,14 +296,12 @@ def _train(policy, train_tok, ref_logps, config: DPOConfig, batch_logps, on_prog
     total_steps = steps_per_epoch * config.epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / total_steps)
     rng = random.Random(config.seed)
+    lengths = [row_length(p) for p in train_tok]
     history: list[dict] = []
     started = time.monotonic()
     policy.train()
     for epoch in range(config.epochs):
-        order = list(range(len(train_tok)))
-        rng.shuffle(order)
-        for step_start in range(0, len(order), pairs_per_step):
-            step_idx = order[step_start : step_start + pairs_per_step]
+        for step_idx in step_batches(lengths, pairs_per_step, rng, config.group_by_length):
             stats = _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_stop)
             distributed.sum_gradients(params, batch_logps.world)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -312,8 +332,7 @@ def _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_st
     mine = step_idx[w.rank :: w.size]  # this process's share; gradients are summed across processes
     losses, first, second = [], [], []
     for i in range(0, len(mine), config.batch_size):
-        if should_stop is not None and should_stop():
-            raise RoundCancelled("Round cancelled; the previous policy keeps serving.")
+        _check_cancelled(should_stop)
         idx = mine[i : i + config.batch_size]
         chosen, rejected, lengths = batch_logps.forward([train_tok[j] for j in idx])
         device = chosen.device
