@@ -25,12 +25,15 @@ def test_cached_default_model_equals_the_bundled_gguf(default_model_dir):
 
 @pytest.mark.slow
 def test_default_model_answers_a_chat_prompt(default_model_dir):
+    """At temperature 0.8 this small model opens about half its answers in French verse rather than with
+    "The capital of France is Paris", and which half depends on the CPU and dtype: judge 16 samples, not one."""
     server = PolicyServer(str(default_model_dir), device="cpu")
-    ((a, b),) = server.generate(
-        ["What is the capital of France?"], n=2, settings=SamplingSettings(max_new_tokens=24, seed=0)
+    pairs = server.generate(
+        ["What is the capital of France?"] * 8, n=2, settings=SamplingSettings(max_new_tokens=24, seed=0)
     )
-    assert a and b
-    assert any("Paris" in text for text in (a, b))
+    texts = [text for pair in pairs for text in pair]
+    assert len(texts) == 16 and all(texts)
+    assert sum("Paris" in text for text in texts) >= 4, texts
 
 
 def test_missing_model_path_says_what_to_pass(tmp_path):
