@@ -161,7 +161,8 @@ def main(args: argparse.Namespace) -> dict:
 
         tmp = tempfile.mkdtemp()
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        model_dir = str(build_model(args.model, prepare_default_model(Path(args.model_cache)), Path(tmp), device))
+        tokenizer_dir = Path(args.tokenizer) if args.tokenizer else prepare_default_model(Path(args.model_cache))
+        model_dir = str(build_model(args.model, tokenizer_dir, Path(tmp), device))
     settings = SamplingSettings(temperature=0.8, top_p=0.95, max_new_tokens=args.max_new_tokens)
     store = Store()
     store.add_prompts(starter_prompts(), source="starter")
@@ -209,6 +210,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="default", choices=["default", "tiny", "1.7b", "8b"])
     parser.add_argument("--model-cache", default=DEFAULT_MODEL_CACHE)
+    parser.add_argument("--tokenizer", default=None, help="a tokenizer folder instead of the default model's")
     parser.add_argument("--labelers", type=int, default=1)
     parser.add_argument("--votes", type=int, default=15, help="votes per labeler")
     parser.add_argument("--max-new-tokens", type=int, default=128)

@@ -54,11 +54,22 @@ def build_tiny_llama(path: Path, tokenizer_dir: Path, hidden: int = 32) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory, default_model_dir) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), default_model_dir)
+def tokenizer_dir() -> Path:
+    """The default model's tokenizer: PREFLOOP_TOKENIZER_DIR (a folder of just its tokenizer files, for
+    machines without the model), else the default model folder."""
+    if "PREFLOOP_TOKENIZER_DIR" in os.environ:
+        return Path(os.environ["PREFLOOP_TOKENIZER_DIR"])
+    from training.model import prepare_default_model
+
+    return prepare_default_model(MODEL_CACHE)
 
 
 @pytest.fixture(scope="session")
-def tiny_qlora_model_dir(tmp_path_factory, default_model_dir) -> Path:
+def tiny_model_dir(tmp_path_factory, tokenizer_dir) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_qlora_model_dir(tmp_path_factory, tokenizer_dir) -> Path:
     """Like tiny_model_dir, with layers wide enough for bitsandbytes' 64-value NF4 blocks."""
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama-64"), default_model_dir, hidden=64)
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama-64"), tokenizer_dir, hidden=64)
