@@ -21,7 +21,7 @@ import gradio as gr
 import pandas as pd
 
 from labeling.loop import Loop
-from labeling.policy import PolicyServer, SamplingSettings
+from labeling.policy import SERVER_BACKENDS, SamplingSettings, open_policy_server
 from labeling.prompts import PromptFileError, starter_prompts
 from labeling.sampler import Pair, PairSampler
 from storage import BASE_VERSION, Store, StoreError, round_version
@@ -90,7 +90,8 @@ def build_services(args: argparse.Namespace) -> Services:
         store.add_prompts(starter_prompts(), source="starter")
     model = resolve_model(args.model, Path(args.model_cache))
     device = args.device or default_device()
-    server = PolicyServer(model, device=device, quantization=resolve_quantization(args.quantization, device))
+    quantization = resolve_quantization(args.quantization, device)
+    server = open_policy_server(model, device, quantization, args.backend, batch_rows=2 * args.sample_batch)
     sampler = PairSampler(
         store, server, depth=args.queue_depth, batch_prompts=args.sample_batch, keep_stale=args.keep_stale_pairs
     )
@@ -512,6 +513,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="none",
         choices=["auto", "nf4", "none"],
         help="Serving model weights; training picks NF4 on CUDA by itself",
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=list(SERVER_BACKENDS),
+        help="How pairs are sampled: auto (compiled static cache on CUDA, eager on CPU), eager, static, "
+        "or vllm (needs the vllm package and a CUDA GPU)",
     )
     parser.add_argument("--queue-depth", type=int, default=8, help="Pairs kept ready for labelers")
     parser.add_argument("--sample-batch", type=int, default=4, help="Prompts sampled together (2 completions each)")

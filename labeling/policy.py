@@ -26,7 +26,7 @@ Two generation backends share everything but the cache (`PolicyServer.backend`, 
 Both sample with `NucleusSampler` (temperature, then top-p, as transformers' warpers define them) and draw
 from `torch`'s global generator, so a seed repeats its completions on the same machine and backend.
 
-`VLLMPolicyServer` is an optional third backend on vLLM with the same interface.
+`VLLMPolicyServer` is an optional third backend on vLLM with the same interface (`python app.py --backend vllm`).
 """
 
 from __future__ import annotations
@@ -391,10 +391,43 @@ class PolicyServer:
         return list(itertools.takewhile(lambda t: t not in stops, row))
 
 
+SERVER_BACKENDS = ("auto", "eager", "static", "vllm")
+
+
+def open_policy_server(
+    model: str, device: str, quantization: str = "none", backend: str = "auto", batch_rows: int = DEFAULT_BATCH_ROWS
+):
+    """The app's serving policy for `backend`: a `PolicyServer` (auto / eager / static) or a `VLLMPolicyServer`.
+
+    Refuses, with what to do instead, a backend this machine cannot run, before any weights are loaded."""
+    if backend not in SERVER_BACKENDS:
+        raise ValueError(f"backend must be one of {SERVER_BACKENDS}, got {backend!r}")
+    if backend != "vllm":
+        return PolicyServer(model, device=device, quantization=quantization, backend=backend, batch_rows=batch_rows)
+    if not device.startswith("cuda"):
+        raise ValueError(
+            f"The vllm backend needs a CUDA GPU and this run uses {device!r}: leave --backend at auto "
+            "(eager on CPU), or run on a machine with a GPU."
+        )
+    if quantization != "none":
+        raise ValueError(
+            f"The vllm backend serves the model unquantized; drop --quantization {quantization} (training still "
+            "uses NF4 on CUDA), or pick --backend auto."
+        )
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        raise ValueError(
+            "The vllm backend needs the vllm package: pip install vllm (Linux with a CUDA GPU), "
+            "or leave --backend at auto (the compiled static backend on CUDA)."
+        )
+    return VLLMPolicyServer(model)
+
+
 class VLLMPolicyServer:
     """The PolicyServer interface (load / serve / generate / generate_tokens / version) on vLLM: paged
     attention, continuous batching and CUDA graphs, with each round's adapter sent per request as a
-    `LoRARequest`. Needs the `vllm` package (Linux, CUDA GPU). Not selected by the app; construct it yourself.
+    `LoRARequest`. Needs the `vllm` package (Linux, CUDA GPU); the app uses it with `--backend vllm`.
 
     vLLM reserves `gpu_memory_utilization` of the GPU's memory when it starts; the default leaves room for
     training rounds on the same GPU. `max_lora_rank` must be at least the rounds' LoRA rank. Seeds are passed

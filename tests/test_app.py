@@ -96,6 +96,19 @@ def label(client, n: int, labeler="tester") -> list[str]:
     return statuses
 
 
+def test_an_unavailable_backend_stops_the_app_with_what_to_do(tiny_model_dir, tmp_path):
+    run = subprocess.run(
+        [sys.executable, str(REPO / "app.py"), "--model", str(tiny_model_dir), "--db", str(tmp_path / "x.duckdb")]
+        + ["--device", "cpu", "--backend", "vllm", "--no-browser"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert run.returncode != 0
+    assert "prefloop: The vllm backend needs a CUDA GPU" in run.stderr and "--backend" in run.stderr
+
+
 def test_bad_input_gets_a_clear_error_in_the_ui(app):
     client, _, _ = app
     with pytest.raises(Exception, match="Prompt is empty"):

@@ -2,6 +2,8 @@
 static-cache backend (fixed shapes, compiled step, adapters hot-swapped into one slot) generates what eager
 `generate` does."""
 
+import importlib.util
+
 import pytest
 import torch
 import torch._dynamo.utils
@@ -9,7 +11,15 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-from labeling.policy import BASE_VERSION, NucleusSampler, PolicyServer, SamplingSettings, bucket_length, chat_text
+from labeling.policy import (
+    BASE_VERSION,
+    NucleusSampler,
+    PolicyServer,
+    SamplingSettings,
+    bucket_length,
+    chat_text,
+    open_policy_server,
+)
 from training.config import DPOConfig
 from training.data import TrainingPair
 from training.round import run_round
@@ -64,6 +74,32 @@ def test_unknown_version_is_refused(tiny_model_dir):
     server = PolicyServer(str(tiny_model_dir), device="cpu")
     with pytest.raises(ValueError, match="not loaded"):
         server.generate(["Hi"], n=1, settings=SamplingSettings(max_new_tokens=2), version="round_009")
+
+
+@pytest.mark.parametrize(("backend", "expected"), [("auto", "eager"), ("eager", "eager"), ("static", "static")])
+def test_the_app_opens_the_backend_it_is_asked_for(tiny_model_dir, backend, expected):
+    server = open_policy_server(str(tiny_model_dir), "cpu", backend=backend, batch_rows=6)
+    assert isinstance(server, PolicyServer) and server.backend == expected and server.batch_rows == 6
+
+
+@pytest.mark.parametrize(
+    ("device", "quantization", "message"),
+    [
+        ("cpu", "none", "needs a CUDA GPU"),
+        ("cuda", "nf4", "unquantized"),
+        pytest.param(
+            "cuda",
+            "none",
+            "pip install vllm",
+            marks=pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed"),
+        ),
+    ],
+)
+def test_vllm_backend_is_refused_with_what_to_do_before_loading_weights(device, quantization, message):
+    with pytest.raises(ValueError, match=message):
+        open_policy_server("no/such-model", device, quantization, backend="vllm")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        open_policy_server("no/such-model", "cpu", backend="fast")
 
 
 @pytest.mark.parametrize(
