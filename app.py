@@ -315,6 +315,10 @@ def make_handlers(services: Services) -> dict:
             gr.update(choices=choices, value=serving),
         )
 
+    def stored_prompts():
+        """The Compare tab's prompt list, read when the tab opens, so prompts added since start are there."""
+        return gr.update(choices=[p.text for p in store.list_prompts(limit=500)])
+
     def serve(version: str):
         try:
             loop.serve(version)
@@ -467,7 +471,7 @@ def build_demo(services: Services) -> gr.Blocks:
             )
             cancel_btn.click(h["cancel_round"], None, train_msg, api_name="cancel_round")
             export_btn.click(h["export"], [fmt, export_kind], [export_file, export_msg], api_name="export")
-        with gr.Tab("Compare"):
+        with gr.Tab("Compare") as compare_tab:
             with gr.Row():
                 version_a = gr.Dropdown(
                     services.loop.versions(), value="base", label="Version A", allow_custom_value=True
@@ -483,6 +487,7 @@ def build_demo(services: Services) -> gr.Blocks:
             )
             cmp_prompt = gr.Textbox(label="Prompt", lines=2)
             stored.change(lambda p: p, stored, cmp_prompt, api_name=False)
+            compare_tab.select(h["stored_prompts"], None, stored, api_name="stored_prompts")
             seed = gr.Number(0, label="Seed", precision=0)
             gr.Markdown("Both versions sample with the same seed and the Label tab's sampling settings.")
             cmp_btn = gr.Button("Generate both", variant="primary")

@@ -121,6 +121,9 @@ def test_bad_input_gets_a_clear_error_in_the_ui(app):
         client.predict("tester", api_name="/vote_left")
     added = client.predict("Describe a lighthouse in one sentence.", api_name="/add_prompt")
     assert added[1].startswith("Added prompt #")
+    listed = client.predict(api_name="/stored_prompts")  # what opening the Compare tab shows
+    choices = [c[0] if isinstance(c, (list, tuple)) else c for c in listed["choices"]]
+    assert "Describe a lighthouse in one sentence." in choices
 
 
 def test_the_whole_loop_through_the_app(app):
