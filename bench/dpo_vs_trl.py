@@ -2,12 +2,13 @@
 
     python -m bench.dpo_vs_trl --model tiny --pairs 32          # CPU
     python -m bench.dpo_vs_trl --model 1.7b --pairs 256         # CUDA: random-init llama of that shape, NF4 base
+    python -m bench.dpo_vs_trl --model 8b --pairs 128 --memory-limit-gib 24   # does an 8B round fit a 24 GB card?
 
-Prints a table and, last, one JSON line. `ours_ungrouped` is our round without length grouping (steps of
-randomly mixed lengths, as TRL batches them), to show what grouping buys. pairs/s counts pairs trained per
-second of the whole round: reference log-probs, every step, and (for ours) writing the adapter. Peak memory
-is CUDA's max allocated, or on CPU the peak resident-set growth sampled every 5 ms. The tokenizer is the
-default model's (49,152 tokens).
+Prints a table and, last, one JSON line; a variant that runs out of memory is printed as such and its figures
+are null. `ours_ungrouped` is our round without length grouping (steps of randomly mixed lengths, as TRL
+batches them), to show what grouping buys. pairs/s counts pairs trained per second of the whole round:
+reference log-probs, every step, and (for ours) writing the adapter. Peak memory is CUDA's max allocated, or
+on CPU the peak resident-set growth sampled every 5 ms. The tokenizer is the default model's (49,152 tokens).
 """
 
 from __future__ import annotations
@@ -170,8 +171,21 @@ def run_trl(model_dir: Path, pairs, args, device: str, best: bool) -> float:
         return time.perf_counter() - start
 
 
+def free_memory(device: str) -> None:
+    import gc
+
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
 def main(args: argparse.Namespace) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.memory_limit_gib is not None:
+        if device != "cuda":
+            raise SystemExit("--memory-limit-gib caps CUDA memory; this machine has no CUDA GPU.")
+        total = torch.cuda.get_device_properties(0).total_memory / 2**30
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_limit_gib / total))
     tokenizer_dir = prepare_default_model(Path(args.model_cache)) if args.tokenizer is None else Path(args.tokenizer)
     pairs = synthetic_pairs(args.pairs, seed=0)
     results = {}
@@ -184,29 +198,46 @@ def main(args: argparse.Namespace) -> dict:
             "trl_best": lambda: run_trl(model_dir, pairs, args, device, best=True),
         }
         for name, fn in variants.items():
-            with PeakMemory(device) as memory:
-                seconds = fn()
+            try:
+                with PeakMemory(device) as memory:
+                    seconds = fn()
+            except torch.OutOfMemoryError:  # a result too: this config does not fit
+                results[name] = {"pairs_s": None, "seconds": None, "peak_gib": None}
+                print(f"{name:14s} out of memory", flush=True)
+                free_memory(device)
+                continue
             results[name] = {"pairs_s": args.pairs / seconds, "seconds": seconds, "peak_gib": memory.peak_gib}
             print(
                 f"{name:14s} {results[name]['pairs_s']:8.2f} pairs/s  {seconds:8.1f} s  "
                 f"peak {memory.peak_gib:6.2f} GiB",
                 flush=True,
             )
+            free_memory(device)
+
+    def figure(name: str, key: str):
+        value = results[name][key]
+        return None if value is None else round(value, 3)
+
+    def ratio(name: str):
+        ours, other = results["ours"]["pairs_s"], results[name]["pairs_s"]
+        return None if ours is None or other is None else round(ours / other, 3)
+
     summary = {
         "model": args.model,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "pairs": args.pairs,
         "batch_size": args.batch_size,
         "max_length": args.max_length,
-        "ours_pairs_s": round(results["ours"]["pairs_s"], 3),
-        "trl_default_pairs_s": round(results["trl_default"]["pairs_s"], 3),
-        "trl_best_pairs_s": round(results["trl_best"]["pairs_s"], 3),
-        "ours_ungrouped_pairs_s": round(results["ours_ungrouped"]["pairs_s"], 3),
-        "ours_peak_gib": round(results["ours"]["peak_gib"], 3),
-        "trl_default_peak_gib": round(results["trl_default"]["peak_gib"], 3),
-        "trl_best_peak_gib": round(results["trl_best"]["peak_gib"], 3),
-        "speedup_vs_trl_default": round(results["ours"]["pairs_s"] / results["trl_default"]["pairs_s"], 3),
-        "speedup_vs_trl_best": round(results["ours"]["pairs_s"] / results["trl_best"]["pairs_s"], 3),
+        "memory_limit_gib": args.memory_limit_gib,
+        "ours_pairs_s": figure("ours", "pairs_s"),
+        "trl_default_pairs_s": figure("trl_default", "pairs_s"),
+        "trl_best_pairs_s": figure("trl_best", "pairs_s"),
+        "ours_ungrouped_pairs_s": figure("ours_ungrouped", "pairs_s"),
+        "ours_peak_gib": figure("ours", "peak_gib"),
+        "trl_default_peak_gib": figure("trl_default", "peak_gib"),
+        "trl_best_peak_gib": figure("trl_best", "peak_gib"),
+        "speedup_vs_trl_default": ratio("trl_default"),
+        "speedup_vs_trl_best": ratio("trl_best"),
     }
     print(json.dumps(summary))
     return summary
@@ -222,5 +253,12 @@ if __name__ == "__main__":
         "--model-cache", default=DEFAULT_MODEL_CACHE, help="where the default model (tokenizer) is cached"
     )
     parser.add_argument("--tokenizer", default=None, help="a tokenizer folder instead of the default model's")
+    parser.add_argument(
+        "--memory-limit-gib",
+        type=float,
+        default=None,
+        help="CUDA: let every variant use at most this much GPU memory (e.g. 24, a 24 GB card); one that runs "
+        "out is reported as out of memory",
+    )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main(parser.parse_args())
