@@ -29,8 +29,8 @@ def default_model_dir() -> Path:
     return prepare_default_model(MODEL_CACHE)
 
 
-def build_tiny_llama(path: Path, tokenizer_dir: Path, hidden: int = 32) -> Path:
-    """A 2-layer random llama using the default model's tokenizer and chat template; seconds to train."""
+def build_tiny_llama(path: Path, tokenizer_dir: Path, hidden: int = 32, layers: int = 2) -> Path:
+    """A small random llama (2 layers unless asked) with the default model's tokenizer and chat template."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -38,7 +38,7 @@ def build_tiny_llama(path: Path, tokenizer_dir: Path, hidden: int = 32) -> Path:
         vocab_size=len(tokenizer),
         hidden_size=hidden,
         intermediate_size=2 * hidden,
-        num_hidden_layers=2,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=1024,

@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         elif field.name == "target_modules":
             parser.add_argument(flag, nargs="+", default=list(field.default), help=help_text)
         else:
-            kind = {"int": int, "int | None": int, "float": float, "str": str}[str(field.type)]
+            kind = {"int": int, "int | None": int, "float": float, "float | None": float, "str": str}[str(field.type)]
             parser.add_argument(flag, type=kind, default=field.default, help=help_text)
     return parser
 

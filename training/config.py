@@ -58,6 +58,13 @@ class DPOConfig:
     )
     quantization: str = field(default="auto", metadata={"help": "auto (NF4 on CUDA, none on CPU), nf4 or none."})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
+    memory_budget_gib: float | None = field(
+        default=None,
+        metadata={
+            "help": "CPU: memory the round's training may use; over it, checkpointing and smaller micro-batches "
+            "(default: 0.8 × the memory free when the round starts)."
+        },
+    )
     group_by_length: bool = field(
         default=True,
         metadata={"help": "Put pairs of similar length in one step (less padding); steps still come in random order."},
@@ -83,6 +90,10 @@ class DPOConfig:
         _check(0 <= self.heldout_fraction < 1, f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
         _check(
             self.quantization in QUANTIZATION, f"quantization must be one of {QUANTIZATION}, got {self.quantization!r}"
+        )
+        _check(
+            self.memory_budget_gib is None or self.memory_budget_gib > 0,
+            f"memory_budget_gib must be > 0 GiB (or unset), got {self.memory_budget_gib}",
         )
         _check(self.reference in REFERENCES, f"reference must be one of {REFERENCES}, got {self.reference!r}")
         _check(len(self.target_modules) > 0, "target_modules must name at least one linear layer, e.g. q_proj")

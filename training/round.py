@@ -38,6 +38,7 @@ from training.data import (
 )
 from training.logps import completion_logps
 from training.loss import dpo_loss, kto_loss, kto_metrics, preference_metrics
+from training.memory import GIB, MemoryPlanError, ModelShape, free_memory_budget, plan_memory
 from training.model import default_device, load_model, load_tokenizer, resolve_quantization
 
 
@@ -102,7 +103,6 @@ def run_round(
     torch.manual_seed(config.seed)
     started = time.monotonic()
     tokenizer = load_tokenizer(model)
-    policy = _policy_with_adapter(load_model(model, quantization, device), config, parent_adapter, quantization)
 
     def tokenize(items: list) -> list[TokenizedPair]:
         if kto:
@@ -113,6 +113,16 @@ def run_round(
         return torch.tensor([e.desirable for e in items], dtype=torch.bool) if kto else None
 
     train_tok, heldout_tok = tokenize(train), tokenize(heldout)
+    base = load_model(model, quantization, device)
+    memory_plan = None
+    if not device.startswith("cuda"):  # a CPU out of memory kills the process: fit the step before it runs
+        budget = free_memory_budget(w.size) if config.memory_budget_gib is None else config.memory_budget_gib * GIB
+        try:
+            memory_plan = plan_memory(config, train_tok, ModelShape.of(base), int(budget))
+        except MemoryPlanError as err:
+            raise TrainingError(f"{err} The previous policy keeps serving.") from err
+        config = memory_plan.config
+    policy = _policy_with_adapter(base, config, parent_adapter, quantization)
     batch_logps = _BatchLogps(policy, tokenizer.pad_token_id, device, config.batch_size, w, should_stop)
     # Reference log-probs once per round, no second copy of the weights: the base is the policy with its
     # adapter off; the previous policy is the adapter as loaded, before the first step.
@@ -138,6 +148,7 @@ def run_round(
         "quantization": quantization,
         "micro_batch": config.batch_size,
         "gradient_checkpointing": config.gradient_checkpointing,
+        "memory_plan": memory_plan.to_dict() if memory_plan else None,
         "seconds": round(time.monotonic() - started, 2),
     }
     record = {"dpo": config.to_dict(), "base_model": model, "parent_adapter": parent_adapter} | (lineage or {})

@@ -81,6 +81,19 @@ def train_round(
     return store.get_round(round_id)
 
 
+def memory_note(metrics: dict) -> str:
+    """What a round changed to fit its memory, in words ('' when nothing)."""
+    plan = (metrics or {}).get("memory_plan") or {}
+    if not plan.get("changed"):
+        return ""
+    how = f"{plan['micro_batch']} pair(s) per micro-batch × {plan['grad_accum']} accumulated"
+    how += " with gradient checkpointing" if plan["gradient_checkpointing"] else ""
+    return (
+        f" To fit {plan['budget_gib']} GiB of memory it trained {how} (about {plan['estimated_gib']} GiB); "
+        "same pairs per step."
+    )
+
+
 class RoundRunner:
     """One round at a time on a worker thread; `status()` is what the Train tab shows."""
 
@@ -133,7 +146,7 @@ class RoundRunner:
                 on_start=lambda rid, _: status.update(round=rid, message=f"{round_version(rid)}: preparing…"),
             )
             self.on_done(finished)
-            status.update(state="done", message=f"{finished.version} is now serving.")
+            status.update(state="done", message=f"{finished.version} is now serving.{memory_note(finished.metrics)}")
         except RoundCancelled as err:
             status.update(state="cancelled", message=str(err))
         except TrainingError as err:
