@@ -37,22 +37,20 @@ def test_largest_micro_batch_is_made_of_the_longest_pairs():
 
 
 def test_a_step_that_fits_keeps_the_config():
-    config = DPOConfig(batch_size=4)
+    config = DPOConfig(batch_size=4, micro_batch=4)
     plan = plan_memory(config, PAIRS, SHAPE, need(4, False))
     assert plan.config is config and not plan.changed
 
 
 def test_smaller_micro_batches_come_first_then_checkpointing_with_the_same_step():
-    config = DPOConfig(batch_size=4, grad_accum=2)
+    config = DPOConfig(batch_size=4, grad_accum=2, micro_batch=4)
     plan = plan_memory(config, PAIRS, SHAPE, need(4, False) - 1)
-    assert plan.changed and (plan.config.batch_size, plan.config.grad_accum) == (2, 4)
-    assert not plan.config.gradient_checkpointing
-    assert plan.to_dict()["micro_batch"] == 2 and plan.to_dict()["changed"] is True
+    assert plan.changed and plan.config.micro_batch == 3 and not plan.config.gradient_checkpointing
+    assert (plan.config.batch_size, plan.config.grad_accum) == (4, 2), "a step keeps its pairs"
+    assert plan.to_dict()["micro_batch"] == 3 and plan.to_dict()["changed"] is True
     plan = plan_memory(config, PAIRS, SHAPE, need(1, False) - 1)
-    assert plan.config.gradient_checkpointing and plan.config.batch_size * plan.config.grad_accum == 8
-    assert plan.estimated_bytes <= need(1, False) - 1
-    odd = plan_memory(DPOConfig(batch_size=6), PAIRS, SHAPE, need(3, False))
-    assert (odd.config.batch_size, odd.config.grad_accum) == (3, 2), "a micro-batch divides the step's pairs"
+    assert plan.config.gradient_checkpointing and plan.estimated_bytes <= need(1, False) - 1
+    assert plan.config.micro_batch == max(m for m in range(1, 5) if need(m, True) < need(1, False))
 
 
 def test_nothing_fits_says_what_to_change():
@@ -83,7 +81,7 @@ def deeper_model_dir(tmp_path_factory, tokenizer_dir):
 def test_a_cpu_round_over_budget_trains_with_checkpointing_and_records_it(deeper_model_dir, tmp_path):
     model_dir = str(deeper_model_dir)
     shape = ModelShape.of(load_model(model_dir, "none", "cpu"))
-    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, heldout_fraction=0.0, min_pairs=4)
+    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, micro_batch=4, heldout_fraction=0.0, min_pairs=4)
     tokenizer = load_tokenizer(model_dir)
     tokenized = [tokenize_pair(tokenizer, p, config.max_length, config.max_prompt_length) for p in TEXT_PAIRS]
     # Just under what one pair at a time needs without checkpointing, computed as the round does.
@@ -93,7 +91,7 @@ def test_a_cpu_round_over_budget_trains_with_checkpointing_and_records_it(deeper
     result = run_round(over, TEXT_PAIRS, tmp_path / "r1", model=model_dir, on_progress=history.append)
     plan = result.metrics["memory_plan"]
     assert plan["changed"] and plan["gradient_checkpointing"] and result.metrics["gradient_checkpointing"]
-    assert plan["micro_batch"] * plan["grad_accum"] == 4 and result.metrics["micro_batch"] == plan["micro_batch"]
+    assert plan["micro_batch"] < 4 and result.metrics["micro_batch"] == plan["micro_batch"]
     assert plan["estimated_gib"] <= plan["budget_gib"]
     assert history[0]["loss"] == pytest.approx(math.log(2), abs=1e-5), "checkpointing changes no math"
     recorded = json.loads((tmp_path / "r1" / "config.json").read_text())["dpo"]

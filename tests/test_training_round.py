@@ -1,5 +1,6 @@
 """A real DPO round on a tiny llama: ln 2 at the start, held-out margin up, only LoRA weights move."""
 
+import dataclasses
 import json
 import math
 import random
@@ -128,7 +129,7 @@ def test_cancel_stops_the_round_and_leaves_no_adapter(tiny_model_dir, tmp_path, 
 
     with pytest.raises(RoundCancelled):
         run_round(
-            CONFIG,
+            dataclasses.replace(CONFIG, micro_batch=4),
             taste_pairs(),
             tmp_path / "round_001",
             model=str(tiny_model_dir),
@@ -214,13 +215,13 @@ def test_out_of_memory_retries_once_with_half_the_micro_batch(tiny_model_dir, tm
         return model
 
     monkeypatch.setattr(round_module, "load_model", load_with_small_memory)
-    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=2, heldout_fraction=0.25, min_pairs=4)
+    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=2, micro_batch=2, heldout_fraction=0.25, min_pairs=4)
     result = run_round(config, taste_pairs(), tmp_path / "round_001", model=str(tiny_model_dir), device="cpu")
     assert result.metrics["micro_batch"] == 1 and result.metrics["gradient_checkpointing"] is True
     recorded = json.loads((tmp_path / "round_001" / "config.json").read_text())["dpo"]
-    assert recorded["batch_size"] == 1 and recorded["grad_accum"] == 2
+    assert (recorded["micro_batch"], recorded["batch_size"], recorded["grad_accum"]) == (1, 2, 1)
 
-    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, heldout_fraction=0.25, min_pairs=4)
+    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, micro_batch=4, heldout_fraction=0.25, min_pairs=4)
     monkeypatch.setattr(round_module, "_free_accelerator_memory", lambda: None)
     with pytest.raises(TrainingError, match="Out of memory even with a micro-batch of 2"):
         run_round(config, taste_pairs(), tmp_path / "round_002", model=str(tiny_model_dir), device="cpu")
@@ -248,7 +249,7 @@ def test_gradient_accumulation_8x1_equals_1x8(tiny_model_dir):
     grads = []
     for batch_size, accum in ((8, 1), (1, 8)):
         policy.zero_grad()
-        config = DPOConfig(batch_size=batch_size, grad_accum=accum)
+        config = DPOConfig(batch_size=batch_size, grad_accum=accum, micro_batch=batch_size)
         _step(
             policy,
             items,

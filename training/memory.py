@@ -3,8 +3,9 @@
 On a CPU, running out of memory raises nothing: the kernel kills the process, and the app with it. So before
 training, a round on a CPU estimates the activations of its largest micro-batch from the model's shape and
 the pairs' lengths. When they would not fit in the memory budget (by default 80 % of what is free when the
-round starts), it takes smaller micro-batches (a divisor of the batch, accumulated, so each optimizer step sees
-the same pairs), then turns on gradient checkpointing; when nothing fits, it refuses before training.
+round starts), it takes smaller micro-batches (each optimizer step still sees the same pairs), then turns on
+gradient checkpointing; when nothing fits, it refuses before training. (On a CPU the micro-batch is 1 pair
+unless set, so this matters for long pairs and large models.)
 On CUDA an out-of-memory error is raised, and the round retries with a smaller micro-batch instead.
 
 The estimate, fp32, per micro-batch of `rows` sequences padded to `width` tokens (T = rows x width):
@@ -103,8 +104,7 @@ class MemoryPlan:
         return {
             "estimated_gib": round(self.estimated_bytes / GIB, 2),
             "budget_gib": round(self.budget_bytes / GIB, 2),
-            "micro_batch": self.config.batch_size,
-            "grad_accum": self.config.grad_accum,
+            "micro_batch": self.config.micro_batch,
             "gradient_checkpointing": self.config.gradient_checkpointing,
             "changed": self.changed,
         }
@@ -112,26 +112,18 @@ class MemoryPlan:
 
 def plan_memory(config: DPOConfig, pairs: Sequence[TokenizedPair], shape: ModelShape, budget_bytes: int) -> MemoryPlan:
     """The config a round should train with to stay under `budget_bytes`: unchanged when it fits; else the
-    largest micro-batch (a divisor of batch_size) that fits without checkpointing; else with checkpointing.
-    Smaller micro-batches first, since on a CPU they cost no speed (one step of 8 pairs of up to 768 tokens on
-    the default model: micro-batches of 8 / 4 / 2 / 1 pairs took 139 / 92 / 80 / 74 s, with checkpointing),
-    while checkpointing recomputes the forward pass."""
-    batch = config.batch_size
-    divisors = [b for b in range(batch, 0, -1) if batch % b == 0]
-    options = [(batch, config.gradient_checkpointing)]
+    largest micro-batch that fits without checkpointing; else the largest with checkpointing, which
+    recomputes the forward pass. A step's pairs stay the same, so the gradient does too."""
+    micro = config.micro_batch or config.batch_size
+    options = [(micro, config.gradient_checkpointing)]
     for checkpointing in (config.gradient_checkpointing, True):
-        options += [(b, checkpointing) for b in divisors if (b, checkpointing) not in options]
-    for micro, checkpointing in options:
-        need = step_bytes(shape, *largest_micro_batch(pairs, micro), checkpointing=checkpointing)
+        options += [(m, checkpointing) for m in range(micro, 0, -1) if (m, checkpointing) not in options]
+    for m, checkpointing in options:
+        need = step_bytes(shape, *largest_micro_batch(pairs, m), checkpointing=checkpointing)
         if need <= budget_bytes:
-            if (micro, checkpointing) == options[0]:
+            if (m, checkpointing) == options[0]:
                 return MemoryPlan(config, need, budget_bytes, changed=False)
-            planned = dataclasses.replace(
-                config,
-                batch_size=micro,
-                grad_accum=config.grad_accum * (batch // micro),
-                gradient_checkpointing=checkpointing,
-            )
+            planned = dataclasses.replace(config, micro_batch=m, gradient_checkpointing=checkpointing)
             return MemoryPlan(planned, need, budget_bytes, changed=True)
     _, width, _ = largest_micro_batch(pairs, 1)
     raise MemoryPlanError(

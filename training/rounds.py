@@ -86,7 +86,7 @@ def memory_note(metrics: dict) -> str:
     plan = (metrics or {}).get("memory_plan") or {}
     if not plan.get("changed"):
         return ""
-    how = f"{plan['micro_batch']} pair(s) per micro-batch × {plan['grad_accum']} accumulated"
+    how = f"{plan['micro_batch']} pair(s) per forward/backward pass"
     how += " with gradient checkpointing" if plan["gradient_checkpointing"] else ""
     return (
         f" To fit {plan['budget_gib']} GiB of memory it trained {how} (about {plan['estimated_gib']} GiB); "
