@@ -83,11 +83,17 @@ class Loop:
         self.server.load(version, rounds[version].adapter_path)
 
     def serve(self, version: str) -> None:
-        """Make `version` (the base or a finished round) the serving policy, e.g. after a round or to roll back."""
+        """Make `version` (the base or a finished round) the serving policy, e.g. after a round or to roll back.
+
+        Returns once the first pairs from `version` are queued (see `PairSampler.handover`): until then
+        labelers keep getting pairs from the version serving now, afterwards only from `version`."""
         self._ensure_loaded(version)
-        self.server.serve(version)
-        self.store.set_serving(version)
-        self.sampler.invalidate()
+
+        def swap() -> None:
+            self.server.serve(version)
+            self.store.set_serving(version)
+
+        self.sampler.handover(version, swap)
 
     def compare(self, prompt: str, version_a: str, version_b: str, settings: SamplingSettings) -> tuple[str, str]:
         """One completion from each version, with the same settings and seed."""

@@ -4,8 +4,10 @@
     pair = sampler.take()        # a ready pair, or one generated now if the queue is empty
 
 Each queued pair is tagged with the policy version and sampling settings that produced it; when either
-changes (`invalidate()`), older pairs are dropped so labelers only see the serving policy. A pair leaves
-the queue once, under a lock, so two labelers never get the same pair.
+changes, older pairs are dropped so labelers only see the serving policy. A new version takes over through
+`handover()`: a first batch is sampled from it while it is not serving yet and labelers keep getting the
+current version's pairs; then the swap and the queue's replacement happen together, so nobody waits for a
+refill after a round. A pair leaves the queue once, under a lock, so two labelers never get the same pair.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class PairSampler:
         self._cond = threading.Condition()
         self._epoch = 0  # bumped by invalidate(); batches started under an older epoch are dropped
         self._stop = False
+        self._handing_over = False
         self._thread: threading.Thread | None = None
         self._rng = random.Random(seed)
         self.last_error: str | None = None
@@ -106,6 +109,35 @@ class PairSampler:
             self._queue.clear()
             self._cond.notify_all()
 
+    def handover(self, version: str, swap) -> None:
+        """Make `version` serve without emptying the queue: sample a batch from it first, then call `swap()`
+        (which makes it serve) and replace the queued pairs with the new batch. With `keep_stale`, or no
+        background sampler running, or if that batch fails, just swap and `invalidate()`."""
+        pairs: list[Pair] = []
+        if not self.keep_stale and self._thread is not None and self._thread.is_alive():
+            with self._cond:
+                busy = {p.prompt_id for p in self._queue}
+                self._handing_over = True  # the background sampler starts no batch until the swap
+            try:
+                pairs = self._sample(min(self.depth, self.batch_prompts), exclude=busy, version=version)
+            except Exception as err:  # swap anyway; the background sampler refills as after any invalidate
+                log.exception("sampling from %s before the swap failed", version)
+                self.last_error = f"Sampling failed: {err}"
+        swapped = False
+        try:
+            swap()
+            swapped = True
+        finally:
+            with self._cond:
+                self._handing_over = False
+                if pairs and swapped:
+                    self._epoch += 1
+                    self._queue.clear()
+                    self._queue.extend(pairs)
+                self._cond.notify_all()
+        if not pairs:
+            self.invalidate()
+
     def queued(self) -> int:
         with self._cond:
             return len(self._queue)
@@ -114,7 +146,7 @@ class PairSampler:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stop or len(self._queue) < self.depth)
+                self._cond.wait_for(lambda: self._stop or (len(self._queue) < self.depth and not self._handing_over))
                 if self._stop:
                     return
                 epoch, room = self._epoch, self.depth - len(self._queue)
@@ -133,11 +165,11 @@ class PairSampler:
                 if not pairs:
                     self._cond.wait(timeout=2.0)
 
-    def _sample(self, n_prompts: int, exclude=()) -> list[Pair]:
+    def _sample(self, n_prompts: int, exclude=(), version: str | None = None) -> list[Pair]:
         prompts = self.store.next_prompts(n_prompts, exclude_ids=exclude)
         if not prompts:
             return []
-        settings, version = self.settings, self.server.version
+        settings, version = self.settings, version or self.server.version
         completions = self.server.generate([p.text for p in prompts], n=2, settings=settings, version=version)
         pairs = []
         for prompt, (a, b) in zip(prompts, completions, strict=True):

@@ -146,6 +146,26 @@ def test_cancelled_round_is_recorded_and_keeps_the_previous_policy(loop, tiny_mo
     assert not any(tmp_path.iterdir())
 
 
+def test_a_new_version_takes_over_with_its_pairs_already_queued(loop, tiny_model_dir, tmp_path):
+    """No refill wait after a round: serve() returns with pairs from the new version ready, none from the old."""
+    label(loop, 10)
+    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
+    finished = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
+    loop.sampler.start()
+    deadline = time.monotonic() + 60
+    while loop.sampler.queued() < loop.sampler.depth and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert loop.next_pair().version == "base"
+    loop.serve(finished.version)
+    assert loop.sampler.queued() > 0, "the new version's first pairs were sampled before the swap"
+    with loop.sampler._cond:
+        queued = list(loop.sampler._queue)
+    assert queued and {p.version for p in queued} == {"round_001"}
+    assert loop.next_pair().version == "round_001" == loop.server.version == loop.store.get_serving()
+    loop.serve("base")  # a rollback hands over the same way
+    assert loop.sampler.queued() > 0 and loop.next_pair().version == "base"
+
+
 def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_path):
     store = Store(":memory:")
     store.add_prompts([f"Tell me about topic {i}." for i in range(12)], source="test")
