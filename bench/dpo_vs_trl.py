@@ -9,6 +9,7 @@ are null. `ours_ungrouped` is our round without length grouping (steps of random
 batches them), to show what grouping buys. pairs/s counts pairs trained per second of the whole round:
 reference log-probs, every step, and (for ours) writing the adapter. Peak memory is CUDA's max allocated, or
 on CPU the peak resident-set growth sampled every 5 ms. The tokenizer is the default model's (49,152 tokens).
+Both compute in the same dtype: bf16 (autocast) on CUDA and on CPUs that multiply bf16 natively, else fp32.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from training.cli import DEFAULT_MODEL_CACHE
 from training.config import DPOConfig
 from training.data import TrainingPair
 from training.model import prepare_default_model, resolve_quantization
-from training.round import run_round
+from training.round import run_round, uses_bf16
 
 SHAPES = {  # hidden, layers, heads, kv heads, intermediate
     "tiny": (256, 4, 4, 2, 768),
@@ -156,7 +157,7 @@ def run_trl(model_dir: Path, pairs, args, device: str, best: bool) -> float:
             save_strategy="no",
             logging_steps=10_000,
             use_cpu=device == "cpu",
-            bf16=device == "cuda",
+            bf16=uses_bf16(device, "auto", resolve_quantization("auto", device)),  # the dtype ours computes in
         )
         if best:
             options |= dict(precompute_ref_log_probs=True, gradient_checkpointing=False)

@@ -42,7 +42,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from storage import BASE_VERSION
-from training.model import default_device, load_model, load_tokenizer
+from training.model import cpu_has_native_bf16, default_device, load_model, load_tokenizer
 
 BACKENDS = ("eager", "static")
 PROMPT_BUCKETS = (64, 128, 256, 512, 1024, 2048)
@@ -69,12 +69,6 @@ class SamplingSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slow."""
-    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return any(check() for check in checks if check is not None)
 
 
 def default_dtype(device: str) -> torch.dtype:

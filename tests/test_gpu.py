@@ -21,7 +21,7 @@ PAIRS = [
 
 
 def test_autocast_is_bf16_on_cuda_and_off_elsewhere():
-    assert isinstance(compute_autocast("cpu"), contextlib.nullcontext)
+    assert isinstance(compute_autocast("cpu", "float32"), contextlib.nullcontext)
     with compute_autocast("cuda"):
         assert torch.get_autocast_dtype("cuda") == torch.bfloat16 and torch.is_autocast_enabled("cuda")
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 LOSS_TYPES = ("sigmoid", "ipo", "hinge", "kto")
 QUANTIZATION = ("auto", "nf4", "none")
 REFERENCES = ("base", "previous")
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -67,6 +68,13 @@ class DPOConfig:
         metadata={"help": "Reference policy: 'base' (adapter off) or 'previous' (the policy the round starts from)."},
     )
     quantization: str = field(default="auto", metadata={"help": "auto (NF4 on CUDA, none on CPU), nf4 or none."})
+    compute_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "Matmuls under bf16 autocast or in fp32 (weights and optimizer stay as loaded): auto = bf16 on "
+            "CUDA, and on CPUs that multiply bf16 natively (AMX / AVX512-BF16) for unquantized models."
+        },
+    )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
     memory_budget_gib: float | None = field(
         default=None,
@@ -108,6 +116,10 @@ class DPOConfig:
         _check(
             self.memory_budget_gib is None or self.memory_budget_gib > 0,
             f"memory_budget_gib must be > 0 GiB (or unset), got {self.memory_budget_gib}",
+        )
+        _check(
+            self.compute_dtype in COMPUTE_DTYPES,
+            f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}",
         )
         _check(self.reference in REFERENCES, f"reference must be one of {REFERENCES}, got {self.reference!r}")
         _check(len(self.target_modules) > 0, "target_modules must name at least one linear layer, e.g. q_proj")

@@ -39,7 +39,7 @@ from training.data import (
 from training.logps import completion_logps
 from training.loss import dpo_loss, kto_loss, kto_metrics, preference_metrics
 from training.memory import GIB, MemoryPlanError, ModelShape, free_memory_budget, plan_memory
-from training.model import default_device, load_model, load_tokenizer, resolve_quantization
+from training.model import cpu_has_native_bf16, default_device, load_model, load_tokenizer, resolve_quantization
 
 
 class TrainingError(RuntimeError):
@@ -124,7 +124,9 @@ def run_round(
             raise TrainingError(f"{err} The previous policy keeps serving.") from err
         config = memory_plan.config
     policy = _policy_with_adapter(base, config, parent_adapter, quantization)
-    batch_logps = _BatchLogps(policy, tokenizer.pad_token_id, device, config.micro_batch, w, should_stop)
+    batch_logps = _BatchLogps(
+        policy, tokenizer.pad_token_id, device, config.micro_batch, w, should_stop, config.compute_dtype, quantization
+    )
     # Reference log-probs once per round, no second copy of the weights: the base is the policy with its
     # adapter off; the previous policy is the adapter as loaded, before the first step.
     with policy.disable_adapter() if config.reference == "base" else contextlib.nullcontext():
@@ -149,6 +151,7 @@ def run_round(
         "quantization": quantization,
         "micro_batch": config.micro_batch,
         "gradient_checkpointing": config.gradient_checkpointing,
+        "bf16_autocast": uses_bf16(device, config.compute_dtype, quantization),
         "memory_plan": memory_plan.to_dict() if memory_plan else None,
         "seconds": round(time.monotonic() - started, 2),
     }
@@ -201,25 +204,50 @@ def _policy_with_adapter(base, config: DPOConfig, parent_adapter: str | None, qu
         ) from err
 
 
-def compute_autocast(device: str):
-    """bf16 autocast on CUDA GPUs that support it (matmuls and attention in bf16 even where QLoRA preparation
-    keeps norms, embeddings and the LM head in fp32, as TRL's bf16 training does); nothing elsewhere."""
-    if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def compute_autocast(device: str, compute_dtype: str = "auto", quantization: str = "none"):
+    """bf16 autocast, or nothing (fp32): matmuls and attention in bf16 even where QLoRA preparation keeps norms,
+    embeddings and the LM head in fp32, as TRL's bf16 training does.
+
+    'auto': on CUDA GPUs that support bf16, and on CPUs that multiply it natively for unquantized models (a
+    reference pass of 12 chat-length pairs on the default model took 7.3–8.0 s instead of 16.0–17.0 s in fp32;
+    summed log-probs moved by at most 2 nats in ~770). 'bfloat16' asks for it anywhere, 'float32' never."""
+    if compute_dtype == "float32":
+        return contextlib.nullcontext()
+    if device.startswith("cuda"):
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+    if compute_dtype == "bfloat16" or (quantization == "none" and cpu_has_native_bf16()):
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def uses_bf16(device: str, compute_dtype: str, quantization: str) -> bool:
+    return isinstance(compute_autocast(device, compute_dtype, quantization), torch.autocast)
 
 
 class _BatchLogps:
     """Completion log-probs of tokenized pairs, in micro-batches: returns (chosen (n,), rejected (n,))."""
 
-    def __init__(self, policy, pad_token_id: int, device: str, batch_size: int, world=None, should_stop=None) -> None:
+    def __init__(
+        self,
+        policy,
+        pad_token_id: int,
+        device: str,
+        batch_size: int,
+        world=None,
+        should_stop=None,
+        compute_dtype: str = "float32",
+        quantization: str = "none",
+    ) -> None:
         self.policy, self.pad_token_id, self.device, self.batch_size = policy, pad_token_id, device, batch_size
         self.world = world or distributed.World()
         self.should_stop = should_stop
+        self.compute_dtype, self.quantization = compute_dtype, quantization
 
     def forward(self, items: Sequence[TokenizedPair]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         batch = {k: v.to(self.device) for k, v in collate(items, self.pad_token_id).items()}
-        with compute_autocast(self.device):
+        with compute_autocast(self.device, self.compute_dtype, self.quantization):
             logps = completion_logps(self.policy, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
         chosen, rejected = logps.chunk(2)
         lengths = batch["completion_mask"].sum(dim=1).float()
