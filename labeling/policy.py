@@ -31,6 +31,7 @@ from `torch`'s global generator, so a seed repeats its completions on the same m
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import math
 import threading
@@ -408,8 +409,6 @@ def open_policy_server(
             f"The vllm backend serves the model unquantized; drop --quantization {quantization} (training still "
             "uses NF4 on CUDA), or pick --backend auto."
         )
-    import importlib.util
-
     if importlib.util.find_spec("vllm") is None:
         raise ValueError(
             "The vllm backend needs the vllm package: pip install vllm (Linux with a CUDA GPU), "

@@ -102,11 +102,15 @@ class PairSampler:
     def invalidate(self) -> None:
         """After a new round, a rollback or new settings: drop queued pairs and refill from the serving policy,
         or, with `keep_stale`, keep them (each still tagged with the version that made it) as off-policy data."""
-        if self.keep_stale:
-            return
+        if not self.keep_stale:
+            self._replace_queue([])
+
+    def _replace_queue(self, pairs: list[Pair]) -> None:
+        """Drop the queued pairs and any batch in flight; queue `pairs` instead."""
         with self._cond:
             self._epoch += 1
             self._queue.clear()
+            self._queue.extend(pairs)
             self._cond.notify_all()
 
     def handover(self, version: str, swap) -> None:
@@ -128,12 +132,10 @@ class PairSampler:
             swap()
             swapped = True
         finally:
-            with self._cond:
+            with self._cond:  # re-entrant: the flag and the queue change together
                 self._handing_over = False
                 if pairs and swapped:
-                    self._epoch += 1
-                    self._queue.clear()
-                    self._queue.extend(pairs)
+                    self._replace_queue(pairs)
                 self._cond.notify_all()
         if not pairs:
             self.invalidate()
