@@ -15,7 +15,7 @@ The estimate, fp32, per micro-batch of `rows` sequences padded to `width` tokens
 all times 1.5. The constants were fitted to the peak resident memory of forward + backward on
 SmolLM2-135M-shaped llamas with LoRA on every linear layer; the margin covers what a whole round adds on the
 widest steps (8 sequences of 768 tokens on the default model: 11.3 GiB estimated without the margin, the
-round's resident memory grew 17.7 GiB) (README, "Memory on a CPU").
+round's resident memory grew 17.7 GiB) (README, "Micro-batches and memory on a CPU").
 """
 
 from __future__ import annotations
