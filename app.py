@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import shutil
 import sys
 import time
@@ -244,7 +245,9 @@ def make_handlers(services: Services) -> dict:
         continue_serving,
         reference,
         label_smoothing,
+        target_modules: str | None = None,
     ):
+        layers = {} if target_modules is None else {"target_modules": tuple(re.findall(r"[^,\s]+", target_modules))}
         try:
             config = DPOConfig(
                 beta=float(beta),
@@ -258,6 +261,7 @@ def make_handlers(services: Services) -> dict:
                 continue_from_serving=bool(continue_serving),
                 reference=reference,
                 label_smoothing=float(label_smoothing),
+                **layers,
             )
             runner.start(config)
         except (ValueError, TrainingError, StoreError) as err:
@@ -436,6 +440,9 @@ def build_demo(services: Services) -> gr.Blocks:
                 smoothing = gr.Number(
                     defaults.label_smoothing, label="Label smoothing (conservative DPO, sigmoid loss; 0–0.5)"
                 )
+                target_modules = gr.Textbox(
+                    ", ".join(defaults.target_modules), label="LoRA target modules (layer names, comma-separated)"
+                )
             label_summary = gr.Markdown()
             cont = gr.Checkbox(
                 True,
@@ -465,7 +472,8 @@ def build_demo(services: Services) -> gr.Blocks:
             export_file, export_msg = gr.File(label="Export"), gr.Markdown()
             start_btn.click(
                 h["start_round"],
-                [beta, lr, epochs, batch, loss_type, lora_r, lora_alpha, max_length, cont, reference, smoothing],
+                [beta, lr, epochs, batch, loss_type, lora_r, lora_alpha, max_length, cont, reference, smoothing]
+                + [target_modules],
                 train_msg,
                 api_name="start_round",
             )
@@ -509,6 +517,17 @@ def build_demo(services: Services) -> gr.Blocks:
     return demo
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts: refuses 0, negatives and non-numbers before any weights load."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="prefloop: label, train DPO rounds, serve the new policy live.")
     add_common_arguments(parser)
@@ -526,8 +545,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="How pairs are sampled: auto (compiled static cache on CUDA, eager on CPU), eager, static, "
         "or vllm (needs the vllm package and a CUDA GPU)",
     )
-    parser.add_argument("--queue-depth", type=int, default=8, help="Pairs kept ready for labelers")
-    parser.add_argument("--sample-batch", type=int, default=4, help="Prompts sampled together (2 completions each)")
+    parser.add_argument("--queue-depth", type=positive_int, default=8, help="Pairs kept ready for labelers")
+    parser.add_argument(
+        "--sample-batch", type=positive_int, default=4, help="Prompts sampled together (2 completions each)"
+    )
     parser.add_argument(
         "--keep-stale-pairs",
         action="store_true",
@@ -542,7 +563,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(args: argparse.Namespace) -> None:
     try:
         services = build_services(args)
-    except (StoreError, ModelLoadError, ValueError) as err:
+    except (StoreError, ModelLoadError, ValueError, ImportError) as err:
         sys.exit(f"prefloop: {err}")
     demo = build_demo(services)
     demo.queue(default_concurrency_limit=8)

@@ -5,6 +5,7 @@ Label pairs → votes land in DuckDB → a round trains → the new version serv
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -117,6 +118,8 @@ def test_bad_input_gets_a_clear_error_in_the_ui(app):
         client.predict(0.1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round")
     with pytest.raises(Exception, match="beta must be > 0"):
         client.predict(-1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round")
+    with pytest.raises(Exception, match="target_modules must name at least one linear layer"):
+        client.predict(0.1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, "base", 0.0, " , ", api_name="/start_round")
     with pytest.raises(Exception, match="No pair on screen"):
         client.predict("tester", api_name="/vote_left")
     added = client.predict("Describe a lighthouse in one sentence.", api_name="/add_prompt")
@@ -130,13 +133,17 @@ def test_the_whole_loop_through_the_app(app):
     client, proc, work = app
     client.predict(0.8, 0.95, 16, api_name="/apply_settings")
     statuses = label(client, 10)
-    assert all("Pair from **base**" in s for s in statuses)
+    assert all(re.fullmatch(r"Pair from \*\*base\*\* · [0-2] ready in the queue", s) for s in statuses), statuses
     tie = client.predict(api_name="/next_pair")
     assert client.predict("tester", api_name="/vote_tie").startswith("Saved vote #")
     assert tie
 
-    # Ten epochs keep the tiny round busy long enough to see it refuse a second start.
-    assert client.predict(0.1, 5e-3, 10, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round") == "Round started."
+    # Ten epochs keep the tiny round busy long enough to see it refuse a second start. Every Train tab field
+    # is set away from its default, so the round's config.json shows each one arrived.
+    started = client.predict(
+        0.2, 5e-3, 10, 4, "sigmoid", 4, 8, 192, True, "previous", 0.1, "q_proj, v_proj", api_name="/start_round"
+    )
+    assert started == "Round started."
     with pytest.raises(Exception, match="already running"):
         client.predict(0.1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round")
     client.predict(api_name="/next_pair")  # labeling goes on while the round trains
@@ -145,6 +152,13 @@ def test_the_whole_loop_through_the_app(app):
     assert "**done**" in progress, progress
     assert "10 pairs (every loss)" in summary and "1 ties (not trained)" in summary
     assert "round_001" in serving
+    recorded = json.loads((work / "runs" / "round_001" / "config.json").read_text())["dpo"]
+    expected = {"beta": 0.2, "learning_rate": 5e-3, "epochs": 10, "batch_size": 4, "loss_type": "sigmoid"}
+    expected |= {"lora_r": 4, "lora_alpha": 8, "max_length": 192, "continue_from_serving": True}
+    expected |= {"reference": "previous", "label_smoothing": 0.1, "target_modules": ["q_proj", "v_proj"]}
+    assert {k: recorded[k] for k in expected} == expected
+    adapter = json.loads((work / "runs" / "round_001" / "adapter" / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"], sorted(adapter["target_modules"])) == (4, 8, ["q_proj", "v_proj"])
 
     _, _, _, status = client.predict(api_name="/next_pair")
     assert "Pair from **round_001**" in status

@@ -76,10 +76,18 @@ def test_training_cli_runs_a_round_and_serves_it(tiny_model_dir, tmp_path):
         "--batch-size",
         "4",
     ]
-    run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    choices = ["--loss-type", "ipo", "--beta", "0.3", "--lora-r", "4", "--lora-alpha", "8", "--max-length", "192"]
+    choices += ["--target-modules", "q_proj", "v_proj", "--reference", "previous"]
+    run = subprocess.run(cmd + choices, capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr[-2000:]
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     assert summary["round"] == "round_001" and summary["pairs"] == 8
+    recorded = json.loads((tmp_path / "runs" / "round_001" / "config.json").read_text())["dpo"]
+    expected = {"loss_type": "ipo", "beta": 0.3, "lora_r": 4, "lora_alpha": 8, "max_length": 192}
+    expected |= {"target_modules": ["q_proj", "v_proj"], "reference": "previous", "epochs": 1, "batch_size": 4}
+    assert {k: recorded[k] for k in expected} == expected
+    adapter = json.loads((tmp_path / "runs" / "round_001" / "adapter" / "adapter_config.json").read_text())
+    assert (adapter["r"], sorted(adapter["target_modules"])) == (4, ["q_proj", "v_proj"])
     with Store(db) as store:
         assert store.get_serving() == "round_001" and store.get_round(1).status == "done"
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
