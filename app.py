@@ -547,7 +547,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--queue-depth", type=positive_int, default=8, help="Pairs kept ready for labelers")
     parser.add_argument(
-        "--sample-batch", type=positive_int, default=4, help="Prompts sampled together (2 completions each)"
+        "--sample-batch",
+        type=positive_int,
+        default=4,
+        help="Prompts sampled together (2 completions each); at most half of --queue-depth, so half the queue "
+        "stays ready while a batch samples",
     )
     parser.add_argument(
         "--keep-stale-pairs",

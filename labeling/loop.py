@@ -86,12 +86,24 @@ class Loop:
         """Make `version` (the base or a finished round) the serving policy, e.g. after a round or to roll back.
 
         Returns once the first pairs from `version` are queued (see `PairSampler.handover`): until then
-        labelers keep getting pairs from the version serving now, afterwards only from `version`."""
+        labelers keep getting pairs from the version serving now, afterwards only from `version`. Serves run
+        one at a time. If `version` cannot sample, or the store cannot record it, the version serving now
+        keeps serving, with its queue, and the error says so."""
         self._ensure_loaded(version)
 
         def swap() -> None:
-            self.server.serve(version)
-            self.store.set_serving(version)
+            previous = self.server.version
+            try:  # the store first: if it refuses, nothing has changed yet
+                self.store.set_serving(version)
+            except Exception as err:
+                raise StoreError(
+                    f"Could not record {version} as the serving version, so {previous} keeps serving: {err}"
+                ) from err
+            try:
+                self.server.serve(version)
+            except BaseException:
+                self.store.set_serving(previous)
+                raise
 
         self.sampler.handover(version, swap)
 

@@ -5,7 +5,9 @@
     server.generate(["Write a haiku about rain."], n=2, settings=SamplingSettings())
 
 Swapping never reloads the base. One lock serializes generation and swaps, so a swap never lands in the
-middle of a batch.
+middle of a batch. Every `model.generate` runs on the server's own worker thread, whichever thread asked for
+it: on CUDA the static backend's compiled step replays CUDA graphs, which torch records per thread (each new
+thread would record them again, in a memory pool of its own).
 
 Two generation backends share everything but the cache (`PolicyServer.backend`, settable at any time):
 
@@ -33,9 +35,13 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import math
+import queue
 import threading
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -165,6 +171,37 @@ def _slot_key(key: str) -> str:
     return f"{head}lora_{name}.{SERVING_SLOT}" + (f".{rest}" if rest else "")
 
 
+class GenerationWorker:
+    """One daemon thread that runs the calls given to `call`, one at a time, and hands back their result or
+    exception to the caller. Daemon, so an idle worker never keeps the process from exiting."""
+
+    def __init__(self, name: str = "policy-generate") -> None:
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def call(self, fn: Callable[[], object]):
+        """`fn()`, run on the worker thread; waits for it and raises what it raised."""
+        if threading.current_thread() is self.thread:  # called from a job: waiting for the queue would deadlock
+            return fn()
+        future: Future = Future()
+        self._jobs.put((future, fn))
+        return future.result()
+
+    def close(self) -> None:
+        """Let the thread end once the calls already given have run."""
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, fn = job
+            try:
+                future.set_result(fn())
+            except BaseException as err:  # the caller gets it; the worker goes on
+                future.set_exception(err)
+            del job, future, fn  # hold no model output or traceback while idle
+
+
 class PolicyServer:
     """Generates from any loaded version (the base or a round's adapter) of one base model.
 
@@ -212,6 +249,8 @@ class PolicyServer:
         self._active = BASE_VERSION
         self.version = BASE_VERSION
         self._lock = threading.RLock()
+        self._worker = GenerationWorker()
+        weakref.finalize(self, self._worker.close)
         self._backend = "eager"
         self.backend = backend
 
@@ -346,14 +385,21 @@ class PolicyServer:
                 self._activate(version)
                 if settings.seed is not None:
                     torch.manual_seed(settings.seed)
-                out = self.model.generate(
-                    **batch,
-                    **kwargs,
-                    do_sample=False,  # NucleusSampler draws the token; greedy selection then takes it
-                    logits_processor=LogitsProcessorList([NucleusSampler(settings.temperature, settings.top_p)]),
-                    max_new_tokens=settings.max_new_tokens,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                )
+                processors = LogitsProcessorList([NucleusSampler(settings.temperature, settings.top_p)])
+
+                @torch.no_grad()  # grad mode is per thread: the caller's does not reach the worker
+                def run():
+                    return self.model.generate(
+                        **batch,
+                        **kwargs,
+                        do_sample=False,  # NucleusSampler draws the token; greedy selection then takes it
+                        logits_processor=processors,
+                        max_new_tokens=settings.max_new_tokens,
+                        pad_token_id=self.tokenizer.pad_token_id,
+                    )
+
+                # the lock stays with the caller, so a swap still waits for this batch
+                out = self._worker.call(run)
             finally:
                 self._activate(self.version)
         new = out[: len(texts), batch["input_ids"].shape[1] :].tolist()
@@ -417,6 +463,22 @@ def open_policy_server(
     return VLLMPolicyServer(model)
 
 
+def check_vllm_adapter(adapter_path: str | Path, max_lora_rank: int) -> None:
+    """Refuse an adapter folder that vLLM would only refuse later, on every request that uses it: one without
+    adapter_config.json, or of a LoRA rank above the server's `max_lora_rank`."""
+    config_file = Path(adapter_path) / "adapter_config.json"
+    if not config_file.exists():
+        raise ValueError(f"{adapter_path} has no adapter_config.json: pass a round's adapter/ folder")
+    config = json.loads(config_file.read_text())  # "r": the rank (PEFT's default 8); rank_pattern: per module
+    rank = max([config.get("r", 8), *(config.get("rank_pattern") or {}).values()])
+    if rank > max_lora_rank:
+        raise ValueError(
+            f"{adapter_path} holds a LoRA adapter of rank {rank}, above this vLLM server's max_lora_rank "
+            f"({max_lora_rank}): train rounds with lora_r <= {max_lora_rank}, or restart the server with "
+            f"max_lora_rank >= {rank} (VLLMPolicyServer(model, max_lora_rank=...))."
+        )
+
+
 class VLLMPolicyServer:
     """The PolicyServer interface (load / serve / generate / generate_tokens / version) on vLLM: paged
     attention, continuous batching and CUDA graphs, with each round's adapter sent per request as a
@@ -445,6 +507,7 @@ class VLLMPolicyServer:
         self.model_name = model
         self.device = "cuda"
         self.backend = "vllm"
+        self.max_lora_rank = max_lora_rank
         self.tokenizer = load_tokenizer(model)
         self.llm = LLM(
             model=model,
@@ -464,8 +527,7 @@ class VLLMPolicyServer:
             return
         if adapter_path is None:
             raise ValueError(f"version {version!r} needs its adapter folder")
-        if not (Path(adapter_path) / "adapter_config.json").exists():
-            raise ValueError(f"{adapter_path} has no adapter_config.json: pass a round's adapter/ folder")
+        check_vllm_adapter(adapter_path, self.max_lora_rank)
         from vllm.lora.request import LoRARequest
 
         with self._lock:

@@ -7,7 +7,8 @@ Each queued pair is tagged with the policy version and sampling settings that pr
 changes, older pairs are dropped so labelers only see the serving policy. A new version takes over through
 `handover()`: a first batch is sampled from it while it is not serving yet and labelers keep getting the
 current version's pairs; then the swap and the queue's replacement happen together, so nobody waits for a
-refill after a round. A pair leaves the queue once, under a lock, so two labelers never get the same pair.
+refill after a round. Handovers run one at a time, start to finish. A pair leaves the queue once, under a lock,
+so two labelers never get the same pair.
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ class Pair:
         return replace(self, left_id=self.right_id, left=self.right, right_id=self.left_id, right=self.left)
 
 
+def next_batch_prompts(queued: int, depth: int, batch_prompts: int) -> int:
+    """How many prompts the background sampler samples next, with `queued` of `depth` pairs ready; 0: not yet.
+
+    A batch of one prompt costs about as long as a full one (and the static backend pads it to full rows), so
+    refilling after every take would waste the batching. The sampler waits until a full batch fits, the batch
+    capped at half the depth (rounded up) so that half the queue is still there for labelers while it samples."""
+    full = min(batch_prompts, (depth + 1) // 2)
+    return full if depth - queued >= full else 0
+
+
 class PairSampler:
     """Keeps up to `depth` pairs sampled from the serving policy, generating `batch_prompts` prompts at a time."""
 
@@ -60,12 +71,17 @@ class PairSampler:
         self._cond = threading.Condition()
         self._epoch = 0  # bumped by invalidate(); batches started under an older epoch are dropped
         self._stop = False
+        self._handover_lock = threading.Lock()  # one handover at a time, from its first batch to the new queue
         self._handing_over = False
+        self._in_flight = False  # the background sampler is sampling a batch
         self._thread: threading.Thread | None = None
         self._rng = random.Random(seed)
         self.last_error: str | None = None
 
     # -- public ---------------------------------------------------------------------------------------
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="pair-sampler", daemon=True)
         self._thread.start()
@@ -79,12 +95,16 @@ class PairSampler:
 
     def take(self, timeout: float = 300.0) -> Pair:
         """The next pair, sides randomized. With the queue empty, wait for the sampler's batch in flight
-        rather than generating a second one beside it; without a running sampler, generate on the spot."""
+        rather than generating a second one beside it; without a running sampler, or while its last batch
+        failed and it is not retrying yet, generate on the spot (which shows the error, if it persists)."""
         if self.store.count_prompts() == 0:
             raise RuntimeError("No prompts to label: add a prompt or import a prompt file first.")
         with self._cond:
-            if not self._queue and self._thread is not None and self._thread.is_alive():
-                self._cond.wait_for(lambda: self._queue or self._stop or self.last_error, timeout)
+            if not self._queue and self.running():
+                # an error counts only until the sampler retries: then its batch is worth waiting for
+                self._cond.wait_for(
+                    lambda: self._queue or self._stop or (self.last_error and not self._in_flight), timeout
+                )
             pair = self._queue.popleft() if self._queue else None
             self._cond.notify_all()
         if pair is None:
@@ -114,31 +134,35 @@ class PairSampler:
             self._cond.notify_all()
 
     def handover(self, version: str, swap) -> None:
-        """Make `version` serve without emptying the queue: sample a batch from it first, then call `swap()`
-        (which makes it serve) and replace the queued pairs with the new batch. With `keep_stale`, or no
-        background sampler running, or if that batch fails, just swap and `invalidate()`."""
-        pairs: list[Pair] = []
-        if not self.keep_stale and self._thread is not None and self._thread.is_alive():
+        """Make `version` serve without emptying the queue: sample a first batch from it while the current
+        version keeps serving, then call `swap()` (which makes it serve) and replace the queued pairs with that
+        batch. Handovers run one at a time, start to finish, so the last to run serves and the queue holds its
+        pairs. If the batch fails, nothing is swapped (ValueError); if `swap()` raises, it must leave the
+        current version serving, and its queue is kept. With `keep_stale`, or no background sampler running,
+        just swap and `invalidate()`."""
+        with self._handover_lock:
+            if self.keep_stale or not self.running():
+                swap()
+                self.invalidate()
+                return
             with self._cond:
-                busy = {p.prompt_id for p in self._queue}
+                busy, epoch = {p.prompt_id for p in self._queue}, self._epoch
                 self._handing_over = True  # the background sampler starts no batch until the swap
             try:
-                pairs = self._sample(min(self.depth, self.batch_prompts), exclude=busy, version=version)
-            except Exception as err:  # swap anyway; the background sampler refills as after any invalidate
-                log.exception("sampling from %s before the swap failed", version)
-                self.last_error = f"Sampling failed: {err}"
-        swapped = False
-        try:
-            swap()
-            swapped = True
-        finally:
-            with self._cond:  # re-entrant: the flag and the queue change together
-                self._handing_over = False
-                if pairs and swapped:
-                    self._replace_queue(pairs)
-                self._cond.notify_all()
-        if not pairs:
-            self.invalidate()
+                try:
+                    pairs = self._sample(min(self.depth, self.batch_prompts), exclude=busy, version=version)
+                except Exception as err:
+                    raise ValueError(
+                        f"{version} could not sample pairs ({err}), so {self.server.version} keeps serving. "
+                        f"Check {version}'s adapter, or serve another version."
+                    ) from err
+                swap()
+                with self._cond:  # new settings while sampling (invalidate() bumped the epoch) make them stale
+                    self._replace_queue(pairs if epoch == self._epoch else [])
+            finally:
+                with self._cond:
+                    self._handing_over = False
+                    self._cond.notify_all()
 
     def queued(self) -> int:
         with self._cond:
@@ -146,21 +170,25 @@ class PairSampler:
 
     # -- background -----------------------------------------------------------------------------------
     def _run(self) -> None:
+        def batch() -> int:
+            return 0 if self._handing_over else next_batch_prompts(len(self._queue), self.depth, self.batch_prompts)
+
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._stop or (len(self._queue) < self.depth and not self._handing_over))
+                self._cond.wait_for(lambda: self._stop or batch() > 0)
                 if self._stop:
                     return
-                epoch, room = self._epoch, self.depth - len(self._queue)
+                epoch, n_prompts = self._epoch, batch()
                 busy = {p.prompt_id for p in self._queue}
+                self._in_flight = True
+            error = None
             try:
-                pairs = self._sample(min(room, self.batch_prompts), exclude=busy)
-                self.last_error = None
+                pairs = self._sample(n_prompts, exclude=busy)
             except Exception as err:  # keep serving labelers; show the error in the UI
                 log.exception("sampling failed")
-                self.last_error = f"Sampling failed: {err}"
-                pairs = []
+                pairs, error = [], f"Sampling failed: {err}"
             with self._cond:
+                self._in_flight, self.last_error = False, error
                 if epoch == self._epoch:
                     self._queue.extend(pairs)
                 self._cond.notify_all()  # wakes labelers waiting for a pair, or for the error to show them

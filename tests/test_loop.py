@@ -3,13 +3,17 @@
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 
 from labeling.loop import Loop
 from labeling.policy import PolicyServer, SamplingSettings
-from labeling.sampler import PairSampler
-from storage import Store
+from labeling.sampler import PairSampler, next_batch_prompts
+from storage import Store, StoreError
 from training.config import DPOConfig
 from training.round import TrainingError
 from training.rounds import RoundRunner, train_round
@@ -235,3 +239,146 @@ def test_a_failing_sampler_shows_its_error_instead_of_keeping_labelers_waiting(l
         loop.next_pair()
     assert time.monotonic() - start < 30
     assert "the model fell over" in loop.sampler.last_error
+
+
+class RecordingServer(PolicyServer):
+    """A real PolicyServer that records who asked for each batch, and runs a test's hooks on the way."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = []  # (asking thread's name, number of prompts)
+        self.before_generate = lambda call: None  # given the call's number, in the asking thread
+        self.after_serve = lambda version: None
+
+    def generate(self, prompts, n, settings, version=None):
+        self.calls.append((threading.current_thread().name, len(prompts)))
+        self.before_generate(len(self.calls))
+        return super().generate(prompts, n, settings, version)
+
+    def serve(self, version, adapter_path=None):
+        super().serve(version, adapter_path)
+        self.after_serve(version)
+
+
+@pytest.fixture
+def make_loop(tiny_model_dir):
+    made = []
+
+    def make(depth: int, batch_prompts: int) -> Loop:
+        store = Store(":memory:")
+        store.add_prompts([f"Tell me about topic {i}." for i in range(12)], source="test")
+        sampler = PairSampler(store, RecordingServer(str(tiny_model_dir), device="cpu"), depth, batch_prompts, seed=0)
+        sampler.set_settings(SamplingSettings(max_new_tokens=8))
+        made.append(Loop(store, sampler.server, sampler))
+        return made[-1]
+
+    yield make
+    for loop in made:
+        loop.sampler.stop()
+        loop.store.close()
+
+
+def wait_queued(sampler: PairSampler, n: int) -> None:
+    with sampler._cond:
+        assert sampler._cond.wait_for(lambda: len(sampler._queue) >= n, timeout=60)
+
+
+def queued_versions(sampler: PairSampler) -> set[str]:
+    with sampler._cond:
+        return {p.version for p in sampler._queue}
+
+
+def trained_round(loop: Loop, tiny_model_dir, runs_dir):
+    label(loop, 10)
+    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
+    return train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=runs_dir, device="cpu")
+
+
+def test_concurrent_serves_run_one_after_another_and_end_consistent(make_loop, tiny_model_dir, tmp_path):
+    """A round's serve and a Serve click at once: the server, the store and the queue all end on the last one."""
+    loop = make_loop(depth=4, batch_prompts=2)
+    finished = trained_round(loop, tiny_model_dir, tmp_path)
+    loop.sampler.start()
+    wait_queued(loop.sampler, 4)
+    first_swapped, second_done = threading.Event(), threading.Event()
+
+    def pause_first(version):  # between the first serve's swap and its queue's replacement
+        if version == finished.version:
+            first_swapped.set()
+            second_done.wait(timeout=2)  # serves run one at a time, so the second one cannot finish meanwhile
+
+    loop.server.after_serve = pause_first
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(loop.serve, finished.version)
+        assert first_swapped.wait(60)
+        second = pool.submit(lambda: (loop.serve("base"), second_done.set()))
+        first.result(), second.result()
+    assert loop.server.version == "base" == loop.store.get_serving()
+    assert queued_versions(loop.sampler) == {"base"}
+
+
+def test_a_failed_store_write_keeps_the_previous_version_serving_with_its_pairs(make_loop, tiny_model_dir, tmp_path):
+    loop = make_loop(depth=4, batch_prompts=2)
+    finished = trained_round(loop, tiny_model_dir, tmp_path)
+    loop.sampler.start()
+    wait_queued(loop.sampler, 4)
+    loop.store._con.execute("ALTER TABLE settings RENAME TO settings_away")  # set_serving's write fails
+    with pytest.raises(StoreError, match="Could not record round_001 as the serving version, so base keeps serving"):
+        loop.serve(finished.version)
+    loop.store._con.execute("ALTER TABLE settings_away RENAME TO settings")
+    assert loop.server.version == "base" == loop.store.get_serving()
+    assert queued_versions(loop.sampler) == {"base"} and loop.next_pair().version == "base"
+    loop.serve(finished.version)
+    assert loop.server.version == "round_001" == loop.store.get_serving() == loop.next_pair().version
+
+
+def test_a_version_that_cannot_sample_is_not_served(make_loop, tiny_model_dir, tmp_path):
+    loop = make_loop(depth=4, batch_prompts=2)
+    finished = trained_round(loop, tiny_model_dir, tmp_path)
+    weights_file = Path(finished.adapter_path) / "adapter_model.safetensors"
+    weights = load_file(weights_file)
+    save_file({k: torch.full_like(v, float("nan")) for k, v in weights.items()}, weights_file)  # top-p draw fails
+    loop.sampler.start()
+    wait_queued(loop.sampler, 4)
+    with pytest.raises(ValueError, match="round_001 could not sample pairs .*so base keeps serving"):
+        loop.serve(finished.version)
+    assert loop.server.version == "base" == loop.store.get_serving()
+    assert queued_versions(loop.sampler) == {"base"} and loop.next_pair().version == "base"
+
+
+def test_after_a_failed_batch_labelers_wait_for_the_retry_instead_of_sampling_beside_it(make_loop):
+    loop = make_loop(depth=2, batch_prompts=1)
+    retrying, beside = threading.Event(), threading.Event()
+
+    def script(call):
+        if threading.current_thread().name != "pair-sampler":
+            beside.set()
+        elif call == 1:
+            raise RuntimeError("the model fell over")
+        elif call == 2:
+            retrying.set()
+            beside.wait(timeout=1)  # a labeler sampling beside this batch shows up meanwhile
+
+    loop.server.before_generate = script
+    loop.sampler.start()
+    assert retrying.wait(60)
+    assert "the model fell over" in loop.sampler.last_error, "the retry has not finished yet"
+    assert loop.next_pair().version == "base"
+    assert not beside.is_set() and {name for name, _ in loop.server.calls} == {"pair-sampler"}
+    assert loop.sampler.last_error is None
+
+
+def test_batches_wait_for_room_for_all_their_prompts():
+    assert [next_batch_prompts(queued, 8, 4) for queued in range(9)] == [4, 4, 4, 4, 4, 0, 0, 0, 0]
+    assert [next_batch_prompts(queued, 3, 4) for queued in range(4)] == [2, 2, 0, 0], "capped at half the depth"
+    assert [next_batch_prompts(queued, 2, 4) for queued in range(3)] == [1, 1, 0]
+
+
+def test_a_take_from_a_full_queue_starts_no_one_prompt_batch(make_loop):
+    loop = make_loop(depth=8, batch_prompts=4)
+    loop.sampler.start()
+    wait_queued(loop.sampler, 8)
+    for _ in range(4):
+        loop.next_pair()
+    wait_queued(loop.sampler, 8)
+    assert loop.server.calls == [("pair-sampler", 4)] * 3

@@ -3,6 +3,8 @@ static-cache backend (fixed shapes, compiled step, adapters hot-swapped into one
 `generate` does."""
 
 import importlib.util
+import json
+import threading
 
 import pytest
 import torch
@@ -18,6 +20,7 @@ from labeling.policy import (
     SamplingSettings,
     bucket_length,
     chat_text,
+    check_vllm_adapter,
     open_policy_server,
 )
 from training.config import DPOConfig
@@ -74,6 +77,46 @@ def test_unknown_version_is_refused(tiny_model_dir):
     server = PolicyServer(str(tiny_model_dir), device="cpu")
     with pytest.raises(ValueError, match="not loaded"):
         server.generate(["Hi"], n=1, settings=SamplingSettings(max_new_tokens=2), version="round_009")
+
+
+def test_generation_runs_on_one_worker_thread_and_its_errors_reach_the_caller(tiny_model_dir):
+    """CUDA graphs are recorded per thread: every caller's batch runs on the server's one worker thread."""
+    server = PolicyServer(str(tiny_model_dir), device="cpu")
+    forward_threads = set()
+    hook = server.model.register_forward_pre_hook(lambda module, args: forward_threads.add(threading.get_ident()))
+    settings = SamplingSettings(max_new_tokens=3)
+    callers = [threading.Thread(target=server.generate, args=(["Hi"], 2, settings)) for _ in range(3)]
+    for caller in callers:
+        caller.start()
+    server.generate(["Hi"], 2, settings)
+    for caller in callers:
+        caller.join()
+    hook.remove()
+    assert forward_threads == {server._worker.thread.ident}
+    assert server._worker.thread.daemon, "an idle worker does not keep the process alive"
+
+    def fall_over(module, args):
+        raise RuntimeError("the forward pass fell over")
+
+    hook = server.model.register_forward_pre_hook(fall_over)
+    with pytest.raises(RuntimeError, match="the forward pass fell over"):
+        server.generate(["Hi"], 1, settings)
+    hook.remove()
+    assert len(server.generate(["Hi"], 1, settings)[0]) == 1, "the worker and the lock outlive an error"
+
+
+def test_vllm_refuses_an_adapter_above_its_max_lora_rank(adapters, tmp_path):
+    adapter = adapters["round_001"]
+    rank = json.loads((adapter / "adapter_config.json").read_text())["r"]
+    check_vllm_adapter(adapter, max_lora_rank=rank)
+    limit = rank // 2
+    what_to_do = f"train rounds with lora_r <= {limit}, or restart the server with max_lora_rank >= {rank}"
+    with pytest.raises(
+        ValueError, match=rf"rank {rank}, above this vLLM server's max_lora_rank \({limit}\): {what_to_do}"
+    ):
+        check_vllm_adapter(adapter, max_lora_rank=limit)
+    with pytest.raises(ValueError, match="has no adapter_config.json"):
+        check_vllm_adapter(tmp_path, max_lora_rank=64)
 
 
 @pytest.mark.parametrize(("backend", "expected"), [("auto", "eager"), ("eager", "eager"), ("static", "static")])
