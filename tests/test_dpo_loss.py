@@ -60,14 +60,15 @@ def test_preference_metrics_count_strict_wins():
 
 
 def test_kto_starts_at_one_half_and_rewards_follow_the_labels():
-    from training.loss import kto_loss, kto_metrics
+    from training.loss import kto_kl, kto_loss, kto_metrics
 
     logps = torch.tensor([-3.0, -4.0, -5.0])
     desirable = torch.tensor([True, False, True])
-    losses, rewards, kl = kto_loss(logps, logps, desirable, logps, logps, beta=0.1)
+    kl = kto_kl(logps, logps)
+    losses, rewards = kto_loss(logps, logps, desirable, kl, beta=0.1)
     assert torch.allclose(losses, torch.full((3,), 0.5)) and kl.item() == 0.0
     policy = torch.tensor([-2.0, -6.0, -5.0])  # 👍 up, 👎 down, 👍 unchanged
-    losses, rewards, kl = kto_loss(policy, logps, desirable, logps, logps, beta=1.0)
+    losses, rewards = kto_loss(policy, logps, desirable, kl, beta=1.0)
     assert losses[0] < 0.5 and losses[1] < 0.5 and losses[2] == pytest.approx(0.5)
     assert rewards.tolist() == pytest.approx([1.0, -2.0, 0.0])
     metrics = kto_metrics(rewards, desirable)
@@ -75,10 +76,12 @@ def test_kto_starts_at_one_half_and_rewards_follow_the_labels():
 
 
 def test_kto_kl_estimate_is_clamped_and_shifts_the_reference_point():
-    from training.loss import kto_loss
+    from training.loss import kto_kl, kto_loss
 
     logps, desirable = torch.tensor([-3.0]), torch.tensor([True])
-    below, _, kl_below = kto_loss(logps, logps, desirable, torch.tensor([-9.0]), torch.tensor([-3.0]), beta=1.0)
-    above, _, kl_above = kto_loss(logps, logps, desirable, torch.tensor([-1.0]), torch.tensor([-3.0]), beta=1.0)
+    kl_below = kto_kl(torch.tensor([-9.0]), torch.tensor([-3.0]))
+    kl_above = kto_kl(torch.tensor([-1.0, -2.0]), torch.tensor([-3.0, -4.0]))
     assert kl_below.item() == 0.0 and kl_above.item() == pytest.approx(2.0)
+    below, _ = kto_loss(logps, logps, desirable, kl_below, beta=1.0)
+    above, _ = kto_loss(logps, logps, desirable, kl_above, beta=1.0)
     assert below.item() == pytest.approx(0.5) and above.item() == pytest.approx(1 - 1 / (1 + math.exp(2.0)))

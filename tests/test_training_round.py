@@ -264,6 +264,45 @@ def test_gradient_accumulation_8x1_equals_1x8(tiny_model_dir):
         torch.testing.assert_close(grad, grads[1][name], atol=1e-6, rtol=1e-4)
 
 
+def test_kto_step_is_the_same_for_any_micro_batch(tiny_model_dir):
+    """The KL reference point is estimated over the whole step, so one example per pass gives the loss and LoRA
+    gradients of one pass over all eight."""
+    from peft import LoraConfig, get_peft_model
+
+    from training.data import as_kto_examples, tokenize_examples
+    from training.round import _BatchLogps, _step
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    torch.manual_seed(0)
+    policy = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+    )
+    with torch.no_grad():
+        for name, param in policy.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.3)
+    examples = as_kto_examples(taste_pairs(4))
+    items = tokenize_examples(tokenizer, examples, 256, 128, seed=0)
+    desirable = torch.tensor([e.desirable for e in examples])
+    with torch.no_grad(), policy.disable_adapter():
+        ref_logps, ref_kl_logps = _BatchLogps(policy, tokenizer.pad_token_id, "cpu", 8)(items)
+    # A random adapter lowers every log-prob, which would clamp any KL estimate to 0: shift the mismatched rows'
+    # reference so their log-ratios spread around a positive mean, and each row alone would give another estimate.
+    ref = (ref_logps, ref_kl_logps - torch.linspace(0.0, 1.0, 8))
+    losses, grads = [], []
+    for micro in (8, 1):
+        policy.zero_grad()
+        config = DPOConfig(loss_type="kto", beta=1.0, batch_size=8, micro_batch=micro)
+        batch_logps = _BatchLogps(policy, tokenizer.pad_token_id, "cpu", micro)
+        losses.append(_step(policy, items, (*ref, desirable), list(range(8)), config, batch_logps, None)["loss"])
+        grads.append({n: p.grad.clone() for n, p in policy.named_parameters() if p.requires_grad})
+    assert losses[0] == pytest.approx(losses[1], abs=1e-6)
+    assert abs(losses[0] - 0.5) > 1e-3, "the test needs a policy that differs from the reference"
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grad, grads[1][name], atol=1e-6, rtol=1e-4)
+
+
 def test_kto_round_learns_from_pairs_and_both_bad_votes(tiny_model_dir, tmp_path):
     from training.data import TrainingExample
 

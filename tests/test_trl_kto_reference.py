@@ -28,7 +28,7 @@ from training.data import (  # noqa: E402
     tokenize_pair,
 )
 from training.logps import completion_logps  # noqa: E402
-from training.loss import kto_loss  # noqa: E402
+from training.loss import kto_kl, kto_loss  # noqa: E402
 from training.model import load_tokenizer  # noqa: E402
 from training.round import _BatchLogps, _step  # noqa: E402
 
@@ -138,8 +138,8 @@ def our_batch(tokenizer, b: int):
 
 
 def our_logps(model, tokenizer, b: int):
-    """(policy, policy_kl, ref, ref_kl, desirable) for batch b. As in a round, the policy's completion and KL rows
-    share one forward with gradients; kto_loss keeps the KL estimate out of back-propagation."""
+    """(policy, policy_kl, ref, ref_kl, desirable) for batch b, the policy's in one forward with gradients;
+    kto_kl keeps the KL estimate out of back-propagation."""
     rows, desirable = our_batch(tokenizer, b)
     batch = collate(rows, tokenizer.pad_token_id)
     inputs = (batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
@@ -152,7 +152,8 @@ def our_logps(model, tokenizer, b: int):
 def our_losses(model, tokenizer, b: int, setting):
     beta, desirable_weight, undesirable_weight = setting
     policy, policy_kl, ref, ref_kl, desirable = our_logps(model, tokenizer, b)
-    return kto_loss(policy, ref, desirable, policy_kl, ref_kl, beta, desirable_weight, undesirable_weight)
+    kl = kto_kl(policy_kl, ref_kl)
+    return (*kto_loss(policy, ref, desirable, kl, beta, desirable_weight, undesirable_weight), kl)
 
 
 def trl_policy_logps(model, batch) -> torch.Tensor:

@@ -62,13 +62,15 @@ def _template_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) 
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def collate(pairs: Sequence[TokenizedPair], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded batch of 2B rows: the B chosen sequences, then the B rejected ones.
+def collate(
+    pairs: Sequence[TokenizedPair], pad_token_id: int, sides: Sequence[str] = ("chosen", "rejected")
+) -> dict[str, torch.Tensor]:
+    """Right-padded batch of 2B rows: the B chosen sequences, then the B rejected ones (or only `sides`).
 
     Returns input_ids, attention_mask and completion_mask, each (2B, T); completion_mask marks the
     completion tokens whose log-probabilities are summed.
     """
-    rows = [(p.prompt_ids, p.chosen_ids) for p in pairs] + [(p.prompt_ids, p.rejected_ids) for p in pairs]
+    rows = [(p.prompt_ids, getattr(p, f"{side}_ids")) for side in sides for p in pairs]
     width = max(len(prompt) + len(completion) for prompt, completion in rows)
     input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((len(rows), width), dtype=torch.long)

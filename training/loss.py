@@ -59,31 +59,38 @@ def preference_metrics(chosen_rewards: torch.Tensor, rejected_rewards: torch.Ten
     }
 
 
+def kto_kl(policy_kl_logps: torch.Tensor, ref_kl_logps: torch.Tensor) -> torch.Tensor:
+    """KTO's reference point (Ethayarajh et al. 2024, eq. 8): an estimate of KL(π‖π_ref).
+
+    policy_kl_logps, ref_kl_logps: (n,) log-probs of mismatched completions (another example's answer to each
+    prompt). Returns their mean log-ratio, a scalar clamped at 0 and not back-propagated, as in the paper. Take
+    it over all of an optimizer step's examples, as TRL does, so that it does not depend on how the step is
+    split into micro-batches or processes.
+    """
+    return (policy_kl_logps - ref_kl_logps).mean().clamp(min=0).detach()
+
+
 def kto_loss(
     policy_logps: torch.Tensor,
     ref_logps: torch.Tensor,
     desirable: torch.Tensor,
-    policy_kl_logps: torch.Tensor,
-    ref_kl_logps: torch.Tensor,
+    kl: torch.Tensor,
     beta: float,
     desirable_weight: float = 1.0,
     undesirable_weight: float = 1.0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """KTO (Ethayarajh et al. 2024, eq. 8) for unpaired 👍 / 👎 completions.
 
-    policy_logps, ref_logps, desirable (bool): (batch,), one completion each. policy_kl_logps, ref_kl_logps:
-    (batch,) log-probs of mismatched completions (another example's answer to this prompt), whose mean
-    log-ratio estimates KL(π‖π_ref); the estimate is clamped at 0 and not back-propagated, as in the paper.
-    Returns (losses (batch,), rewards (batch,) = β·log-ratio detached, kl (scalar)).
+    policy_logps, ref_logps, desirable (bool): (batch,), one completion each; kl: the scalar from `kto_kl`.
+    Returns (losses (batch,), rewards (batch,) = β·log-ratio detached).
     """
-    kl = (policy_kl_logps - ref_kl_logps).mean().clamp(min=0).detach()
     logratios = policy_logps - ref_logps
     losses = torch.where(
         desirable,
         desirable_weight * (1 - torch.sigmoid(beta * (logratios - kl))),
         undesirable_weight * (1 - torch.sigmoid(beta * (kl - logratios))),
     )
-    return losses, beta * logratios.detach(), kl
+    return losses, beta * logratios.detach()
 
 
 def kto_metrics(rewards: torch.Tensor, desirable: torch.Tensor) -> dict[str, float]:

@@ -37,7 +37,7 @@ from training.data import (
     tokenize_pair,
 )
 from training.logps import completion_logps
-from training.loss import dpo_loss, kto_loss, kto_metrics, preference_metrics
+from training.loss import dpo_loss, kto_kl, kto_loss, kto_metrics, preference_metrics
 from training.memory import GIB, MemoryPlanError, ModelShape, free_memory_budget, plan_memory
 from training.model import cpu_has_native_bf16, default_device, load_model, load_tokenizer, resolve_quantization
 
@@ -226,8 +226,12 @@ def uses_bf16(device: str, compute_dtype: str, quantization: str) -> bool:
     return isinstance(compute_autocast(device, compute_dtype, quantization), torch.autocast)
 
 
+SIDES = ("chosen", "rejected")
+
+
 class _BatchLogps:
-    """Completion log-probs of tokenized pairs, in micro-batches: returns (chosen (n,), rejected (n,))."""
+    """Completion log-probs of tokenized pairs, in micro-batches: returns (chosen (n,), rejected (n,)), or one
+    (n,) tensor per side asked for."""
 
     def __init__(
         self,
@@ -245,17 +249,17 @@ class _BatchLogps:
         self.should_stop = should_stop
         self.compute_dtype, self.quantization = compute_dtype, quantization
 
-    def forward(self, items: Sequence[TokenizedPair]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        batch = {k: v.to(self.device) for k, v in collate(items, self.pad_token_id).items()}
+    def forward(self, items: Sequence[TokenizedPair], sides=SIDES) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log-probs, completion lengths), each (len(sides) · len(items),): all items' first side, then the next."""
+        batch = {k: v.to(self.device) for k, v in collate(items, self.pad_token_id, sides).items()}
         with compute_autocast(self.device, self.compute_dtype, self.quantization):
             logps = completion_logps(self.policy, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
-        chosen, rejected = logps.chunk(2)
-        lengths = batch["completion_mask"].sum(dim=1).float()
-        return chosen, rejected, lengths
+        return logps, batch["completion_mask"].sum(dim=1).float()
 
     @torch.no_grad()
-    def __call__(self, items: Sequence[TokenizedPair]) -> tuple[torch.Tensor, torch.Tensor]:
-        """All items' log-probs; with several processes each computes every world.size-th item, then all share.
+    def __call__(self, items: Sequence[TokenizedPair], sides=SIDES) -> tuple[torch.Tensor, ...]:
+        """All items' log-probs, one (n,) tensor per side; with several processes each computes every
+        world.size-th item, then all share.
 
         Items go through in order of length, so each micro-batch pads little; results come back in item order.
         """
@@ -265,10 +269,10 @@ class _BatchLogps:
         for i in range(0, len(mine), self.batch_size):
             _check_cancelled(self.should_stop)
             idx = mine[i : i + self.batch_size]
-            chosen, rejected, _ = self.forward([items[j] for j in idx])
-            rows += zip(idx, chosen.tolist(), rejected.tolist(), strict=True)
+            logps, _ = self.forward([items[j] for j in idx], sides)
+            rows += zip(idx, *(side.tolist() for side in logps.chunk(len(sides))), strict=True)
         rows = sorted(distributed.gather(rows, w))
-        return torch.tensor([r[1] for r in rows]), torch.tensor([r[2] for r in rows])
+        return tuple(torch.tensor([r[k] for r in rows]) for k in range(1, len(sides) + 1))
 
 
 def _check_cancelled(should_stop: Callable[[], bool] | None) -> None:
@@ -280,7 +284,8 @@ def _check_cancelled(should_stop: Callable[[], bool] | None) -> None:
 def _score(policy_logps, ref_logps, config: DPOConfig, desirable: torch.Tensor | None) -> dict:
     """Implicit-reward metrics of a set of pairs (DPO) or of 👍 / 👎 examples (KTO)."""
     if desirable is not None:
-        _, rewards, _ = kto_loss(policy_logps[0], ref_logps[0], desirable, policy_logps[1], ref_logps[1], config.beta)
+        kl = kto_kl(policy_logps[1], ref_logps[1])
+        _, rewards = kto_loss(policy_logps[0], ref_logps[0], desirable, kl, config.beta)
         return kto_metrics(rewards, desirable)
     _, chosen_rewards, rejected_rewards = dpo_loss(*policy_logps, *ref_logps, beta=config.beta, loss_type="sigmoid")
     return preference_metrics(chosen_rewards, rejected_rewards)
@@ -380,23 +385,28 @@ def _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_st
     mine = step_idx[w.rank :: w.size]  # this process's share; gradients are summed across processes
     losses, first, second = [], [], []
     micro = config.micro_batch or config.batch_size
+    kto = desirable is not None
+    if kto:
+        # One KL estimate over the whole step (every process's examples, as TRL gathers it), so it does not depend on
+        # the micro-batch size or the number of processes. It takes no gradient, so the mismatched rows go through
+        # the model once per step without one, and the micro-batches below carry only the examples' completions.
+        (policy_kl,) = batch_logps([train_tok[j] for j in step_idx], sides=("rejected",))
+        kl = kto_kl(policy_kl, ref_rejected[step_idx])
     for i in range(0, len(mine), micro):
         _check_cancelled(should_stop)
         idx = mine[i : i + micro]
-        chosen, rejected, lengths = batch_logps.forward([train_tok[j] for j in idx])
-        device = chosen.device
-        ref_c, ref_r = ref_chosen[idx].to(device), ref_rejected[idx].to(device)
-        if desirable is not None:
+        logps, lengths = batch_logps.forward([train_tok[j] for j in idx], ("chosen",) if kto else SIDES)
+        device = logps.device
+        if kto:
             labels = desirable[idx].to(device)
-            loss, rewards, _ = kto_loss(chosen, ref_c, labels, rejected, ref_r, beta=config.beta)
+            loss, rewards = kto_loss(logps, ref_chosen[idx].to(device), labels, kl.to(device), beta=config.beta)
             first.append(rewards.cpu())
             second.append(labels.cpu())
         else:
             loss, cr, rr = dpo_loss(
-                chosen,
-                rejected,
-                ref_c,
-                ref_r,
+                *logps.chunk(2),
+                ref_chosen[idx].to(device),
+                ref_rejected[idx].to(device),
                 beta=config.beta,
                 loss_type=config.loss_type,
                 label_smoothing=config.label_smoothing,
@@ -414,7 +424,7 @@ def _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_st
         losses.append(loss.detach().cpu())
     parts = distributed.gather([(torch.cat(losses), torch.cat(first), torch.cat(second))] if losses else [], w)
     losses, first, second = (torch.cat([p[k] for p in parts]) for k in range(3))
-    metrics = kto_metrics if desirable is not None else preference_metrics
+    metrics = kto_metrics if kto else preference_metrics
     return {"loss": losses.mean().item()} | metrics(first, second)
 
 
