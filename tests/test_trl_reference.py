@@ -78,6 +78,51 @@ def our_loss(tokenizer, model):
     return losses.mean()
 
 
+def our_sequence_logps(tokenizer, model):
+    """(policy_chosen, policy_rejected, ref_chosen, ref_rejected) log-probs, each (len(PAIRS),)."""
+    batch = collate([tokenize_pair(tokenizer, p, 512, 256) for p in PAIRS], tokenizer.pad_token_id)
+    inputs = (batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+    with torch.no_grad():
+        with model.disable_adapter():
+            ref = completion_logps(model, *inputs)
+        policy = completion_logps(model, *inputs)
+    return (*policy.chunk(2), *ref.chunk(2))
+
+
+def trl_policy_logps(model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chosen and rejected log-probs as DPOTrainer's loss computes them: its fused LM head over the batch of
+    [chosen rows, rejected rows], summed over completion tokens."""
+    labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)
+    out = model(
+        input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=labels, fused_lm_head=True
+    )
+    return out.log_probs[:, -(inputs["input_ids"].size(1) - 1) :].sum(-1).chunk(2)
+
+
+def test_sequence_logps_match_trl(setup):
+    """Policy and reference log-probs of every chosen and rejected completion, pair by pair."""
+    tokenizer, model, trainer = setup
+    inputs = trainer.data_collator([trainer.train_dataset[i] for i in range(len(PAIRS))])
+    policy_chosen, policy_rejected, ref_chosen, ref_rejected = our_sequence_logps(tokenizer, model)
+    with torch.no_grad():
+        their_chosen, their_rejected = trl_policy_logps(model, inputs)
+        their_ref_chosen, their_ref_rejected = trainer.compute_ref_log_probs(model, inputs)
+        trainer._metrics["train"].clear()
+        trainer.compute_loss(model, inputs)
+    for ours, theirs in (
+        (policy_chosen, their_chosen),
+        (policy_rejected, their_rejected),
+        (ref_chosen, their_ref_chosen),
+        (ref_rejected, their_ref_rejected),
+    ):
+        torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+    # The loss itself logs the mean policy log-probs it used: the rows above are the ones it trains on.
+    logged = trainer._metrics["train"]
+    assert policy_chosen.mean().item() == pytest.approx(logged["logps/chosen"][-1], abs=1e-4)
+    assert policy_rejected.mean().item() == pytest.approx(logged["logps/rejected"][-1], abs=1e-4)
+    assert (policy_chosen - ref_chosen).abs().max() > 0.05, "the test needs a policy that differs from the reference"
+
+
 def lora_grads(model):
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
