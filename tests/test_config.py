@@ -23,6 +23,16 @@ def test_bad_values_are_refused_with_what_to_do(field, value, message):
         DPOConfig(**{field: value})
 
 
+@pytest.mark.parametrize("loss_type", ["ipo", "hinge", "kto"])
+def test_label_smoothing_is_refused_outside_the_sigmoid_loss(loss_type):
+    with pytest.raises(
+        ValueError, match=f"label_smoothing applies to loss_type 'sigmoid'.*set it to 0 for '{loss_type}'"
+    ):
+        DPOConfig(loss_type=loss_type, label_smoothing=0.1)
+    assert DPOConfig(loss_type=loss_type).label_smoothing == 0
+    assert DPOConfig(loss_type="sigmoid", label_smoothing=0.1).label_smoothing == 0.1
+
+
 def test_config_round_trips_through_a_dict():
     config = DPOConfig(beta=0.3, target_modules=("q_proj", "v_proj"))
     assert DPOConfig.from_dict(config.to_dict()) == config

@@ -45,7 +45,8 @@ class DPOConfig:
     )
     loss_type: str = field(default="sigmoid", metadata={"help": f"One of {LOSS_TYPES}."})
     label_smoothing: float = field(
-        default=0.0, metadata={"help": "Conservative DPO: assumed label-noise rate in [0, 0.5)."}
+        default=0.0,
+        metadata={"help": "Conservative DPO: assumed label-noise rate in [0, 0.5); sigmoid loss only."},
     )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
@@ -108,6 +109,11 @@ class DPOConfig:
         )
         _check(self.loss_type in LOSS_TYPES, f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
         _check(0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}")
+        _check(
+            self.label_smoothing == 0 or self.loss_type == "sigmoid",
+            f"label_smoothing applies to loss_type 'sigmoid' (conservative DPO) only; set it to 0 for "
+            f"{self.loss_type!r}, or use loss_type 'sigmoid', got label_smoothing={self.label_smoothing}",
+        )
         _check(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         _check(0 <= self.heldout_fraction < 1, f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
         _check(
