@@ -4,9 +4,10 @@
     python -m bench.dpo_vs_trl --model 1.7b --pairs 256         # CUDA: random-init llama of that shape, NF4 base
     python -m bench.dpo_vs_trl --model 8b --pairs 128 --memory-limit-gib 24   # does an 8B round fit a 24 GB card?
 
-Prints a table and, last, one JSON line; a variant that runs out of memory is printed as such and its figures
-are null. `ours_ungrouped` is our round without length grouping (steps of randomly mixed lengths, as TRL
-batches them), to show what grouping buys. pairs/s counts pairs trained per second of the whole round:
+Prints a table and our speed relative to TRL's, then, last, one JSON line; a variant that runs out of memory
+is printed as such and its figures are null; `ours_retried` says our round ran out of memory once and finished
+with half the micro-batch. `ours_ungrouped` is our round without length grouping (steps of randomly mixed
+lengths, as TRL batches them), to show what grouping buys. pairs/s counts pairs trained per second of the whole round:
 reference log-probs, every step, and (for ours) writing the adapter. Peak memory is CUDA's max allocated, or
 on CPU the peak resident-set growth sampled every 5 ms. The tokenizer is the default model's (49,152 tokens).
 Both compute in the same dtype: bf16 (autocast) on CUDA and on CPUs that multiply bf16 natively, else fp32.
@@ -30,7 +31,7 @@ from training.cli import DEFAULT_MODEL_CACHE
 from training.config import DPOConfig
 from training.data import TrainingPair
 from training.model import prepare_default_model, resolve_quantization
-from training.round import run_round, uses_bf16
+from training.round import TrainingError, run_round, uses_bf16
 
 SHAPES = {  # hidden, layers, heads, kv heads, intermediate
     "tiny": (256, 4, 4, 2, 768),
@@ -71,9 +72,11 @@ def build_model(shape: str, tokenizer_dir: Path, out: Path, device: str) -> Path
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+    # Built in the dtype it is saved in: an 8B model in fp32 would need ~28 GiB on the GPU just to be made. Both
+    # variants load this folder through the same load_model (bf16 on CUDA), so the comparison is unchanged.
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     with torch.device(device):
-        model = LlamaForCausalLM(config).to(dtype)
+        model = LlamaForCausalLM._from_config(config, dtype=dtype)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     del model
@@ -115,7 +118,8 @@ class PeakMemory:
             self.peak_gib = (self._peak - self._base) / 2**30
 
 
-def run_ours(model_dir: Path, pairs, args, device: str, group_by_length: bool = True) -> float:
+def run_ours(model_dir: Path, pairs, args, device: str, group_by_length: bool = True) -> tuple[float, dict]:
+    """Seconds of one round, and whether it had to retry after running out of memory."""
     config = DPOConfig(
         group_by_length=group_by_length,
         batch_size=args.batch_size,
@@ -130,11 +134,11 @@ def run_ours(model_dir: Path, pairs, args, device: str, group_by_length: bool = 
     )
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        run_round(config, pairs, Path(tmp) / "round", model=str(model_dir), device=device)
-        return time.perf_counter() - start
+        result = run_round(config, pairs, Path(tmp) / "round", model=str(model_dir), device=device)
+        return time.perf_counter() - start, {"retried": result.metrics["oom_retry"]}
 
 
-def run_trl(model_dir: Path, pairs, args, device: str, best: bool) -> float:
+def run_trl(model_dir: Path, pairs, args, device: str, best: bool) -> tuple[float, dict]:
     import trl
     from datasets import Dataset
     from peft import LoraConfig
@@ -169,7 +173,12 @@ def run_trl(model_dir: Path, pairs, args, device: str, best: bool) -> float:
             peft_config=lora,
         )
         trainer.train()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, {}
+
+
+def out_of_memory(err: Exception) -> bool:
+    """CUDA out of memory, or our round's error when its retry with half the micro-batch ran out too."""
+    return isinstance(err, torch.OutOfMemoryError) or isinstance(err.__cause__, torch.OutOfMemoryError)
 
 
 def free_memory(device: str) -> None:
@@ -182,16 +191,17 @@ def free_memory(device: str) -> None:
 
 def main(args: argparse.Namespace) -> dict:
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.memory_limit_gib is not None:
-        if device != "cuda":
-            raise SystemExit("--memory-limit-gib caps CUDA memory; this machine has no CUDA GPU.")
-        total = torch.cuda.get_device_properties(0).total_memory / 2**30
-        torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_limit_gib / total))
+    if args.memory_limit_gib is not None and device != "cuda":
+        raise SystemExit("--memory-limit-gib caps CUDA memory; this machine has no CUDA GPU.")
     tokenizer_dir = prepare_default_model(Path(args.model_cache)) if args.tokenizer is None else Path(args.tokenizer)
     pairs = synthetic_pairs(args.pairs, seed=0)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = build_model(args.model, tokenizer_dir, Path(tmp) / "model", device)
+        free_memory(device)
+        if args.memory_limit_gib is not None:  # the cap is for the variants, not for making the model
+            total = torch.cuda.get_device_properties(0).total_memory / 2**30
+            torch.cuda.set_per_process_memory_fraction(min(1.0, args.memory_limit_gib / total))
         variants = {
             "ours": lambda: run_ours(model_dir, pairs, args, device),
             "ours_ungrouped": lambda: run_ours(model_dir, pairs, args, device, group_by_length=False),
@@ -201,16 +211,19 @@ def main(args: argparse.Namespace) -> dict:
         for name, fn in variants.items():
             try:
                 with PeakMemory(device) as memory:
-                    seconds = fn()
-            except torch.OutOfMemoryError:  # a result too: this config does not fit
+                    seconds, notes = fn()
+            except (torch.OutOfMemoryError, TrainingError) as err:  # out of memory is a result too: it does not fit
+                if not out_of_memory(err):
+                    raise
                 results[name] = {"pairs_s": None, "seconds": None, "peak_gib": None}
                 print(f"{name:14s} out of memory", flush=True)
                 free_memory(device)
                 continue
-            results[name] = {"pairs_s": args.pairs / seconds, "seconds": seconds, "peak_gib": memory.peak_gib}
+            results[name] = {"pairs_s": args.pairs / seconds, "seconds": seconds, "peak_gib": memory.peak_gib} | notes
+            retried = "  (out of memory once: retried with half the micro-batch)" if notes.get("retried") else ""
             print(
                 f"{name:14s} {results[name]['pairs_s']:8.2f} pairs/s  {seconds:8.1f} s  "
-                f"peak {memory.peak_gib:6.2f} GiB",
+                f"peak {memory.peak_gib:6.2f} GiB{retried}",
                 flush=True,
             )
             free_memory(device)
@@ -223,6 +236,12 @@ def main(args: argparse.Namespace) -> dict:
         ours, other = results["ours"]["pairs_s"], results[name]["pairs_s"]
         return None if ours is None or other is None else round(ours / other, 3)
 
+    for name in ("trl_default", "trl_best"):
+        speedup = ratio(name)
+        print(
+            f"speedup vs {name:11s} {'n/a' if speedup is None else f'{speedup:.2f}x'} (our pairs/s ÷ theirs)",
+            flush=True,
+        )
     summary = {
         "model": args.model,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
@@ -239,6 +258,8 @@ def main(args: argparse.Namespace) -> dict:
         "trl_best_peak_gib": figure("trl_best", "peak_gib"),
         "speedup_vs_trl_default": ratio("trl_default"),
         "speedup_vs_trl_best": ratio("trl_best"),
+        "ours_retried": results["ours"].get("retried"),
+        "ours_ungrouped_retried": results["ours_ungrouped"].get("retried"),
     }
     print(json.dumps(summary))
     return summary

@@ -74,6 +74,7 @@ def test_round_folder_records_lineage(finished_round):
     assert sorted(ids["train"] + ids["heldout"]) == list(range(12)) and len(ids["heldout"]) == 3
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["history"]) == len(history) == 3 * math.ceil(9 / 4)
+    assert metrics["oom_retry"] is False
     assert not list(out.parent.glob(".*tmp*")), "no temporary folder is left behind"
 
 
@@ -153,6 +154,35 @@ def test_nan_loss_stops_the_round(tiny_model_dir, tmp_path):
     assert not (tmp_path / "round_001").exists()
 
 
+def test_non_finite_weights_after_the_last_step_stop_the_round(tiny_model_dir, tmp_path, monkeypatch):
+    """An overflowing gradient in the last step (every loss finite): clipping makes it NaN, the optimizer writes it
+    into a LoRA weight, and the round stops before scoring or saving that adapter."""
+    import training.round as round_module
+
+    progress = []
+    real_policy = round_module._policy_with_adapter
+
+    def policy_whose_last_gradient_overflows(*args, **kwargs):
+        policy = real_policy(*args, **kwargs)
+        lora_b = next(p for n, p in policy.named_parameters() if "lora_B" in n)
+        lora_b.register_hook(lambda grad: torch.full_like(grad, math.inf) if len(progress) == 2 else grad)
+        return policy
+
+    monkeypatch.setattr(round_module, "_policy_with_adapter", policy_whose_last_gradient_overflows)
+    config = dataclasses.replace(CONFIG, epochs=1)  # 9 training pairs in steps of 4: 3 steps
+    with pytest.raises(TrainingError, match="LoRA weights became NaN or infinite.*previous policy keeps serving"):
+        run_round(
+            config,
+            taste_pairs(),
+            tmp_path / "round_001",
+            model=str(tiny_model_dir),
+            device="cpu",
+            on_progress=progress.append,
+        )
+    assert [s["step"] for s in progress] == [1, 2, 3] and all(math.isfinite(s["loss"]) for s in progress)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_completion_mask_covers_only_the_assistant_turn(tiny_model_dir):
     tokenizer = load_tokenizer(str(tiny_model_dir))
     pair = taste_pairs(1)[0]
@@ -218,6 +248,7 @@ def test_out_of_memory_retries_once_with_half_the_micro_batch(tiny_model_dir, tm
     config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=2, micro_batch=2, heldout_fraction=0.25, min_pairs=4)
     result = run_round(config, taste_pairs(), tmp_path / "round_001", model=str(tiny_model_dir), device="cpu")
     assert result.metrics["micro_batch"] == 1 and result.metrics["gradient_checkpointing"] is True
+    assert result.metrics["oom_retry"] is True
     recorded = json.loads((tmp_path / "round_001" / "config.json").read_text())["dpo"]
     assert (recorded["micro_batch"], recorded["batch_size"], recorded["grad_accum"]) == (1, 2, 1)
 

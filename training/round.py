@@ -138,7 +138,8 @@ def run_round(
 
     train_ref = (*ref_train, desirable(train))
     train_fn = _train_with_oom_retry if w.size == 1 else _train_as_is
-    history, config = train_fn(policy, train_tok, train_ref, config, batch_logps, on_progress, should_stop)
+    history, trained = train_fn(policy, train_tok, train_ref, config, batch_logps, on_progress, should_stop)
+    oom_retry, config = trained is not config, trained  # the retry finishes with a new, smaller config
     heldout_after = _score(batch_logps(heldout_tok), ref_heldout, config, heldout_labels) if heldout else None
     metrics = {
         "train": history[-1] if history else {},
@@ -151,6 +152,7 @@ def run_round(
         "quantization": quantization,
         "micro_batch": config.micro_batch,
         "gradient_checkpointing": config.gradient_checkpointing,
+        "oom_retry": oom_retry,
         "bf16_autocast": uses_bf16(device, config.compute_dtype, quantization),
         "memory_plan": memory_plan.to_dict() if memory_plan else None,
         "seconds": round(time.monotonic() - started, 2),
@@ -370,6 +372,13 @@ def _train(policy, train_tok, ref_logps, config: DPOConfig, batch_logps, on_prog
             history.append(stats)
             if on_progress is not None:
                 on_progress(stats)
+    # A loss checked finite before backward can still give an infinite gradient; clipping turns it into NaN and
+    # the optimizer writes it into the weights. Nothing scores or saves weights that are not all finite.
+    if not all(torch.isfinite(p).all() for p in params):
+        raise TrainingError(
+            "The LoRA weights became NaN or infinite in training; the round stopped and the previous policy keeps "
+            "serving. Lower the learning rate or beta and try again."
+        )
     policy.eval()
     return history
 
