@@ -1,0 +1,49 @@
+"""The benchmarks run end to end on a small CPU setting and end with the JSON line their readers parse.
+
+They check that the figures are there and consistent, never how large they are: speed is for the benchmarks
+themselves to report, on a quiet machine.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_bench(module: str, *args: str) -> dict:
+    cmd = [sys.executable, "-m", module, *args]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_sampling_bench_reports_wait_throughput_and_swap(tokenizer_dir):
+    summary = run_bench(
+        "bench.sampling",
+        *["--model", "tiny", "--tokenizer", str(tokenizer_dir), "--votes", "2", "--max-new-tokens", "8"],
+        *["--repeats", "1", "--warmup-s", "0"],
+    )
+    assert summary["device"] == "cpu" and summary["labelers"] == 1
+    for key in ("ours_tok_s", "hf_generate_tok_s", "adapter_swap_ms", "pairs_per_min", "sampler_pairs_per_min"):
+        assert summary[key] > 0, key
+    assert summary["speedup_vs_hf_generate"] == pytest.approx(
+        summary["ours_tok_s"] / summary["hf_generate_tok_s"], rel=0.01
+    )
+    assert 0 <= summary["vote_to_pair_p50_ms"] <= summary["vote_to_pair_p95_ms"] <= summary["vote_to_pair_max_ms"]
+
+
+def test_dpo_bench_reports_ours_against_both_trl_configs(tokenizer_dir):
+    summary = run_bench(
+        "bench.dpo_vs_trl",
+        *["--model", "tiny", "--tokenizer", str(tokenizer_dir), "--pairs", "8", "--batch-size", "4"],
+        *["--max-length", "256"],
+    )
+    for name in ("ours", "trl_default", "trl_best"):
+        assert summary[f"{name}_pairs_s"] > 0 and summary[f"{name}_peak_gib"] > 0, name
+    assert summary["speedup_vs_trl_best"] == pytest.approx(
+        summary["ours_pairs_s"] / summary["trl_best_pairs_s"], rel=0.01
+    )
