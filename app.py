@@ -92,7 +92,8 @@ def build_services(args: argparse.Namespace) -> Services:
     model = resolve_model(args.model, Path(args.model_cache))
     device = args.device or default_device()
     quantization = resolve_quantization(args.quantization, device)
-    server = open_policy_server(model, device, quantization, args.backend, batch_rows=2 * args.sample_batch)
+    vllm_options = {"max_lora_rank": args.vllm_max_lora_rank, "gpu_memory_utilization": args.vllm_gpu_memory}
+    server = open_policy_server(model, device, quantization, args.backend, 2 * args.sample_batch, vllm_options)
     sampler = PairSampler(
         store, server, depth=args.queue_depth, batch_prompts=args.sample_batch, keep_stale=args.keep_stale_pairs
     )
@@ -544,6 +545,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=list(SERVER_BACKENDS),
         help="How pairs are sampled: auto (compiled static cache on CUDA, eager on CPU), eager, static, "
         "or vllm (needs the vllm package and a CUDA GPU)",
+    )
+    parser.add_argument(
+        "--vllm-max-lora-rank",
+        type=positive_int,
+        default=64,
+        help="vllm backend: the largest LoRA rank it serves (train rounds with lora_r at most this)",
+    )
+    parser.add_argument(
+        "--vllm-gpu-memory",
+        type=float,
+        default=0.3,
+        help="vllm backend: share of GPU memory vLLM reserves; the rest stays for training rounds",
     )
     parser.add_argument("--queue-depth", type=positive_int, default=8, help="Pairs kept ready for labelers")
     parser.add_argument(

@@ -436,9 +436,15 @@ SERVER_BACKENDS = ("auto", "eager", "static", "vllm")
 
 
 def open_policy_server(
-    model: str, device: str, quantization: str = "none", backend: str = "auto", batch_rows: int = DEFAULT_BATCH_ROWS
+    model: str,
+    device: str,
+    quantization: str = "none",
+    backend: str = "auto",
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    vllm_options: dict | None = None,
 ):
-    """The app's serving policy for `backend`: a `PolicyServer` (auto / eager / static) or a `VLLMPolicyServer`.
+    """The app's serving policy for `backend`: a `PolicyServer` (auto / eager / static) or a `VLLMPolicyServer`
+    (given `vllm_options`, e.g. max_lora_rank, gpu_memory_utilization).
 
     Refuses, with what to do instead, a backend this machine cannot run, before any weights are loaded."""
     if backend not in SERVER_BACKENDS:
@@ -460,7 +466,7 @@ def open_policy_server(
             "The vllm backend needs the vllm package: pip install vllm (Linux with a CUDA GPU), "
             "or leave --backend at auto (the compiled static backend on CUDA)."
         )
-    return VLLMPolicyServer(model)
+    return VLLMPolicyServer(model, **(vllm_options or {}))
 
 
 def check_vllm_adapter(adapter_path: str | Path, max_lora_rank: int) -> None:
@@ -475,7 +481,7 @@ def check_vllm_adapter(adapter_path: str | Path, max_lora_rank: int) -> None:
         raise ValueError(
             f"{adapter_path} holds a LoRA adapter of rank {rank}, above this vLLM server's max_lora_rank "
             f"({max_lora_rank}): train rounds with lora_r <= {max_lora_rank}, or restart the server with "
-            f"max_lora_rank >= {rank} (VLLMPolicyServer(model, max_lora_rank=...))."
+            f"max_lora_rank >= {rank} (python app.py --vllm-max-lora-rank {rank})."
         )
 
 
