@@ -198,12 +198,15 @@ def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_pat
 
 
 def test_kto_rounds_count_examples_not_pairs_before_starting(loop, tiny_model_dir, tmp_path):
-    label(loop, 3)  # 3 pairs are too few for DPO but give 6 KTO examples (5 to train)
+    label(loop, 3)  # 3 pairs are too few for DPO but give 6 KTO examples (one pair's two held out, 4 to train)
     with pytest.raises(TrainingError, match="Too few new preference pairs"):
         train_round(loop.store, DPOConfig(min_pairs=4), model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
     config = DPOConfig(loss_type="kto", learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
     finished = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
-    assert finished.status == "done" and finished.n_pairs == 3
+    assert finished.status == "done" and finished.n_pairs == 2
+    label(loop, 1)  # with the pair the last round held out (not trained on): 4 examples, 3 after holding out
+    with pytest.raises(TrainingError, match="Too few new labels for KTO: 4 👍 / 👎 examples"):
+        train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
 
 
 def test_single_ratings_train_a_kto_round_and_are_used_up_by_it(loop, tiny_model_dir, tmp_path):

@@ -11,7 +11,15 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from training.config import DPOConfig
-from training.data import TrainingPair, collate, split_heldout, step_batches, tokenize_pair
+from training.data import (
+    TrainingExample,
+    TrainingPair,
+    as_kto_examples,
+    collate,
+    split_heldout,
+    step_batches,
+    tokenize_pair,
+)
 from training.model import load_tokenizer
 from training.round import TrainingError, run_round
 
@@ -200,6 +208,20 @@ def test_heldout_split_is_seeded_and_leaves_pairs_to_train():
     assert split_heldout(pairs, 0.25, seed=1) == split_heldout(pairs, 0.25, seed=1)
     train, heldout = split_heldout(pairs[:1], 0.5, seed=0)
     assert len(train) == 1 and heldout == []
+
+
+def test_heldout_split_keeps_a_judgements_kto_examples_together():
+    """A pair gives KTO a 👍 and a 👎: both are held out or both train, never one of each."""
+    pairs = [TrainingPair(f"Prompt {i}?", f"Good answer {i}.", f"Bad {i}.", judgement_id=i) for i in range(20)]
+    examples = as_kto_examples(pairs)
+    for seed in range(5):
+        train, heldout = split_heldout(examples, 0.2, seed)
+        assert len(heldout) == 8 and len(train) == 32
+        held = {e.judgement_id for e in heldout}
+        assert held.isdisjoint(e.judgement_id for e in train)
+    ratings = [TrainingExample(f"Prompt {i}?", "Hm.", i % 2 == 0, rating_id=i) for i in range(10)]
+    train, heldout = split_heldout(ratings, 0.2, seed=0)
+    assert len(heldout) == 2 and len(train) == 8, "single ratings split one by one"
 
 
 @pytest.mark.parametrize("group", [True, False])

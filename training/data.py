@@ -112,14 +112,24 @@ def step_batches(
     return first + rest
 
 
-def split_heldout(pairs: Sequence[TrainingPair], fraction: float, seed: int) -> tuple[list, list]:
-    """Seeded split into (train, heldout); heldout gets round(fraction·n) pairs but leaves at least one to train."""
-    order = list(range(len(pairs)))
+def split_heldout(items: Sequence[TrainingPair | TrainingExample], fraction: float, seed: int) -> tuple[list, list]:
+    """Seeded split into (train, heldout); heldout gets round(fraction·n) items but leaves at least one to train.
+
+    The examples of one judgement (for KTO, a pair's 👍 and 👎, or the two 👎 of "both bad") stay on one side:
+    otherwise a held-out completion would be scored after training on the other half of its own pair. Such a
+    group may take the held-out share one item over round(fraction·n)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(("item", i) if item.judgement_id is None else ("judgement", item.judgement_id), []).append(i)
+    order = list(groups.values())
     random.Random(seed).shuffle(order)
-    n_heldout = heldout_size(len(pairs), fraction)
-    heldout = sorted(order[:n_heldout])
-    train = sorted(order[n_heldout:])
-    return [pairs[i] for i in train], [pairs[i] for i in heldout]
+    n_heldout, heldout = heldout_size(len(items), fraction), []
+    for group in order:
+        if len(heldout) >= n_heldout or len(heldout) + len(group) > len(items) - 1:
+            break
+        heldout += group
+    held = set(heldout)
+    return [x for i, x in enumerate(items) if i not in held], [items[i] for i in sorted(held)]
 
 
 def heldout_size(n_pairs: int, fraction: float) -> int:

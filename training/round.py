@@ -66,6 +66,13 @@ def training_items(pairs: Sequence, config: DPOConfig) -> list:
     items = as_kto_examples(pairs) if config.loss_type == "kto" else list(pairs)
     n_pairs = len(items)
     n_train = n_pairs - heldout_size(n_pairs, config.heldout_fraction)
+    if n_train < config.min_pairs and config.loss_type == "kto":
+        raise TrainingError(
+            f"Too few new labels for KTO: {n_pairs} 👍 / 👎 examples (need {config.min_pairs} for training after "
+            f"holding out {config.heldout_fraction:.0%}; each picked pair gives one 👍 and one 👎, each 'both bad' "
+            "two 👎). Label or rate more completions, or untick 'continue from the serving policy' to train a "
+            "fresh adapter on all labels."
+        )
     if n_train < config.min_pairs:
         raise TrainingError(
             f"Too few new preference pairs: {n_pairs} (need {config.min_pairs} for training after holding out "
