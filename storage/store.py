@@ -218,7 +218,10 @@ class Store(RoundsMixin):
         labeler: str,
         policy_version: str,
     ) -> int:
-        """Record a vote on a pair as shown (left / right generation ids); committed before returning."""
+        """Record a vote on a pair as shown (left / right generation ids); committed before returning.
+
+        A pair is judged once: the same vote again (a double key press, a retried request) returns the first
+        one's id and stores nothing; a different vote on an already judged pair is refused."""
         if choice not in CHOICES:
             raise ValueError(f"choice must be one of {', '.join(CHOICES)}; got {choice!r}")
 
@@ -231,6 +234,18 @@ class Store(RoundsMixin):
                 raise StoreError(
                     f"Generations {left_generation_id} and {right_generation_id} are not two completions of prompt "
                     f"{prompt_id}; fetch a new pair and vote again."
+                )
+            prior = cur.execute(
+                "SELECT id, choice, labeler FROM judgements WHERE least(left_generation_id, right_generation_id) = ? "
+                "AND greatest(left_generation_id, right_generation_id) = ?",
+                sorted([left_generation_id, right_generation_id]),
+            ).fetchone()
+            if prior is not None:
+                if prior[1:] == (choice, labeler):
+                    return prior[0]
+                raise StoreError(
+                    f"This pair already has vote #{prior[0]} ({prior[1]}, by {prior[2]}); each pair is judged once. "
+                    "Fetch the next pair."
                 )
             return cur.execute(
                 "INSERT INTO judgements (prompt_id, left_generation_id, right_generation_id, choice, labeler, "
@@ -257,7 +272,10 @@ class Store(RoundsMixin):
 
     # -- ratings --------------------------------------------------------------------------------------
     def add_rating(self, generation_id: int, rating: str, labeler: str, policy_version: str) -> int:
-        """Record a 👍 ("up") or 👎 ("down") on one completion; committed before returning. Returns its id."""
+        """Record a 👍 ("up") or 👎 ("down") on one completion; committed before returning. Returns its id.
+
+        A completion is rated once: the same rating again returns the first one's id and stores nothing; a
+        different rating of an already rated completion is refused."""
         if rating not in RATINGS:
             raise ValueError(f"rating must be one of {', '.join(RATINGS)}; got {rating!r}")
 
@@ -265,6 +283,16 @@ class Store(RoundsMixin):
             row = cur.execute("SELECT prompt_id FROM generations WHERE id = ?", [generation_id]).fetchone()
             if row is None:
                 raise StoreError(f"No generation with id {generation_id}; fetch a new pair and rate again.")
+            prior = cur.execute(
+                "SELECT id, rating, labeler FROM ratings WHERE generation_id = ?", [generation_id]
+            ).fetchone()
+            if prior is not None:
+                if prior[1:] == (rating, labeler):
+                    return prior[0]
+                raise StoreError(
+                    f"This completion already has rating #{prior[0]} ({prior[1]}, by {prior[2]}); each completion "
+                    "is rated once. Go on to the next one."
+                )
             return cur.execute(
                 "INSERT INTO ratings (prompt_id, generation_id, rating, labeler, policy_version, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",

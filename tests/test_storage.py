@@ -266,12 +266,12 @@ def test_exporting_with_no_pairs_says_to_label_first(store, tmp_path):
 
 def test_concurrent_votes_imports_and_reads_from_many_threads_all_land(store):
     prompt = store.add_prompt("shared")
-    a, b = (store.add_generation(prompt, "base", t, SETTINGS) for t in "ab")
     errors: list[BaseException] = []
 
     def labeler(n: int) -> None:
         try:
             for i in range(25):
+                a, b = (store.add_generation(prompt, "base", f"{n}.{i}{side}", SETTINGS) for side in "ab")
                 store.add_judgement(prompt, a, b, CHOICES[i % len(CHOICES)], f"labeler {n}", "base")
                 own = store.add_prompt(f"thread {n} prompt {i}")
                 store.add_generation(own, "base", "text", SETTINGS)
@@ -308,3 +308,20 @@ def test_generations_are_counted(store):
     for text in "ab":
         store.add_generation(prompt, "base", text, SETTINGS)
     assert store.count_generations() == 2
+
+
+def test_a_pair_is_judged_once_and_a_completion_rated_once(store):
+    prompt = store.add_prompt("Name a colour.")
+    a, b = (store.add_generation(prompt, "base", t, SETTINGS) for t in ("Red.", "Blue."))
+    first = store.add_judgement(prompt, a, b, "left", "ana", "base")
+    assert store.add_judgement(prompt, a, b, "left", "ana", "base") == first, "a repeated vote stores nothing"
+    with pytest.raises(
+        StoreError, match=f"This pair already has vote #{first} \\(left, by ana\\); each pair is judged"
+    ):
+        store.add_judgement(prompt, b, a, "right", "bo", "base")  # the same pair, shown the other way round
+    assert store.count_judgements() == 1
+    rated = store.add_rating(a, "up", "ana", "base")
+    assert store.add_rating(a, "up", "ana", "base") == rated
+    with pytest.raises(StoreError, match=f"This completion already has rating #{rated} \\(up, by ana\\)"):
+        store.add_rating(a, "down", "ana", "base")
+    assert store.count_ratings() == 1 and store.add_rating(b, "down", "ana", "base") != rated
