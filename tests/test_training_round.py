@@ -22,6 +22,7 @@ from training.data import (
 )
 from training.model import load_tokenizer
 from training.round import TrainingError, run_round
+from training.rounds import memory_note
 
 TOPICS = ["rain", "tea", "maps", "bees", "clocks", "rivers", "bread", "kites", "salt", "owls", "snow", "glass"]
 
@@ -271,12 +272,54 @@ def test_out_of_memory_retries_once_with_half_the_micro_batch(tiny_model_dir, tm
     result = run_round(config, taste_pairs(), tmp_path / "round_001", model=str(tiny_model_dir), device="cpu")
     assert result.metrics["micro_batch"] == 1 and result.metrics["gradient_checkpointing"] is True
     assert result.metrics["oom_retry"] is True
+    assert "ran out of GPU memory once and trained again from the start with 1 pair(s)" in memory_note(result.metrics)
     recorded = json.loads((tmp_path / "round_001" / "config.json").read_text())["dpo"]
     assert (recorded["micro_batch"], recorded["batch_size"], recorded["grad_accum"]) == (1, 2, 1)
 
     config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, micro_batch=4, heldout_fraction=0.25, min_pairs=4)
     monkeypatch.setattr(round_module, "_free_accelerator_memory", lambda: None)
     with pytest.raises(TrainingError, match="Out of memory even with a micro-batch of 2"):
+        run_round(config, taste_pairs(), tmp_path / "round_002", model=str(tiny_model_dir), device="cpu")
+    assert not (tmp_path / "round_002").exists()
+
+
+def test_passes_without_gradients_halve_their_micro_batch_when_out_of_memory(tiny_model_dir, tmp_path, monkeypatch):
+    """Reference and held-out passes of more than 2 sequences run out of memory: they go on 1 pair at a time,
+    and give the log-probs they would have given; with no room even for that, the round fails saying so."""
+    import training.round as round_module
+
+    real_load = round_module.load_model
+    limit = {"rows": 2}
+
+    def load_with_small_memory(*args, **kwargs):
+        model = real_load(*args, **kwargs)
+
+        def check(module, args, kwargs):
+            input_ids = kwargs.get("input_ids", args[0] if args else None)
+            if not torch.is_grad_enabled() and input_ids is not None and input_ids.shape[0] > limit["rows"]:
+                raise torch.OutOfMemoryError("simulated: not enough memory for this micro-batch")
+
+        model.get_decoder().register_forward_pre_hook(check, with_kwargs=True)
+        return model
+
+    config = DPOConfig(
+        learning_rate=5e-3,
+        epochs=1,
+        batch_size=4,
+        micro_batch=4,
+        heldout_fraction=0.25,
+        min_pairs=4,
+        compute_dtype="float32",  # so that padding 1 or 4 pairs together gives the same numbers
+    )
+    expected = run_round(config, taste_pairs(), tmp_path / "roomy", model=str(tiny_model_dir), device="cpu")
+    monkeypatch.setattr(round_module, "load_model", load_with_small_memory)
+    result = run_round(config, taste_pairs(), tmp_path / "round_001", model=str(tiny_model_dir), device="cpu")
+    assert result.metrics["heldout_before"] == pytest.approx(expected.metrics["heldout_before"], abs=1e-4)
+    assert result.metrics["heldout_after"] == pytest.approx(expected.metrics["heldout_after"], abs=1e-4)
+    assert result.metrics["micro_batch"] == 4 and result.metrics["oom_retry"] is False, "training kept its batch"
+
+    limit["rows"] = 0
+    with pytest.raises(TrainingError, match="Out of memory computing log-probs one pair at a time"):
         run_round(config, taste_pairs(), tmp_path / "round_002", model=str(tiny_model_dir), device="cpu")
     assert not (tmp_path / "round_002").exists()
 

@@ -271,15 +271,28 @@ class _BatchLogps:
         world.size-th item, then all share.
 
         Items go through in order of length, so each micro-batch pads little; results come back in item order.
+        Out of memory halves the micro-batch for this and later passes (the longest items come last), down to
+        one pair; then it fails with what to lower.
         """
         w = self.world
         mine = sorted(range(w.rank, len(items), w.size), key=lambda i: row_length(items[i]))
-        rows = []
-        for i in range(0, len(mine), self.batch_size):
+        rows, i = [], 0
+        while i < len(mine):
             _check_cancelled(self.should_stop)
             idx = mine[i : i + self.batch_size]
-            logps, _ = self.forward([items[j] for j in idx], sides)
+            try:
+                logps, _ = self.forward([items[j] for j in idx], sides)
+            except torch.OutOfMemoryError as err:
+                if self.batch_size == 1:
+                    raise TrainingError(
+                        "Out of memory computing log-probs one pair at a time, without gradients: lower max length "
+                        "or use a smaller model; the previous policy keeps serving."
+                    ) from err
+                _free_accelerator_memory()
+                self.batch_size = max(1, self.batch_size // 2)
+                continue
             rows += zip(idx, *(side.tolist() for side in logps.chunk(len(sides))), strict=True)
+            i += len(idx)
         rows = sorted(distributed.gather(rows, w))
         return tuple(torch.tensor([r[k] for r in rows]) for k in range(1, len(sides) + 1))
 

@@ -83,7 +83,13 @@ def train_round(
 
 def memory_note(metrics: dict) -> str:
     """What a round changed to fit its memory, in words ('' when nothing)."""
-    plan = (metrics or {}).get("memory_plan") or {}
+    metrics = metrics or {}
+    if metrics.get("oom_retry"):
+        return (
+            f" It ran out of GPU memory once and trained again from the start with {metrics['micro_batch']} pair(s) "
+            "per forward/backward pass and gradient checkpointing; same pairs per step."
+        )
+    plan = metrics.get("memory_plan") or {}
     if not plan.get("changed"):
         return ""
     how = f"{plan['micro_batch']} pair(s) per forward/backward pass"
