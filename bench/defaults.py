@@ -71,7 +71,9 @@ def main(args: argparse.Namespace) -> dict:
     rows = {"base": {"mean_tokens": statistics.mean(base_len), "shorter_than_base": 0.0} | fluency(base_out, tok)}
     with tempfile.TemporaryDirectory() as tmp:
         for name, values in CANDIDATES.items():
-            config = DPOConfig(batch_size=4, heldout_fraction=0.2, min_pairs=4, seed=0, **values)
+            config = DPOConfig(
+                batch_size=4, heldout_fraction=0.2, min_pairs=4, seed=0, compute_dtype=args.compute_dtype, **values
+            )
             result = run_round(config, pairs, Path(tmp) / name, model=model, device="cpu")
             server.serve(name, str(result.adapter_dir))
             out = [c[0] for c in server.generate(eval_prompts, 1, eval_settings)]
@@ -106,4 +108,10 @@ if __name__ == "__main__":
     parser.add_argument("--eval-prompts", type=int, default=24)
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--model-cache", default=DEFAULT_MODEL_CACHE)
+    parser.add_argument(
+        "--compute-dtype",
+        default="float32",
+        choices=["auto", "float32", "bfloat16"],
+        help="the rounds' compute dtype; the README's table was measured in float32",
+    )
     main(parser.parse_args())
