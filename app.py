@@ -320,6 +320,12 @@ def make_handlers(services: Services) -> dict:
             gr.update(choices=choices, value=serving),
         )
 
+    def queue_status():
+        """The sampler as labelers see it, refreshed by a timer: pairs ready, from which version, any error."""
+        sampler = loop.sampler
+        text = f"Queue: {sampler.queued()} of {sampler.depth} pairs ready · serving **{loop.server.version}**"
+        return text + (f" · background sampling: {sampler.last_error}" if sampler.last_error else "")
+
     def stored_prompts():
         """The Compare tab's prompt list, read when the tab opens, so prompts added since start are there."""
         return gr.update(choices=[p.text for p in store.list_prompts(limit=500)])
@@ -383,8 +389,9 @@ def build_demo(services: Services) -> gr.Blocks:
                     rate_buttons = {
                         r: gr.Button(f"{label} [{key}]", elem_id=f"rate-{r}") for r, label, key in RATE_BUTTONS
                     }
-            pair_status, vote_status = gr.Markdown(), gr.Markdown()
+            pair_status, vote_status, queue_md = gr.Markdown(), gr.Markdown(), gr.Markdown()
             gr.Markdown(f"{LABEL_USE} {KEYS_HELP}")
+            gr.Timer(2.0).tick(h["queue_status"], None, queue_md, api_name="queue_status", show_progress="hidden")
             pair_outputs = [pair_state, prompt_md, left, right, pair_status]
             single_outputs = [pair_state, side_state, prompt_md, single, pair_status]
             for choice, button in buttons.items():

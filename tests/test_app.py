@@ -134,6 +134,8 @@ def test_the_whole_loop_through_the_app(app):
     client.predict(0.8, 0.95, 16, api_name="/apply_settings")
     statuses = label(client, 10)
     assert all(re.fullmatch(r"Pair from \*\*base\*\* · [0-2] ready in the queue", s) for s in statuses), statuses
+    queue = client.predict(api_name="/queue_status")  # what the Label tab's timer shows every 2 s
+    assert re.fullmatch(r"Queue: [0-2] of 2 pairs ready · serving \*\*base\*\*", queue), queue
     tie = client.predict(api_name="/next_pair")
     assert client.predict("tester", api_name="/vote_tie").startswith("Saved vote #")
     assert tie
@@ -162,6 +164,7 @@ def test_the_whole_loop_through_the_app(app):
 
     _, _, _, status = client.predict(api_name="/next_pair")
     assert "Pair from **round_001**" in status
+    assert "serving **round_001**" in client.predict(api_name="/queue_status")
     a, b = client.predict("Tell me a joke.", "base", "round_001", 7, 0.8, 0.95, 16, api_name="/compare")
     again_a, again_b = client.predict("Tell me a joke.", "base", "round_001", 7, 0.8, 0.95, 16, api_name="/compare")
     assert (a, b) == (again_a, again_b), "same versions, settings and seed give the same completions"
