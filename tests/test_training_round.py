@@ -192,6 +192,19 @@ def test_non_finite_weights_after_the_last_step_stop_the_round(tiny_model_dir, t
     assert list(tmp_path.iterdir()) == []
 
 
+def test_long_pairs_keep_the_prompts_end_and_the_completions_start(tiny_model_dir):
+    """Over max_length, the prompt keeps its last max_prompt_length tokens (the turn being answered and the
+    assistant header), and each completion its first tokens, so every pair keeps completion tokens to train on."""
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    words = " ".join(f"word{i}" for i in range(300))
+    pair = TrainingPair(f"{words} Now answer: what is two plus two?", f"Four. {words}", f"Five. {words}")
+    tok = tokenize_pair(tokenizer, pair, max_length=96, max_prompt_length=32)
+    full = tokenize_pair(tokenizer, pair, max_length=10_000, max_prompt_length=5_000)
+    assert tok.prompt_ids == full.prompt_ids[-32:]
+    assert tokenizer.decode(tok.prompt_ids).endswith("what is two plus two?<|im_end|>\n<|im_start|>assistant\n")
+    assert tok.chosen_ids == full.chosen_ids[:64] and tok.rejected_ids == full.rejected_ids[:64]
+
+
 def test_completion_mask_covers_only_the_assistant_turn(tiny_model_dir):
     tokenizer = load_tokenizer(str(tiny_model_dir))
     pair = taste_pairs(1)[0]
