@@ -129,10 +129,13 @@ def _label_summary(counts: dict) -> str:
     )
 
 
-def _before_after(metrics: dict, key: str) -> str:
-    """'0.50 → 1.00' for a held-out metric, or '' when the round held nothing out."""
+def _before_after(metrics: dict, key: str, reference: str = "base") -> str:
+    """'0.50 → 1.00' for a held-out metric, or '' when the round held nothing out. With the previous policy as
+    reference, the policy before training is the reference itself, so 'before' is 0 by definition: '–'."""
     before, after = metrics.get("heldout_before"), metrics.get("heldout_after")
-    return f"{before[key]:.2f} → {after[key]:.2f}" if before and after else ""
+    if not (before and after):
+        return ""
+    return f"{'–' if reference == 'previous' else f'{before[key]:.2f}'} → {after[key]:.2f}"
 
 
 def _round_row(r) -> dict:
@@ -143,8 +146,8 @@ def _round_row(r) -> dict:
         "parent": round_version(r.parent_round) if r.parent_round else BASE_VERSION,
         "pairs": r.n_pairs,
         "ratings": r.n_ratings,
-        "held-out accuracy": _before_after(r.metrics, "accuracy"),
-        "held-out margin": _before_after(r.metrics, "margin"),
+        "held-out accuracy": _before_after(r.metrics, "accuracy", r.config.get("reference", "base")),
+        "held-out margin": _before_after(r.metrics, "margin", r.config.get("reference", "base")),
         "final loss": "" if loss is None else f"{loss:.4f}",
         "seconds": r.metrics.get("seconds"),
         "started": r.started_at.strftime("%Y-%m-%d %H:%M"),

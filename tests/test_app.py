@@ -159,6 +159,10 @@ def test_the_whole_loop_through_the_app(app):
     expected |= {"lora_r": 4, "lora_alpha": 8, "max_length": 192, "continue_from_serving": True}
     expected |= {"reference": "previous", "label_smoothing": 0.1, "target_modules": ["q_proj", "v_proj"]}
     assert {k: recorded[k] for k in expected} == expected
+    table = client.predict(api_name="/round_status")[2]
+    row = dict(zip(table["headers"], table["data"][0], strict=True))
+    # the previous policy as reference: before training the policy is its own reference, so no 'before' score
+    assert row["version"] == "round_001" and re.fullmatch(r"– → \d\.\d\d", row["held-out accuracy"]), row
     adapter = json.loads((work / "runs" / "round_001" / "adapter" / "adapter_config.json").read_text())
     assert (adapter["r"], adapter["lora_alpha"], sorted(adapter["target_modules"])) == (4, 8, ["q_proj", "v_proj"])
 
