@@ -79,7 +79,7 @@ def wait_for_round(client) -> tuple[str, str, str]:
     """Poll the Train tab until the round ends; returns (progress, serving, label summary)."""
     for _ in range(300):
         progress, _, _, serving, summary = client.predict(api_name="/round_status")
-        if "**done**" in progress or "**failed**" in progress:
+        if any(f"**{state}**" in progress for state in ("done", "failed", "cancelled")):
             break
         time.sleep(0.5)
     return progress, serving, summary
@@ -220,9 +220,15 @@ def test_rate_one_mode_feeds_a_kto_round_from_the_app(tiny_model_dir, tmp_path):
                 assert prompt == prompt_before, "the second completion of the same pair comes next"
         with pytest.raises(Exception, match="rate completions 👍 / 👎 and pick the kto loss"):
             client.predict(0.1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round")
+        # Cancel: a long round stops at its next micro-batch, leaves no round folder, and base keeps serving.
+        assert client.predict(0.1, 5e-3, 500, 4, "kto", 8, 16, 256, True, api_name="/start_round") == "Round started."
+        assert client.predict(api_name="/cancel_round").startswith("Cancelling")
+        progress, serving, _ = wait_for_round(client)
+        assert "**cancelled**" in progress and "Serving **base**" in serving, progress
+        assert not (tmp_path / "runs" / "round_001").exists()  # its number stays taken by the cancelled row
         assert client.predict(0.1, 5e-3, 2, 4, "kto", 8, 16, 256, True, api_name="/start_round") == "Round started."
         progress, serving, summary = wait_for_round(client)
-        assert "**done**" in progress and "round_001" in serving, progress
+        assert "**done**" in progress and "round_002" in serving, progress
         assert "3 👍 / 3 👎 single ratings (kto)" in summary and "0 pairs (every loss)" in summary
         path, message = client.predict("jsonl", "unpaired", api_name="/export")
         rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
@@ -236,8 +242,9 @@ def test_rate_one_mode_feeds_a_kto_round_from_the_app(tiny_model_dir, tmp_path):
         from storage import Store
 
         with Store(tmp_path / "loop.duckdb") as store:
-            (round_,) = store.list_rounds()
+            cancelled, round_ = store.list_rounds()
+            assert cancelled.status == "cancelled"
             assert (round_.n_pairs, round_.n_ratings, round_.config["loss_type"]) == (0, 5, "kto")
             assert [r.labeler for r in store.list_ratings()] == ["rater"] * 6
-            recorded = json.loads((tmp_path / "runs" / "round_001" / "judgements.json").read_text())
+            recorded = json.loads((tmp_path / "runs" / "round_002" / "judgements.json").read_text())
             assert store.round_rating_ids(round_.id) == sorted(recorded["ratings"]["train"])
