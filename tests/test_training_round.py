@@ -337,12 +337,10 @@ def test_passes_without_gradients_halve_their_micro_batch_when_out_of_memory(tin
     assert not (tmp_path / "round_002").exists()
 
 
-def test_gradient_accumulation_8x1_equals_1x8(tiny_model_dir):
+def random_lora_policy(tiny_model_dir):
+    """The tiny llama with a rank-4 LoRA whose B matrices are random, so the policy differs from the base."""
     from peft import LoraConfig, get_peft_model
 
-    from training.round import _BatchLogps, _step
-
-    tokenizer = load_tokenizer(str(tiny_model_dir))
     torch.manual_seed(0)
     policy = get_peft_model(
         AutoModelForCausalLM.from_pretrained(tiny_model_dir),
@@ -352,6 +350,14 @@ def test_gradient_accumulation_8x1_equals_1x8(tiny_model_dir):
         for name, param in policy.named_parameters():
             if "lora_B" in name:
                 param.normal_(0, 0.3)
+    return policy
+
+
+def test_gradient_accumulation_8x1_equals_1x8(tiny_model_dir):
+    from training.round import _BatchLogps, _step
+
+    tokenizer = load_tokenizer(str(tiny_model_dir))
+    policy = random_lora_policy(tiny_model_dir)
     items = [tokenize_pair(tokenizer, p, 256, 128) for p in taste_pairs(8)]
     with torch.no_grad(), policy.disable_adapter():
         ref = _BatchLogps(policy, tokenizer.pad_token_id, "cpu", 8)(items)
@@ -376,21 +382,11 @@ def test_gradient_accumulation_8x1_equals_1x8(tiny_model_dir):
 def test_kto_step_is_the_same_for_any_micro_batch(tiny_model_dir):
     """The KL reference point is estimated over the whole step, so one example per pass gives the loss and LoRA
     gradients of one pass over all eight."""
-    from peft import LoraConfig, get_peft_model
-
     from training.data import as_kto_examples, tokenize_examples
     from training.round import _BatchLogps, _step
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
-    torch.manual_seed(0)
-    policy = get_peft_model(
-        AutoModelForCausalLM.from_pretrained(tiny_model_dir),
-        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
-    )
-    with torch.no_grad():
-        for name, param in policy.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.3)
+    policy = random_lora_policy(tiny_model_dir)
     examples = as_kto_examples(taste_pairs(4))
     items = tokenize_examples(tokenizer, examples, 256, 128, seed=0)
     desirable = torch.tensor([e.desirable for e in examples])
