@@ -135,6 +135,37 @@ def test_runner_refuses_a_second_round_and_reports_progress(loop, tiny_model_dir
     assert len(status["history"]) == 8 and served[0].version == "round_001"
 
 
+def test_the_live_plot_starts_over_when_a_round_retries_after_running_out_of_memory(
+    loop, tiny_model_dir, tmp_path, monkeypatch
+):
+    """The third training pass of 2 pairs runs out of memory: the retry trains again from step 1 with 1 pair per
+    pass, and the Train tab's history holds that attempt's steps only."""
+    import training.round as round_module
+
+    real_load, passes = round_module.load_model, []
+
+    def load_with_small_memory(*args, **kwargs):
+        model = real_load(*args, **kwargs)
+
+        def check(module, args, kwargs):
+            if torch.is_grad_enabled() and kwargs["input_ids"].shape[0] > 2:
+                passes.append(1)
+                if len(passes) == 3:
+                    raise torch.OutOfMemoryError("simulated: not enough memory for this micro-batch")
+
+        model.get_decoder().register_forward_pre_hook(check, with_kwargs=True)
+        return model
+
+    monkeypatch.setattr(round_module, "load_model", load_with_small_memory)
+    label(loop, 10)
+    runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, on_done=lambda r: None, device="cpu")
+    runner.start(DPOConfig(learning_rate=5e-3, epochs=1, batch_size=2, micro_batch=2, min_pairs=4))
+    runner.wait(120)
+    status = runner.status()
+    assert status["state"] == "done" and "ran out of GPU memory once" in status["message"], status
+    assert [s["step"] for s in status["history"]] == [1, 2, 3, 4]
+
+
 def test_cancelled_round_is_recorded_and_keeps_the_previous_policy(loop, tiny_model_dir, tmp_path):
     label(loop, 10)
     runner = RoundRunner(

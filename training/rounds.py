@@ -137,6 +137,8 @@ class RoundRunner:
         status = self._status
 
         def progress(stats: dict) -> None:
+            if status["history"] and stats["step"] <= status["history"][-1]["step"]:
+                status["history"].clear()  # training started over (the out-of-memory retry): so does the plot
             status["history"].append(stats)
             status["message"] = f"step {stats['step']}/{stats['total_steps']} · loss {stats['loss']:.4f}"
 
