@@ -22,13 +22,13 @@ import gradio as gr
 import pandas as pd
 
 from labeling.loop import Loop
-from labeling.policy import SERVER_BACKENDS, SamplingSettings, open_policy_server
 from labeling.prompts import PromptFileError, starter_prompts
 from labeling.sampler import Pair, PairSampler
+from models import ModelLoadError, default_device, resolve_model, resolve_quantization
+from serving import SERVER_BACKENDS, SamplingSettings, open_policy_server
 from storage import BASE_VERSION, Store, StoreError, round_version
 from training.cli import add_common_arguments
 from training.config import LOSS_TYPES, REFERENCES, DPOConfig
-from training.model import ModelLoadError, default_device, resolve_model, resolve_quantization
 from training.round import TrainingError
 from training.rounds import RoundRunner
 

@@ -19,12 +19,12 @@ import statistics
 import tempfile
 from pathlib import Path
 
-from labeling.policy import PolicyServer, SamplingSettings
 from labeling.prompts import starter_prompts
+from models import prepare_default_model
+from serving import PolicyServer, SamplingSettings
 from training.cli import DEFAULT_MODEL_CACHE
 from training.config import DPOConfig
 from training.data import TrainingPair
-from training.model import prepare_default_model
 from training.round import run_round
 
 CANDIDATES = {

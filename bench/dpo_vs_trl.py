@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
+from models import prepare_default_model, resolve_quantization
 from storage.export import trl_rows
 from training.cli import DEFAULT_MODEL_CACHE
 from training.config import DPOConfig
 from training.data import TrainingPair
-from training.model import prepare_default_model, resolve_quantization
 from training.round import TrainingError, run_round, uses_bf16
 
 SHAPES = {  # hidden, layers, heads, kv heads, intermediate
@@ -143,7 +143,7 @@ def run_trl(model_dir: Path, pairs, args, device: str, best: bool) -> tuple[floa
     from datasets import Dataset
     from peft import LoraConfig
 
-    from training.model import load_model, load_tokenizer
+    from models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(str(model_dir))
     rows = trl_rows(pairs)  # the format prefloop exports

@@ -28,12 +28,12 @@ from pathlib import Path
 import torch
 
 from labeling.loop import Loop
-from labeling.policy import PolicyServer, SamplingSettings, chat_text
 from labeling.prompts import starter_prompts
 from labeling.sampler import PairSampler
+from models import prepare_default_model
+from serving import PolicyServer, SamplingSettings, chat_text
 from storage import Store
 from training.cli import DEFAULT_MODEL_CACHE
-from training.model import prepare_default_model
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -12,9 +12,9 @@ import logging
 import os
 from pathlib import Path
 
-from labeling.policy import PolicyServer, SamplingSettings
 from labeling.prompts import read_prompts
 from labeling.sampler import Pair, PairSampler
+from serving import PolicyServer, SamplingSettings
 from storage import BASE_VERSION, Store, StoreError
 
 log = logging.getLogger(__name__)

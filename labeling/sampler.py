@@ -19,7 +19,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, replace
 
-from labeling.policy import PolicyServer, SamplingSettings
+from serving import PolicyServer, SamplingSettings
 
 log = logging.getLogger(__name__)
 

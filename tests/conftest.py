@@ -24,7 +24,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def default_model_dir() -> Path:
     """The bundled SmolLM2-135M-Instruct, converted once to safetensors (shared with the app's cache)."""
-    from training.model import prepare_default_model
+    from models import prepare_default_model
 
     return prepare_default_model(MODEL_CACHE)
 
@@ -59,7 +59,7 @@ def tokenizer_dir() -> Path:
     machines without the model), else the default model folder."""
     if "PREFLOOP_TOKENIZER_DIR" in os.environ:
         return Path(os.environ["PREFLOOP_TOKENIZER_DIR"])
-    from training.model import prepare_default_model
+    from models import prepare_default_model
 
     return prepare_default_model(MODEL_CACHE)
 

@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
+from models import load_model, load_tokenizer
 from training.config import DPOConfig
 from training.data import TrainingPair, collate, tokenize_pair
 from training.logps import completion_logps
-from training.model import load_model, load_tokenizer
 from training.round import compute_autocast, run_round
 
 pytestmark = pytest.mark.gpu

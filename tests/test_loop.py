@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from labeling.loop import Loop
-from labeling.policy import PolicyServer, SamplingSettings
 from labeling.sampler import PairSampler, next_batch_prompts
+from serving import PolicyServer, SamplingSettings
 from storage import Store, StoreError
 from training.config import DPOConfig
 from training.round import TrainingError

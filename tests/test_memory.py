@@ -6,10 +6,10 @@ import math
 
 import pytest
 
+from models import load_model, load_tokenizer
 from training.config import DPOConfig
 from training.data import TokenizedPair, TrainingPair, tokenize_pair
 from training.memory import GIB, MemoryPlanError, ModelShape, largest_micro_batch, plan_memory, step_bytes
-from training.model import load_model, load_tokenizer
 from training.round import TrainingError, run_round
 from training.rounds import memory_note
 

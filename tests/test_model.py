@@ -7,8 +7,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from labeling.policy import PolicyServer, SamplingSettings
-from training.model import DEFAULT_GGUF_FILE, ModelLoadError, load_tokenizer, prepare_default_model, resolve_model
+from models import DEFAULT_GGUF_FILE, ModelLoadError, load_tokenizer, prepare_default_model, resolve_model
+from serving import PolicyServer, SamplingSettings
 
 
 @pytest.mark.slow

@@ -13,8 +13,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-from labeling.policy import (
-    BASE_VERSION,
+from serving import (
     NucleusSampler,
     PolicyServer,
     SamplingSettings,
@@ -23,6 +22,7 @@ from labeling.policy import (
     check_vllm_adapter,
     open_policy_server,
 )
+from storage import BASE_VERSION
 from training.config import DPOConfig
 from training.data import TrainingPair
 from training.round import run_round

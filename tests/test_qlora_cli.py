@@ -126,7 +126,7 @@ def test_app_refuses_a_missing_model_and_a_locked_database(tmp_path):
 
 def test_nf4_loading_puts_4bit_layers_under_the_lora(tiny_qlora_model_dir):
     bnb = pytest.importorskip("bitsandbytes")
-    from training.model import load_model
+    from models import load_model
 
     model = load_model(str(tiny_qlora_model_dir), quantization="nf4", device="cpu")
     assert isinstance(model.model.layers[0].self_attn.q_proj, bnb.nn.Linear4bit)

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from models import load_tokenizer
 from training.config import DPOConfig
 from training.data import (
     TrainingExample,
@@ -20,7 +21,6 @@ from training.data import (
     step_batches,
     tokenize_pair,
 )
-from training.model import load_tokenizer
 from training.round import TrainingError, run_round
 from training.rounds import memory_note
 

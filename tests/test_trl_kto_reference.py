@@ -16,6 +16,7 @@ from datasets import Dataset  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
+from models import load_tokenizer  # noqa: E402
 from storage.export import kto_rows  # noqa: E402
 from storage.models import PreferencePair, UnpairedExample  # noqa: E402
 from training.config import DPOConfig  # noqa: E402
@@ -29,7 +30,6 @@ from training.data import (  # noqa: E402
 )
 from training.logps import completion_logps  # noqa: E402
 from training.loss import kto_kl, kto_loss  # noqa: E402
-from training.model import load_tokenizer  # noqa: E402
 from training.round import _BatchLogps, _step  # noqa: E402
 
 PAIRS = [

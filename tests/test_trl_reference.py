@@ -11,11 +11,11 @@ from datasets import Dataset  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
+from models import load_tokenizer  # noqa: E402
 from storage.export import trl_rows  # noqa: E402
 from training.data import TrainingPair, collate, tokenize_pair  # noqa: E402
 from training.logps import completion_logps  # noqa: E402
 from training.loss import dpo_loss  # noqa: E402
-from training.model import load_tokenizer  # noqa: E402
 
 PAIRS = [
     TrainingPair("Name a colour.", "Blue, like a clear sky.", "No."),

@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
+    from models import ModelLoadError, resolve_model
     from training import distributed
-    from training.model import ModelLoadError, resolve_model
     from training.round import TrainingError, run_round
 
     names = {f.name for f in dataclasses.fields(DPOConfig)} - {"continue_from_serving"}

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from models import cpu_has_native_bf16, default_device, load_model, load_tokenizer, resolve_quantization
 from training import distributed
 from training.config import DPOConfig
 from training.data import (
@@ -39,7 +40,6 @@ from training.data import (
 from training.logps import completion_logps
 from training.loss import dpo_loss, kto_kl, kto_loss, kto_metrics, preference_metrics
 from training.memory import GIB, MemoryPlanError, ModelShape, free_memory_budget, plan_memory
-from training.model import cpu_has_native_bf16, default_device, load_model, load_tokenizer, resolve_quantization
 
 
 class TrainingError(RuntimeError):

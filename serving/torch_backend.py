@@ -33,51 +33,24 @@ from `torch`'s global generator, so a seed repeats its completions on the same m
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import json
-import math
 import queue
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
+from models import cpu_has_native_bf16, default_device, load_model, load_tokenizer
+from serving.sampling import NucleusSampler, SamplingSettings, chat_text
 from storage import BASE_VERSION
-from training.model import cpu_has_native_bf16, default_device, load_model, load_tokenizer
 
 BACKENDS = ("eager", "static")
 PROMPT_BUCKETS = (64, 128, 256, 512, 1024, 2048)
 DEFAULT_BATCH_ROWS = 8  # the app's default sampler batch: 4 prompts x 2 completions
 SERVING_SLOT = "prefloop_serving"  # the one LoRA adapter the static backend generates with
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    """How completions are sampled; stored with every generation."""
-
-    temperature: float = 0.8
-    top_p: float = 0.95
-    max_new_tokens: int = 128
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if not (0 < self.temperature <= 2 and math.isfinite(self.temperature)):
-            raise ValueError(f"temperature must be in (0, 2], got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not (isinstance(self.max_new_tokens, int) and 1 <= self.max_new_tokens <= 2048):
-            raise ValueError(f"max_new_tokens must be an integer in [1, 2048], got {self.max_new_tokens!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 def default_dtype(device: str) -> torch.dtype:
     """bf16 on CUDA GPUs that support it and on CPUs with native bf16; fp32 elsewhere."""
     if device.startswith("cuda"):
@@ -95,51 +68,6 @@ def bucket_length(length: int, buckets: Sequence[int] = PROMPT_BUCKETS) -> int:
     return -(-length // buckets[-1]) * buckets[-1]
 
 
-class NucleusSampler(LogitsProcessor):
-    """Draws each row's next token from its top-p nucleus at `temperature`; returns scores of 0 for the drawn
-    token and -inf elsewhere, so greedy `generate` (do_sample=False) emits exactly the drawn tokens.
-
-    The nucleus is the one transformers' `TopPLogitsWarper` keeps: a token stays while it and all less likely
-    tokens hold more than 1 - `top_p` of the probability (so the most likely token always stays). On CPU the
-    nucleus is looked for in the top `first_k` tokens (a top-k instead of a sort of the whole vocabulary, and
-    a draw over k tokens instead of all), and the vocabulary is sorted only when some row's nucleus is larger;
-    on other devices the vocabulary is always sorted, which needs no host synchronization.
-    """
-
-    def __init__(self, temperature: float, top_p: float, first_k: int = 256) -> None:
-        self.temperature, self.top_p, self.first_k = temperature, top_p, first_k
-
-    def nucleus(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(weights, token ids), both [batch, k]: each row's most likely tokens in order, with their
-        probabilities as weights, 0 past the nucleus."""
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
-        vocab = probs.shape[-1]
-        total = probs.sum(dim=-1, keepdim=True, dtype=torch.float64)
-        k = min(vocab, self.first_k) if probs.device.type == "cpu" and self.top_p < 1 else vocab
-        top, index = torch.topk(probs, k, dim=-1) if k < vocab else torch.sort(probs, dim=-1, descending=True)
-        keep = self._keep(top, total)
-        if k < vocab and bool(keep[:, -1].any()):  # some row's nucleus goes past the top k: sort them all
-            top, index = torch.sort(probs, dim=-1, descending=True)
-            keep = self._keep(top, total)
-        if self.top_p >= 1:
-            return top, index
-        if probs.device.type == "cpu":  # the nucleus is a prefix of each row: draw from the widest one only
-            width = int(keep.sum(dim=-1).max())
-            top, index, keep = top[:, :width], index[:, :width], keep[:, :width]
-        return top * keep, index
-
-    def _keep(self, top: torch.Tensor, total: torch.Tensor) -> torch.Tensor:
-        """transformers keeps a token while it and all less likely tokens hold more than 1 - top_p of the mass;
-        that mass is computed as total - (mass of the likelier tokens), in float64, to agree at the boundary."""
-        above = top.cumsum(dim=-1, dtype=torch.float64).sub_(top)
-        return above < total - (1 - self.top_p)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        weights, index = self.nucleus(scores)
-        token = index.gather(-1, torch.multinomial(weights, 1))
-        return torch.full_like(scores, float("-inf")).scatter_(-1, token, 0.0)
-
-
 class _PaddingRowsFinished(StoppingCriteria):
     """Marks the rows past `real_rows` (padding of a fixed-size batch) finished, so they never extend it."""
 
@@ -150,13 +78,6 @@ class _PaddingRowsFinished(StoppingCriteria):
         finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         finished[self.real_rows :] = True
         return finished
-
-
-def chat_text(tokenizer, prompt: str) -> str:
-    """`prompt` as one user turn in the model's chat template, ready for the assistant's answer."""
-    return tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
-    )
 
 
 def _slot_key(key: str) -> str:
@@ -430,149 +351,3 @@ class PolicyServer:
         eos = self.model.generation_config.eos_token_id
         stops = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
         return list(itertools.takewhile(lambda t: t not in stops, row))
-
-
-SERVER_BACKENDS = ("auto", "eager", "static", "vllm")
-
-
-def open_policy_server(
-    model: str,
-    device: str,
-    quantization: str = "none",
-    backend: str = "auto",
-    batch_rows: int = DEFAULT_BATCH_ROWS,
-    vllm_options: dict | None = None,
-):
-    """The app's serving policy for `backend`: a `PolicyServer` (auto / eager / static) or a `VLLMPolicyServer`
-    (given `vllm_options`, e.g. max_lora_rank, gpu_memory_utilization).
-
-    Refuses, with what to do instead, a backend this machine cannot run, before any weights are loaded."""
-    if backend not in SERVER_BACKENDS:
-        raise ValueError(f"backend must be one of {SERVER_BACKENDS}, got {backend!r}")
-    if backend != "vllm":
-        return PolicyServer(model, device=device, quantization=quantization, backend=backend, batch_rows=batch_rows)
-    if not device.startswith("cuda"):
-        raise ValueError(
-            f"The vllm backend needs a CUDA GPU and this run uses {device!r}: leave --backend at auto "
-            "(eager on CPU), or run on a machine with a GPU."
-        )
-    if quantization != "none":
-        raise ValueError(
-            f"The vllm backend serves the model unquantized; drop --quantization {quantization} (training still "
-            "uses NF4 on CUDA), or pick --backend auto."
-        )
-    if importlib.util.find_spec("vllm") is None:
-        raise ValueError(
-            "The vllm backend needs the vllm package: pip install vllm (Linux with a CUDA GPU), "
-            "or leave --backend at auto (the compiled static backend on CUDA)."
-        )
-    return VLLMPolicyServer(model, **(vllm_options or {}))
-
-
-def check_vllm_adapter(adapter_path: str | Path, max_lora_rank: int) -> None:
-    """Refuse an adapter folder that vLLM would only refuse later, on every request that uses it: one without
-    adapter_config.json, or of a LoRA rank above the server's `max_lora_rank`."""
-    config_file = Path(adapter_path) / "adapter_config.json"
-    if not config_file.exists():
-        raise ValueError(f"{adapter_path} has no adapter_config.json: pass a round's adapter/ folder")
-    config = json.loads(config_file.read_text())  # "r": the rank (PEFT's default 8); rank_pattern: per module
-    rank = max([config.get("r", 8), *(config.get("rank_pattern") or {}).values()])
-    if rank > max_lora_rank:
-        raise ValueError(
-            f"{adapter_path} holds a LoRA adapter of rank {rank}, above this vLLM server's max_lora_rank "
-            f"({max_lora_rank}): train rounds with lora_r <= {max_lora_rank}, or restart the server with "
-            f"max_lora_rank >= {rank} (python app.py --vllm-max-lora-rank {rank})."
-        )
-
-
-class VLLMPolicyServer:
-    """The PolicyServer interface (load / serve / generate / generate_tokens / version) on vLLM: paged
-    attention, continuous batching and CUDA graphs, with each round's adapter sent per request as a
-    `LoRARequest`. Needs the `vllm` package (Linux, CUDA GPU); the app uses it with `--backend vllm`.
-
-    vLLM reserves `gpu_memory_utilization` of the GPU's memory when it starts; the default leaves room for
-    training rounds on the same GPU. `max_lora_rank` must be at least the rounds' LoRA rank. Seeds are passed
-    to vLLM per completion (seed + completion index), so a seed repeats its completions.
-    """
-
-    def __init__(
-        self,
-        model: str,
-        gpu_memory_utilization: float = 0.3,
-        max_lora_rank: int = 64,
-        dtype: str = "auto",
-        **llm_kwargs,
-    ) -> None:
-        try:
-            from vllm import LLM
-        except ImportError as err:
-            raise ImportError(
-                "VLLMPolicyServer needs vLLM: pip install vllm (Linux with a CUDA GPU), or use PolicyServer "
-                f"(backend 'static' on CUDA) instead. Import failed with: {err}"
-            ) from err
-        self.model_name = model
-        self.device = "cuda"
-        self.backend = "vllm"
-        self.max_lora_rank = max_lora_rank
-        self.tokenizer = load_tokenizer(model)
-        self.llm = LLM(
-            model=model,
-            dtype=dtype,
-            enable_lora=True,
-            max_lora_rank=max_lora_rank,
-            gpu_memory_utilization=gpu_memory_utilization,
-            **llm_kwargs,
-        )
-        self._adapters: dict[str, object] = {}  # version -> LoRARequest
-        self.version = BASE_VERSION
-        self._lock = threading.RLock()
-
-    def load(self, version: str, adapter_path: str | None) -> None:
-        """Register `version`'s adapter; vLLM reads it on the first request that uses it."""
-        if version == BASE_VERSION or version in self._adapters:
-            return
-        if adapter_path is None:
-            raise ValueError(f"version {version!r} needs its adapter folder")
-        check_vllm_adapter(adapter_path, self.max_lora_rank)
-        from vllm.lora.request import LoRARequest
-
-        with self._lock:
-            self._adapters[version] = LoRARequest(version, len(self._adapters) + 1, str(adapter_path))
-
-    def serve(self, version: str, adapter_path: str | None = None) -> None:
-        self.load(version, adapter_path)
-        with self._lock:
-            self.version = version
-
-    def generate(
-        self, prompts: Sequence[str], n: int, settings: SamplingSettings, version: str | None = None
-    ) -> list[list[str]]:
-        tokens = self.generate_tokens(prompts, n, settings, version)
-        return [[self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in row] for row in tokens]
-
-    def generate_tokens(
-        self, prompts: Sequence[str], n: int, settings: SamplingSettings, version: str | None = None
-    ) -> list[list[list[int]]]:
-        from vllm import SamplingParams
-
-        ids = [self.tokenizer(chat_text(self.tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts]
-        rows = [{"prompt_token_ids": row} for row in ids for _ in range(n)]
-        params = [
-            SamplingParams(
-                n=1,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                max_tokens=settings.max_new_tokens,
-                seed=None if settings.seed is None else settings.seed + i,
-            )
-            for i in range(len(rows))
-        ]
-        with self._lock:
-            version = version or self.version
-            if version != BASE_VERSION and version not in self._adapters:
-                raise ValueError(f"version {version!r} is not loaded; load it first")
-            lora = self._adapters.get(version)
-            outputs = self.llm.generate(rows, params, use_tqdm=False, lora_request=lora)
-        eos = self.tokenizer.eos_token_id
-        tokens = [list(itertools.takewhile(lambda t: t != eos, out.outputs[0].token_ids)) for out in outputs]
-        return [tokens[i * n : (i + 1) * n] for i in range(len(prompts))]

@@ -1,0 +1,97 @@
+"""The serving policy: one base model, LoRA adapters swapped in by version name, behind one interface.
+
+    server = open_policy_server(model_dir, "cpu")                # eager on CPU, compiled static cache on CUDA
+    server.serve("round_001", "runs/round_001/adapter")
+    server.generate(["Write a haiku about rain."], n=2, settings=SamplingSettings())
+
+Backends: `PolicyServer` (eager / static, serving/torch_backend.py) and `VLLMPolicyServer`
+(serving/vllm_backend.py), both `PolicyBackend`s.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from serving.sampling import NucleusSampler, SamplingSettings, chat_text
+from serving.torch_backend import DEFAULT_BATCH_ROWS, GenerationWorker, PolicyServer, bucket_length, default_dtype
+from serving.vllm_backend import VLLMPolicyServer, check_vllm_adapter
+
+__all__ = [
+    "DEFAULT_BATCH_ROWS",
+    "SERVER_BACKENDS",
+    "GenerationWorker",
+    "NucleusSampler",
+    "PolicyBackend",
+    "PolicyServer",
+    "SamplingSettings",
+    "VLLMPolicyServer",
+    "bucket_length",
+    "chat_text",
+    "check_vllm_adapter",
+    "default_dtype",
+    "open_policy_server",
+]
+
+
+@runtime_checkable
+class PolicyBackend(Protocol):
+    """What the sampler, the labeling loop and Compare need of a serving policy, whatever runs it."""
+
+    model_name: str
+    device: str
+    version: str  # the serving version: "base" or "round_NNN"
+
+    def load(self, version: str, adapter_path: str | None) -> None:
+        """Make `version` available for generation (the base weights stay in place)."""
+
+    def serve(self, version: str, adapter_path: str | None = None) -> None:
+        """Make `version` the policy new pairs are sampled from."""
+
+    def generate(
+        self, prompts: Sequence[str], n: int, settings: SamplingSettings, version: str | None = None
+    ) -> list[list[str]]:
+        """`n` sampled completions for each prompt, from `version` (default: the serving one)."""
+
+    def generate_tokens(
+        self, prompts: Sequence[str], n: int, settings: SamplingSettings, version: str | None = None
+    ) -> list[list[list[int]]]:
+        """Like `generate`, as the new token ids of each completion, up to (without) its EOS."""
+
+
+SERVER_BACKENDS = ("auto", "eager", "static", "vllm")
+
+
+def open_policy_server(
+    model: str,
+    device: str,
+    quantization: str = "none",
+    backend: str = "auto",
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    vllm_options: dict | None = None,
+) -> PolicyBackend:
+    """The app's serving policy for `backend`: a `PolicyServer` (auto / eager / static) or a `VLLMPolicyServer`
+    (given `vllm_options`, e.g. max_lora_rank, gpu_memory_utilization).
+
+    Refuses, with what to do instead, a backend this machine cannot run, before any weights are loaded."""
+    if backend not in SERVER_BACKENDS:
+        raise ValueError(f"backend must be one of {SERVER_BACKENDS}, got {backend!r}")
+    if backend != "vllm":
+        return PolicyServer(model, device=device, quantization=quantization, backend=backend, batch_rows=batch_rows)
+    if not device.startswith("cuda"):
+        raise ValueError(
+            f"The vllm backend needs a CUDA GPU and this run uses {device!r}: leave --backend at auto "
+            "(eager on CPU), or run on a machine with a GPU."
+        )
+    if quantization != "none":
+        raise ValueError(
+            f"The vllm backend serves the model unquantized; drop --quantization {quantization} (training still "
+            "uses NF4 on CUDA), or pick --backend auto."
+        )
+    if importlib.util.find_spec("vllm") is None:
+        raise ValueError(
+            "The vllm backend needs the vllm package: pip install vllm (Linux with a CUDA GPU), "
+            "or leave --backend at auto (the compiled static backend on CUDA)."
+        )
+    return VLLMPolicyServer(model, **(vllm_options or {}))
