@@ -29,8 +29,8 @@ from serving import SERVER_BACKENDS, SamplingSettings, open_policy_server
 from storage import BASE_VERSION, Store, StoreError, round_version
 from training.cli import add_common_arguments
 from training.config import LOSS_TYPES, REFERENCES, DPOConfig
-from training.round import TrainingError
 from training.rounds import RoundRunner
+from training.trainer import TrainingError
 
 CHOICE_BUTTONS = (  # (choice, label, key)
     ("left", "👈 Left is better", "1"),
@@ -86,7 +86,7 @@ class Services:
 def build_services(args: argparse.Namespace) -> Services:
     """Open the store, load the serving model, start the sampler; raises with a clear message on bad input."""
     store = Store(args.db)
-    store.mark_interrupted_rounds()
+    store.rounds.mark_interrupted()
     if store.count_prompts() == 0:
         store.add_prompts(starter_prompts(), source="starter")
     model = resolve_model(args.model, Path(args.model_cache))
@@ -308,7 +308,7 @@ def make_handlers(services: Services) -> dict:
             "started",
             "error",
         ]
-        return pd.DataFrame([_round_row(r) for r in store.list_rounds()], columns=columns)
+        return pd.DataFrame([_round_row(r) for r in store.rounds.list()], columns=columns)
 
     def versions():
         choices = loop.versions()

@@ -22,10 +22,10 @@ from pathlib import Path
 from labeling.prompts import starter_prompts
 from models import prepare_default_model
 from serving import PolicyServer, SamplingSettings
+from storage.labels import PreferencePair
 from training.cli import DEFAULT_MODEL_CACHE
 from training.config import DPOConfig
-from training.data import TrainingPair
-from training.round import run_round
+from training.trainer import run_round
 
 CANDIDATES = {
     # names become adapter names, which may not contain dots
@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> dict:
         for j, (prompt, (a, b)) in enumerate(zip(batch, server.generate(batch, 2, settings), strict=True)):
             short, long = sorted((a, b), key=lambda t: len(tok(t)["input_ids"]))
             if short != long:
-                pairs.append(TrainingPair(prompt, short, long, judgement_id=i + j))
+                pairs.append(PreferencePair(prompt, short, long, judgement_id=i + j))
     eval_settings = SamplingSettings(temperature=0.8, top_p=0.95, max_new_tokens=args.max_new_tokens, seed=1)
     base_out = [c[0] for c in server.generate(eval_prompts, 1, eval_settings)]
     base_len = lengths(base_out, tok)

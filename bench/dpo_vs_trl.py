@@ -27,11 +27,10 @@ from pathlib import Path
 import torch
 
 from models import prepare_default_model, resolve_quantization
-from storage.export import trl_rows
+from storage.labels import PreferencePair, trl_rows
 from training.cli import DEFAULT_MODEL_CACHE
 from training.config import DPOConfig
-from training.data import TrainingPair
-from training.round import TrainingError, run_round, uses_bf16
+from training.trainer import TrainingError, run_round, uses_bf16
 
 SHAPES = {  # hidden, layers, heads, kv heads, intermediate
     "tiny": (256, 4, 4, 2, 768),
@@ -44,14 +43,14 @@ WORDS = (
 ).split()
 
 
-def synthetic_pairs(n: int, seed: int) -> list[TrainingPair]:
+def synthetic_pairs(n: int, seed: int) -> list[PreferencePair]:
     """Chat-like lengths: prompts 20–400 words, completions 20–300 (about one token a word)."""
     rng = random.Random(seed)
 
     def text(lo, hi):
         return " ".join(rng.choice(WORDS) for _ in range(rng.randint(lo, hi)))
 
-    return [TrainingPair(text(20, 400), text(20, 300), text(20, 300), i) for i in range(n)]
+    return [PreferencePair(text(20, 400), text(20, 300), text(20, 300), i) for i in range(n)]
 
 
 def build_model(shape: str, tokenizer_dir: Path, out: Path, device: str) -> Path:

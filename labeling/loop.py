@@ -26,7 +26,7 @@ class Loop:
 
     def restore_serving(self) -> str:
         """Serve the version the store remembers (after a restart); fall back to the base if it is gone."""
-        version = self.store.get_serving()
+        version = self.store.rounds.get_serving()
         try:
             self.serve(version)
         except (StoreError, OSError, ValueError) as err:
@@ -72,12 +72,12 @@ class Loop:
 
     # -- versions -------------------------------------------------------------------------------------
     def versions(self) -> list[str]:
-        return [BASE_VERSION] + [r.version for r in self.store.list_rounds() if r.status == "done"]
+        return [BASE_VERSION] + [r.version for r in self.store.rounds.list() if r.status == "done"]
 
     def _ensure_loaded(self, version: str) -> None:
         if version == BASE_VERSION:
             return
-        rounds = {r.version: r for r in self.store.list_rounds() if r.status == "done"}
+        rounds = {r.version: r for r in self.store.rounds.list() if r.status == "done"}
         if version not in rounds:
             raise ValueError(f"Unknown version {version!r}; pick one of {self.versions()}")
         self.server.load(version, rounds[version].adapter_path)
@@ -94,7 +94,7 @@ class Loop:
         def swap() -> None:
             previous = self.server.version
             try:  # the store first: if it refuses, nothing has changed yet
-                self.store.set_serving(version)
+                self.store.rounds.set_serving(version)
             except Exception as err:
                 raise StoreError(
                     f"Could not record {version} as the serving version, so {previous} keeps serving: {err}"
@@ -102,7 +102,7 @@ class Loop:
             try:
                 self.server.serve(version)
             except BaseException:
-                self.store.set_serving(previous)
+                self.store.rounds.set_serving(previous)
                 raise
 
         self.sampler.handover(version, swap)

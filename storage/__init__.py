@@ -1,25 +1,13 @@
 """prefloop's storage: one DuckDB file, named migrations, all of the project's SQL.
 
-store.py holds prompts, generations, judgements, ratings and pairs; rounds.py rounds, lineage and the serving version;
-migrations.py the schema; export.py writes pairs in TRL's format; models.py the records handed out.
+store.py holds prompts, generations, judgements, ratings and pairs; rounds.py (`store.rounds`) rounds, lineage and the
+serving version; db.py the connection; migrations.py the schema; labels.py which label feeds which loss; export.py
+writes labels in TRL's format; models.py the records handed out.
 """
 
 from storage.errors import StoreError
-from storage.models import (
-    BASE_VERSION,
-    BOTH_BAD_CHOICES,
-    CHOICES,
-    PAIR_CHOICES,
-    RATINGS,
-    Generation,
-    Judgement,
-    PreferencePair,
-    Prompt,
-    Rating,
-    Round,
-    UnpairedExample,
-    round_version,
-)
+from storage.labels import BOTH_BAD_CHOICES, CHOICES, PAIR_CHOICES, RATINGS, PreferencePair, UnpairedExample
+from storage.models import BASE_VERSION, Generation, Judgement, Prompt, Rating, Round, round_version
 from storage.store import DEFAULT_DB, Store
 
 __all__ = [

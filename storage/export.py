@@ -25,42 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from storage.errors import StoreError
-from storage.models import PreferencePair, UnpairedExample
 
 EXPORT_FORMATS = ("jsonl", "parquet", "hf")
-
-
-def trl_rows(pairs: Sequence[PreferencePair]) -> list[dict]:
-    """The pairs as rows of TRL's conversational preference format, in the given order."""
-    return [
-        {
-            "prompt": [{"role": "user", "content": pair.prompt}],
-            "chosen": [{"role": "assistant", "content": pair.chosen}],
-            "rejected": [{"role": "assistant", "content": pair.rejected}],
-            "judgement_id": pair.judgement_id,
-        }
-        for pair in pairs
-    ]
-
-
-def kto_rows(pairs: Sequence[PreferencePair], examples: Sequence[UnpairedExample]) -> list[dict]:
-    """Rows of TRL's conversational unpaired format: each pair as its chosen (👍) then its rejected (👎)
-    completion, then the single-completion examples, in the given order."""
-    rows = []
-    for pair in pairs:
-        rows.append((pair.prompt, pair.chosen, True, pair.judgement_id, None))
-        rows.append((pair.prompt, pair.rejected, False, pair.judgement_id, None))
-    rows += [(e.prompt, e.completion, e.desirable, e.judgement_id, e.rating_id) for e in examples]
-    return [
-        {
-            "prompt": [{"role": "user", "content": prompt}],
-            "completion": [{"role": "assistant", "content": completion}],
-            "label": label,
-            "judgement_id": judgement_id,
-            "rating_id": rating_id,
-        }
-        for prompt, completion, label, judgement_id, rating_id in rows
-    ]
 
 
 def check_format(fmt: str) -> None:

@@ -1,13 +1,10 @@
-"""Plain records handed out by the store, and the one place that says which labels are DPO pairs."""
+"""Plain records handed out by the store. What each label means for training: storage/labels.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-CHOICES = ("left", "right", "tie", "both_bad", "skip")
-# Only these judgements become (chosen, rejected) pairs; ties, both-bad and skips are stored but never trained on.
-PAIR_CHOICES = ("left", "right")
 # Policy versions: the base model, or the adapter of finished round N, named round_NNN.
 BASE_VERSION = "base"
 
@@ -17,10 +14,6 @@ def round_version(round_id: int) -> str:
     return f"round_{round_id:03d}"
 
 
-# For unpaired losses (KTO) a "both bad" vote is two 👎: each completion on its own is undesirable.
-BOTH_BAD_CHOICES = ("both_bad",)
-# A rating is a 👍 or 👎 on one completion judged on its own; only unpaired losses (KTO) train on ratings.
-RATINGS = ("up", "down")
 ROUND_STATUSES = ("running", "done", "failed", "cancelled")
 
 
@@ -58,15 +51,6 @@ class Judgement:
     created_at: datetime
 
 
-@dataclass(frozen=True)
-class PreferencePair:
-    """A left/right vote as training text: the picked completion is `chosen`, the other `rejected`."""
-
-    judgement_id: int
-    prompt: str
-    chosen: str
-    rejected: str
-
 
 @dataclass(frozen=True)
 class Round:
@@ -102,17 +86,3 @@ class Rating:
     labeler: str
     policy_version: str
     created_at: datetime
-
-
-@dataclass(frozen=True)
-class UnpairedExample:
-    """One completion with a thumbs-up or thumbs-down, for unpaired losses such as KTO.
-
-    It comes from a "both bad" judgement (`judgement_id`) or from a single rating (`rating_id`).
-    """
-
-    judgement_id: int | None
-    prompt: str
-    completion: str
-    desirable: bool
-    rating_id: int | None = None

@@ -1,8 +1,12 @@
 """Training rounds, their lineage (parent round, judgements and ratings trained on) and the serving version.
 
 A round starts 'running' and ends exactly once: 'done' (finish_round, which also records the judgements and
-ratings it trained on, in the same transaction), or 'failed' / 'cancelled' (fail_round). Only done rounds can be served,
-and only their labels count as used. Store mixes these methods in; they rely on its _write/_read/_value.
+ratings it trained on, in the same transaction), or 'failed' / 'cancelled' (fail). Only done rounds can be served,
+and only their labels count as used.
+
+    store.rounds.start(config, parent_round=None, base_model="...")  # -> round id, 'running'
+    store.rounds.finish(round_id, "runs/round_001/adapter", metrics, judgement_ids, rating_ids)
+    store.rounds.set_serving("round_001")
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import re
 from collections.abc import Collection
 from datetime import datetime
 
+from storage.db import Database
 from storage.errors import StoreError
 from storage.models import BASE_VERSION, Round, round_version
 
@@ -24,10 +29,13 @@ INTERRUPTED = "interrupted: the app stopped during this round"
 ROUND_VERSION = re.compile(r"round_(\d+)")
 
 
-class RoundsMixin:
-    """Round and serving-version methods of Store."""
+class Rounds:
+    """Rounds and the serving version, in a `Database` shared with the rest of the store."""
 
-    def start_round(self, config: dict, parent_round: int | None, base_model: str) -> int:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def start(self, config: dict, parent_round: int | None, base_model: str) -> int:
         """Record a new 'running' round continuing from `parent_round` (None: from the base model)."""
         config_json = json.dumps(config)
 
@@ -40,9 +48,9 @@ class RoundsMixin:
                 [config_json, parent_round, base_model, datetime.now()],
             ).fetchone()[0]
 
-        return self._write(insert)
+        return self.db.write(insert)
 
-    def finish_round(
+    def finish(
         self,
         round_id: int,
         adapter_path: str,
@@ -83,9 +91,9 @@ class RoundsMixin:
             if rated:
                 cur.execute("INSERT INTO round_ratings SELECT ?, unnest(?::BIGINT[])", [round_id, rated])
 
-        self._write(finish)
+        self.db.write(finish)
 
-    def fail_round(self, round_id: int, error: str, status: str = "failed") -> None:
+    def fail(self, round_id: int, error: str, status: str = "failed") -> None:
         """Mark a round failed or cancelled with its error; a done round keeps its result and raises StoreError."""
         if status not in FAIL_STATUSES:
             raise ValueError(f"status must be 'failed' or 'cancelled', got {status!r}")
@@ -98,11 +106,11 @@ class RoundsMixin:
                 [status, error, datetime.now(), round_id],
             )
 
-        self._write(fail)
+        self.db.write(fail)
 
-    def mark_interrupted_rounds(self) -> int:
+    def mark_interrupted(self) -> int:
         """Rounds left 'running' by an app that stopped become 'failed'; returns how many. Call at start-up."""
-        rows = self._write(
+        rows = self.db.write(
             lambda cur: cur.execute(
                 "UPDATE rounds SET status = 'failed', error = ?, finished_at = ? WHERE status = 'running' RETURNING id",
                 [INTERRUPTED, datetime.now()],
@@ -110,26 +118,26 @@ class RoundsMixin:
         )
         return len(rows)
 
-    def list_rounds(self) -> list[Round]:
+    def list(self) -> list[Round]:
         """All rounds, oldest first."""
-        return [_round(row) for row in self._read(f"SELECT {ROUND_COLUMNS} FROM rounds ORDER BY id")]
+        return [_round(row) for row in self.db.read(f"SELECT {ROUND_COLUMNS} FROM rounds ORDER BY id")]
 
-    def get_round(self, round_id: int) -> Round:
-        rows = self._read(f"SELECT {ROUND_COLUMNS} FROM rounds WHERE id = ?", [round_id])
+    def get(self, round_id: int) -> Round:
+        rows = self.db.read(f"SELECT {ROUND_COLUMNS} FROM rounds WHERE id = ?", [round_id])
         if not rows:
             raise StoreError(f"No round {round_id}; pick one from the round history.")
         return _round(rows[0])
 
-    def round_judgement_ids(self, round_id: int) -> list[int]:
+    def judgement_ids(self, round_id: int) -> list[int]:
         """The judgements a finished round trained on, by id (empty for rounds that did not finish)."""
-        rows = self._read(
+        rows = self.db.read(
             "SELECT judgement_id FROM round_judgements WHERE round_id = ? ORDER BY judgement_id", [round_id]
         )
         return [judgement_id for (judgement_id,) in rows]
 
-    def round_rating_ids(self, round_id: int) -> list[int]:
+    def rating_ids(self, round_id: int) -> list[int]:
         """The ratings a finished round trained on, by id (empty for rounds that did not finish)."""
-        rows = self._read("SELECT rating_id FROM round_ratings WHERE round_id = ? ORDER BY rating_id", [round_id])
+        rows = self.db.read("SELECT rating_id FROM round_ratings WHERE round_id = ? ORDER BY rating_id", [round_id])
         return [rating_id for (rating_id,) in rows]
 
     # -- serving version ------------------------------------------------------------------------------
@@ -149,11 +157,11 @@ class RoundsMixin:
                     raise StoreError(f"Unknown version {version!r}: did you mean {round_version(round_id)}?")
             cur.execute("INSERT OR REPLACE INTO settings VALUES ('serving_version', ?)", [version])
 
-        self._write(save)
+        self.db.write(save)
 
     def get_serving(self) -> str:
         """The version to serve: what set_serving saved last, else 'base'."""
-        return self._value("SELECT value FROM settings WHERE key = 'serving_version'") or BASE_VERSION
+        return self.db.value("SELECT value FROM settings WHERE key = 'serving_version'") or BASE_VERSION
 
 
 def _round_status(cur, round_id: int) -> str:

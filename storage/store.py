@@ -1,53 +1,43 @@
-"""The one DuckDB file: prompts, generations, judgements, rounds and their lineage. All SQL lives here.
+"""The one DuckDB file: prompts, generations, judgements and ratings here; rounds in `store.rounds`.
 
     store = Store("data/prefloop.duckdb")      # or Store() / Store(":memory:") in tests
     store.add_judgement(prompt_id, left_id, right_id, "left", labeler="ana", policy_version="base")
     store.add_rating(generation_id, "up", labeler="ana", policy_version="base")   # one completion, 👍
     store.preference_pairs(unused_only=True)   # what the next round trains on
+    store.rounds.start(config, parent_round=None, base_model="...")               # see storage/rounds.py
 
-Gradio runs handlers on many threads. DuckDB wants a cursor per thread, so every call takes its own cursor
-of the one connection. Every write runs in an explicit transaction that commits before the call returns
-(a vote acknowledged in the UI is on disk), and is retried when a concurrent write conflicts with it.
+All SQL lives in the storage package; `storage/db.py` holds the connection (a cursor per call, every write
+in a transaction that commits before the call returns, retried on write conflicts).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Collection, Sequence
 from datetime import datetime
-from pathlib import Path
-from typing import TypeVar
 
-import duckdb
-
+from storage.db import Cursor, Database
 from storage.errors import StoreError
-from storage.export import check_format, kto_rows, trl_rows, write_rows
-from storage.migrations import applied_migrations as _applied_migrations
-from storage.migrations import apply_migrations, rollback_quietly
-from storage.models import (
+from storage.export import check_format, write_rows
+from storage.labels import (
     BOTH_BAD_CHOICES,
     CHOICES,
     PAIR_CHOICES,
     RATINGS,
-    Generation,
-    Judgement,
     PreferencePair,
-    Prompt,
-    Rating,
     UnpairedExample,
+    kto_rows,
+    trl_rows,
 )
-from storage.rounds import RoundsMixin
+from storage.migrations import applied_migrations as _applied_migrations
+from storage.migrations import apply_migrations
+from storage.models import Generation, Judgement, Prompt, Rating
+from storage.rounds import Rounds
 
 __all__ = ["DEFAULT_DB", "Store", "StoreError"]
 
 DEFAULT_DB = "data/prefloop.duckdb"  # the app's database file, relative to where it starts
-
-T = TypeVar("T")
-Cursor = duckdb.DuckDBPyConnection
-WRITE_ATTEMPTS = 8  # a write that conflicts with a concurrent one is retried this many times in all
 # Judgements that no finished round trained on (appended to a WHERE over judgements j).
 UNUSED_JUDGEMENT = """ AND j.id NOT IN (SELECT rj.judgement_id FROM round_judgements rj
                                         JOIN rounds r ON r.id = rj.round_id WHERE r.status = 'done')"""
@@ -56,22 +46,23 @@ UNUSED_RATING = """ AND t.id NOT IN (SELECT rr.rating_id FROM round_ratings rr
                                      JOIN rounds r ON r.id = rr.round_id WHERE r.status = 'done')"""
 
 
-class Store(RoundsMixin):
+class Store:
     """Thread-safe access to one prefloop database; see the module docstring."""
 
     def __init__(self, path: str | os.PathLike = ":memory:") -> None:
-        self.path = str(path)
-        self._con = _connect(self.path)
+        self.db = Database(path)
+        self.path = self.db.path
         try:
-            with self._cursor() as cur:
+            with self.db.cursor() as cur:
                 apply_migrations(cur, where=self.path)
         except BaseException:
-            self._con.close()
+            self.db.close()
             raise
+        self.rounds = Rounds(self.db)
 
     def close(self) -> None:
         """Close the database; committed writes are already on disk."""
-        self._con.close()
+        self.db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -81,50 +72,8 @@ class Store(RoundsMixin):
 
     def applied_migrations(self) -> list[str]:
         """Names of the schema migrations this database has, in the order they were applied."""
-        with self._cursor() as cur:
+        with self.db.cursor() as cur:
             return _applied_migrations(cur)
-
-    # -- plumbing -------------------------------------------------------------------------------------
-    @contextmanager
-    def _cursor(self) -> Iterator[Cursor]:
-        """A cursor of its own for this call (DuckDB cursors must not be shared between threads)."""
-        try:
-            cur = self._con.cursor()
-        except duckdb.ConnectionException as err:
-            raise StoreError(f"The store {self.path} is closed; open it again with Store(path).") from err
-        try:
-            yield cur
-        finally:
-            cur.close()
-
-    def _write(self, work: Callable[[Cursor], T]) -> T:
-        """Run `work(cursor)` in one transaction and commit; roll back on error, retry on write conflicts."""
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            with self._cursor() as cur:
-                cur.begin()
-                try:
-                    result = work(cur)
-                    cur.commit()
-                    return result
-                except duckdb.Error as err:
-                    rollback_quietly(cur)
-                    if attempt == WRITE_ATTEMPTS or not _is_write_conflict(err):
-                        raise
-                except BaseException:
-                    rollback_quietly(cur)
-                    raise
-            time.sleep(0.002 * 2**attempt)
-        raise AssertionError("unreachable")
-
-    def _read(self, sql: str, params: Sequence | None = None) -> list[tuple]:
-        """All rows of one query."""
-        with self._cursor() as cur:
-            return cur.execute(sql, params).fetchall()
-
-    def _value(self, sql: str, params: Sequence | None = None):
-        """The first column of the first row of one query, or None if there is no row."""
-        rows = self._read(sql, params)
-        return rows[0][0] if rows else None
 
     # -- prompts --------------------------------------------------------------------------------------
     def add_prompt(self, text: str, source: str = "typed") -> int:
@@ -132,7 +81,7 @@ class Store(RoundsMixin):
         text = (text or "").strip()
         if not text:
             raise ValueError("Prompt is empty: type some text first.")
-        return self._write(lambda cur: _insert_prompt(cur, text, source))
+        return self.db.write(lambda cur: _insert_prompt(cur, text, source))
 
     def add_prompts(self, texts: Sequence[str], source: str) -> int:
         """Store all prompts in one transaction, or none if any is empty; returns how many were new."""
@@ -147,18 +96,18 @@ class Store(RoundsMixin):
                 _insert_prompt(cur, text, source)
             return cur.execute("SELECT count(*) FROM prompts").fetchone()[0] - before
 
-        return self._write(insert_all)
+        return self.db.write(insert_all)
 
     def count_prompts(self) -> int:
-        return self._value("SELECT count(*) FROM prompts")
+        return self.db.value("SELECT count(*) FROM prompts")
 
     def list_prompts(self, limit: int | None = None) -> list[Prompt]:
         """Prompts in the order they were added, at most `limit` of them."""
-        rows = self._read("SELECT id, text, source FROM prompts ORDER BY id LIMIT ?", [_limit(limit)])
+        rows = self.db.read("SELECT id, text, source FROM prompts ORDER BY id LIMIT ?", [_limit(limit)])
         return [Prompt(*row) for row in rows]
 
     def get_prompt(self, prompt_id: int) -> Prompt:
-        rows = self._read("SELECT id, text, source FROM prompts WHERE id = ?", [prompt_id])
+        rows = self.db.read("SELECT id, text, source FROM prompts WHERE id = ?", [prompt_id])
         if not rows:
             raise StoreError(f"No prompt with id {prompt_id}; pick one from the prompt list.")
         return Prompt(*rows[0])
@@ -169,7 +118,7 @@ class Store(RoundsMixin):
         Counting generations rather than judgements keeps a prompt whose pair is on a labeler's screen (sampled,
         not yet voted on) from being sampled again before every other prompt has had its turn.
         """
-        rows = self._read(
+        rows = self.db.read(
             """SELECT p.id, p.text, p.source FROM prompts p
                LEFT JOIN (SELECT prompt_id, count(*) AS n FROM generations GROUP BY prompt_id) g
                       ON g.prompt_id = p.id
@@ -193,14 +142,14 @@ class Store(RoundsMixin):
                 [prompt_id, version, text, settings_json, datetime.now()],
             ).fetchone()[0]
 
-        return self._write(insert)
+        return self.db.write(insert)
 
     def count_generations(self) -> int:
         """Completions stored so far (the sampler stores two per pair)."""
-        return self._value("SELECT count(*) FROM generations")
+        return self.db.value("SELECT count(*) FROM generations")
 
     def get_generation(self, generation_id: int) -> Generation:
-        rows = self._read(
+        rows = self.db.read(
             "SELECT id, prompt_id, version, text, settings FROM generations WHERE id = ?", [generation_id]
         )
         if not rows:
@@ -253,18 +202,18 @@ class Store(RoundsMixin):
                 [prompt_id, left_generation_id, right_generation_id, choice, labeler, policy_version, datetime.now()],
             ).fetchone()[0]
 
-        return self._write(insert)
+        return self.db.write(insert)
 
     def count_judgements(self, choice: str | None = None) -> int:
         """How many votes there are, or how many with this `choice`."""
         if choice is None:
-            return self._value("SELECT count(*) FROM judgements")
+            return self.db.value("SELECT count(*) FROM judgements")
         if choice not in CHOICES:
             raise ValueError(f"choice must be one of {', '.join(CHOICES)}; got {choice!r}")
-        return self._value("SELECT count(*) FROM judgements WHERE choice = ?", [choice])
+        return self.db.value("SELECT count(*) FROM judgements WHERE choice = ?", [choice])
 
     def list_judgements(self) -> list[Judgement]:
-        rows = self._read(
+        rows = self.db.read(
             "SELECT id, prompt_id, left_generation_id, right_generation_id, choice, labeler, policy_version, "
             "created_at FROM judgements ORDER BY id"
         )
@@ -299,18 +248,18 @@ class Store(RoundsMixin):
                 [row[0], generation_id, rating, labeler, policy_version, datetime.now()],
             ).fetchone()[0]
 
-        return self._write(insert)
+        return self.db.write(insert)
 
     def count_ratings(self, rating: str | None = None) -> int:
         """How many ratings there are, or how many 👍 ("up") or 👎 ("down")."""
         if rating is None:
-            return self._value("SELECT count(*) FROM ratings")
+            return self.db.value("SELECT count(*) FROM ratings")
         if rating not in RATINGS:
             raise ValueError(f"rating must be one of {', '.join(RATINGS)}; got {rating!r}")
-        return self._value("SELECT count(*) FROM ratings WHERE rating = ?", [rating])
+        return self.db.value("SELECT count(*) FROM ratings WHERE rating = ?", [rating])
 
     def list_ratings(self) -> list[Rating]:
-        rows = self._read(
+        rows = self.db.read(
             "SELECT id, prompt_id, generation_id, rating, labeler, policy_version, created_at FROM ratings ORDER BY id"
         )
         return [Rating(*row) for row in rows]
@@ -324,9 +273,9 @@ class Store(RoundsMixin):
         unused_only: leave out judgements a finished ('done') round trained on.
         judgement_ids: only these judgements.
         """
-        sql = """SELECT j.id, p.text,
+        sql = """SELECT p.text,
                         CASE WHEN j.choice = 'left' THEN gl.text ELSE gr.text END AS chosen,
-                        CASE WHEN j.choice = 'left' THEN gr.text ELSE gl.text END AS rejected
+                        CASE WHEN j.choice = 'left' THEN gr.text ELSE gl.text END AS rejected, j.id
                  FROM judgements j
                  JOIN prompts p ON p.id = j.prompt_id
                  JOIN generations gl ON gl.id = j.left_generation_id
@@ -338,7 +287,7 @@ class Store(RoundsMixin):
         if judgement_ids is not None:
             sql += " AND list_contains(?::BIGINT[], j.id)"
             params.append(list(judgement_ids))
-        return [PreferencePair(*row) for row in self._read(sql + " ORDER BY j.id", params)]
+        return [PreferencePair(*row) for row in self.db.read(sql + " ORDER BY j.id", params)]
 
     def unpaired_examples(self, unused_only: bool = False) -> list[UnpairedExample]:
         """Labels on single completions, for unpaired losses (KTO): each "both bad" vote as two 👎 (left then
@@ -351,13 +300,13 @@ class Store(RoundsMixin):
                  JOIN generations g ON g.id IN (j.left_generation_id, j.right_generation_id)
                  WHERE list_contains(?::VARCHAR[], j.choice)"""
         sql += (UNUSED_JUDGEMENT if unused_only else "") + " ORDER BY j.id, g.id = j.right_generation_id"
-        rows = self._read(sql, [list(BOTH_BAD_CHOICES)])
-        both_bad = [UnpairedExample(judgement_id, prompt, text, False) for judgement_id, prompt, text in rows]
+        rows = self.db.read(sql, [list(BOTH_BAD_CHOICES)])
+        both_bad = [UnpairedExample(prompt, text, False, judgement_id) for judgement_id, prompt, text in rows]
         sql = """SELECT t.id, p.text, g.text, t.rating = 'up' FROM ratings t
                  JOIN prompts p ON p.id = t.prompt_id
                  JOIN generations g ON g.id = t.generation_id WHERE true"""
-        rows = self._read(sql + (UNUSED_RATING if unused_only else "") + " ORDER BY t.id")
-        rated = [UnpairedExample(None, prompt, text, good, rating_id) for rating_id, prompt, text, good in rows]
+        rows = self.db.read(sql + (UNUSED_RATING if unused_only else "") + " ORDER BY t.id")
+        rated = [UnpairedExample(prompt, text, good, rating_id=rating_id) for rating_id, prompt, text, good in rows]
         return both_bad + rated
 
     def export_pairs(self, path: str | os.PathLike, fmt: str = "jsonl") -> int:
@@ -379,29 +328,6 @@ class Store(RoundsMixin):
         return write_rows(rows, path, fmt)
 
 
-def _connect(path: str) -> duckdb.DuckDBPyConnection:
-    """Open the database file (creating its folder), turning DuckDB's errors into what to do about them."""
-    try:
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        return duckdb.connect(path)
-    except duckdb.IOException as err:
-        message = str(err).lower()
-        if "lock" in message:
-            raise StoreError(
-                f"{path} is in use by another running prefloop app (or another DuckDB client). "
-                "Stop that app, or start this one with --db pointing at another file."
-            ) from err
-        if "not a valid duckdb database" in message:
-            raise StoreError(
-                f"{path} is not a DuckDB database. Start the app with --db pointing at a new file name "
-                "(it will be created), or move that file away."
-            ) from err
-        raise StoreError(f"Cannot open {path}: {err}. Check the path, or pass --db with a new file name.") from err
-    except (duckdb.Error, OSError) as err:
-        raise StoreError(f"Cannot open {path}: {err}. Check the path, or pass --db with a new file name.") from err
-
-
 def _insert_prompt(cur: Cursor, text: str, source: str) -> int:
     """The id of the prompt with this text, inserting it if new."""
     row = cur.execute("SELECT id FROM prompts WHERE text = ?", [text]).fetchone()
@@ -416,10 +342,3 @@ def _limit(limit: int | None) -> int | None:
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0 or None, got {limit}")
     return limit
-
-
-def _is_write_conflict(err: duckdb.Error) -> bool:
-    """A concurrent transaction touched the same row (retrying is safe: ours was rolled back)."""
-    return isinstance(err, duckdb.TransactionException) or (
-        isinstance(err, duckdb.ConstraintException) and "duplicate key" in str(err).lower()
-    )

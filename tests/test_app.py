@@ -192,12 +192,12 @@ def test_the_whole_loop_through_the_app(app):
         judgements = store.list_judgements()
         assert len(judgements) == 13 and judgements[-1].labeler == "last-voter"
         assert [j.choice for j in judgements].count("tie") == 1
-        (round_,) = store.list_rounds()
+        (round_,) = store.rounds.list()
         assert round_.status == "done" and round_.n_pairs == 8
-        assert sorted(store.round_judgement_ids(round_.id)) == sorted(
+        assert sorted(store.rounds.judgement_ids(round_.id)) == sorted(
             json.loads((work / "runs" / "round_001" / "judgements.json").read_text())["train"]
         )
-        assert store.get_serving() == "base"
+        assert store.rounds.get_serving() == "base"
 
 
 def test_rate_one_mode_feeds_a_kto_round_from_the_app(tiny_model_dir, tmp_path):
@@ -242,9 +242,9 @@ def test_rate_one_mode_feeds_a_kto_round_from_the_app(tiny_model_dir, tmp_path):
         from storage import Store
 
         with Store(tmp_path / "loop.duckdb") as store:
-            cancelled, round_ = store.list_rounds()
+            cancelled, round_ = store.rounds.list()
             assert cancelled.status == "cancelled"
             assert (round_.n_pairs, round_.n_ratings, round_.config["loss_type"]) == (0, 5, "kto")
             assert [r.labeler for r in store.list_ratings()] == ["rater"] * 6
             recorded = json.loads((tmp_path / "runs" / "round_002" / "judgements.json").read_text())
-            assert store.round_rating_ids(round_.id) == sorted(recorded["ratings"]["train"])
+            assert store.rounds.rating_ids(round_.id) == sorted(recorded["ratings"]["train"])

@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from models import load_model, load_tokenizer
+from storage.labels import PreferencePair
 from training.config import DPOConfig
-from training.data import TrainingPair, collate, tokenize_pair
+from training.data import collate, tokenize_pair
 from training.logps import completion_logps
-from training.round import compute_autocast, run_round
+from training.trainer import compute_autocast, run_round
 
-PAIRS = [TrainingPair(f"Tell me about {t}.", f"Gladly! A note on {t}.", "No.", i) for i, t in enumerate("abcdefgh")]
+PAIRS = [PreferencePair(f"Tell me about {t}.", f"Gladly! A note on {t}.", "No.", i) for i, t in enumerate("abcdefgh")]
 
 
 def test_what_each_compute_dtype_means_on_a_cpu():

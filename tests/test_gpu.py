@@ -7,15 +7,16 @@ import pytest
 import torch
 
 from models import load_model, load_tokenizer
+from storage.labels import PreferencePair
 from training.config import DPOConfig
-from training.data import TrainingPair, collate, tokenize_pair
+from training.data import collate, tokenize_pair
 from training.logps import completion_logps
-from training.round import compute_autocast, run_round
+from training.trainer import compute_autocast, run_round
 
 pytestmark = pytest.mark.gpu
 TOPICS = ["rain", "tea", "maps", "bees", "clocks", "rivers", "bread", "kites", "salt", "owls", "snow", "glass"]
 PAIRS = [
-    TrainingPair(f"Tell me about {t}.", f"Happy to help! Here is a short note about {t}.", "No.", judgement_id=i)
+    PreferencePair(f"Tell me about {t}.", f"Happy to help! Here is a short note about {t}.", "No.", judgement_id=i)
     for i, t in enumerate(TOPICS)
 ]
 

@@ -15,8 +15,8 @@ from labeling.sampler import PairSampler, next_batch_prompts
 from serving import PolicyServer, SamplingSettings
 from storage import Store, StoreError
 from training.config import DPOConfig
-from training.round import TrainingError
 from training.rounds import RoundRunner, train_round
+from training.trainer import TrainingError
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_round_serves_rolls_back_and_compares(loop, tiny_model_dir, tmp_path):
     finished = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
     assert finished.status == "done" and finished.n_pairs == 8 and finished.parent_round is None
     loop.serve(finished.version)
-    assert loop.server.version == "round_001" == loop.store.get_serving()
+    assert loop.server.version == "round_001" == loop.store.rounds.get_serving()
     assert loop.next_pair().version == "round_001", "queued base pairs were dropped"
     assert loop.versions() == ["base", "round_001"]
 
@@ -98,7 +98,7 @@ def test_round_serves_rolls_back_and_compares(loop, tiny_model_dir, tmp_path):
         loop.compare("Hi", "base", "round_007", settings)
 
     loop.serve("base")
-    assert loop.server.version == "base" == loop.store.get_serving()
+    assert loop.server.version == "base" == loop.store.rounds.get_serving()
 
 
 def test_second_round_continues_from_the_serving_one_on_unused_pairs(loop, tiny_model_dir, tmp_path):
@@ -111,7 +111,7 @@ def test_second_round_continues_from_the_serving_one_on_unused_pairs(loop, tiny_
     label(loop, 8)
     second = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
     assert second.parent_round == first.id
-    assert not set(loop.store.round_judgement_ids(first.id)) & set(loop.store.round_judgement_ids(second.id))
+    assert not set(loop.store.rounds.judgement_ids(first.id)) & set(loop.store.rounds.judgement_ids(second.id))
     fresh = train_round(
         loop.store,
         DPOConfig(**{**config.to_dict(), "continue_from_serving": False}),
@@ -140,7 +140,7 @@ def test_the_live_plot_starts_over_when_a_round_retries_after_running_out_of_mem
 ):
     """The third training pass of 2 pairs runs out of memory: the retry trains again from step 1 with 1 pair per
     pass, and the Train tab's history holds that attempt's steps only."""
-    import training.round as round_module
+    import training.trainer as round_module
 
     real_load, passes = round_module.load_model, []
 
@@ -176,7 +176,7 @@ def test_cancelled_round_is_recorded_and_keeps_the_previous_policy(loop, tiny_mo
     runner.cancel()
     runner.wait(120)
     assert runner.status()["state"] == "cancelled"
-    (round_,) = loop.store.list_rounds()
+    (round_,) = loop.store.rounds.list()
     assert round_.status == "cancelled" and loop.server.version == "base"
     assert not any(tmp_path.iterdir())
 
@@ -196,7 +196,7 @@ def test_a_new_version_takes_over_with_its_pairs_already_queued(loop, tiny_model
     with loop.sampler._cond:
         queued = list(loop.sampler._queue)
     assert queued and {p.version for p in queued} == {"round_001"}
-    assert loop.next_pair().version == "round_001" == loop.server.version == loop.store.get_serving()
+    assert loop.next_pair().version == "round_001" == loop.server.version == loop.store.rounds.get_serving()
     loop.serve("base")  # a rollback hands over the same way
     assert loop.sampler.queued() > 0 and loop.next_pair().version == "base"
 
@@ -255,7 +255,7 @@ def test_single_ratings_train_a_kto_round_and_are_used_up_by_it(loop, tiny_model
         train_round(loop.store, DPOConfig(), model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
     config = DPOConfig(loss_type="kto", learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
     finished = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
-    trained = loop.store.round_rating_ids(finished.id)
+    trained = loop.store.rounds.rating_ids(finished.id)
     assert finished.status == "done" and (finished.n_pairs, finished.n_ratings) == (0, 5)
     heldout = json.loads((tmp_path / finished.version / "judgements.json").read_text())["ratings"]["heldout"]
     assert sorted(trained + heldout) == rated and len(heldout) == 1
@@ -347,7 +347,7 @@ def test_concurrent_serves_run_one_after_another_and_end_consistent(make_loop, t
         assert first_swapped.wait(60)
         second = pool.submit(lambda: (loop.serve("base"), second_done.set()))
         first.result(), second.result()
-    assert loop.server.version == "base" == loop.store.get_serving()
+    assert loop.server.version == "base" == loop.store.rounds.get_serving()
     assert queued_versions(loop.sampler) == {"base"}
 
 
@@ -360,10 +360,10 @@ def test_a_failed_store_write_keeps_the_previous_version_serving_with_its_pairs(
     with pytest.raises(StoreError, match="Could not record round_001 as the serving version, so base keeps serving"):
         loop.serve(finished.version)
     loop.store._con.execute("ALTER TABLE settings_away RENAME TO settings")
-    assert loop.server.version == "base" == loop.store.get_serving()
+    assert loop.server.version == "base" == loop.store.rounds.get_serving()
     assert queued_versions(loop.sampler) == {"base"} and loop.next_pair().version == "base"
     loop.serve(finished.version)
-    assert loop.server.version == "round_001" == loop.store.get_serving() == loop.next_pair().version
+    assert loop.server.version == "round_001" == loop.store.rounds.get_serving() == loop.next_pair().version
 
 
 def test_a_version_that_cannot_sample_is_not_served(make_loop, tiny_model_dir, tmp_path):
@@ -376,7 +376,7 @@ def test_a_version_that_cannot_sample_is_not_served(make_loop, tiny_model_dir, t
     wait_queued(loop.sampler, 4)
     with pytest.raises(ValueError, match="round_001 could not sample pairs .*so base keeps serving"):
         loop.serve(finished.version)
-    assert loop.server.version == "base" == loop.store.get_serving()
+    assert loop.server.version == "base" == loop.store.rounds.get_serving()
     assert queued_versions(loop.sampler) == {"base"} and loop.next_pair().version == "base"
 
 

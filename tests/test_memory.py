@@ -7,11 +7,12 @@ import math
 import pytest
 
 from models import load_model, load_tokenizer
+from storage.labels import PreferencePair
 from training.config import DPOConfig
-from training.data import TokenizedPair, TrainingPair, tokenize_pair
+from training.data import TokenizedPair, tokenize_pair
 from training.memory import GIB, MemoryPlanError, ModelShape, largest_micro_batch, plan_memory, step_bytes
-from training.round import TrainingError, run_round
-from training.rounds import memory_note
+from training.runner import memory_note
+from training.trainer import TrainingError, run_round
 
 SHAPE = ModelShape(layers=30, hidden=576, intermediate=1536, vocab=49152)  # SmolLM2-135M
 PAIRS = [TokenizedPair([1] * (50 + 10 * i), [2] * (20 + 5 * i), [3] * (10 + i)) for i in range(16)]
@@ -65,7 +66,7 @@ def test_bad_budget_is_refused():
 
 TOPICS = ["rain", "tea", "maps", "bees", "clocks", "rivers", "bread", "kites"]
 TEXT_PAIRS = [
-    TrainingPair(f"Tell me about {t}.", f"Happy to help! Here is a short note about {t}.", "No.", judgement_id=i)
+    PreferencePair(f"Tell me about {t}.", f"Happy to help! Here is a short note about {t}.", "No.", judgement_id=i)
     for i, t in enumerate(TOPICS)
 ]
 

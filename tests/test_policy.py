@@ -23,11 +23,11 @@ from serving import (
     open_policy_server,
 )
 from storage import BASE_VERSION
+from storage.labels import PreferencePair
 from training.config import DPOConfig
-from training.data import TrainingPair
-from training.round import run_round
+from training.trainer import run_round
 
-PAIRS = [TrainingPair(f"Tell me about {t}.", f"Gladly! A note on {t}.", "No.", i) for i, t in enumerate("abcdefgh")]
+PAIRS = [PreferencePair(f"Tell me about {t}.", f"Gladly! A note on {t}.", "No.", i) for i, t in enumerate("abcdefgh")]
 
 
 @pytest.fixture(scope="module")

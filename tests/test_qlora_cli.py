@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from storage import Store
+from storage.labels import PreferencePair
 from training.config import DPOConfig
-from training.data import TrainingPair
-from training.round import run_round
+from training.trainer import run_round
 
 REPO = Path(__file__).resolve().parents[1]
-PAIRS = [TrainingPair(f"Tell me about {t}.", f"Gladly! A note on {t}.", "No.", i) for i, t in enumerate("abcdefgh")]
+PAIRS = [PreferencePair(f"Tell me about {t}.", f"Gladly! A note on {t}.", "No.", i) for i, t in enumerate("abcdefgh")]
 
 
 def test_qlora_round_trains_lora_on_a_4bit_base(tiny_qlora_model_dir, tmp_path):
@@ -40,7 +40,7 @@ def test_qlora_round_trains_lora_on_a_4bit_base(tiny_qlora_model_dir, tmp_path):
 
 def test_nothing_but_the_app_imports_gradio():
     code = (
-        "import sys, labeling.loop, labeling.sampler, storage, training.rounds, training.__main__; "
+        "import sys, labeling.loop, labeling.sampler, storage, serving, services, training.runner, training.__main__; "
         "print('gradio' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
@@ -89,7 +89,7 @@ def test_training_cli_runs_a_round_and_serves_it(tiny_model_dir, tmp_path):
     adapter = json.loads((tmp_path / "runs" / "round_001" / "adapter" / "adapter_config.json").read_text())
     assert (adapter["r"], sorted(adapter["target_modules"])) == (4, ["q_proj", "v_proj"])
     with Store(db) as store:
-        assert store.get_serving() == "round_001" and store.get_round(1).status == "done"
+        assert store.rounds.get_serving() == "round_001" and store.rounds.get(1).status == "done"
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert again.returncode == 2 and "Too few new preference pairs: 2" in again.stderr
 
@@ -192,4 +192,4 @@ def test_two_process_rounds_under_torchrun_and_accelerate_equal_one_process(tiny
             torch.testing.assert_close(one[key], two[key], atol=1e-5, rtol=1e-4)
         assert any(v.abs().sum() > 0 for k, v in two.items() if "lora_B" in k)
         with Store(tmp_path / f"{name}.duckdb") as store:
-            assert store.get_round(1).status == "done" and store.get_serving() == "round_001"
+            assert store.rounds.get(1).status == "done" and store.rounds.get_serving() == "round_001"

@@ -106,32 +106,32 @@ def test_tie_both_bad_and_skip_votes_are_stored_but_are_not_training_pairs(store
 
 def test_unused_pairs_exclude_a_done_round_but_not_failed_or_cancelled_ones(store):
     first, second, third = votes(store, "left", "right", "left")
-    failed = store.start_round({"beta": 0.1}, None, "m")
-    store.fail_round(failed, "CUDA out of memory")
-    cancelled = store.start_round({"beta": 0.1}, None, "m")
-    store.fail_round(cancelled, "stopped by the user", status="cancelled")
+    failed = store.rounds.start({"beta": 0.1}, None, "m")
+    store.rounds.fail(failed, "CUDA out of memory")
+    cancelled = store.rounds.start({"beta": 0.1}, None, "m")
+    store.rounds.fail(cancelled, "stopped by the user", status="cancelled")
     assert [p.judgement_id for p in store.preference_pairs(unused_only=True)] == [first, second, third]
-    done = store.start_round({"beta": 0.1}, None, "m")
-    store.finish_round(done, "runs/round_003/adapter", {"loss": 0.4}, [first, third])
+    done = store.rounds.start({"beta": 0.1}, None, "m")
+    store.rounds.finish(done, "runs/round_003/adapter", {"loss": 0.4}, [first, third])
     assert [p.judgement_id for p in store.preference_pairs(unused_only=True)] == [second]
     assert len(store.preference_pairs()) == 3
 
 
 def test_finish_round_records_results_and_lineage(store):
     first, second = votes(store, "left", "both_bad")
-    parent = store.start_round({"beta": 0.1}, None, "SmolLM2")
-    store.finish_round(parent, "runs/round_001/adapter", {"accuracy": 0.75}, [first, second, first])
-    child = store.start_round({"beta": 0.2}, parent, "SmolLM2")
-    done = store.get_round(parent)
+    parent = store.rounds.start({"beta": 0.1}, None, "SmolLM2")
+    store.rounds.finish(parent, "runs/round_001/adapter", {"accuracy": 0.75}, [first, second, first])
+    child = store.rounds.start({"beta": 0.2}, parent, "SmolLM2")
+    done = store.rounds.get(parent)
     assert (done.status, done.version, done.n_pairs) == ("done", "round_001", 2)
     assert done.adapter_path == "runs/round_001/adapter"
     assert done.metrics == {"accuracy": 0.75} and done.config == {"beta": 0.1} and done.error is None
     assert done.finished_at >= done.started_at
-    assert store.round_judgement_ids(parent) == [first, second]
-    running = store.get_round(child)
+    assert store.rounds.judgement_ids(parent) == [first, second]
+    running = store.rounds.get(child)
     assert (running.status, running.parent_round, running.n_pairs, running.finished_at) == ("running", parent, 0, None)
-    assert [r.id for r in store.list_rounds()] == [parent, child]
-    assert store.round_judgement_ids(child) == []
+    assert [r.id for r in store.rounds.list()] == [parent, child]
+    assert store.rounds.judgement_ids(child) == []
 
 
 def test_single_ratings_round_trip_and_become_unpaired_examples_after_both_bad_votes(store):
@@ -149,10 +149,10 @@ def test_single_ratings_round_trip_and_become_unpaired_examples_after_both_bad_v
     assert (second.id, second.rating, second.policy_version) == (down, "down", "round_001")
     assert (store.count_ratings(), store.count_ratings("up"), store.count_ratings("down")) == (2, 1, 1)
     assert store.unpaired_examples() == [
-        UnpairedExample(both_bad, "prompt 0", "left 0", False),
-        UnpairedExample(both_bad, "prompt 0", "right 0", False),
-        UnpairedExample(None, "Rate me.", "Short and right.", True, up),
-        UnpairedExample(None, "Rate me.", "Long and wrong.", False, down),
+        UnpairedExample("prompt 0", "left 0", False, both_bad),
+        UnpairedExample("prompt 0", "right 0", False, both_bad),
+        UnpairedExample("Rate me.", "Short and right.", True, rating_id=up),
+        UnpairedExample("Rate me.", "Long and wrong.", False, rating_id=down),
     ]
     assert [p.judgement_id for p in store.preference_pairs()] == [pair], "ratings never become DPO pairs"
 
@@ -160,61 +160,61 @@ def test_single_ratings_round_trip_and_become_unpaired_examples_after_both_bad_v
 def test_a_done_round_uses_up_its_ratings_and_records_them(store):
     prompt = store.add_prompt("Rate me.")
     ids = [store.add_rating(store.add_generation(prompt, "base", t, SETTINGS), "up", "ana", "base") for t in "abc"]
-    failed = store.start_round({}, None, "m")
-    store.fail_round(failed, "boom")
+    failed = store.rounds.start({}, None, "m")
+    store.rounds.fail(failed, "boom")
     assert [e.rating_id for e in store.unpaired_examples(unused_only=True)] == ids
-    done = store.start_round({}, None, "m")
-    store.finish_round(done, "runs/round_002/adapter", {}, [], rating_ids=[ids[2], ids[0], ids[0]])
+    done = store.rounds.start({}, None, "m")
+    store.rounds.finish(done, "runs/round_002/adapter", {}, [], rating_ids=[ids[2], ids[0], ids[0]])
     assert [e.rating_id for e in store.unpaired_examples(unused_only=True)] == [ids[1]]
-    assert store.round_rating_ids(done) == [ids[0], ids[2]] and store.round_rating_ids(failed) == []
-    round_ = store.get_round(done)
+    assert store.rounds.rating_ids(done) == [ids[0], ids[2]] and store.rounds.rating_ids(failed) == []
+    round_ = store.rounds.get(done)
     assert (round_.n_pairs, round_.n_ratings) == (0, 2)
     with pytest.raises(StoreError, match=r"ratings that do not exist \(99\)"):
-        store.finish_round(store.start_round({}, None, "m"), "a", {}, [], rating_ids=[99])
-    assert store.round_rating_ids(3) == [] and store.get_round(3).status == "running"
+        store.rounds.finish(store.rounds.start({}, None, "m"), "a", {}, [], rating_ids=[99])
+    assert store.rounds.rating_ids(3) == [] and store.rounds.get(3).status == "running"
 
 
 def test_a_round_naming_unknown_judgements_is_not_finished_at_all(store):
     (known,) = votes(store, "left")
-    round_id = store.start_round({}, None, "m")
+    round_id = store.rounds.start({}, None, "m")
     with pytest.raises(StoreError, match=r"judgements that do not exist \(99\)"):
-        store.finish_round(round_id, "adapter", {"loss": 1.0}, [known, 99])
-    assert store.get_round(round_id).status == "running" and store.round_judgement_ids(round_id) == []
+        store.rounds.finish(round_id, "adapter", {"loss": 1.0}, [known, 99])
+    assert store.rounds.get(round_id).status == "running" and store.rounds.judgement_ids(round_id) == []
 
 
 def test_a_round_ends_only_once(store):
-    round_id = store.start_round({}, None, "m")
-    store.finish_round(round_id, "adapter", {}, [])
+    round_id = store.rounds.start({}, None, "m")
+    store.rounds.finish(round_id, "adapter", {}, [])
     with pytest.raises(StoreError, match="is done, not running"):
-        store.finish_round(round_id, "adapter", {}, [])
+        store.rounds.finish(round_id, "adapter", {}, [])
     with pytest.raises(StoreError, match="already done"):
-        store.fail_round(round_id, "late error")
-    assert store.get_round(round_id).status == "done"
+        store.rounds.fail(round_id, "late error")
+    assert store.rounds.get(round_id).status == "done"
 
 
 def test_rounds_left_running_by_a_stopped_app_are_marked_failed(store):
-    stale = store.start_round({}, None, "m")
-    finished = store.start_round({}, None, "m")
-    store.finish_round(finished, "adapter", {}, [])
-    assert store.mark_interrupted_rounds() == 1
-    assert store.get_round(stale).status == "failed"
-    assert store.get_round(stale).error == "interrupted: the app stopped during this round"
-    assert store.get_round(finished).status == "done" and store.mark_interrupted_rounds() == 0
+    stale = store.rounds.start({}, None, "m")
+    finished = store.rounds.start({}, None, "m")
+    store.rounds.finish(finished, "adapter", {}, [])
+    assert store.rounds.mark_interrupted() == 1
+    assert store.rounds.get(stale).status == "failed"
+    assert store.rounds.get(stale).error == "interrupted: the app stopped during this round"
+    assert store.rounds.get(finished).status == "done" and store.rounds.mark_interrupted() == 0
 
 
 def test_serving_version_defaults_to_base_and_only_takes_done_rounds(store):
-    assert store.get_serving() == "base"
-    done = store.start_round({}, None, "m")
-    store.finish_round(done, "adapter", {}, [])
-    store.start_round({}, done, "m")
-    store.set_serving("round_001")
-    assert store.get_serving() == "round_001"
+    assert store.rounds.get_serving() == "base"
+    done = store.rounds.start({}, None, "m")
+    store.rounds.finish(done, "adapter", {}, [])
+    store.rounds.start({}, done, "m")
+    store.rounds.set_serving("round_001")
+    assert store.rounds.get_serving() == "round_001"
     with pytest.raises(StoreError, match="round_002 is not a finished round"):
-        store.set_serving("round_002")
+        store.rounds.set_serving("round_002")
     with pytest.raises(StoreError, match="did you mean round_001"):
-        store.set_serving("round_1")
-    store.set_serving("base")
-    assert store.get_serving() == "base"
+        store.rounds.set_serving("round_1")
+    store.rounds.set_serving("base")
+    assert store.rounds.get_serving() == "base"
 
 
 @pytest.mark.parametrize(
@@ -230,13 +230,13 @@ def test_serving_version_defaults_to_base_and_only_takes_done_rounds(store):
         (lambda s: s.add_judgement(1, 1, 9, "left", "ana", "base"), StoreError, "not two completions"),
         (lambda s: s.count_judgements("lft"), ValueError, "choice must be one of"),
         (lambda s: s.list_prompts(limit=-1), ValueError, "limit must be >= 0"),
-        (lambda s: s.start_round({}, 7, "m"), StoreError, "No round 7"),
-        (lambda s: s.get_round(7), StoreError, "No round 7; pick one from the round history"),
-        (lambda s: s.finish_round(7, "a", {}, []), StoreError, "No round 7"),
-        (lambda s: s.fail_round(7, "boom"), StoreError, "No round 7"),
-        (lambda s: s.fail_round(1, "boom", status="crashed"), ValueError, "'failed' or 'cancelled'"),
-        (lambda s: s.set_serving("latest"), StoreError, "Unknown version 'latest': use 'base' or 'round_NNN'"),
-        (lambda s: s.set_serving("round_007"), StoreError, "No round 7"),
+        (lambda s: s.rounds.start({}, 7, "m"), StoreError, "No round 7"),
+        (lambda s: s.rounds.get(7), StoreError, "No round 7; pick one from the round history"),
+        (lambda s: s.rounds.finish(7, "a", {}, []), StoreError, "No round 7"),
+        (lambda s: s.rounds.fail(7, "boom"), StoreError, "No round 7"),
+        (lambda s: s.rounds.fail(1, "boom", status="crashed"), ValueError, "'failed' or 'cancelled'"),
+        (lambda s: s.rounds.set_serving("latest"), StoreError, "Unknown version 'latest': use 'base' or 'round_NNN'"),
+        (lambda s: s.rounds.set_serving("round_007"), StoreError, "No round 7"),
         (lambda s: s.export_pairs("pairs.csv", "csv"), StoreError, "Unknown export format 'csv'"),
         (lambda s: s.export_unpaired("rows.csv", "csv"), StoreError, "Unknown export format 'csv'"),
         (lambda s: s.add_rating(1, "meh", "ana", "base"), ValueError, "rating must be one of up, down; got 'meh'"),
@@ -277,7 +277,7 @@ def test_concurrent_votes_imports_and_reads_from_many_threads_all_land(store):
                 store.add_generation(own, "base", "text", SETTINGS)
                 store.add_prompt("the same prompt from every thread")
                 store.add_prompts(["bulk x", "bulk y"], source="file")
-                store.set_serving("base")
+                store.rounds.set_serving("base")
                 store.preference_pairs(unused_only=True)
                 store.next_prompts(4)
         except BaseException as err:  # noqa: BLE001 - reported below, on the main thread

@@ -61,7 +61,7 @@ def test_a_new_file_gets_its_folder_and_every_migration(tmp_path):
     path = tmp_path / "deep" / "er" / "loop.duckdb"
     with Store(path) as store:
         assert store.applied_migrations() == [name for name, _ in storage.migrations.MIGRATIONS]
-        assert store.count_prompts() == 0 and store.get_serving() == "base"
+        assert store.count_prompts() == 0 and store.rounds.get_serving() == "base"
     assert path.is_file()
 
 
@@ -72,22 +72,22 @@ def test_reopening_a_file_applies_only_missing_migrations_and_keeps_data(tmp_pat
     monkeypatch.setattr(storage.migrations, "MIGRATIONS", shipped[:1])
     with Store(path) as store:
         judgement = vote(store, "left", "p", "a", "b")
-        round_id = store.start_round({"beta": 0.1}, None, "m")
-        store.finish_round(round_id, "adapter", {"loss": 0.3}, [judgement])
-        store.set_serving("round_001")
+        round_id = store.rounds.start({"beta": 0.1}, None, "m")
+        store.rounds.finish(round_id, "adapter", {"loss": 0.3}, [judgement])
+        store.rounds.set_serving("round_001")
     assert migration_rows(path) == ["001_initial"]
     monkeypatch.setattr(storage.migrations, "MIGRATIONS", shipped)
     with Store(path) as store:
         assert store.applied_migrations() == ["001_initial", "002_ratings"]
-        assert store.get_round(round_id).n_ratings == 0 and store.count_ratings() == 0
+        assert store.rounds.get(round_id).n_ratings == 0 and store.count_ratings() == 0
         store.add_rating(store.get_generation(1).id, "up", "ana", "base")
     extra = ("999_labeler_notes", "CREATE TABLE labeler_notes (judgement_id BIGINT, note VARCHAR)")
     monkeypatch.setattr(storage.migrations, "MIGRATIONS", [*shipped, extra])
     for _ in range(2):
         with Store(path) as store:
             assert store.applied_migrations() == ["001_initial", "002_ratings", "999_labeler_notes"]
-            assert store.preference_pairs()[0].chosen == "a" and store.get_serving() == "round_001"
-            assert store.round_judgement_ids(round_id) == [judgement] and store.count_ratings("up") == 1
+            assert store.preference_pairs()[0].chosen == "a" and store.rounds.get_serving() == "round_001"
+            assert store.rounds.judgement_ids(round_id) == [judgement] and store.count_ratings("up") == 1
     assert migration_rows(path) == ["001_initial", "002_ratings", "999_labeler_notes"]
 
 

@@ -66,6 +66,6 @@ def test_both_bad_votes_become_two_undesirable_examples():
         (both_bad_vote, "good 1", False),
         (both_bad_vote, "bad 1", False),
     ]
-    done = store.start_round({}, None, "m")
-    store.finish_round(done, "adapter", {}, [left_vote, both_bad_vote])
+    done = store.rounds.start({}, None, "m")
+    store.rounds.finish(done, "adapter", {}, [left_vote, both_bad_vote])
     assert store.unpaired_examples(unused_only=True) == []

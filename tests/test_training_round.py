@@ -11,18 +11,11 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from models import load_tokenizer
+from storage.labels import PreferencePair, UnpairedExample, as_unpaired
 from training.config import DPOConfig
-from training.data import (
-    TrainingExample,
-    TrainingPair,
-    as_kto_examples,
-    collate,
-    split_heldout,
-    step_batches,
-    tokenize_pair,
-)
-from training.round import TrainingError, run_round
-from training.rounds import memory_note
+from training.data import collate, split_heldout, step_batches, tokenize_pair
+from training.runner import memory_note
+from training.trainer import TrainingError, run_round
 
 TOPICS = ["rain", "tea", "maps", "bees", "clocks", "rivers", "bread", "kites", "salt", "owls", "snow", "glass"]
 
@@ -30,7 +23,7 @@ TOPICS = ["rain", "tea", "maps", "bees", "clocks", "rivers", "bread", "kites", "
 def taste_pairs(n=12):
     """A consistent taste: polite, complete answers over curt refusals."""
     return [
-        TrainingPair(f"Tell me about {t}.", f"Happy to help! Here is a short note about {t}.", "No.", judgement_id=i)
+        PreferencePair(f"Tell me about {t}.", f"Happy to help! Here is a short note about {t}.", "No.", judgement_id=i)
         for i, t in enumerate(TOPICS[:n])
     ]
 
@@ -129,7 +122,7 @@ def test_too_few_pairs_is_a_clear_error_and_writes_nothing(tiny_model_dir, tmp_p
 def test_cancel_stops_the_round_and_leaves_no_adapter(tiny_model_dir, tmp_path, after_checks, steps_done):
     """Cancel during the reference pass, or in training after one step (9 training pairs, 3 held out, micro-batch 4:
     5 micro-batches of log-probs before training, then one per step); both stop at the next micro-batch."""
-    from training.round import RoundCancelled
+    from training.trainer import RoundCancelled
 
     checks, progress = [], []
 
@@ -166,7 +159,7 @@ def test_nan_loss_stops_the_round(tiny_model_dir, tmp_path):
 def test_non_finite_weights_after_the_last_step_stop_the_round(tiny_model_dir, tmp_path, monkeypatch):
     """An overflowing gradient in the last step (every loss finite): clipping makes it NaN, the optimizer writes it
     into a LoRA weight, and the round stops before scoring or saving that adapter."""
-    import training.round as round_module
+    import training.trainer as round_module
 
     progress = []
     real_policy = round_module._policy_with_adapter
@@ -197,7 +190,7 @@ def test_long_pairs_keep_the_prompts_end_and_the_completions_start(tiny_model_di
     assistant header), and each completion its first tokens, so every pair keeps completion tokens to train on."""
     tokenizer = load_tokenizer(str(tiny_model_dir))
     words = " ".join(f"word{i}" for i in range(300))
-    pair = TrainingPair(f"{words} Now answer: what is two plus two?", f"Four. {words}", f"Five. {words}")
+    pair = PreferencePair(f"{words} Now answer: what is two plus two?", f"Four. {words}", f"Five. {words}")
     tok = tokenize_pair(tokenizer, pair, max_length=96, max_prompt_length=32)
     full = tokenize_pair(tokenizer, pair, max_length=10_000, max_prompt_length=5_000)
     assert tok.prompt_ids == full.prompt_ids[-32:]
@@ -226,14 +219,14 @@ def test_heldout_split_is_seeded_and_leaves_pairs_to_train():
 
 def test_heldout_split_keeps_a_judgements_kto_examples_together():
     """A pair gives KTO a 👍 and a 👎: both are held out or both train, never one of each."""
-    pairs = [TrainingPair(f"Prompt {i}?", f"Good answer {i}.", f"Bad {i}.", judgement_id=i) for i in range(20)]
-    examples = as_kto_examples(pairs)
+    pairs = [PreferencePair(f"Prompt {i}?", f"Good answer {i}.", f"Bad {i}.", judgement_id=i) for i in range(20)]
+    examples = as_unpaired(pairs)
     for seed in range(5):
         train, heldout = split_heldout(examples, 0.2, seed)
         assert len(heldout) == 8 and len(train) == 32
         held = {e.judgement_id for e in heldout}
         assert held.isdisjoint(e.judgement_id for e in train)
-    ratings = [TrainingExample(f"Prompt {i}?", "Hm.", i % 2 == 0, rating_id=i) for i in range(10)]
+    ratings = [UnpairedExample(f"Prompt {i}?", "Hm.", i % 2 == 0, rating_id=i) for i in range(10)]
     train, heldout = split_heldout(ratings, 0.2, seed=0)
     assert len(heldout) == 2 and len(train) == 8, "single ratings split one by one"
 
@@ -265,7 +258,7 @@ def test_grouping_by_length_cuts_padding_and_puts_the_longest_step_first():
 
 def test_out_of_memory_retries_once_with_half_the_micro_batch(tiny_model_dir, tmp_path, monkeypatch):
     """A training forward of more than 2 sequences runs out of memory; the retry (1 pair = 2 rows) fits."""
-    import training.round as round_module
+    import training.trainer as round_module
 
     real_load = round_module.load_model
 
@@ -299,7 +292,7 @@ def test_out_of_memory_retries_once_with_half_the_micro_batch(tiny_model_dir, tm
 def test_passes_without_gradients_halve_their_micro_batch_when_out_of_memory(tiny_model_dir, tmp_path, monkeypatch):
     """Reference and held-out passes of more than 2 sequences run out of memory: they go on 1 pair at a time,
     and give the log-probs they would have given; with no room even for that, the round fails saying so."""
-    import training.round as round_module
+    import training.trainer as round_module
 
     real_load = round_module.load_model
     limit = {"rows": 2}
@@ -354,7 +347,7 @@ def random_lora_policy(tiny_model_dir):
 
 
 def test_gradient_accumulation_8x1_equals_1x8(tiny_model_dir):
-    from training.round import _BatchLogps, _step
+    from training.trainer import _BatchLogps, _step
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
     policy = random_lora_policy(tiny_model_dir)
@@ -382,12 +375,13 @@ def test_gradient_accumulation_8x1_equals_1x8(tiny_model_dir):
 def test_kto_step_is_the_same_for_any_micro_batch(tiny_model_dir):
     """The KL reference point is estimated over the whole step, so one example per pass gives the loss and LoRA
     gradients of one pass over all eight."""
-    from training.data import as_kto_examples, tokenize_examples
-    from training.round import _BatchLogps, _step
+    from storage.labels import as_unpaired
+    from training.data import tokenize_examples
+    from training.trainer import _BatchLogps, _step
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
     policy = random_lora_policy(tiny_model_dir)
-    examples = as_kto_examples(taste_pairs(4))
+    examples = as_unpaired(taste_pairs(4))
     items = tokenize_examples(tokenizer, examples, 256, 128, seed=0)
     desirable = torch.tensor([e.desirable for e in examples])
     with torch.no_grad(), policy.disable_adapter():
@@ -409,9 +403,9 @@ def test_kto_step_is_the_same_for_any_micro_batch(tiny_model_dir):
 
 
 def test_kto_round_learns_from_pairs_and_both_bad_votes(tiny_model_dir, tmp_path):
-    from training.data import TrainingExample
+    from storage.labels import UnpairedExample
 
-    both_bad = [TrainingExample(f"Tell me about {t}.", "Whatever.", False, 100 + i) for i, t in enumerate(TOPICS[:4])]
+    both_bad = [UnpairedExample(f"Tell me about {t}.", "Whatever.", False, 100 + i) for i, t in enumerate(TOPICS[:4])]
     history = []
     config = DPOConfig(loss_type="kto", learning_rate=5e-3, epochs=3, batch_size=4, heldout_fraction=0.25, min_pairs=4)
     result = run_round(

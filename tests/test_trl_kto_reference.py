@@ -17,41 +17,31 @@ from peft import LoraConfig, get_peft_model  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
 from models import load_tokenizer  # noqa: E402
-from storage.export import kto_rows  # noqa: E402
-from storage.models import PreferencePair, UnpairedExample  # noqa: E402
+from storage.labels import PreferencePair, UnpairedExample, as_unpaired, kto_rows  # noqa: E402
 from training.config import DPOConfig  # noqa: E402
-from training.data import (  # noqa: E402
-    TrainingExample,
-    TrainingPair,
-    as_kto_examples,
-    collate,
-    tokenize_examples,
-    tokenize_pair,
-)
+from training.data import collate, tokenize_examples, tokenize_pair  # noqa: E402
 from training.logps import completion_logps  # noqa: E402
 from training.loss import kto_kl, kto_loss  # noqa: E402
-from training.round import _BatchLogps, _step  # noqa: E402
+from training.trainer import _BatchLogps, _step  # noqa: E402
 
 PAIRS = [
-    PreferencePair(1, "Name a colour.", "Blue, like a clear sky.", "No."),
+    PreferencePair("Name a colour.", "Blue, like a clear sky.", "No.", 1),
     PreferencePair(
-        2, "Give me a short tip for sleeping better.", "Keep a regular bedtime.", "Sleep is for the weak, honestly."
+        "Give me a short tip for sleeping better.", "Keep a regular bedtime.", "Sleep is for the weak, honestly.", 2
     ),
-    PreferencePair(3, "What is 2 + 2?", "4", "It is 5, obviously, as everyone knows."),
+    PreferencePair("What is 2 + 2?", "4", "It is 5, obviously, as everyone knows.", 3),
 ]
 SINGLES = [
-    UnpairedExample(4, "Say hi in French.", "hello", False),
-    UnpairedExample(None, "Recommend a book.", "Books are a waste of time, watch TV instead.", False, rating_id=9),
+    UnpairedExample("Say hi in French.", "hello", False, 4),
+    UnpairedExample("Recommend a book.", "Books are a waste of time, watch TV instead.", False, rating_id=9),
 ]
 BATCH = 4  # 8 rows: two batches, 👍 👎 👍 👎 then 👍 👎 👎 👎 (unbalanced, so the KL term does not cancel in the mean)
 MAX_LENGTH, MAX_PROMPT_LENGTH = 512, 256
 
 
-def our_examples() -> list[TrainingExample]:
+def our_examples() -> list[UnpairedExample]:
     """The same rows as `kto_rows(PAIRS, SINGLES)`, as the round builds them."""
-    pairs = [TrainingPair(p.prompt, p.chosen, p.rejected, p.judgement_id) for p in PAIRS]
-    singles = [TrainingExample(e.prompt, e.completion, e.desirable, e.judgement_id, e.rating_id) for e in SINGLES]
-    return as_kto_examples(pairs) + singles
+    return as_unpaired([*PAIRS, *SINGLES])
 
 
 DEFAULTS = (0.1, 1.0, 1.0)  # (beta, desirable_weight, undesirable_weight) as KTOConfig sets them by default
@@ -127,7 +117,7 @@ def our_batch(tokenizer, b: int):
     rows = [
         tokenize_pair(
             tokenizer,
-            TrainingPair(examples[k].prompt, examples[k].completion, examples[trl_partner(k)].completion),
+            PreferencePair(examples[k].prompt, examples[k].completion, examples[trl_partner(k)].completion),
             MAX_LENGTH,
             MAX_PROMPT_LENGTH,
         )

@@ -1,16 +1,15 @@
-"""Run a DPO round headless, with the same code path as the Train tab's button.
+"""Run a DPO round headless, through the same runner as the Train tab's button.
 
-    python -m training --db data/prefloop.duckdb            # continue the serving policy on new pairs
-    python -m training --fresh --epochs 3 --beta 0.2        # fresh adapter from the base on all pairs
+    python -m training --db data/prefloop.duckdb            # continue the serving policy on new labels
+    python -m training --fresh --epochs 3 --beta 0.2        # fresh adapter from the base on all labels
+    python -m training --processes 2                        # one round over 2 processes (GPUs, or CPU: gloo)
     python -m training --help
 
-Several processes (DDP-style; see training/distributed.py):
-
-    torchrun --nproc_per_node 2 -m training ...                       # CPU or GPUs
-    accelerate launch --multi_gpu --num_processes 2 -m training ...   # GPUs (on a CPU too: gloo)
-
-The finished round becomes the serving version recorded in the store, so the app serves it on its next
-start (a running app holds the database lock: stop it first, or press "Start round" in its Train tab).
+Like the app, it plans the round from the database, writes the round's folder (its request and the exact
+labels) and trains it in a child process, `python -m training --round-dir runs/.round_NNN.tmp`, which never
+opens the database (several processes: the same under torchrun). The finished round becomes the serving
+version recorded in the store, so the app serves it on its next start (a running app holds the database
+lock: stop it first, or press "Start round" in its Train tab).
 """
 
 from __future__ import annotations
@@ -18,20 +17,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import signal
 import sys
+import threading
+import traceback
 from pathlib import Path
 
 from training.cli import add_common_arguments
 from training.config import DPOConfig
 
+UI_ONLY = {"continue_from_serving"}  # set by --fresh here, by a checkbox in the app
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
-    add_common_arguments(parser)
-    parser.add_argument("--fresh", action="store_true", help="Fresh adapter from the base on all pairs.")
-    parser.add_argument("--no-serve", action="store_true", help="Do not make the new round the serving version.")
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per DPOConfig field, with its help text and default."""
     for field in dataclasses.fields(DPOConfig):
-        if field.name == "continue_from_serving":
+        if field.name in UI_ONLY:
             continue
         flag = "--" + field.name.replace("_", "-")
         help_text = f"{field.metadata.get('help', '')} (default: {field.default})"
@@ -42,32 +44,75 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kind = {"int": int, "int | None": int, "float": float, "float | None": float, "str": str}[str(field.type)]
             parser.add_argument(flag, type=kind, default=field.default, help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser)
+    parser.add_argument("--fresh", action="store_true", help="Fresh adapter from the base on all labels.")
+    parser.add_argument("--no-serve", action="store_true", help="Do not make the new round the serving version.")
+    parser.add_argument(
+        "--processes", type=int, default=None, help="Processes for the round (default: one per GPU, else 1)"
+    )
+    parser.add_argument("--round-dir", default=None, help="Train the round prepared in this folder (no database)")
+    parser.add_argument("--nice", type=int, default=0, help="With --round-dir: lower this process's CPU priority")
+    add_config_arguments(parser)
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
-    from models import ModelLoadError, resolve_model
-    from training import distributed
-    from training.round import TrainingError, run_round
+    if args.round_dir is not None:
+        return run_prepared(Path(args.round_dir), args.nice)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        print("error: start one process with --processes N; it launches the round's N processes", file=sys.stderr)
+        return 2
+    if args.processes is not None and args.processes < 1:
+        print(f"error: --processes must be >= 1, got {args.processes}", file=sys.stderr)
+        return 2
+    return run_headless(args)
 
-    names = {f.name for f in dataclasses.fields(DPOConfig)} - {"continue_from_serving"}
-    w = distributed.world()
-    if w.size > 1:
-        print(f"process {w.rank} of world size {w.size}", file=sys.stderr, flush=True)
+
+def run_headless(args: argparse.Namespace) -> int:
+    """Plan from the database, train in a child process, record the round (and serve it unless --no-serve)."""
+    from models import ModelLoadError
+    from services import ServiceConfig, open_services
+    from storage import StoreError
+    from training.trainer import TrainingError
+
+    names = {f.name for f in dataclasses.fields(DPOConfig)} - UI_ONLY
+
+    def show(s: dict) -> None:
+        print(
+            f"step {s['step']}/{s['total_steps']} loss {s['loss']:.4f} margin {s['margin']:.3f} "
+            f"accuracy {s['accuracy']:.2f}",
+            flush=True,
+        )
+
     try:
         config = DPOConfig(continue_from_serving=not args.fresh, **{n: getattr(args, n) for n in names})
-        model = resolve_model(args.model, Path(args.model_cache)) if w.main else None
-        model = distributed.share(model, w)
-        if not w.main:  # a follower: train on the round rank 0 plans and records
-            run_args = distributed.share(None, w)
-            if run_args is None:
-                return 2  # rank 0 failed before the round and reports why
-            run_round(**run_args, model=model, device=args.device)
-            return 0
-        finished = _lead_round(args, config, model, w)
-    except (ValueError, ModelLoadError, TrainingError) as err:
+        services = open_services(ServiceConfig.from_args(args) , serving=False)
+    except (ValueError, ModelLoadError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    with services.store:
+        runner = services.rounds
+        runner.on_progress = show
+        runner.on_done = None if args.no_serve else services.round_finished
+        try:
+            round_id = runner.start(config, processes=args.processes)
+        except (ValueError, StoreError, TrainingError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        try:
+            runner.wait()
+        except KeyboardInterrupt:
+            runner.cancel()
+            runner.wait()
+        status = runner.status()
+        if status["state"] != "done":
+            print(f"error: {status['message']}", file=sys.stderr)
+            return 2
+        finished = services.store.rounds.get(round_id)
     summary = {
         "round": finished.version,
         "adapter": finished.adapter_path,
@@ -79,45 +124,54 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lead_round(args: argparse.Namespace, config: DPOConfig, model: str, w):
-    """Rank 0 (or the only process): plan, record and serve the round; hand its arguments to the others."""
-    from storage import Store, StoreError
+def run_prepared(job: Path, nice: int = 0) -> int:
+    """The round's own process (each rank under torchrun): train from `job`, append progress events to its
+    progress.jsonl, rename it into place when complete. SIGTERM (Cancel) stops it at the next micro-batch."""
     from training import distributed
-    from training.round import TrainingError
-    from training.rounds import train_round
+    from training.plan import PROGRESS_FILE, read_job
+    from training.trainer import RoundCancelled, TrainingError, run_round
 
-    shared = False
+    if nice:
+        os.nice(nice)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    _stop_when_orphaned(stop)
+    w = distributed.world()
+    progress = open(job / PROGRESS_FILE, "a", encoding="utf-8") if w.main else None
 
-    def hand_over(_round_id: int, run_args: dict) -> None:
-        nonlocal shared
-        distributed.share(run_args, w)
-        shared = True
-
-    def show(s: dict) -> None:
-        print(
-            f"step {s['step']}/{s['total_steps']} loss {s['loss']:.4f} margin {s['margin']:.3f} "
-            f"accuracy {s['accuracy']:.2f}",
-            flush=True,
-        )
+    def emit(event: dict) -> None:
+        if progress is not None:
+            progress.write(json.dumps(event) + "\n")
+            progress.flush()
 
     try:
-        with Store(args.db) as store:
-            finished = train_round(
-                store,
-                config,
-                model=model,
-                runs_dir=Path(args.runs),
-                device=args.device,
-                on_progress=show,
-                on_start=hand_over,
-            )
-            if not args.no_serve:
-                store.set_serving(finished.version)
-        return finished
-    except (StoreError, TrainingError, ValueError) as err:
-        if not shared:
-            distributed.share(None, w)  # release the followers
-        raise TrainingError(str(err)) from err
+        emit({"event": "stage", "message": "loading the model and scoring the labels before training…"})
+        run_round(**read_job(job), on_progress=lambda s: emit({"event": "step"} | s), should_stop=stop.is_set)
+        return 0
+    except RoundCancelled as err:
+        emit({"event": "cancelled", "message": str(err)})
+        return 3
+    except (TrainingError, ValueError) as err:
+        emit({"event": "failed", "message": str(err)})
+        return 2
+    except Exception as err:  # out of memory and the like: report; the app keeps the previous policy
+        traceback.print_exc()
+        emit({"event": "failed", "message": f"Round failed ({type(err).__name__}: {err}); the previous policy keeps "
+              "serving."})
+        return 1
+
+
+def _stop_when_orphaned(stop: threading.Event) -> None:
+    """Stop training if the process that started this one goes away (an app killed mid-round)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                stop.set()
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
 if __name__ == "__main__":

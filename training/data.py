@@ -12,15 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-
-@dataclass(frozen=True)
-class TrainingPair:
-    """One preference pair as text; `judgement_id` ties it to the label that produced it."""
-
-    prompt: str
-    chosen: str
-    rejected: str
-    judgement_id: int | None = None
+from storage.labels import PreferencePair, UnpairedExample
 
 
 @dataclass(frozen=True)
@@ -39,7 +31,7 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def tokenize_pair(tokenizer, pair: TrainingPair, max_length: int, max_prompt_length: int) -> TokenizedPair:
+def tokenize_pair(tokenizer, pair: PreferencePair, max_length: int, max_prompt_length: int) -> TokenizedPair:
     """Chat-template the pair; the completion starts where prompt and prompt+completion diverge (as TRL does)."""
     messages = [{"role": "user", "content": pair.prompt}]
     prompt_ids = _template_ids(tokenizer, messages, add_generation_prompt=True)
@@ -112,7 +104,7 @@ def step_batches(
     return first + rest
 
 
-def split_heldout(items: Sequence[TrainingPair | TrainingExample], fraction: float, seed: int) -> tuple[list, list]:
+def split_heldout(items: Sequence[PreferencePair | UnpairedExample], fraction: float, seed: int) -> tuple[list, list]:
     """Seeded split into (train, heldout); heldout gets round(fraction·n) items but leaves at least one to train.
 
     The examples of one judgement (for KTO, a pair's 👍 and 👎, or the two 👎 of "both bad") stay on one side:
@@ -137,19 +129,9 @@ def heldout_size(n_pairs: int, fraction: float) -> int:
     return min(round(fraction * n_pairs), max(n_pairs - 1, 0))
 
 
-@dataclass(frozen=True)
-class TrainingExample:
-    """One completion judged on its own (KTO): 👍 (desirable) or 👎; from a judgement or a single rating."""
-
-    prompt: str
-    completion: str
-    desirable: bool
-    judgement_id: int | None = None
-    rating_id: int | None = None
-
 
 def tokenize_examples(
-    tokenizer, examples: Sequence[TrainingExample], max_length: int, max_prompt_length: int, seed: int
+    tokenizer, examples: Sequence[UnpairedExample], max_length: int, max_prompt_length: int, seed: int
 ) -> list[TokenizedPair]:
     """KTO rows in the pair layout: `chosen_ids` is the example's completion, `rejected_ids` another example's
     completion to the same prompt (a seeded derangement), whose log-ratio estimates the KL term."""
@@ -159,21 +141,9 @@ def tokenize_examples(
     return [
         tokenize_pair(
             tokenizer,
-            TrainingPair(e.prompt, e.completion, examples[other[i]].completion),
+            PreferencePair(e.prompt, e.completion, examples[other[i]].completion),
             max_length,
             max_prompt_length,
         )
         for i, e in enumerate(examples)
     ]
-
-
-def as_kto_examples(items: Sequence[TrainingPair | TrainingExample]) -> list[TrainingExample]:
-    """A preference pair gives one 👍 (chosen) and one 👎 (rejected); single examples pass through."""
-    out: list[TrainingExample] = []
-    for item in items:
-        if isinstance(item, TrainingExample):
-            out.append(item)
-        else:
-            out.append(TrainingExample(item.prompt, item.chosen, True, item.judgement_id))
-            out.append(TrainingExample(item.prompt, item.rejected, False, item.judgement_id))
-    return out

@@ -23,12 +23,11 @@ from pathlib import Path
 import torch
 
 from models import cpu_has_native_bf16, default_device, load_model, load_tokenizer, resolve_quantization
+from storage.labels import PreferencePair, training_items
 from training import distributed
 from training.config import DPOConfig
 from training.data import (
     TokenizedPair,
-    TrainingPair,
-    as_kto_examples,
     collate,
     heldout_size,
     row_length,
@@ -60,10 +59,10 @@ class RoundResult:
     heldout_rating_ids: list[int] = dataclasses.field(default_factory=list)
 
 
-def training_items(pairs: Sequence, config: DPOConfig) -> list:
-    """What a round trains on (for KTO each pair becomes a 👍 and a 👎 example); refuses a round whose
-    training split would be smaller than `config.min_pairs`."""
-    items = as_kto_examples(pairs) if config.loss_type == "kto" else list(pairs)
+def enough_items(items: Sequence, config: DPOConfig) -> list:
+    """What a round trains on (`storage.labels.training_items`: for KTO each pair is a 👍 and a 👎 example);
+    refuses a round whose training split would be smaller than `config.min_pairs`."""
+    items = training_items(config.loss_type, items)
     n_pairs = len(items)
     n_train = n_pairs - heldout_size(n_pairs, config.heldout_fraction)
     if n_train < config.min_pairs and config.loss_type == "kto":
@@ -85,7 +84,7 @@ def training_items(pairs: Sequence, config: DPOConfig) -> list:
 
 def run_round(
     config: DPOConfig,
-    pairs: Sequence[TrainingPair],
+    pairs: Sequence[PreferencePair],
     out_dir: Path,
     *,
     model: str,
@@ -100,7 +99,7 @@ def run_round(
     if out_dir.exists():
         raise TrainingError(f"{out_dir} already exists: pick a new round folder, or move the old one away.")
     kto = config.loss_type == "kto"
-    items = training_items(pairs, config)
+    items = enough_items(pairs, config)
     train, heldout = split_heldout(items, config.heldout_fraction, config.seed)
     w = distributed.world()
     device = device or default_device()
@@ -458,10 +457,12 @@ def _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_st
 
 
 def _write_round(out_dir: Path, policy, tokenizer, record: dict, metrics: dict, ids: dict) -> None:
-    """Write everything to a temporary sibling folder, then rename it into place in one step."""
+    """Write everything into the staging folder beside `out_dir` (which may already hold the round's request and
+    input, see training/plan.py), then rename it into place in one step."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(exist_ok=True)
+    shutil.rmtree(tmp / "adapter", ignore_errors=True)
     try:
         policy.save_pretrained(tmp / "adapter")
         for name, payload in (("config.json", record), ("metrics.json", metrics), ("judgements.json", ids)):

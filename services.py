@@ -1,0 +1,161 @@
+"""The composition root: opens the store, the serving model, the pair sampler and the round runner, once.
+
+    services = open_services(ServiceConfig(db="data/prefloop.duckdb"))    # what `python app.py` does
+    services.loop.next_pair(); services.rounds.start(DPOConfig()); services.status()
+    services = open_services(config, serving=False)                       # what `python -m training` does
+
+It holds the policies the app and the CLI share: start-up (interrupted rounds marked failed, starter
+prompts, the recorded serving version restored, the sampler started), "a finished round serves" (the app
+hands the sampler over to it; without a serving model the store records it for the next start), and how
+exports are named. The UI asks it questions (`status()`) instead of reaching into the sampler or server.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from labeling.loop import Loop
+from labeling.prompts import starter_prompts
+from labeling.sampler import PairSampler
+from models import default_device, resolve_model, resolve_quantization
+from serving import open_policy_server
+from storage import BASE_VERSION, Round, Store, StoreError
+from training.runner import RoundRunner
+
+EXPORT_KINDS = {  # kind: its rows, as a message and the export choice say
+    "pairs": "pairs (prompt / chosen / rejected, for DPO)",
+    "unpaired": "unpaired rows (prompt / completion / 👍-👎 label, for KTO)",
+}
+EXPORT_FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Where the data lives and how the model serves; `python app.py --help` documents each field."""
+
+    db: str = "data/prefloop.duckdb"
+    model: str | None = None  # None: the bundled SmolLM2-135M-Instruct
+    model_cache: str = "data/models"
+    runs: str = "runs"
+    exports: str = "exports"
+    device: str | None = None
+    quantization: str = "none"  # the serving model's weights; rounds pick NF4 on CUDA by themselves
+    backend: str = "auto"
+    vllm_max_lora_rank: int = 64
+    vllm_gpu_memory: float = 0.3
+    queue_depth: int = 8
+    sample_batch: int = 4
+    keep_stale_pairs: bool = False
+    round_processes: int | None = None  # processes per round; None: one per GPU, else 1
+
+    def __post_init__(self) -> None:
+        if self.queue_depth < 1 or self.sample_batch < 1:
+            raise ValueError(f"queue_depth and sample_batch must be >= 1, got {self.queue_depth}, {self.sample_batch}")
+        if self.round_processes is not None and self.round_processes < 1:
+            raise ValueError(f"round_processes must be >= 1, got {self.round_processes}")
+
+    @classmethod
+    def from_args(cls, args) -> ServiceConfig:
+        """From an argparse namespace with (some of) these fields as attributes."""
+        fields = cls.__dataclass_fields__
+        return cls(**{name: getattr(args, name) for name in fields if hasattr(args, name)})
+
+
+@dataclass(frozen=True)
+class Status:
+    """What the UI shows about serving: the version, the queue, and the sampler's last error."""
+
+    serving: str
+    queued: int
+    depth: int
+    sampling_error: str | None
+
+
+@dataclass
+class Services:
+    store: Store
+    rounds: RoundRunner
+    model: str
+    device: str
+    exports_dir: Path
+    loop: Loop | None = None  # None without a serving model (the training CLI)
+
+    # -- questions the UI asks ------------------------------------------------------------------------
+    def status(self) -> Status:
+        if self.loop is None:
+            return Status(self.store.rounds.get_serving(), 0, 0, None)
+        sampler = self.loop.sampler
+        return Status(self.loop.server.version, sampler.queued(), sampler.depth, sampler.last_error)
+
+    def training_mode(self) -> str:
+        """How rounds train on this device, in words."""
+        return "QLoRA: 4-bit NF4 base + LoRA" if resolve_quantization("auto", self.device) == "nf4" else "plain LoRA"
+
+    # -- policies the app and the CLI share -----------------------------------------------------------
+    def round_finished(self, finished: Round) -> None:
+        """A finished round serves: handed over live when a model serves, else recorded for the next start."""
+        if self.loop is not None:
+            self.loop.serve(finished.version)
+        else:
+            self.store.rounds.set_serving(finished.version)
+
+    def export(self, kind: str, fmt: str) -> tuple[Path, int]:
+        """Write every label of `kind` (pairs / unpaired) as `fmt` into the exports folder, named by kind and
+        time; a datasets folder (hf) comes zipped. Returns (file, rows)."""
+        if kind not in EXPORT_KINDS:
+            raise StoreError(f"Unknown export kind {kind!r}: pick one of {', '.join(EXPORT_KINDS)}.")
+        if fmt not in EXPORT_FORMATS:
+            raise StoreError(f"Unknown export format {fmt!r}: pick one of {', '.join(EXPORT_FORMATS)}.")
+        stem = self.exports_dir / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+        target = stem.with_suffix(EXPORT_FORMATS[fmt])
+        write = self.store.export_pairs if kind == "pairs" else self.store.export_unpaired
+        count = write(target, fmt)
+        if fmt == "hf":
+            target = Path(shutil.make_archive(str(stem), "zip", root_dir=target))
+        return target, count
+
+    def close(self) -> None:
+        self.rounds.cancel()
+        self.rounds.wait(timeout=30)
+        if self.loop is not None:
+            self.loop.sampler.stop()
+        self.store.close()
+
+
+def open_services(config: ServiceConfig, serving: bool = True) -> Services:
+    """Open everything and run start-up; raises StoreError / ModelLoadError / ValueError with what to do."""
+    store = Store(config.db)
+    try:
+        store.rounds.mark_interrupted()
+        if store.count_prompts() == 0:
+            store.add_prompts(starter_prompts(), source="starter")
+        model = resolve_model(config.model, Path(config.model_cache))
+        device = config.device or default_device()
+        rounds = RoundRunner(store, model, Path(config.runs), device=device, processes=config.round_processes)
+        services = Services(store, rounds, model, device, Path(config.exports))
+        rounds.on_done = services.round_finished
+        if serving:
+            services.loop = _open_loop(store, model, device, config)
+    except BaseException:
+        store.close()
+        raise
+    return services
+
+
+def _open_loop(store: Store, model: str, device: str, config: ServiceConfig) -> Loop:
+    quantization = resolve_quantization(config.quantization, device)
+    vllm_options = {"max_lora_rank": config.vllm_max_lora_rank, "gpu_memory_utilization": config.vllm_gpu_memory}
+    server = open_policy_server(model, device, quantization, config.backend, 2 * config.sample_batch, vllm_options)
+    sampler = PairSampler(
+        store, server, depth=config.queue_depth, batch_prompts=config.sample_batch, keep_stale=config.keep_stale_pairs
+    )
+    loop = Loop(store, server, sampler)
+    loop.restore_serving()
+    sampler.start()
+    return loop
+
+
+__all__ = ["BASE_VERSION", "EXPORT_KINDS", "ServiceConfig", "Services", "Status", "open_services"]

@@ -1,0 +1,103 @@
+"""What a round trains on, chosen from the store and written into the round's own folder.
+
+    plan = plan_round(store, DPOConfig())                # parent round and training items; refuses too few
+    job = write_job(runs / ".round_003.tmp", plan, config, model="...", round_id=3)
+    run_args = read_job(job)                             # in the round's process: no database needed
+
+The folder holds `request.json` (config, base model, parent adapter, lineage) and `input.jsonl` (the exact
+labels, in TRL's format, with their judgement / rating ids): a self-contained, re-runnable record of the
+round. The round's process trains from it, adds the adapter, metrics and progress, and renames the folder
+into place (`runs/round_003/`) when complete; the app then records the lineage in the store.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage import BASE_VERSION, StoreError
+from storage.labels import PreferencePair, UnpairedExample, items_from_rows, kto_rows, training_items, trl_rows
+from training.config import DPOConfig
+from training.trainer import enough_items
+
+REQUEST_FILE, INPUT_FILE, PROGRESS_FILE, LOG_FILE = "request.json", "input.jsonl", "progress.jsonl", "log.txt"
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """The round this one continues (None: a fresh adapter from the base) and what it trains on."""
+
+    parent_round: int | None
+    parent_adapter: str | None
+    items: list[PreferencePair] | list[UnpairedExample]
+
+
+def plan_round(store, config: DPOConfig) -> RoundPlan:
+    """Continuing: the serving round's adapter trains on labels no finished round used. Fresh: a new adapter from
+    the base on every label. Which labels a loss reads is `storage.labels.training_items`. Refuses too few."""
+    serving = store.rounds.get_serving()
+    parent = None
+    if config.continue_from_serving and serving != BASE_VERSION:
+        parent = {r.version: r for r in store.rounds.list()}.get(serving)
+        if parent is None:
+            raise StoreError(f"The serving version {serving} is not a round of this database; serve base first.")
+    unused = config.continue_from_serving
+    unpaired = store.unpaired_examples(unused_only=unused) if config.loss_type == "kto" else []
+    items = training_items(config.loss_type, store.preference_pairs(unused_only=unused), unpaired)
+    enough_items(items, config)
+    if parent is None:
+        return RoundPlan(None, None, items)
+    return RoundPlan(parent.id, parent.adapter_path, items)
+
+
+def staging_dir(out_dir: Path) -> Path:
+    """Where a round is written before it is complete: `.round_NNN.tmp` beside `round_NNN`."""
+    return out_dir.with_name(f".{out_dir.name}.tmp")
+
+
+def write_job(
+    out_dir: Path, plan: RoundPlan, config: DPOConfig, *, model: str, round_id: int, device: str | None = None
+) -> Path:
+    """Write the round's request and input into its staging folder (replacing a leftover one); returns it."""
+    job = staging_dir(Path(out_dir))
+    shutil.rmtree(job, ignore_errors=True)
+    job.mkdir(parents=True)
+    pairs = [i for i in plan.items if isinstance(i, PreferencePair)]
+    examples = [i for i in plan.items if isinstance(i, UnpairedExample)]
+    rows = kto_rows(pairs, examples) if config.loss_type == "kto" else trl_rows(pairs)
+    request = {
+        "config": config.to_dict(),
+        "base_model": model,
+        "parent_adapter": plan.parent_adapter,
+        "lineage": {"round": round_id, "parent_round": plan.parent_round},
+        "device": device,
+        "out_dir": str(Path(out_dir).resolve()),
+    }
+    (job / REQUEST_FILE).write_text(json.dumps(request, indent=2))
+    with open(job / INPUT_FILE, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return job
+
+
+def read_job(job: Path) -> dict:
+    """`run_round`'s arguments from a staging folder written by `write_job`."""
+    job = Path(job)
+    try:
+        request = json.loads((job / REQUEST_FILE).read_text())
+        with open(job / INPUT_FILE, encoding="utf-8") as f:
+            items = items_from_rows(json.loads(line) for line in f if line.strip())
+    except (OSError, ValueError, KeyError) as err:
+        message = f"{job} is not a prepared round folder ({err}); start rounds from the app or the CLI."
+        raise ValueError(message) from err
+    return {
+        "config": DPOConfig.from_dict(request["config"]),
+        "pairs": items,
+        "out_dir": Path(request["out_dir"]),
+        "model": request["base_model"],
+        "parent_adapter": request["parent_adapter"],
+        "lineage": request["lineage"],
+        "device": request["device"],
+    }

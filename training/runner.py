@@ -1,0 +1,252 @@
+"""Rounds in their own process: the app (and the CLI) plan a round, write its folder, and start
+
+    python -m training --round-dir runs/.round_003.tmp --nice 10          # one process
+    python -m torch.distributed.run --standalone --nproc_per_node N -m training --round-dir ...   # N GPUs
+
+The child never opens the database; it trains from the folder, appends its progress to `progress.jsonl`, and
+renames the folder to `runs/round_003/` when complete. It runs at a lower CPU priority, so sampling for
+labelers keeps its pace, and in a process group of its own, so Cancel (SIGTERM, then SIGKILL) reaches every
+rank. Whatever happens to the child (cancelled, killed, out of memory, crashed), the app records the round as
+cancelled or failed with a message that says so, and the previous policy keeps serving.
+
+    runner = RoundRunner(store, model, Path("runs"), on_done=lambda r: print(r.version, "done"))
+    runner.start(DPOConfig()); runner.status(); runner.cancel(); runner.wait()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from storage import round_version
+from training.config import DPOConfig
+from training.plan import LOG_FILE, PROGRESS_FILE, plan_round, write_job
+from training.trainer import TrainingError
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[1]
+CHILD_NICE = 10  # CPU priority of a round's process, below the app's sampler and web server
+CANCEL_GRACE_S = 10.0  # after SIGTERM, how long a round's process may take to stop before SIGKILL
+
+
+def memory_note(metrics: dict) -> str:
+    """What a round changed to fit its memory, in words ('' when nothing)."""
+    metrics = metrics or {}
+    if metrics.get("oom_retry"):
+        return (
+            f" It ran out of GPU memory once and trained again from the start with {metrics['micro_batch']} pair(s) "
+            "per forward/backward pass and gradient checkpointing; same pairs per step."
+        )
+    plan = metrics.get("memory_plan") or {}
+    if not plan.get("changed"):
+        return ""
+    how = f"{plan['micro_batch']} pair(s) per forward/backward pass"
+    how += " with gradient checkpointing" if plan["gradient_checkpointing"] else ""
+    return (
+        f" To fit {plan['budget_gib']} GiB of memory it trained {how} (about {plan['estimated_gib']} GiB); "
+        "same pairs per step."
+    )
+
+
+def default_processes(device: str | None) -> int:
+    """One process per GPU on a CUDA machine, else one."""
+    import torch
+
+    if (device is None or device.startswith("cuda")) and torch.cuda.is_available():
+        return max(1, torch.cuda.device_count())
+    return 1
+
+
+def round_command(job: Path, processes: int = 1, nice: int = CHILD_NICE) -> list[str]:
+    """The command that trains the round prepared in `job`: `python -m training --round-dir job`, under
+    torchrun with `processes` > 1."""
+    args = ["-m", "training", "--round-dir", str(job), "--nice", str(nice)]
+    if processes == 1:
+        return [sys.executable, *args]
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    return [sys.executable, *launcher, *args]
+
+
+def describe_exit(returncode: int) -> str:
+    """Why a round's process ended without a result, in words."""
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        why = " (on a CPU this is usually the kernel ending it for lack of memory)" if name == "SIGKILL" else ""
+        return f"The round's process was killed by {name}{why}"
+    return f"The round's process exited with code {returncode}"
+
+
+class RoundRunner:
+    """One round at a time, each in a child process; `status()` is what the Train tab shows."""
+
+    def __init__(
+        self,
+        store,
+        model: str,
+        runs_dir: Path,
+        on_done: Callable | None = None,
+        device: str | None = None,
+        processes: int | None = None,
+        on_progress: Callable[[dict], None] | None = None,
+    ) -> None:
+        self.store, self.model, self.runs_dir, self.device = store, model, Path(runs_dir), device
+        self.on_done, self.on_progress = on_done, on_progress
+        self.processes = processes
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._watcher: threading.Thread | None = None
+        self._cancelled = threading.Event()
+        self._status: dict = {"state": "idle", "history": [], "message": "", "round": None}
+
+    def running(self) -> bool:
+        return self._watcher is not None and self._watcher.is_alive()
+
+    def status(self) -> dict:
+        return dict(self._status, history=list(self._status["history"]))
+
+    def start(self, config: DPOConfig, processes: int | None = None) -> int:
+        """Plan the round, record it as running, write its folder and start its process; returns the round id.
+        Refuses (TrainingError / StoreError, nothing recorded) a second round or too few labels."""
+        with self._lock:
+            if self.running():
+                raise TrainingError("A round is already running: wait for it to finish or cancel it first.")
+            processes = processes or self.processes or default_processes(self.device)
+            plan = plan_round(self.store, config)
+            round_id = self.store.rounds.start(config.to_dict(), plan.parent_round, self.model)
+            out_dir = self.runs_dir / round_version(round_id)
+            try:
+                job = write_job(out_dir, plan, config, model=self.model, round_id=round_id, device=self.device)
+                log_file = open(job / LOG_FILE, "w")
+                proc = subprocess.Popen(
+                    round_command(job, processes),
+                    cwd=REPO,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # its own process group: cancel reaches every rank
+                    env=os.environ | {"PYTHONUNBUFFERED": "1"},
+                )
+                log_file.close()
+            except BaseException as err:
+                self.store.rounds.fail(round_id, f"Could not start the round's process: {err}")
+                raise
+            self._cancelled.clear()
+            self._proc = proc
+            self._status = {"state": "running", "history": [], "message": "Starting…", "round": round_id}
+            self._watcher = threading.Thread(
+                target=self._watch, args=(round_id, proc, job, out_dir), name="round-watcher", daemon=True
+            )
+            self._watcher.start()
+            return round_id
+
+    def cancel(self) -> None:
+        """Ask the round's process to stop (SIGTERM to its group); SIGKILL if it is still there after a grace."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        self._cancelled.set()
+        _signal_group(proc, signal.SIGTERM)
+
+        def escalate() -> None:
+            try:
+                proc.wait(CANCEL_GRACE_S)
+            except subprocess.TimeoutExpired:
+                _signal_group(proc, signal.SIGKILL)
+
+        threading.Thread(target=escalate, name="round-cancel", daemon=True).start()
+
+    def kill(self) -> None:
+        """SIGKILL the round's process group at once (what the kernel does when memory runs out)."""
+        if self._proc is not None and self._proc.poll() is None:
+            _signal_group(self._proc, signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._watcher is not None:
+            self._watcher.join(timeout)
+
+    # -- the watcher thread ---------------------------------------------------------------------------
+    def _watch(self, round_id: int, proc: subprocess.Popen, job: Path, out_dir: Path) -> None:
+        status = self._status
+        events: list[dict] = []
+        with open(job / PROGRESS_FILE, "a+", encoding="utf-8") as progress:
+            progress.seek(0)  # the handle keeps reading after the child renames the folder
+            while True:
+                exited = proc.poll() is not None
+                for line in progress.readlines():
+                    self._on_event(json.loads(line), events)
+                if exited:
+                    break
+                time.sleep(0.2)
+        try:
+            self._finish(round_id, proc.returncode, events, job, out_dir)
+        except Exception as err:  # recording or serving failed: say so, keep the previous policy
+            log.exception("round %s could not be recorded", round_id)
+            status.update(state="failed", message=f"Round failed ({type(err).__name__}: {err}).")
+
+    def _on_event(self, event: dict, events: list[dict]) -> None:
+        status = self._status
+        events.append(event)
+        if event.get("event") == "step":
+            if status["history"] and event["step"] <= status["history"][-1]["step"]:
+                status["history"].clear()  # training started over (the out-of-memory retry): so does the plot
+            stats = {k: v for k, v in event.items() if k != "event"}
+            status["history"].append(stats)
+            status["message"] = f"step {stats['step']}/{stats['total_steps']} · loss {stats['loss']:.4f}"
+            if self.on_progress is not None:
+                self.on_progress(stats)
+        elif event.get("event") == "stage":
+            status["message"] = f"{round_version(status['round'])}: {event['message']}"
+
+    def _finish(self, round_id: int, returncode: int, events: list[dict], job: Path, out_dir: Path) -> None:
+        status = self._status
+        ended = next((e for e in reversed(events) if e.get("event") in ("failed", "cancelled")), None)
+        if returncode == 0 and out_dir.is_dir():
+            metrics = json.loads((out_dir / "metrics.json").read_text())
+            ids = json.loads((out_dir / "judgements.json").read_text())
+            adapter = out_dir / "adapter"
+            self.store.rounds.finish(round_id, str(adapter), metrics, ids["train"], ids["ratings"]["train"])
+            finished = self.store.rounds.get(round_id)
+            if self.on_done is not None:
+                self.on_done(finished)
+            status.update(state="done", message=f"{finished.version} is now serving.{memory_note(metrics)}")
+            return
+        last_lines = _tail(job / LOG_FILE)
+        shutil.rmtree(job, ignore_errors=True)
+        if self._cancelled.is_set() or (ended or {}).get("event") == "cancelled":
+            message = "Round cancelled; the previous policy keeps serving."
+            self.store.rounds.fail(round_id, message, status="cancelled")
+            status.update(state="cancelled", message=message)
+            return
+        if ended is not None:
+            message = ended["message"]
+        else:
+            message = f"{describe_exit(returncode)}; the previous policy keeps serving."
+            if last_lines:
+                message += f" Its last output: {last_lines}"
+        self.store.rounds.fail(round_id, message)
+        status.update(state="failed", message=message)
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    """The last few non-empty lines of a log file, joined ('' if there is none)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return " | ".join([line.strip() for line in text.splitlines() if line.strip()][-lines:])
