@@ -21,7 +21,7 @@ from labeling.loop import Loop
 from labeling.prompts import starter_prompts
 from labeling.sampler import PairSampler
 from models import default_device, resolve_model, resolve_quantization
-from serving import open_policy_server
+from serving import SamplingSettings, open_policy_server
 from storage import BASE_VERSION, Round, Store, StoreError
 from training.runner import RoundRunner
 
@@ -89,6 +89,10 @@ class Services:
             return Status(self.store.rounds.get_serving(), 0, 0, None)
         sampler = self.loop.sampler
         return Status(self.loop.server.version, sampler.queued(), sampler.depth, sampler.last_error)
+
+    def set_sampling(self, settings: SamplingSettings) -> None:
+        """New pairs sample with `settings`; queued pairs sampled otherwise are dropped (unless keep_stale)."""
+        self.loop.sampler.set_settings(settings)
 
     def training_mode(self) -> str:
         """How rounds train on this device, in words."""

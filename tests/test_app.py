@@ -85,6 +85,14 @@ def wait_for_round(client) -> tuple[str, str, str]:
     return progress, serving, summary
 
 
+# A small round's settings; /start_round takes DPOConfig fields by name, and any left out keep the Train tab's value.
+SMALL = {"learning_rate": 5e-3, "epochs": 1, "batch_size": 4, "lora_r": 8, "lora_alpha": 16, "max_length": 256}
+
+
+def start_round(client, **fields) -> str:
+    return client.predict(**(SMALL | fields), api_name="/start_round")
+
+
 def label(client, n: int, labeler="tester") -> list[str]:
     statuses = []
     for i in range(n):
@@ -115,11 +123,13 @@ def test_bad_input_gets_a_clear_error_in_the_ui(app):
     with pytest.raises(Exception, match="Prompt is empty"):
         client.predict("   ", api_name="/add_prompt")
     with pytest.raises(Exception, match="Too few new preference pairs"):
-        client.predict(0.1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round")
-    with pytest.raises(Exception, match="beta must be > 0"):
+        start_round(client, beta=0.1)
+    with pytest.raises(Exception, match="beta must be > 0"):  # positionally: the documented order
         client.predict(-1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round")
     with pytest.raises(Exception, match="target_modules must name at least one linear layer"):
-        client.predict(0.1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, "base", 0.0, " , ", api_name="/start_round")
+        start_round(client, target_modules=" , ")
+    with pytest.raises(Exception, match="processes must be at least 1"):
+        start_round(client, processes=0)
     with pytest.raises(Exception, match="No pair on screen"):
         client.predict("tester", api_name="/vote_left")
     added = client.predict("Describe a lighthouse in one sentence.", api_name="/add_prompt")
@@ -129,6 +139,16 @@ def test_bad_input_gets_a_clear_error_in_the_ui(app):
     assert "Describe a lighthouse in one sentence." in choices
 
 
+def test_start_round_takes_every_config_field_by_name(app):
+    from ui.train import config_fields
+
+    client, _, _ = app
+    api = client.view_api(print_info=False, return_format="dict")
+    parameters = api["named_endpoints"]["/start_round"]["parameters"]
+    assert [p["parameter_name"] for p in parameters] == [f.name for f in config_fields()] + ["processes"]
+    assert all(p["parameter_has_default"] for p in parameters), "every field may be left out"
+
+
 def test_the_whole_loop_through_the_app(app):
     client, proc, work = app
     client.predict(0.8, 0.95, 16, api_name="/apply_settings")
@@ -136,18 +156,34 @@ def test_the_whole_loop_through_the_app(app):
     assert all(re.fullmatch(r"Pair from \*\*base\*\* · [0-2] ready in the queue", s) for s in statuses), statuses
     queue = client.predict(api_name="/queue_status")  # what the Label tab's timer shows every 2 s
     assert re.fullmatch(r"Queue: [0-2] of 2 pairs ready · serving \*\*base\*\*", queue), queue
-    tie = client.predict(api_name="/next_pair")
-    assert client.predict("tester", api_name="/vote_tie").startswith("Saved vote #")
-    assert tie
+    prompt, _, _, status = client.predict(api_name="/next_pair")
+    assert prompt.startswith("**Prompt:**") and status.startswith("Pair from **base**"), (prompt, status)
+    tie = client.predict("tester", api_name="/vote_tie")
+    assert re.fullmatch(r"Saved vote #\d+ \(tie\)\. Total votes: 11\.", tie), tie
 
     # Ten epochs keep the tiny round busy long enough to see it refuse a second start. Every Train tab field
     # is set away from its default, so the round's config.json shows each one arrived.
     started = client.predict(
-        0.2, 5e-3, 10, 4, "sigmoid", 4, 8, 192, True, "previous", 0.1, "q_proj, v_proj", api_name="/start_round"
+        beta=0.2,
+        learning_rate=5e-3,
+        epochs=10,
+        batch_size=4,
+        loss_type="sigmoid",
+        lora_r=4,
+        lora_alpha=8,
+        max_length=192,
+        continue_from_serving=True,
+        reference="previous",
+        label_smoothing=0.1,
+        target_modules="q_proj, v_proj",
+        micro_batch=2,
+        seed=5,
+        processes=1,
+        api_name="/start_round",
     )
     assert started == "Round started."
     with pytest.raises(Exception, match="already running"):
-        client.predict(0.1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round")
+        start_round(client, beta=0.1)
     client.predict(api_name="/next_pair")  # labeling goes on while the round trains
     assert client.predict("tester", api_name="/vote_skip").startswith("Saved vote #")
     progress, serving, summary = wait_for_round(client)
@@ -158,6 +194,7 @@ def test_the_whole_loop_through_the_app(app):
     expected = {"beta": 0.2, "learning_rate": 5e-3, "epochs": 10, "batch_size": 4, "loss_type": "sigmoid"}
     expected |= {"lora_r": 4, "lora_alpha": 8, "max_length": 192, "continue_from_serving": True}
     expected |= {"reference": "previous", "label_smoothing": 0.1, "target_modules": ["q_proj", "v_proj"]}
+    expected |= {"micro_batch": 2, "seed": 5, "memory_budget_gib": None}  # advanced fields; unset stays None
     assert {k: recorded[k] for k in expected} == expected
     table = client.predict(api_name="/round_status")[2]
     row = dict(zip(table["headers"], table["data"][0], strict=True))
@@ -219,14 +256,14 @@ def test_rate_one_mode_feeds_a_kto_round_from_the_app(tiny_model_dir, tmp_path):
             if i % 2 == 0:
                 assert prompt == prompt_before, "the second completion of the same pair comes next"
         with pytest.raises(Exception, match="rate completions 👍 / 👎 and pick the kto loss"):
-            client.predict(0.1, 5e-3, 1, 4, "sigmoid", 8, 16, 256, True, api_name="/start_round")
+            start_round(client, loss_type="sigmoid")
         # Cancel: a long round stops at its next micro-batch, leaves no round folder, and base keeps serving.
-        assert client.predict(0.1, 5e-3, 500, 4, "kto", 8, 16, 256, True, api_name="/start_round") == "Round started."
+        assert start_round(client, epochs=500, loss_type="kto") == "Round started."
         assert client.predict(api_name="/cancel_round").startswith("Cancelling")
         progress, serving, _ = wait_for_round(client)
         assert "**cancelled**" in progress and "Serving **base**" in serving, progress
         assert not (tmp_path / "runs" / "round_001").exists()  # its number stays taken by the cancelled row
-        assert client.predict(0.1, 5e-3, 2, 4, "kto", 8, 16, 256, True, api_name="/start_round") == "Round started."
+        assert start_round(client, epochs=2, loss_type="kto") == "Round started."
         progress, serving, summary = wait_for_round(client)
         assert "**done**" in progress and "round_002" in serving, progress
         assert "3 👍 / 3 👎 single ratings (kto)" in summary and "0 pairs (every loss)" in summary

@@ -1,0 +1,83 @@
+"""prefloop's web UI: `build_demo(services)` lays out the Label, Train and Compare tabs, one module each.
+
+    demo = build_demo(open_services(ServiceConfig()))
+    demo.queue(default_concurrency_limit=8).launch(head=KEYS_JS)
+
+This package is the only one that imports gradio. Handlers are module-level functions bound to `services`
+(and to their tab's widgets, to key their returns by component) with functools.partial; what they show is
+formatted by the pure functions in ui/views.py.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import gradio as gr
+
+from services import Services
+from storage import BASE_VERSION
+from ui import compare, label, train
+from ui.compare import CompareTab
+from ui.train import TrainTab
+
+# Keys 1–5 press the vote (or, in 'Rate one' mode, the rating) buttons on screen, unless typing in a box.
+KEYS_JS = """
+<script>
+document.addEventListener('keydown', (e) => {
+  const tag = (e.target.tagName || '').toLowerCase();
+  const typing = tag === 'textarea' || (tag === 'input' && !['radio', 'checkbox', 'button'].includes(e.target.type));
+  if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+  const shown = (id) => { const el = document.getElementById(id); return el && el.offsetParent !== null ? el : null; };
+  const votes = {'1': 'vote-left', '2': 'vote-right', '3': 'vote-tie', '4': 'vote-both_bad', '5': 'vote-skip'};
+  const rates = {'1': 'rate-up', '2': 'rate-down', '5': 'rate-skip'};
+  const el = (rates[e.key] && shown(rates[e.key])) || (votes[e.key] && shown(votes[e.key]));
+  if (el) { el.click(); e.preventDefault(); }
+});
+</script>
+"""
+VERSIONS_REFRESH_S = 5.0
+
+
+def refresh_versions(services: Services, pickers: list[gr.Dropdown]) -> dict:
+    """Every version picker offers the base and the finished rounds (a round may have finished meanwhile)."""
+    choices = services.loop.versions()
+    return {picker: gr.update(choices=choices) for picker in pickers}
+
+
+def versions_on_load(services: Services, train_tab: TrainTab, compare_tab: CompareTab) -> dict:
+    """A new page: serve picker and B at the serving version, A at the base."""
+    choices, serving = services.loop.versions(), services.status().serving
+    return {
+        train_tab.serve_choice: gr.update(choices=choices, value=serving),
+        compare_tab.version_a: gr.update(choices=choices, value=BASE_VERSION),
+        compare_tab.version_b: gr.update(choices=choices, value=serving),
+    }
+
+
+def build_demo(services: Services) -> gr.Blocks:
+    with gr.Blocks(title="prefloop") as demo:
+        gr.Markdown(
+            f"# prefloop\nModel `{services.model}` on **{services.device}** · training: **{services.training_mode()}**"
+        )
+        serving = gr.Markdown(f"Serving **{services.status().serving}**")
+        with gr.Tab("Label"):
+            label_tab = label.build(services, demo)
+        with gr.Tab("Train"):
+            train_tab = train.build(services, demo, serving)
+        with gr.Tab("Compare") as compare_block:
+            compare_tab = compare.build(services, compare_block, label_tab.sampling)
+
+        pickers = [train_tab.serve_choice, compare_tab.version_a, compare_tab.version_b]
+        gr.on(
+            [train_tab.serve_button.click, train_tab.start_button.click, gr.Timer(VERSIONS_REFRESH_S).tick],
+            partial(refresh_versions, services, pickers),
+            None,
+            pickers,
+            api_name=False,
+            show_progress="hidden",
+        )
+        demo.load(partial(versions_on_load, services, train_tab, compare_tab), None, pickers, api_name=False)
+    return demo
+
+
+__all__ = ["KEYS_JS", "build_demo"]
