@@ -311,7 +311,8 @@ def test_a_failed_store_write_keeps_the_previous_version_serving_with_its_pairs(
     finished = trained_round(loop, tiny_model_dir, tmp_path, train_round)
     loop.sampler.start()
     wait_queued(loop.sampler, 4)
-    loop.store.db.write(lambda cur: cur.execute("ALTER TABLE settings RENAME TO settings_away"))  # set_serving's write fails
+    # set_serving's write fails
+    loop.store.db.write(lambda cur: cur.execute("ALTER TABLE settings RENAME TO settings_away"))
     with pytest.raises(StoreError, match="Could not record round_001 as the serving version, so base keeps serving"):
         loop.serve(finished.version)
     loop.store.db.write(lambda cur: cur.execute("ALTER TABLE settings_away RENAME TO settings"))

@@ -1,0 +1,135 @@
+"""Rounds in their own process: the folder they train from, progress, priority, cancel, and a killed round."""
+
+import json
+import os
+import time
+
+import pytest
+import torch
+from conftest import label
+from safetensors.torch import load_file
+
+from storage.labels import items_from_rows, trl_rows
+from training.config import DPOConfig
+from training.plan import INPUT_FILE, PROGRESS_FILE, REQUEST_FILE, read_job, staging_dir
+from training.runner import CHILD_NICE, RoundRunner, describe_exit
+from training.trainer import TrainingError, run_round
+
+pytestmark = pytest.mark.slow
+QUICK = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
+LONG = DPOConfig(learning_rate=5e-3, epochs=200, batch_size=1, min_pairs=4)
+
+
+def wait_until(check, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_round_trains_in_a_child_process_from_a_rerunnable_folder(loop, tiny_model_dir, tmp_path):
+    label(loop, 10)
+    served, priorities = [], []
+    runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, on_done=served.append, device="cpu")
+    runner.start(QUICK)
+    child = runner._proc.pid
+    assert child != os.getpid()
+    priorities.append(os.getpriority(os.PRIO_PROCESS, child) - os.getpriority(os.PRIO_PROCESS, 0))
+    runner.wait(300)
+    status = runner.status()
+    assert status["state"] == "done" and served[0].version == "round_001", status
+    assert priorities == [0] or priorities == [CHILD_NICE]  # read before or after the child lowered it
+    out = tmp_path / "round_001"
+    assert {REQUEST_FILE, INPUT_FILE, PROGRESS_FILE, "log.txt", "adapter", "metrics.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    rows = [json.loads(line) for line in (out / INPUT_FILE).read_text().splitlines()]
+    assert rows == trl_rows(loop.store.preference_pairs()), "the exact labels, in TRL's format, with their ids"
+    events = [json.loads(line) for line in (out / PROGRESS_FILE).read_text().splitlines()]
+    assert [e["step"] for e in events if e["event"] == "step"] == [s["step"] for s in status["history"]] == [1, 2]
+    # The folder alone re-runs the round: same labels, same config, same adapter.
+    again = read_job(out) | {"out_dir": tmp_path / "again"}
+    assert again["pairs"] == items_from_rows(rows) and again["config"].to_dict()["epochs"] == 1
+    run_round(**again)
+    first, second = (load_file(d / "adapter" / "adapter_model.safetensors") for d in (out, tmp_path / "again"))
+    assert all(torch.allclose(first[k], second[k], atol=1e-6) for k in first)
+
+
+def test_the_round_process_runs_at_a_lower_cpu_priority(loop, tiny_model_dir, tmp_path):
+    label(loop, 10)
+    runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, device="cpu")
+    runner.start(LONG)
+    child = runner._proc.pid
+    lowered = wait_until(lambda: os.getpriority(os.PRIO_PROCESS, child) >= CHILD_NICE, 60)
+    runner.cancel()
+    runner.wait(120)
+    assert lowered and runner.status()["state"] == "cancelled"
+
+
+def test_cancel_stops_the_process_by_signal_leaving_no_folder(loop, tiny_model_dir, tmp_path):
+    label(loop, 10)
+    runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, device="cpu")
+    runner.start(LONG)
+    assert wait_until(lambda: runner.status()["history"], 180), runner.status()
+    asked = time.monotonic()
+    runner.cancel()
+    runner.wait(120)
+    stopped_after = time.monotonic() - asked
+    status = runner.status()
+    assert status["state"] == "cancelled" and "previous policy keeps serving" in status["message"]
+    assert runner._proc.returncode == 3, "it stopped by itself at a micro-batch, not by SIGKILL"
+    assert stopped_after < 60
+    (round_,) = loop.store.rounds.list()
+    assert round_.status == "cancelled" and loop.server.version == "base"
+    assert not any(tmp_path.iterdir()), "no round folder, no staging folder"
+
+
+def test_a_killed_round_leaves_the_previous_policy_serving_and_labelers_labeling(loop, tiny_model_dir, tmp_path):
+    label(loop, 10)
+    runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, on_done=lambda r: loop.serve(r.version))
+    runner.start(LONG)
+    assert wait_until(lambda: runner.status()["history"], 180), runner.status()
+    runner.kill()  # what the kernel does to a process that runs a CPU out of memory
+    runner.wait(60)
+    status = runner.status()
+    assert status["state"] == "failed", status
+    assert "killed by SIGKILL" in status["message"] and "previous policy keeps serving" in status["message"]
+    (round_,) = loop.store.rounds.list()
+    assert round_.status == "failed" and "SIGKILL" in round_.error
+    assert loop.server.version == "base" == loop.store.rounds.get_serving()
+    assert not staging_dir(tmp_path / "round_001").exists() and not (tmp_path / "round_001").exists()
+    pair = loop.next_pair()  # labeling goes on
+    assert loop.vote(pair, "left", labeler="t") > 0 and pair.version == "base"
+    runner.start(QUICK)  # and the next round starts as usual
+    runner.wait(300)
+    assert runner.status()["state"] == "done" and loop.server.version == "round_002"
+
+
+def test_a_round_that_fails_in_its_process_says_why(loop, tiny_model_dir, tmp_path):
+    label(loop, 10)
+    runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, device="cpu")
+    runner.start(DPOConfig(min_pairs=4, target_modules=("no_such_layer",)))
+    runner.wait(300)
+    status = runner.status()
+    assert status["state"] == "failed" and "set target_modules to its layer names" in status["message"], status
+    assert loop.store.rounds.list()[0].status == "failed"
+    with pytest.raises(TrainingError, match="Too few new preference pairs: 10"):
+        runner.start(DPOConfig(min_pairs=40))
+    assert len(loop.store.rounds.list()) == 1, "a refused round is not recorded"
+
+
+@pytest.mark.parametrize("steps, kept", [([1, 2, 3, 1, 2], [1, 2]), ([1, 2, 3], [1, 2, 3])])
+def test_the_live_plot_starts_over_when_training_restarts(tmp_path, steps, kept):
+    """After an out-of-memory retry training starts again from step 1: the Train tab shows that attempt only."""
+    runner = RoundRunner(None, "m", tmp_path)
+    runner._status = {"state": "running", "history": [], "message": "", "round": 1}
+    for step in steps:
+        runner._on_event({"event": "step", "step": step, "total_steps": 9, "loss": 0.5}, [])
+    assert [s["step"] for s in runner.status()["history"]] == kept
+
+
+def test_exit_descriptions():
+    assert "killed by SIGKILL" in describe_exit(-9) and "lack of memory" in describe_exit(-9)
+    assert describe_exit(-15).endswith("killed by SIGTERM") and describe_exit(1).endswith("code 1")
