@@ -133,63 +133,65 @@ def test_nf4_loading_puts_4bit_layers_under_the_lora(tiny_qlora_model_dir):
     assert model.model.layers[0].self_attn.q_proj.weight.quant_type == "nf4"
 
 
-LAUNCHERS = {  # two processes on this machine: torchrun, and accelerate launch (which runs torchrun's launcher)
-    "torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"],
-    "accelerate": ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
-    + ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"],
-}
+ACCELERATE = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+ACCELERATE += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"]
 
 
 @pytest.mark.slow
-def test_two_process_rounds_under_torchrun_and_accelerate_equal_one_process(tiny_model_dir, tmp_path):
-    """2 CPU processes (gloo), started by torchrun or by accelerate launch, train the same adapter as one
-    process on the same pairs."""
+def test_two_process_rounds_equal_one_process(tiny_model_dir, tmp_path):
+    """`--processes 2` (the runner starts torchrun) and `accelerate launch` on the same round folder: 2 CPU
+    processes (gloo) train the same adapter as one process on the same pairs."""
     import shutil
 
     from safetensors.torch import load_file
 
     votes(tmp_path / "one.duckdb", 12)
-    for name in LAUNCHERS:
-        shutil.copy(tmp_path / "one.duckdb", tmp_path / f"{name}.duckdb")
-    common = [
-        "-m",
-        "training",
-        "--model",
-        str(tiny_model_dir),
-        "--epochs",
-        "2",
-        "--learning-rate",
-        "0.005",
-        "--batch-size",
-        "2",
-        "--grad-accum",
-        "2",
-        "--device",
-        "cpu",
-    ]
-    single = subprocess.run(
-        [sys.executable, *common, "--db", str(tmp_path / "one.duckdb"), "--runs", str(tmp_path / "runs1")],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert single.returncode == 0, single.stderr[-2000:]
-    one = load_file(tmp_path / "runs1" / "round_001" / "adapter" / "adapter_model.safetensors")
-    for name, launcher in LAUNCHERS.items():
-        runs = tmp_path / f"runs-{name}"
-        double = subprocess.run(
-            [sys.executable, *launcher, *common, "--db", str(tmp_path / f"{name}.duckdb"), "--runs", str(runs)],
+    shutil.copy(tmp_path / "one.duckdb", tmp_path / "two.duckdb")
+    common = ["-m", "training", "--model", str(tiny_model_dir), "--epochs", "2", "--learning-rate", "0.005"]
+    common += ["--batch-size", "2", "--grad-accum", "2", "--device", "cpu"]
+
+    def train(db: str, runs: str, *extra: str) -> Path:
+        run = subprocess.run(
+            [sys.executable, *common, "--db", str(tmp_path / db), "--runs", str(tmp_path / runs), *extra],
             capture_output=True,
             text=True,
             cwd=REPO,
             timeout=600,
         )
-        assert double.returncode == 0, f"{name}: {double.stderr[-3000:]}"
-        assert double.stderr.count("world size 2") == 2, f"{name} did not start two processes"
-        two = load_file(runs / "round_001" / "adapter" / "adapter_model.safetensors")
+        assert run.returncode == 0, run.stderr[-3000:]
+        return tmp_path / runs / "round_001"
+
+    one_dir, two_dir = train("one.duckdb", "runs1"), train("two.duckdb", "runs2", "--processes", "2")
+    assert (two_dir / "log.txt").read_text().count("world size 2") == 2, "--processes 2 did not start two processes"
+    # accelerate launch runs the child's entry point on a copy of the round's folder (request + input)
+    staged = tmp_path / "runs3" / ".round_001.tmp"
+    staged.mkdir(parents=True)
+    request = json.loads((one_dir / "request.json").read_text()) | {"out_dir": str(tmp_path / "runs3" / "round_001")}
+    (staged / "request.json").write_text(json.dumps(request))
+    shutil.copy(one_dir / "input.jsonl", staged / "input.jsonl")
+    run = subprocess.run(
+        [sys.executable, *ACCELERATE, "-m", "training", "--round-dir", str(staged)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert run.returncode == 0 and run.stderr.count("world size 2") == 2, run.stderr[-3000:]
+    one = load_file(one_dir / "adapter" / "adapter_model.safetensors")
+    for folder in (two_dir, tmp_path / "runs3" / "round_001"):
+        two = load_file(folder / "adapter" / "adapter_model.safetensors")
         assert one.keys() == two.keys()
         for key in one:
             torch.testing.assert_close(one[key], two[key], atol=1e-5, rtol=1e-4)
         assert any(v.abs().sum() > 0 for k, v in two.items() if "lora_B" in k)
-        with Store(tmp_path / f"{name}.duckdb") as store:
-            assert store.rounds.get(1).status == "done" and store.rounds.get_serving() == "round_001"
+    with Store(tmp_path / "two.duckdb") as store:
+        assert store.rounds.get(1).status == "done" and store.rounds.get_serving() == "round_001"
+    under_launcher = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *common]
+        + ["--db", str(tmp_path / "one.duckdb")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+    assert under_launcher.returncode != 0 and "--processes N" in under_launcher.stderr

@@ -138,6 +138,8 @@ def run_prepared(job: Path, nice: int = 0) -> int:
         signal.signal(sig, lambda *_: stop.set())
     _stop_when_orphaned(stop)
     w = distributed.world()
+    if w.size > 1:
+        print(f"process {w.rank} of world size {w.size}", file=sys.stderr, flush=True)
     progress = open(job / PROGRESS_FILE, "a", encoding="utf-8") if w.main else None
 
     def emit(event: dict) -> None:

@@ -21,7 +21,7 @@ DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "
 class DPOConfig:
     """Hyper-parameters of one DPO round, recorded in `runs/round_NNN/config.json`."""
 
-    # beta, learning_rate and epochs: chosen with bench/defaults.py (README, "Choosing the defaults").
+    # beta, learning_rate and epochs: chosen with bench/defaults.py (docs/benchmarks.md, "Choosing the defaults").
     beta: float = field(
         default=0.05, metadata={"help": "DPO temperature β: how far the policy may move from the reference."}
     )

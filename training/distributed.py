@@ -1,11 +1,11 @@
 """Data-parallel rounds over several processes (DDP-style), with no change to the round code's callers.
 
-    torchrun --nproc_per_node 2 -m training --db data/prefloop.duckdb                       # CPU (gloo) or GPUs
-    accelerate launch --multi_gpu --num_processes 2 -m training --db data/prefloop.duckdb   # GPUs, or CPU (gloo)
+    python -m training --processes 2                     # the runner starts torchrun: CPU (gloo) or GPUs
+    accelerate launch --multi_gpu --num_processes 2 -m training --round-dir runs/.round_003.tmp
 
 Under a launcher (RANK / WORLD_SIZE / LOCAL_RANK set) each process trains on its share of every optimizer
 step's pairs and the LoRA gradients are summed across processes before the step, so the update equals a
-single process's on the whole step. Rank 0 alone reads and writes the database and the round folder.
+single process's on the whole step. Every rank reads the round's folder; rank 0 alone writes to it (the database is the app's).
 """
 
 from __future__ import annotations
