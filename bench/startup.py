@@ -84,6 +84,12 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def cpu_flags() -> dict[str, bool]:
+    """Which of CPU_FLAGS this CPU has (bf16 is native only with avx512_bf16 or amx_tile)."""
+    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
+    return {flag: flag in flags for flag in CPU_FLAGS}
+
+
 def main(args: argparse.Namespace) -> dict:
     figures: dict = {}
     python = sys.executable
@@ -102,7 +108,6 @@ def main(args: argparse.Namespace) -> dict:
         finally:
             for proc in procs:
                 stop(proc)
-    flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
     torch_version = subprocess.run([python, "-c", "import torch; print(torch.__version__)"], capture_output=True,
                                    text=True, check=True).stdout.strip()  # fmt: skip
     summary = {
@@ -111,7 +116,7 @@ def main(args: argparse.Namespace) -> dict:
         "python": python,
         "torch": torch_version,
         "cpu_count": os.cpu_count(),
-        "cpu_flags": {flag: flag in flags for flag in CPU_FLAGS},
+        "cpu_flags": cpu_flags(),
     } | {k: round(v, 2) for k, v in figures.items()}
     print(json.dumps(summary))
     return summary

@@ -5,7 +5,8 @@
 
 Under a launcher (RANK / WORLD_SIZE / LOCAL_RANK set) each process trains on its share of every optimizer
 step's pairs and the LoRA gradients are summed across processes before the step, so the update equals a
-single process's on the whole step. Every rank reads the round's folder; rank 0 alone writes to it (the database is the app's).
+single process's on the whole step. Every rank reads the round's folder; rank 0 alone writes to it (the
+database is the app's).
 """
 
 from __future__ import annotations
