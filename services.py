@@ -4,10 +4,11 @@
     services.loop.next_pair(); services.rounds.start(DPOConfig()); services.status()
     services = open_services(config, serving=False)                       # what `python -m training` does
 
-It holds the policies the app and the CLI share: start-up (interrupted rounds marked failed, starter
-prompts, the recorded serving version restored, the sampler started), "a finished round serves" (the app
-hands the sampler over to it; without a serving model the store records it for the next start), and how
-exports are named. The UI asks it questions (`status()`) instead of reaching into the sampler or server.
+It holds the policies the app and the CLI share: start-up (interrupted rounds marked failed and their
+staging folders removed, starter prompts, the recorded serving version restored, the sampler started),
+"a finished round serves" (the app hands the sampler over to it; without a serving model the store records it
+for the next start), and how exports are named. The UI asks it questions (`status()`) instead of reaching
+into the sampler or server.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ def open_services(config: ServiceConfig, serving: bool = True) -> Services:
         model = resolve_model(config.model, Path(config.model_cache))
         device = config.device or default_device()
         rounds = RoundRunner(store, model, Path(config.runs), device=device, processes=config.round_processes)
+        rounds.clean_leftovers()  # rounds that were running are marked failed above: nothing will finish them
         services = Services(store, rounds, model, device, Path(config.exports))
         rounds.on_done = services.round_finished
         if serving:

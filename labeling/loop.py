@@ -15,7 +15,7 @@ from pathlib import Path
 from labeling.prompts import read_prompts
 from labeling.sampler import Pair, PairSampler
 from serving import PolicyServer, SamplingSettings
-from storage import BASE_VERSION, Store, StoreError
+from storage import BASE_VERSION, BOTH_BAD_CHOICES, PAIR_CHOICES, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ class Loop:
         """What the store holds for training: pairs (left/right votes), both-bad votes, ties and 👍 / 👎 ratings."""
         count = self.store.count_judgements
         return {
-            "pairs": count("left") + count("right"),
-            "both_bad": count("both_bad"),
+            "pairs": sum(count(choice) for choice in PAIR_CHOICES),
+            "both_bad": sum(count(choice) for choice in BOTH_BAD_CHOICES),
             "tie": count("tie"),
             "up": self.store.count_ratings("up"),
             "down": self.store.count_ratings("down"),

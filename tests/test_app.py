@@ -285,3 +285,29 @@ def test_rate_one_mode_feeds_a_kto_round_from_the_app(tiny_model_dir, tmp_path):
             assert [r.labeler for r in store.list_ratings()] == ["rater"] * 6
             recorded = json.loads((tmp_path / "runs" / "round_002" / "judgements.json").read_text())
             assert store.rounds.rating_ids(round_.id) == sorted(recorded["ratings"]["train"])
+
+
+def test_killing_a_rounds_process_keeps_the_app_serving_and_labelers_labeling(tiny_model_dir, tmp_path):
+    """A round's process killed from outside (as the kernel does when a CPU runs out of memory): the Train tab says
+    so, base keeps serving, labeling goes on, and the app itself is untouched."""
+    import psutil
+
+    for client, proc in launch(tiny_model_dir, tmp_path):
+        client.predict(0.8, 0.95, 16, api_name="/apply_settings")
+        label(client, 6)
+        assert start_round(client, epochs=500, batch_size=1) == "Round started."
+        for _ in range(240):  # until it trains
+            progress = client.predict(api_name="/round_status")[0]
+            if "step " in progress:
+                break
+            time.sleep(0.5)
+        (child,) = [p for p in psutil.Process(proc.pid).children(recursive=True) if "--round-dir" in p.cmdline()]
+        child.send_signal(signal.SIGKILL)
+        progress, serving, _ = wait_for_round(client)
+        assert "**failed**" in progress and "killed by SIGKILL" in progress, progress
+        assert "previous policy keeps serving" in progress and "Serving **base**" in serving
+        assert proc.poll() is None, "the app is still running"
+        _, _, _, status = client.predict(api_name="/next_pair")
+        assert "Pair from **base**" in status
+        assert client.predict("tester", api_name="/vote_left").startswith("Saved vote #")
+        assert not (tmp_path / "runs" / "round_001").exists() and not (tmp_path / "runs" / ".round_001.tmp").exists()

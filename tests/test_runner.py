@@ -133,3 +133,25 @@ def test_the_live_plot_starts_over_when_training_restarts(tmp_path, steps, kept)
 def test_exit_descriptions():
     assert "killed by SIGKILL" in describe_exit(-9) and "lack of memory" in describe_exit(-9)
     assert describe_exit(-15).endswith("killed by SIGTERM") and describe_exit(1).endswith("code 1")
+
+
+def test_cancel_reaches_the_process_before_training_starts(loop, tiny_model_dir, tmp_path):
+    """Cancel as soon as the round's process says it is loading: the reference pass sees it at its first
+    micro-batch, so the process stops by itself before any training step."""
+    label(loop, 10)
+    runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, device="cpu")
+    runner.start(LONG)
+    assert wait_until(lambda: "loading the model" in runner.status()["message"], 180), runner.status()
+    runner.cancel()
+    runner.wait(120)
+    status = runner.status()
+    assert status["state"] == "cancelled" and status["history"] == [], status
+    assert runner._proc.returncode == 3, "stopped by its own check, not by SIGKILL"
+
+
+def test_leftover_staging_folders_are_removed_at_start(tmp_path):
+    (tmp_path / ".round_004.tmp" / "adapter").mkdir(parents=True)
+    (tmp_path / "round_003").mkdir()
+    removed = RoundRunner(None, "m", tmp_path).clean_leftovers()
+    assert [p.name for p in removed] == [".round_004.tmp"]
+    assert [p.name for p in tmp_path.iterdir()] == ["round_003"]

@@ -148,6 +148,14 @@ class RoundRunner:
             self._watcher.start()
             return round_id
 
+    def clean_leftovers(self) -> list[Path]:
+        """Remove the staging folders (`.round_NNN.tmp`) a stopped app or a crash left behind; call at start-up,
+        before any round runs. Returns what was removed."""
+        leftovers = sorted(self.runs_dir.glob(".round_*.tmp")) if self.runs_dir.is_dir() else []
+        for folder in leftovers:
+            shutil.rmtree(folder, ignore_errors=True)
+        return leftovers
+
     def cancel(self) -> None:
         """Ask the round's process to stop (SIGTERM to its group); SIGKILL if it is still there after a grace."""
         proc = self._proc
