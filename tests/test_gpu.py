@@ -49,3 +49,25 @@ def test_qlora_round_on_cuda_starts_at_ln2_and_learns(tiny_qlora_model_dir, tmp_
     assert history[0]["loss"] == pytest.approx(math.log(2), abs=1e-3)
     assert result.metrics["heldout_after"]["margin"] > result.metrics["heldout_before"]["margin"] + 0.01
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
+
+
+def test_the_app_runner_trains_a_qlora_round_on_cuda_in_its_own_process(tiny_qlora_model_dir, tmp_path):
+    """What the Train tab does on a GPU machine: plan from the store, one process per GPU, NF4 base, recorded."""
+    from storage import Store
+    from training.runner import RoundRunner, default_processes
+
+    store = Store(":memory:")
+    for pair in PAIRS:
+        prompt = store.add_prompt(pair.prompt)
+        chosen, rejected = (store.add_generation(prompt, "base", text, {}) for text in (pair.chosen, pair.rejected))
+        store.add_judgement(prompt, chosen, rejected, "left", "ana", "base")
+    served = []
+    runner = RoundRunner(store, str(tiny_qlora_model_dir), tmp_path, on_done=served.append, device="cuda")
+    runner.start(DPOConfig(learning_rate=5e-3, epochs=2, batch_size=4, min_pairs=4))
+    runner.wait(600)
+    status = runner.status()
+    assert status["state"] == "done", status
+    assert default_processes("cuda") == torch.cuda.device_count()
+    (round_,) = store.rounds.list()
+    assert round_.metrics["quantization"] == "nf4" and round_.metrics["device"].startswith("cuda")
+    assert served[0].version == "round_001" and round_.n_pairs == len(PAIRS) - 2
