@@ -86,6 +86,30 @@ MIGRATIONS: list[tuple[str, str]] = [
         )
         """,
     ),
+    (
+        # One judgement per pair and one rating per completion, kept by primary keys: two votes on one pair
+        # racing each other (a double click) cannot both commit. A file from before this keeps every row it has;
+        # of a pair judged more than once only the first judgement counts from now on (the others stay, for
+        # the record, but never train or export), and likewise for a completion rated more than once.
+        "003_one_label_each",
+        """
+        CREATE TABLE judged_pairs (
+            low_generation_id BIGINT NOT NULL,
+            high_generation_id BIGINT NOT NULL,
+            judgement_id BIGINT NOT NULL UNIQUE REFERENCES judgements (id),
+            PRIMARY KEY (low_generation_id, high_generation_id)
+        );
+        INSERT INTO judged_pairs
+            SELECT least(left_generation_id, right_generation_id), greatest(left_generation_id, right_generation_id),
+                   min(id)
+            FROM judgements GROUP BY 1, 2;
+        CREATE TABLE rated_generations (
+            generation_id BIGINT PRIMARY KEY REFERENCES generations (id),
+            rating_id BIGINT NOT NULL UNIQUE REFERENCES ratings (id)
+        );
+        INSERT INTO rated_generations SELECT generation_id, min(id) FROM ratings GROUP BY generation_id
+        """,
+    ),
 ]
 
 

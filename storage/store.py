@@ -38,6 +38,9 @@ from storage.rounds import Rounds
 __all__ = ["DEFAULT_DB", "Store", "StoreError"]
 
 DEFAULT_DB = "data/prefloop.duckdb"  # the app's database file, relative to where it starts
+# The labels that count: a pair's first judgement, a completion's first rating (see migration 003_one_label_each).
+COUNTED_JUDGEMENTS = "judged_pairs jp JOIN judgements j ON j.id = jp.judgement_id"
+COUNTED_RATINGS = "rated_generations rg JOIN ratings t ON t.id = rg.rating_id"
 # Judgements that no finished round trained on (appended to a WHERE over judgements j).
 UNUSED_JUDGEMENT = """ AND j.id NOT IN (SELECT rj.judgement_id FROM round_judgements rj
                                         JOIN rounds r ON r.id = rj.round_id WHERE r.status = 'done')"""
@@ -184,10 +187,11 @@ class Store:
                     f"Generations {left_generation_id} and {right_generation_id} are not two completions of prompt "
                     f"{prompt_id}; fetch a new pair and vote again."
                 )
+            low, high = sorted([left_generation_id, right_generation_id])
             prior = cur.execute(
-                "SELECT id, choice, labeler FROM judgements WHERE least(left_generation_id, right_generation_id) = ? "
-                "AND greatest(left_generation_id, right_generation_id) = ?",
-                sorted([left_generation_id, right_generation_id]),
+                "SELECT j.id, j.choice, j.labeler FROM judged_pairs p JOIN judgements j ON j.id = p.judgement_id "
+                "WHERE p.low_generation_id = ? AND p.high_generation_id = ?",
+                [low, high],
             ).fetchone()
             if prior is not None:
                 if prior[1:] == (choice, labeler):
@@ -196,21 +200,25 @@ class Store:
                     f"This pair already has vote #{prior[0]} ({prior[1]}, by {prior[2]}); each pair is judged once. "
                     "Fetch the next pair."
                 )
-            return cur.execute(
+            judgement_id = cur.execute(
                 "INSERT INTO judgements (prompt_id, left_generation_id, right_generation_id, choice, labeler, "
                 "policy_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 [prompt_id, left_generation_id, right_generation_id, choice, labeler, policy_version, datetime.now()],
             ).fetchone()[0]
+            # the primary key on (low, high): of two votes on this pair racing each other, one commits; the
+            # other is retried (a write conflict) and then finds this one above
+            cur.execute("INSERT INTO judged_pairs VALUES (?, ?, ?)", [low, high, judgement_id])
+            return judgement_id
 
         return self.db.write(insert)
 
     def count_judgements(self, choice: str | None = None) -> int:
         """How many votes there are, or how many with this `choice`."""
         if choice is None:
-            return self.db.value("SELECT count(*) FROM judgements")
+            return self.db.value("SELECT count(*) FROM judged_pairs")
         if choice not in CHOICES:
             raise ValueError(f"choice must be one of {', '.join(CHOICES)}; got {choice!r}")
-        return self.db.value("SELECT count(*) FROM judgements WHERE choice = ?", [choice])
+        return self.db.value(f"SELECT count(*) FROM {COUNTED_JUDGEMENTS} WHERE j.choice = ?", [choice])
 
     def list_judgements(self) -> list[Judgement]:
         rows = self.db.read(
@@ -233,7 +241,9 @@ class Store:
             if row is None:
                 raise StoreError(f"No generation with id {generation_id}; fetch a new pair and rate again.")
             prior = cur.execute(
-                "SELECT id, rating, labeler FROM ratings WHERE generation_id = ?", [generation_id]
+                "SELECT t.id, t.rating, t.labeler FROM rated_generations g JOIN ratings t ON t.id = g.rating_id "
+                "WHERE g.generation_id = ?",
+                [generation_id],
             ).fetchone()
             if prior is not None:
                 if prior[1:] == (rating, labeler):
@@ -242,21 +252,23 @@ class Store:
                     f"This completion already has rating #{prior[0]} ({prior[1]}, by {prior[2]}); each completion "
                     "is rated once. Go on to the next one."
                 )
-            return cur.execute(
+            rating_id = cur.execute(
                 "INSERT INTO ratings (prompt_id, generation_id, rating, labeler, policy_version, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                 [row[0], generation_id, rating, labeler, policy_version, datetime.now()],
             ).fetchone()[0]
+            cur.execute("INSERT INTO rated_generations VALUES (?, ?)", [generation_id, rating_id])  # one per completion
+            return rating_id
 
         return self.db.write(insert)
 
     def count_ratings(self, rating: str | None = None) -> int:
         """How many ratings there are, or how many 👍 ("up") or 👎 ("down")."""
         if rating is None:
-            return self.db.value("SELECT count(*) FROM ratings")
+            return self.db.value("SELECT count(*) FROM rated_generations")
         if rating not in RATINGS:
             raise ValueError(f"rating must be one of {', '.join(RATINGS)}; got {rating!r}")
-        return self.db.value("SELECT count(*) FROM ratings WHERE rating = ?", [rating])
+        return self.db.value(f"SELECT count(*) FROM {COUNTED_RATINGS} WHERE t.rating = ?", [rating])
 
     def list_ratings(self) -> list[Rating]:
         rows = self.db.read(
@@ -273,10 +285,10 @@ class Store:
         unused_only: leave out judgements a finished ('done') round trained on.
         judgement_ids: only these judgements.
         """
-        sql = """SELECT p.text,
+        sql = f"""SELECT p.text,
                         CASE WHEN j.choice = 'left' THEN gl.text ELSE gr.text END AS chosen,
                         CASE WHEN j.choice = 'left' THEN gr.text ELSE gl.text END AS rejected, j.id
-                 FROM judgements j
+                 FROM {COUNTED_JUDGEMENTS}
                  JOIN prompts p ON p.id = j.prompt_id
                  JOIN generations gl ON gl.id = j.left_generation_id
                  JOIN generations gr ON gr.id = j.right_generation_id
@@ -295,14 +307,14 @@ class Store:
 
         unused_only: leave out labels a finished ('done') round trained on.
         """
-        sql = """SELECT j.id, p.text, g.text FROM judgements j
+        sql = f"""SELECT j.id, p.text, g.text FROM {COUNTED_JUDGEMENTS}
                  JOIN prompts p ON p.id = j.prompt_id
                  JOIN generations g ON g.id IN (j.left_generation_id, j.right_generation_id)
                  WHERE list_contains(?::VARCHAR[], j.choice)"""
         sql += (UNUSED_JUDGEMENT if unused_only else "") + " ORDER BY j.id, g.id = j.right_generation_id"
         rows = self.db.read(sql, [list(BOTH_BAD_CHOICES)])
         both_bad = [UnpairedExample(prompt, text, False, judgement_id) for judgement_id, prompt, text in rows]
-        sql = """SELECT t.id, p.text, g.text, t.rating = 'up' FROM ratings t
+        sql = f"""SELECT t.id, p.text, g.text, t.rating = 'up' FROM {COUNTED_RATINGS}
                  JOIN prompts p ON p.id = t.prompt_id
                  JOIN generations g ON g.id = t.generation_id WHERE true"""
         rows = self.db.read(sql + (UNUSED_RATING if unused_only else "") + " ORDER BY t.id")
