@@ -67,12 +67,14 @@ class ServiceConfig:
 
 @dataclass(frozen=True)
 class Status:
-    """What the UI shows about serving: the version, the queue, and the sampler's last error."""
+    """What the UI shows about serving: the version, the queue, the sampler's last error, and a notice (e.g. the
+    recorded version's adapter did not load at start, so an earlier one serves)."""
 
     serving: str
     queued: int
     depth: int
     sampling_error: str | None
+    notice: str | None = None
 
 
 @dataclass
@@ -89,7 +91,7 @@ class Services:
         if self.loop is None:
             return Status(self.store.rounds.get_serving(), 0, 0, None)
         sampler = self.loop.sampler
-        return Status(self.loop.server.version, sampler.queued(), sampler.depth, sampler.last_error)
+        return Status(self.loop.server.version, sampler.queued(), sampler.depth, sampler.last_error, self.loop.notice)
 
     def set_sampling(self, settings: SamplingSettings) -> None:
         """New pairs sample with `settings`; queued pairs sampled otherwise are dropped (unless keep_stale)."""

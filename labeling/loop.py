@@ -23,16 +23,35 @@ log = logging.getLogger(__name__)
 class Loop:
     def __init__(self, store: Store, server: PolicyServer, sampler: PairSampler) -> None:
         self.store, self.server, self.sampler = store, server, sampler
+        self.notice: str | None = None  # what the UI should say about serving (a version that did not load)
 
-    def restore_serving(self) -> str:
-        """Serve the version the store remembers (after a restart); fall back to the base if it is gone."""
-        version = self.store.rounds.get_serving()
-        try:
-            self.serve(version)
-        except (StoreError, OSError, ValueError) as err:
-            log.warning("cannot serve %s (%s); serving the base model instead", version, err)
-            self.serve(BASE_VERSION)
-        return self.server.version
+    def restore_serving(self) -> str | None:
+        """Serve the version the store records (after a restart). If its adapter does not load (gone, damaged),
+        serve the newest earlier version that does, without changing what the store records, and keep a notice
+        that says so (`self.notice`, also returned; None when the recorded version serves)."""
+        recorded = self.store.rounds.get_serving()
+        done = [r for r in self.store.rounds.list() if r.status == "done"]
+        newest_first = [r.version for r in sorted(done, key=lambda r: r.id, reverse=True)]
+        if recorded in newest_first:
+            newest_first = newest_first[newest_first.index(recorded) + 1 :]
+        failures = []
+        for version in dict.fromkeys([recorded, *newest_first, BASE_VERSION]):
+            try:
+                self._ensure_loaded(version)
+                self.server.serve(version)
+                break
+            except Exception as err:  # a missing or damaged adapter: OSError, safetensors' and peft's errors
+                failures.append(f"{version} ({type(err).__name__}: {err})")
+        self.sampler.invalidate()
+        self.notice = None
+        if failures:
+            self.notice = (
+                f"Could not load {'; '.join(failures)}; serving {self.server.version} instead. The database still "
+                f"records {recorded} as the serving version: repair its adapter folder and restart, or serve a "
+                "version from the Train tab."
+            )
+            log.warning(self.notice)
+        return self.notice
 
     # -- labeling -------------------------------------------------------------------------------------
     def next_pair(self) -> Pair:
@@ -106,6 +125,7 @@ class Loop:
                 raise
 
         self.sampler.handover(version, swap)
+        self.notice = None
 
     def compare(self, prompt: str, version_a: str, version_b: str, settings: SamplingSettings) -> tuple[str, str]:
         """One completion from each version, with the same settings and seed."""

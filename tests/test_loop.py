@@ -372,3 +372,32 @@ def test_a_take_from_a_full_queue_starts_no_one_prompt_batch(make_loop):
         loop.next_pair()
     wait_queued(loop.sampler, 8)
     assert loop.server.calls == [("pair-sampler", 4)] * 3
+
+
+def fake_round(store: Store, model_dir, folder: Path) -> str:
+    """A finished round whose adapter is a fresh LoRA on the tiny model; returns its version."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(folder)
+    round_id = store.rounds.start({}, None, str(model_dir))
+    store.rounds.finish(round_id, str(folder), {}, [])
+    return store.rounds.get(round_id).version
+
+
+def test_a_damaged_serving_adapter_falls_back_to_the_last_version_that_loads(tiny_model_dir, tmp_path):
+    store = Store(tmp_path / "loop.duckdb")
+    first = fake_round(store, tiny_model_dir, tmp_path / "one")
+    second = fake_round(store, tiny_model_dir, tmp_path / "two")
+    store.rounds.set_serving(second)
+    (tmp_path / "two" / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    server = PolicyServer(str(tiny_model_dir), device="cpu")
+    loop = Loop(store, server, PairSampler(store, server, depth=2))
+    notice = loop.restore_serving()
+    assert server.version == first == "round_001"
+    assert store.rounds.get_serving() == second, "what the store records is not overwritten"
+    assert notice == loop.notice and f"Could not load {second}" in notice and f"serving {first} instead" in notice
+    loop.serve("base")  # an admin serves a version: the notice is gone
+    assert loop.notice is None and store.rounds.get_serving() == "base"
+    store.close()

@@ -40,6 +40,7 @@ def test_a_round_trains_in_a_child_process_from_a_rerunnable_folder(loop, tiny_m
     runner.wait(300)
     status = runner.status()
     assert status["state"] == "done" and served[0].version == "round_001", status
+    assert served[0].adapter_path == str((tmp_path / "round_001" / "adapter").resolve()), "works from any folder"
     assert priorities == [0] or priorities == [CHILD_NICE]  # read before or after the child lowered it
     out = tmp_path / "round_001"
     assert {REQUEST_FILE, INPUT_FILE, PROGRESS_FILE, "log.txt", "adapter", "metrics.json"} <= {

@@ -207,3 +207,9 @@ def test_processes_empty_means_the_default_else_at_least_one():
     assert parse_processes(None) is None and parse_processes("") is None and parse_processes(2.0) == 2
     with pytest.raises(ValueError, match="processes must be at least 1"):
         parse_processes(0)
+
+
+def test_queue_status_carries_a_serving_notice():
+    notice = "Could not load round_002 (OSError: gone); serving round_001 instead."
+    text = views.queue_status(Status("round_001", queued=1, depth=8, sampling_error=None, notice=notice))
+    assert text.startswith("Queue: 1 of 8 pairs ready · serving **round_001**") and text.endswith(notice)

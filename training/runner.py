@@ -220,7 +220,7 @@ class RoundRunner:
         if returncode == 0 and out_dir.is_dir():
             metrics = json.loads((out_dir / "metrics.json").read_text())
             ids = json.loads((out_dir / "judgements.json").read_text())
-            adapter = out_dir / "adapter"
+            adapter = (out_dir / "adapter").resolve()  # the store works from any folder the app starts in
             self.store.rounds.finish(round_id, str(adapter), metrics, ids["train"], ids["ratings"]["train"])
             finished = self.store.rounds.get(round_id)
             if self.on_done is not None:

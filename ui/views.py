@@ -56,7 +56,8 @@ def single_status(version: str, side: str, status: Status) -> str:
 def queue_status(status: Status) -> str:
     """The sampler as labelers see it: pairs ready, the serving version, any error."""
     text = f"Queue: {status.queued} of {status.depth} pairs ready · serving **{status.serving}**"
-    return text + (f" · background sampling: {status.sampling_error}" if status.sampling_error else "")
+    text += f" · background sampling: {status.sampling_error}" if status.sampling_error else ""
+    return text + (f"\n\n⚠️ {status.notice}" if status.notice else "")
 
 
 def serving_line(version: str) -> str:
