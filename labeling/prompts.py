@@ -182,8 +182,17 @@ def _json_records(path: Path) -> list[tuple[str, dict]]:
                 f"{path}, line {number}: not valid JSON ({_json_problem(err)}). Fix or remove that line and import "
                 f"again; {NOTHING_IMPORTED}."
             ) from err
+        except RecursionError:
+            raise PromptFileError(_too_deep(path, f"line {number}")) from None
         records.append((f"line {number}", _json_object(path, f"line {number}", record)))
     return records
+
+
+def _too_deep(path: Path, where: str) -> str:
+    return (
+        f"{path}, {where}: JSON nested too deeply to read. A prompt is a string in a 'prompt' (or text, question, "
+        f"instruction) field; flatten that line and import again; {NOTHING_IMPORTED}."
+    )
 
 
 def _json_array_records(path: Path, text: str) -> list[tuple[str, dict]]:
@@ -195,6 +204,8 @@ def _json_array_records(path: Path, text: str) -> list[tuple[str, dict]]:
             f"{path}, line {err.lineno}: not valid JSON ({_json_problem(err)}). Fix the file and import again; "
             f"{NOTHING_IMPORTED}."
         ) from err
+    except RecursionError:
+        raise PromptFileError(_too_deep(path, "its JSON array")) from None
     return [(f"item {n}", _json_object(path, f"item {n}", item)) for n, item in enumerate(items, start=1)]
 
 

@@ -299,3 +299,16 @@ def test_cli_import_is_all_or_nothing(tmp_path):
     assert "imported 2 new prompts" in run.stdout
     with Store(db) as store:
         assert [p.text for p in store.list_prompts()] == ["one", "two"]
+
+
+def test_deeply_nested_json_names_the_file_and_line(tmp_path):
+    from labeling.prompts import PromptFileError, read_prompts
+
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"prompt": "fine"}\n' + '{"prompt": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(PromptFileError, match=r"deep\.jsonl, line 2: JSON nested too deeply.*nothing was imported"):
+        read_prompts(deep)
+    array = tmp_path / "deep.json"
+    array.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(PromptFileError, match=r"deep\.json, its JSON array: JSON nested too deeply"):
+        read_prompts(array)
