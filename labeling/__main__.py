@@ -18,9 +18,12 @@ from storage import DEFAULT_DB
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labeling", description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default=DEFAULT_DB, help="DuckDB file of the app")
+    db_too = argparse.ArgumentParser(add_help=False)  # --db after the subcommand as well as before it
+    db_too.add_argument("--db", default=argparse.SUPPRESS, help="DuckDB file of the app")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("import-prompts", help="import a prompt file or datasets folder").add_argument("path")
-    sub.add_parser("add-prompt", help="add one prompt").add_argument("text")
+    importer = sub.add_parser("import-prompts", help="import a prompt file or datasets folder", parents=[db_too])
+    importer.add_argument("path")
+    sub.add_parser("add-prompt", help="add one prompt", parents=[db_too]).add_argument("text")
     args = parser.parse_args(argv)
 
     from labeling.prompts import PromptFileError, read_prompts

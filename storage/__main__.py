@@ -19,8 +19,10 @@ from storage import DEFAULT_DB, Store, StoreError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m storage", description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default=DEFAULT_DB, help="DuckDB file of the app")
+    db_too = argparse.ArgumentParser(add_help=False)  # --db after the subcommand as well as before it
+    db_too.add_argument("--db", default=argparse.SUPPRESS, help="DuckDB file of the app")
     sub = parser.add_subparsers(dest="command", required=True)
-    export = sub.add_parser("export", help="write the labels in TRL's format")
+    export = sub.add_parser("export", help="write the labels in TRL's format", parents=[db_too])
     export.add_argument("path")
     export.add_argument("--format", choices=["jsonl", "parquet", "hf"], default="jsonl")
     export.add_argument(

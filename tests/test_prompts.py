@@ -312,3 +312,16 @@ def test_deeply_nested_json_names_the_file_and_line(tmp_path):
     array.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(PromptFileError, match=r"deep\.json, its JSON array: JSON nested too deeply"):
         read_prompts(array)
+
+
+def test_the_clis_take_db_after_the_subcommand_too(tmp_path):
+    from labeling.__main__ import main as labeling_main
+    from storage import Store
+    from storage.__main__ import main as storage_main
+
+    db = str(tmp_path / "after.duckdb")
+    assert labeling_main(["add-prompt", "Say hi.", "--db", db]) == 0
+    assert labeling_main(["--db", db, "add-prompt", "Say bye."]) == 0
+    with Store(db) as store:
+        assert [p.text for p in store.list_prompts()] == ["Say hi.", "Say bye."]
+    assert storage_main(["export", str(tmp_path / "out.jsonl"), "--db", db]) == 2  # the same file: nothing to export
