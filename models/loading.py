@@ -135,3 +135,18 @@ def load_model(model: str, quantization: str = "none", device: str | None = None
             "connection for a hub id."
         ) from err
     return loaded if quantization == "nf4" else loaded.to(device)
+
+
+def linear_layer_names(model: str) -> set[str]:
+    """The names (last part) of the model's linear layers, what LoRA's target_modules name, read from its config
+    alone: the model is built on the meta device, with no weights loaded."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"Could not read the config of {model!r}: {err}") from err
+    with init_empty_weights():
+        skeleton = AutoModelForCausalLM.from_config(config)
+    return {name.rsplit(".", 1)[-1] for name, module in skeleton.named_modules() if isinstance(module, torch.nn.Linear)}

@@ -111,10 +111,13 @@ def test_a_killed_round_leaves_the_previous_policy_serving_and_labelers_labeling
 def test_a_round_that_fails_in_its_process_says_why(loop, tiny_model_dir, tmp_path):
     label(loop, 10)
     runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, device="cpu")
-    runner.start(DPOConfig(min_pairs=4, target_modules=("no_such_layer",)))
+    with pytest.raises(TrainingError, match="no_such_layer are not linear layers of this model; pick from .*q_proj"):
+        runner.start(DPOConfig(min_pairs=4, target_modules=("q_proj", "no_such_layer")))
+    assert loop.store.rounds.list() == [], "refused before anything is recorded or started"
+    runner.start(DPOConfig(min_pairs=4, memory_budget_gib=1e-6))  # fails in its process: no memory for even one pair
     runner.wait(300)
     status = runner.status()
-    assert status["state"] == "failed" and "set target_modules to its layer names" in status["message"], status
+    assert status["state"] == "failed" and "GiB are available for it. Lower max length" in status["message"], status
     assert loop.store.rounds.list()[0].status == "failed"
     with pytest.raises(TrainingError, match="Too few new preference pairs: 10"):
         runner.start(DPOConfig(min_pairs=40))

@@ -14,6 +14,17 @@ LOSS_TYPES = ("sigmoid", "ipo", "hinge", "kto")
 QUANTIZATION = ("auto", "nf4", "none")
 REFERENCES = ("base", "previous")
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+# Upper bounds: past these a round would not fit any machine prefloop runs on (or means a typo); refused up front.
+LIMITS = {
+    "epochs": 1000,
+    "batch_size": 1024,
+    "grad_accum": 1024,
+    "micro_batch": 1024,
+    "lora_r": 1024,
+    "lora_alpha": 4096,
+    "max_length": 131_072,
+    "min_pairs": 1_000_000,
+}
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -93,13 +104,15 @@ class DPOConfig:
     def __post_init__(self) -> None:
         _check(self.beta > 0 and math.isfinite(self.beta), f"beta must be > 0, got {self.beta}")
         _check(0 < self.learning_rate < 1, f"learning_rate must be in (0, 1), got {self.learning_rate}")
-        for name in ("epochs", "batch_size", "grad_accum", "lora_r", "lora_alpha", "min_pairs"):
+        for name, most in LIMITS.items():
             value = getattr(self, name)
-            _check(isinstance(value, int) and value >= 1, f"{name} must be an integer >= 1, got {value!r}")
-        _check(
-            self.micro_batch is None or (isinstance(self.micro_batch, int) and self.micro_batch >= 1),
-            f"micro_batch must be an integer >= 1 (or unset), got {self.micro_batch!r}",
-        )
+            if name == "micro_batch" and value is None:
+                continue
+            _check(
+                isinstance(value, int) and 1 <= value <= most,
+                f"{name} must be a whole number from 1 to {most}" + (" (or unset)" if name == "micro_batch" else "")
+                + f", got {value!r}",
+            )
         _check(self.max_length >= 16, f"max_length must be >= 16 tokens, got {self.max_length}")
         if self.max_prompt_length is None:
             object.__setattr__(self, "max_prompt_length", self.max_length // 2)

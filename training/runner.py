@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from models import linear_layer_names
 from storage import round_version
 from training.config import DPOConfig
 from training.plan import LOG_FILE, PROGRESS_FILE, plan_round, write_job
@@ -64,6 +65,17 @@ def default_processes(device: str | None) -> int:
     if (device is None or device.startswith("cuda")) and torch.cuda.is_available():
         return max(1, torch.cuda.device_count())
     return 1
+
+
+def check_target_modules(model: str, target_modules) -> None:
+    """Refuse LoRA target modules the model does not have, before a round is recorded or started."""
+    layers = linear_layer_names(model)
+    missing = [name for name in target_modules if name not in layers]
+    if missing:
+        raise TrainingError(
+            f"LoRA target module(s) {', '.join(missing)} are not linear layers of this model; pick from "
+            f"{', '.join(sorted(layers))}."
+        )
 
 
 def round_command(job: Path, processes: int = 1, nice: int = CHILD_NICE) -> list[str]:
@@ -120,6 +132,7 @@ class RoundRunner:
             if self.running():
                 raise TrainingError("A round is already running: wait for it to finish or cancel it first.")
             processes = processes or self.processes or default_processes(self.device)
+            check_target_modules(self.model, config.target_modules)
             plan = plan_round(self.store, config)
             round_id = self.store.rounds.start(config.to_dict(), plan.parent_round, self.model)
             out_dir = self.runs_dir / round_version(round_id)
