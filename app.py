@@ -91,9 +91,21 @@ def main(args: argparse.Namespace) -> None:
         sys.exit(f"prefloop: {err}")
     demo = build_demo(services)
     demo.queue(default_concurrency_limit=8)
-    demo.launch(
-        server_name=args.host, server_port=args.port, inbrowser=not args.no_browser, head=KEYS_JS, show_error=True
-    )
+    services.exports_dir.mkdir(parents=True, exist_ok=True)
+    try:  # Ctrl-C: gradio closes its server and returns here
+        demo.launch(
+            server_name=args.host,
+            server_port=args.port,
+            inbrowser=not args.no_browser,
+            head=KEYS_JS,
+            show_error=True,
+            allowed_paths=[str(services.exports_dir.resolve())],  # exports may live outside the working folder
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        services.close()  # cancel a running round, stop the sampler between batches, close the database
+    print("prefloop stopped.", file=sys.stderr)
 
 
 if __name__ == "__main__":

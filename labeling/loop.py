@@ -85,9 +85,16 @@ class Loop:
     def add_prompt(self, text: str) -> int:
         return self.store.add_prompt(text, source="typed")
 
-    def import_prompts(self, path: str | os.PathLike) -> int:
-        """Import a JSONL / CSV / TXT / parquet file or a datasets folder; all or nothing. Returns new prompts."""
-        return self.store.add_prompts(read_prompts(path), source=Path(path).name)
+    def import_prompts(self, path: str | os.PathLike, on_progress=None) -> int:
+        """Import a JSONL / CSV / TXT / parquet file or a datasets folder; all or nothing. Returns new prompts.
+        `on_progress(fraction, text)` hears each stage (reading, storing)."""
+        name = Path(path).name
+        if on_progress is not None:
+            on_progress(0.0, f"Reading {name}…")
+        texts = read_prompts(path)
+        if on_progress is not None:
+            on_progress(0.5, f"Storing {len(texts)} prompts from {name}…")
+        return self.store.add_prompts(texts, source=name)
 
     # -- versions -------------------------------------------------------------------------------------
     def versions(self) -> list[str]:

@@ -93,11 +93,23 @@ class Store:
             if not text:
                 raise ValueError(f"Prompt {i} is empty; nothing was imported. Remove or fill it and try again.")
 
+        import pyarrow as pa  # comes with datasets; imported here, like datasets, to keep start-up light
+
+        incoming = pa.table({"pos": pa.array(range(len(cleaned)), pa.int64()), "text": pa.array(cleaned, pa.string())})
+
         def insert_all(cur: Cursor) -> int:
-            before = cur.execute("SELECT count(*) FROM prompts").fetchone()[0]
-            for text in cleaned:
-                _insert_prompt(cur, text, source)
-            return cur.execute("SELECT count(*) FROM prompts").fetchone()[0] - before
+            # One set-based statement (DuckDB reads the Arrow table in place): each new text once, in file order.
+            cur.register("incoming", incoming)
+            try:
+                return cur.execute(
+                    """INSERT INTO prompts (text, source, created_at)
+                       SELECT n.text, ?, ? FROM (SELECT text, min(pos) AS pos FROM incoming GROUP BY text) n
+                       WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.text = n.text)
+                       ORDER BY n.pos""",
+                    [source, datetime.now()],
+                ).fetchone()[0]
+            finally:
+                cur.unregister("incoming")
 
         return self.db.write(insert_all)
 

@@ -26,7 +26,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(model_dir, work: Path):
+def launch(model_dir, work: Path, exports: Path | None = None):
     """Start app.py as a user would, on `model_dir` with its files under `work`; yields (client, process)."""
     port = free_port()
     cmd = [
@@ -39,7 +39,7 @@ def launch(model_dir, work: Path):
         "--runs",
         str(work / "runs"),
         "--exports",
-        str(work / "exports"),
+        str(exports or work / "exports"),
         "--port",
         str(port),
         "--no-browser",
@@ -311,3 +311,35 @@ def test_killing_a_rounds_process_keeps_the_app_serving_and_labelers_labeling(ti
         assert "Pair from **base**" in status
         assert client.predict("tester", api_name="/vote_left").startswith("Saved vote #")
         assert not (tmp_path / "runs" / "round_001").exists() and not (tmp_path / "runs" / ".round_001.tmp").exists()
+
+
+def test_exports_outside_the_working_folder_download_and_ctrl_c_stops_cleanly(tiny_model_dir, tmp_path):
+    import shutil
+    import uuid
+
+    exports = Path.home() / f".prefloop-test-exports-{uuid.uuid4().hex}"  # neither the app's folder nor /tmp
+    try:
+        for client, proc in launch(tiny_model_dir, tmp_path, exports=exports):
+            client.predict(0.8, 0.95, 16, api_name="/apply_settings")
+            label(client, 2)
+            path, message = client.predict("jsonl", api_name="/export")
+            assert "Exported 2 pairs" in message and str(exports) in message
+            assert len(Path(path).read_text().splitlines()) == 2, "the browser got the file"
+            proc.send_signal(signal.SIGINT)  # Ctrl-C
+            assert proc.wait(timeout=120) == 0
+            log = (tmp_path / "app.log").read_text()
+            assert "prefloop stopped." in log and "terminate called" not in log, log[-2000:]
+    finally:
+        shutil.rmtree(exports, ignore_errors=True)
+
+
+def test_importing_a_prompt_file_through_the_ui(app, tmp_path):
+    client, _, _ = app
+    good = tmp_path / "more.jsonl"
+    good.write_text("".join(json.dumps({"prompt": f"Imported prompt {i}."}) + "\n" for i in range(3)))
+    message = client.predict(gradio_client.handle_file(str(good)), api_name="/import_prompts")
+    assert message.startswith("Imported 3 new prompts from more.jsonl.")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "fine"}\n{"prompt": \n')
+    with pytest.raises(Exception, match=r"bad\.jsonl, line 2: not valid JSON"):
+        client.predict(gradio_client.handle_file(str(bad)), api_name="/import_prompts")

@@ -142,11 +142,11 @@ def add_prompt(services: Services, tab: LabelTab, text: str) -> dict:
     return {tab.new_prompt: "", tab.prompt_status: message}
 
 
-def import_prompts(services: Services, file: str | None) -> str:
+def import_prompts(services: Services, file: str | None, progress=gr.Progress()) -> str:  # noqa: B008 (gradio's way)
     if file is None:
         raise gr.Error("Choose a JSONL, CSV, TXT or parquet file first.")
     try:
-        added = services.loop.import_prompts(file)
+        added = services.loop.import_prompts(file, on_progress=lambda done, text: progress(done, desc=text))
     except (PromptFileError, ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
     total = services.store.count_prompts()
