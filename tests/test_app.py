@@ -60,12 +60,14 @@ def launch(model_dir, work: Path, exports: Path | None = None):
             break
         except Exception:
             time.sleep(0.5)
-    assert client is not None, (work / "app.log").read_text()[-3000:]
-    yield client, proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    log.close()
+    try:
+        assert client is not None, (work / "app.log").read_text()[-3000:]
+        yield client, proc
+    finally:  # also when a test fails inside `for client, proc in launch(...)`: no app is left running
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
 @pytest.fixture(scope="module")
