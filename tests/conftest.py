@@ -1,4 +1,11 @@
-"""Shared fixtures: a tiny llama with the default model's tokenizer, and the real default model folder."""
+"""Shared fixtures and test data: a tiny llama with the default model's tokenizer, the real default model folder,
+stores with votes, the pairs rounds train on, and which tests are slow.
+
+    python -m pytest -m "not slow" -q    # the fast subset
+    python -m pytest -q                  # everything (GPU tests skip without CUDA)
+
+Test files import the helpers with `from conftest import taste_pairs, vote, votes`.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +19,18 @@ REPO = Path(__file__).resolve().parents[1]
 MODEL_CACHE = Path(os.environ.get("PREFLOOP_MODEL_CACHE", REPO / "data" / "models"))
 
 
+# Modules whose every test launches the app, runs a round in a child process or torchrun, or benchmarks: slow
+# as a whole, so `-m "not slow"` leaves them out without a marker on each test.
+SLOW_MODULES = {"test_app", "test_bench", "test_qlora_cli", "test_runner"}
+
+
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    skip_gpu = None if torch.cuda.is_available() else pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if item.path.stem in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+        if skip_gpu is not None and "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
 
 
 @pytest.fixture(scope="session")
@@ -116,3 +128,82 @@ def train_round():
         return store.rounds.get(round_id)
 
     return run
+
+
+TOPICS = ["rain", "tea", "maps", "bees", "clocks", "rivers", "bread", "kites", "salt", "owls", "snow", "glass"]
+
+
+def taste_pairs(n: int = 12) -> list:
+    """`n` (at most 12) pairs of one consistent taste, polite complete answers over curt refusals; judgement ids
+    0..n-1."""
+    from storage.labels import PreferencePair
+
+    return [
+        PreferencePair(f"Tell me about {t}.", f"Happy to help! Here is a short note about {t}.", "No.", judgement_id=i)
+        for i, t in enumerate(TOPICS[:n])
+    ]
+
+
+def varied_pairs() -> list:
+    """Four pairs of unlike lengths, so a batch of them pads, with judgement ids 1 to 4: what the comparisons
+    with TRL feed both trainers."""
+    from storage.labels import PreferencePair
+
+    return [
+        PreferencePair("Name a colour.", "Blue, like a clear sky.", "No.", 1),
+        PreferencePair(
+            "Give me a short tip for sleeping better.", "Keep a regular bedtime.", "Sleep is for the weak, honestly.", 2
+        ),
+        PreferencePair("What is 2 + 2?", "4", "It is 5, obviously, as everyone knows.", 3),
+        PreferencePair("Say hi in French.", "Bonjour !", "hello", 4),
+    ]
+
+
+SETTINGS = {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 64, "seed": 7}
+
+
+def vote(store, choice: str, prompt: str = "prompt 0", left: str = "left 0", right: str = "right 0") -> int:
+    """A new prompt with completions `left` / `right` shown in that order, and ana's `choice` on them; returns
+    the judgement id."""
+    prompt_id = store.add_prompt(prompt)
+    left_id = store.add_generation(prompt_id, "base", left, SETTINGS)
+    right_id = store.add_generation(prompt_id, "base", right, SETTINGS)
+    return store.add_judgement(prompt_id, left_id, right_id, choice, "ana", "base")
+
+
+def votes(store, *choices: str) -> list[int]:
+    """One vote per choice, the i-th on 'prompt <i>' with completions 'left <i>' / 'right <i>'."""
+    return [vote(store, choice, f"prompt {i}", f"left {i}", f"right {i}") for i, choice in enumerate(choices)]
+
+
+def vote_pairs(store, pairs) -> list[int]:
+    """Each preference pair as a vote for its chosen completion shown on the left (e.g. `taste_pairs(10)`)."""
+    return [vote(store, "left", p.prompt, p.chosen, p.rejected) for p in pairs]
+
+
+# One vote of each kind, the first with text that is not ASCII: (choice, prompt, left, right).
+VOTES = [
+    ("left", "Name a fruit.", "Mango 🥭", "Carrot"),
+    ("tie", "Say hi.", "hi", "hello"),
+    ("right", "2+2?", "5", "4"),
+    ("both_bad", "Capital of France?", "Rome", "Berlin"),
+    ("skip", "???", "x", "y"),
+]
+
+
+@pytest.fixture
+def store():
+    """An empty in-memory store, closed after the test."""
+    from storage import Store
+
+    store = Store(":memory:")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def store_with_votes(store):
+    """The `store` with VOTES: left, tie, right, both_bad, skip (judgements 1 to 5; only 1 and 3 are pairs)."""
+    for choice, prompt, left, right in VOTES:
+        vote(store, choice, prompt, left, right)
+    return store

@@ -5,15 +5,15 @@ import math
 
 import pytest
 import torch
+from conftest import taste_pairs
 
 from models import load_model, load_tokenizer
-from storage.labels import PreferencePair
 from training.config import DPOConfig
 from training.data import collate, tokenize_pair
 from training.logps import completion_logps
 from training.trainer import compute_autocast, run_round
 
-PAIRS = [PreferencePair(f"Tell me about {t}.", f"Gladly! A note on {t}.", "No.", i) for i, t in enumerate("abcdefgh")]
+PAIRS = taste_pairs(8)
 
 
 def test_what_each_compute_dtype_means_on_a_cpu():

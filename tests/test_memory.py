@@ -5,9 +5,9 @@ import json
 import math
 
 import pytest
+from conftest import taste_pairs
 
 from models import load_model, load_tokenizer
-from storage.labels import PreferencePair
 from training.config import DPOConfig
 from training.data import TokenizedPair, tokenize_pair
 from training.memory import GIB, MemoryPlanError, ModelShape, largest_micro_batch, plan_memory, step_bytes
@@ -64,11 +64,7 @@ def test_bad_budget_is_refused():
         DPOConfig(memory_budget_gib=0)
 
 
-TOPICS = ["rain", "tea", "maps", "bees", "clocks", "rivers", "bread", "kites"]
-TEXT_PAIRS = [
-    PreferencePair(f"Tell me about {t}.", f"Happy to help! Here is a short note about {t}.", "No.", judgement_id=i)
-    for i, t in enumerate(TOPICS)
-]
+TEXT_PAIRS = taste_pairs(8)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +75,7 @@ def deeper_model_dir(tmp_path_factory, tokenizer_dir):
     return build_tiny_llama(tmp_path_factory.mktemp("deeper-llama"), tokenizer_dir, hidden=64, layers=4)
 
 
+@pytest.mark.slow
 def test_a_cpu_round_over_budget_trains_with_checkpointing_and_records_it(deeper_model_dir, tmp_path):
     model_dir = str(deeper_model_dir)
     shape = ModelShape.of(load_model(model_dir, "none", "cpu"))

@@ -9,6 +9,7 @@ import threading
 import pytest
 import torch
 import torch._dynamo.utils
+from conftest import taste_pairs
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
@@ -23,11 +24,10 @@ from serving import (
     open_policy_server,
 )
 from storage import BASE_VERSION
-from storage.labels import PreferencePair
 from training.config import DPOConfig
 from training.trainer import run_round
 
-PAIRS = [PreferencePair(f"Tell me about {t}.", f"Gladly! A note on {t}.", "No.", i) for i, t in enumerate("abcdefgh")]
+PAIRS = taste_pairs(8)
 
 
 @pytest.fixture(scope="module")
@@ -173,6 +173,7 @@ def unique_graphs() -> int:
     return torch._dynamo.utils.counters["stats"]["unique_graphs"]
 
 
+@pytest.mark.slow
 def test_static_backend_generates_what_eager_greedy_generate_does(tiny_model_dir, adapters):
     """Padded rows, bucketed prompt lengths, the compiled step and slot hot-swaps change no token (float64)."""
     server = PolicyServer(

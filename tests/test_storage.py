@@ -1,4 +1,9 @@
-"""Store behaviour on an in-memory database: round trips, which votes are pairs, lineage, serving, threads."""
+"""Store behaviour on an in-memory database: round trips, vote integrity, which votes are pairs or KTO examples,
+lineage, serving, threads. The store on disk (migrations, durability, the file lock, exports, the export CLI) is
+tests/test_storage_files.py.
+
+    python -m pytest tests/test_storage.py -q
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import threading
 from datetime import datetime
 
 import pytest
+from conftest import SETTINGS, vote, votes
 
 from storage import (
     CHOICES,
@@ -18,26 +24,6 @@ from storage import (
     StoreError,
     UnpairedExample,
 )
-
-SETTINGS = {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 64, "seed": 7}
-
-
-@pytest.fixture
-def store():
-    with Store() as store:
-        yield store
-
-
-def vote(store: Store, choice: str, i: int = 0) -> int:
-    """A new prompt 'prompt <i>' with completions 'left <i>' / 'right <i>' shown in that order, and a vote."""
-    prompt = store.add_prompt(f"prompt {i}")
-    left = store.add_generation(prompt, "base", f"left {i}", SETTINGS)
-    right = store.add_generation(prompt, "base", f"right {i}", SETTINGS)
-    return store.add_judgement(prompt, left, right, choice, "ana", "base")
-
-
-def votes(store: Store, *choices: str) -> list[int]:
-    return [vote(store, choice, i) for i, choice in enumerate(choices)]
 
 
 def test_prompts_generations_and_judgements_round_trip(store):
@@ -94,6 +80,15 @@ def test_left_and_right_votes_become_pairs_with_the_picked_side_chosen(store):
     assert [p.judgement_id for p in store.preference_pairs(judgement_ids=[right_vote])] == [right_vote]
 
 
+def test_a_vote_must_name_two_completions_of_its_prompt(store):
+    votes(store, "left")
+    other = store.add_prompt("other")
+    with pytest.raises(StoreError, match="not two completions of prompt"):
+        store.add_judgement(other, 1, 2, "left", "ana", "base")
+    with pytest.raises(ValueError, match="choice must be one of"):
+        store.add_judgement(1, 1, 2, "meh", "ana", "base")
+
+
 def test_tie_both_bad_and_skip_votes_are_stored_but_are_not_training_pairs(store):
     assert PAIR_CHOICES == ("left", "right") and set(PAIR_CHOICES) < set(CHOICES)
     ids = votes(store, "tie", "both_bad", "skip", "left")
@@ -102,6 +97,18 @@ def test_tie_both_bad_and_skip_votes_are_stored_but_are_not_training_pairs(store
     assert counts == {"left": 1, "right": 0, "tie": 1, "both_bad": 1, "skip": 1}
     assert [p.judgement_id for p in store.preference_pairs()] == [ids[3]]
     assert store.preference_pairs(judgement_ids=ids[:3]) == []
+
+
+def test_both_bad_votes_become_two_undesirable_examples(store):
+    left_vote, both_bad_vote, tie_vote = votes(store, "left", "both_bad", "tie")
+    examples = store.unpaired_examples()
+    assert [(e.judgement_id, e.completion, e.desirable) for e in examples] == [
+        (both_bad_vote, "left 1", False),
+        (both_bad_vote, "right 1", False),
+    ]
+    done = store.rounds.start({}, None, "m")
+    store.rounds.finish(done, "adapter", {}, [left_vote, both_bad_vote])
+    assert store.unpaired_examples(unused_only=True) == []
 
 
 def test_unused_pairs_exclude_a_done_round_but_not_failed_or_cancelled_ones(store):
@@ -136,7 +143,7 @@ def test_finish_round_records_results_and_lineage(store):
 
 def test_single_ratings_round_trip_and_become_unpaired_examples_after_both_bad_votes(store):
     (both_bad,) = votes(store, "both_bad")
-    pair = vote(store, "left", 1)
+    pair = vote(store, "left", "prompt 1", "left 1", "right 1")
     prompt = store.add_prompt("Rate me.")
     good = store.add_generation(prompt, "round_001", "Short and right.", SETTINGS)
     bad = store.add_generation(prompt, "round_001", "Long and wrong.", SETTINGS)

@@ -1,7 +1,12 @@
-"""The store on disk: named migrations, votes surviving a killed process, the file lock, and pair export."""
+"""The store on disk: named migrations, votes surviving a killed process, the file lock, pair export and the
+export CLI. In-memory store behaviour is tests/test_storage.py.
+
+    python -m pytest tests/test_storage_files.py -q
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +16,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import SETTINGS, vote
 from datasets import Dataset, load_dataset, load_from_disk
 
 import storage.migrations
@@ -18,14 +24,6 @@ from storage import Store, StoreError
 
 REPO = Path(__file__).resolve().parents[1]
 MIGRATIONS_SHIPPED = list(storage.migrations.MIGRATIONS)
-SETTINGS = {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 64, "seed": 7}
-
-
-def vote(store: Store, choice: str, prompt_text: str, left: str, right: str) -> int:
-    prompt = store.add_prompt(prompt_text)
-    left_id = store.add_generation(prompt, "base", left, SETTINGS)
-    right_id = store.add_generation(prompt, "base", right, SETTINGS)
-    return store.add_judgement(prompt, left_id, right_id, choice, "ana", "base")
 
 
 def migration_rows(path: Path) -> list[str]:
@@ -68,27 +66,37 @@ def test_a_new_file_gets_its_folder_and_every_migration(tmp_path):
 def test_reopening_a_file_applies_only_missing_migrations_and_keeps_data(tmp_path, monkeypatch):
     path = tmp_path / "loop.duckdb"
     shipped = list(storage.migrations.MIGRATIONS)
-    # A file made by a prefloop that knew only the first migration (before single ratings existed).
+    names = [name for name, _ in shipped]
+    # A file made by a prefloop that knew only the first migration (before single ratings existed); its vote is
+    # written as that prefloop wrote it, since today's add_judgement also fills tables of later migrations.
     monkeypatch.setattr(storage.migrations, "MIGRATIONS", shipped[:1])
     with Store(path) as store:
-        judgement = vote(store, "left", "p", "a", "b")
+        prompt = store.add_prompt("p")
+        left, right = (store.add_generation(prompt, "base", text, SETTINGS) for text in "ab")
+        judgement = store.db.write(
+            lambda cur: cur.execute(
+                "INSERT INTO judgements (prompt_id, left_generation_id, right_generation_id, choice, labeler, "
+                "policy_version, created_at) VALUES (?, ?, ?, 'left', 'ana', 'base', now()) RETURNING id",
+                [prompt, left, right],
+            ).fetchone()[0]
+        )
         round_id = store.rounds.start({"beta": 0.1}, None, "m")
         store.rounds.finish(round_id, "adapter", {"loss": 0.3}, [judgement])
         store.rounds.set_serving("round_001")
     assert migration_rows(path) == ["001_initial"]
     monkeypatch.setattr(storage.migrations, "MIGRATIONS", shipped)
     with Store(path) as store:
-        assert store.applied_migrations() == ["001_initial", "002_ratings"]
+        assert store.applied_migrations() == names
         assert store.rounds.get(round_id).n_ratings == 0 and store.count_ratings() == 0
         store.add_rating(store.get_generation(1).id, "up", "ana", "base")
     extra = ("999_labeler_notes", "CREATE TABLE labeler_notes (judgement_id BIGINT, note VARCHAR)")
     monkeypatch.setattr(storage.migrations, "MIGRATIONS", [*shipped, extra])
     for _ in range(2):
         with Store(path) as store:
-            assert store.applied_migrations() == ["001_initial", "002_ratings", "999_labeler_notes"]
+            assert store.applied_migrations() == [*names, "999_labeler_notes"]
             assert store.preference_pairs()[0].chosen == "a" and store.rounds.get_serving() == "round_001"
             assert store.rounds.judgement_ids(round_id) == [judgement] and store.count_ratings("up") == 1
-    assert migration_rows(path) == ["001_initial", "002_ratings", "999_labeler_notes"]
+    assert migration_rows(path) == [*names, "999_labeler_notes"]
 
 
 def test_a_failing_migration_is_rolled_back_and_not_recorded(tmp_path, monkeypatch):
@@ -155,18 +163,6 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path):
     assert path.read_text() == "my notes, not a database"
 
 
-@pytest.fixture
-def labelled(tmp_path) -> Store:
-    """Votes left, tie, right, both_bad, skip; only the left and right ones are pairs."""
-    with Store(tmp_path / "loop.duckdb") as store:
-        vote(store, "left", "Name a fruit.", "Mango 🥭", "Carrot")
-        vote(store, "tie", "Say hi.", "hi", "hello")
-        vote(store, "right", "2+2?", "5", "4")
-        vote(store, "both_bad", "Capital of France?", "Rome", "Berlin")
-        vote(store, "skip", "???", "x", "y")
-        yield store
-
-
 def read_back(path: Path, fmt: str) -> Dataset:
     if fmt == "hf":
         return load_from_disk(str(path))
@@ -174,9 +170,9 @@ def read_back(path: Path, fmt: str) -> Dataset:
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
-def test_export_matches_trls_conversational_preference_format(labelled, tmp_path, fmt):
+def test_export_matches_trls_conversational_preference_format(store_with_votes, tmp_path, fmt):
     target = tmp_path / "exports" / {"jsonl": "pairs.jsonl", "parquet": "pairs.parquet", "hf": "pairs"}[fmt]
-    assert labelled.export_pairs(target, fmt) == 2
+    assert store_with_votes.export_pairs(target, fmt) == 2
     dataset = read_back(target, fmt)
     assert sorted(dataset.column_names) == ["chosen", "judgement_id", "prompt", "rejected"]
     assert dataset["judgement_id"] == [1, 3]
@@ -196,12 +192,13 @@ def test_export_matches_trls_conversational_preference_format(labelled, tmp_path
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
-def test_unpaired_export_is_what_a_kto_round_trains_on_in_trls_format(labelled, tmp_path, fmt):
-    prompt = labelled.add_prompt("Rate me.")
-    rating = labelled.add_rating(labelled.add_generation(prompt, "base", "Fine.", SETTINGS), "up", "ana", "base")
+def test_unpaired_export_is_what_a_kto_round_trains_on_in_trls_format(store_with_votes, tmp_path, fmt):
+    prompt = store_with_votes.add_prompt("Rate me.")
+    fine = store_with_votes.add_generation(prompt, "base", "Fine.", SETTINGS)
+    rating = store_with_votes.add_rating(fine, "up", "ana", "base")
     target = tmp_path / {"jsonl": "kto.jsonl", "parquet": "kto.parquet", "hf": "kto"}[fmt]
     # two pairs (a 👍 and a 👎 each), one both-bad vote (two 👎), one rating
-    assert labelled.export_unpaired(target, fmt) == 7
+    assert store_with_votes.export_unpaired(target, fmt) == 7
     dataset = read_back(target, fmt)
     assert sorted(dataset.column_names) == ["completion", "judgement_id", "label", "prompt", "rating_id"]
     rows = [(r["prompt"][0]["content"], r["completion"][0]["content"], r["label"]) for r in dataset]
@@ -218,30 +215,30 @@ def test_unpaired_export_is_what_a_kto_round_trains_on_in_trls_format(labelled, 
     trl_data_utils = pytest.importorskip("trl.data_utils")
     assert all(trl_data_utils.is_conversational(row) for row in dataset)
     # The pairs' rows are exactly TRL's own unpairing of the pair export.
-    labelled.export_pairs(tmp_path / "pairs.jsonl")
+    store_with_votes.export_pairs(tmp_path / "pairs.jsonl")
     unpaired = trl_data_utils.unpair_preference_dataset(read_back(tmp_path / "pairs.jsonl", "jsonl"))
     theirs = sorted((r["prompt"][0]["content"], r["completion"][0]["content"], r["label"]) for r in unpaired)
     assert theirs == sorted(rows[:4])
 
 
-def test_jsonl_export_keeps_non_ascii_text_readable(labelled, tmp_path):
+def test_jsonl_export_keeps_non_ascii_text_readable(store_with_votes, tmp_path):
     target = tmp_path / "pairs.jsonl"
-    labelled.export_pairs(target)
+    store_with_votes.export_pairs(target)
     assert "Mango 🥭" in target.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "hf"])
-def test_exporting_again_replaces_the_older_export(labelled, tmp_path, fmt):
+def test_exporting_again_replaces_the_older_export(store_with_votes, tmp_path, fmt):
     target = tmp_path / ("pairs.jsonl" if fmt == "jsonl" else "pairs")
-    labelled.export_pairs(target, fmt)
-    vote(labelled, "left", "One more?", "yes", "no")
-    assert labelled.export_pairs(target, fmt) == 3
+    store_with_votes.export_pairs(target, fmt)
+    vote(store_with_votes, "left", "One more?", "yes", "no")
+    assert store_with_votes.export_pairs(target, fmt) == 3
     assert len(read_back(target, fmt)) == 3
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no temporary files are left"
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
-def test_a_failed_export_leaves_no_half_file_and_keeps_the_older_one(labelled, tmp_path, monkeypatch, fmt):
+def test_a_failed_export_leaves_no_half_file_and_keeps_the_older_one(store_with_votes, tmp_path, monkeypatch, fmt):
     target = tmp_path / "out" / f"pairs.{fmt}"
     target.parent.mkdir()
     target.write_text("older export")
@@ -253,13 +250,40 @@ def test_a_failed_export_leaves_no_half_file_and_keeps_the_older_one(labelled, t
 
     monkeypatch.setattr(Dataset, writer, write_half_then_fail)
     with pytest.raises(StoreError, match="Could not write .*No space left on device.*Nothing was changed there"):
-        labelled.export_pairs(target, fmt)
+        store_with_votes.export_pairs(target, fmt)
     assert target.read_text() == "older export"
     assert [p.name for p in target.parent.iterdir()] == [target.name]
 
 
-def test_exporting_into_an_unwritable_place_says_to_pick_another(labelled, tmp_path):
+def test_exporting_into_an_unwritable_place_says_to_pick_another(store_with_votes, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.raises(StoreError, match="Pick another folder"):
-        labelled.export_pairs(blocker / "pairs.jsonl")
+        store_with_votes.export_pairs(blocker / "pairs.jsonl")
+
+
+def test_cli_exports_pairs(tmp_path):
+    path = tmp_path / "loop.duckdb"
+    with Store(path) as store:
+        vote(store, "right")
+    out = tmp_path / "pairs.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "storage", "--db", str(path), "export", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    assert "exported 1 pairs" in result.stdout
+    assert json.loads(out.read_text())["chosen"][0]["content"] == "right 0"
+    unpaired = tmp_path / "kto.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "storage", "--db", str(path), "export", str(unpaired), "--kind", "unpaired"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    )
+    assert "exported 2 unpaired rows" in result.stdout
+    rows = [json.loads(line) for line in unpaired.read_text().splitlines()]
+    assert [(r["completion"][0]["content"], r["label"]) for r in rows] == [("right 0", True), ("left 0", False)]

@@ -4,9 +4,12 @@ import dataclasses
 import json
 import math
 import random
+from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
+from conftest import TOPICS, taste_pairs
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
@@ -15,61 +18,78 @@ from storage.labels import PreferencePair, UnpairedExample, as_unpaired
 from training.config import DPOConfig
 from training.data import collate, split_heldout, step_batches, tokenize_pair
 from training.runner import memory_note
-from training.trainer import TrainingError, run_round
-
-TOPICS = ["rain", "tea", "maps", "bees", "clocks", "rivers", "bread", "kites", "salt", "owls", "snow", "glass"]
-
-
-def taste_pairs(n=12):
-    """A consistent taste: polite, complete answers over curt refusals."""
-    return [
-        PreferencePair(f"Tell me about {t}.", f"Happy to help! Here is a short note about {t}.", "No.", judgement_id=i)
-        for i, t in enumerate(TOPICS[:n])
-    ]
-
+from training.trainer import RoundResult, TrainingError, run_round
 
 CONFIG = DPOConfig(learning_rate=5e-3, epochs=3, batch_size=4, heldout_fraction=0.25, min_pairs=4, seed=0)
 
 
+class FinishedRound(NamedTuple):
+    result: RoundResult
+    history: list[dict]
+    out: Path
+    loaded: list  # (each base model the round loaded, a copy of its state_dict as loaded)
+
+
 @pytest.fixture(scope="module")
 def finished_round(tiny_model_dir, tmp_path_factory):
-    history = []
+    """One round run in-process, keeping each base model it loads and a copy of its weights as loaded, so tests
+    see what training did to the very model it trained."""
+    import training.trainer as trainer
+
+    history, loaded = [], []
+    real_load = trainer.load_model
+
+    def load_and_keep(*args, **kwargs):
+        model = real_load(*args, **kwargs)
+        loaded.append((model, {k: v.detach().clone() for k, v in model.state_dict().items()}))
+        return model
+
     out = tmp_path_factory.mktemp("runs") / "round_001"
-    result = run_round(CONFIG, taste_pairs(), out, model=str(tiny_model_dir), device="cpu", on_progress=history.append)
-    return result, history, out
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "load_model", load_and_keep)
+        result = run_round(
+            CONFIG, taste_pairs(), out, model=str(tiny_model_dir), device="cpu", on_progress=history.append
+        )
+    return FinishedRound(result, history, out, loaded)
 
 
 def test_first_step_loss_is_ln2(finished_round):
-    _, history, _ = finished_round
+    history = finished_round.history
     assert history[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
 
 
 def test_heldout_reward_margin_rises(finished_round):
-    result, _, _ = finished_round
+    result = finished_round.result
     before, after = result.metrics["heldout_before"], result.metrics["heldout_after"]
     assert before["margin"] == pytest.approx(0.0, abs=1e-6)
     assert after["margin"] > before["margin"] + 0.05
     assert after["accuracy"] == 1.0
 
 
-def test_only_lora_weights_change(finished_round, tiny_model_dir):
-    result, _, _ = finished_round
-    adapter = load_file(result.adapter_dir / "adapter_model.safetensors")
-    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
-    assert lora_b and any(v.abs().sum() > 0 for v in lora_b), "LoRA B starts at zero and must have moved"
-    from peft import PeftModel
-
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    before = {k: v.clone() for k, v in base.state_dict().items()}
-    merged = PeftModel.from_pretrained(base, str(result.adapter_dir))
-    for name, tensor in merged.get_base_model().state_dict().items():
-        if "lora_" not in name:
-            key = name.replace(".base_layer", "")
-            assert torch.equal(tensor, before[key]), f"base weight {key} changed"
+def test_only_lora_weights_change(finished_round):
+    """The base the round trained (LoRA layers now inside it) keeps every weight it was loaded with; every LoRA B,
+    which starts at zero, moved, and the saved adapter is the trained one."""
+    assert len(finished_round.loaded) == 1, "one base model per round"
+    model, as_loaded = finished_round.loaded[0]
+    after = model.state_dict()
+    base = {name.replace(".base_layer", ""): t for name, t in after.items() if "lora_" not in name}
+    assert base.keys() == as_loaded.keys()
+    for name, tensor in base.items():
+        assert torch.equal(tensor, as_loaded[name]), f"base weight {name} changed in training"
+    lora_b = {name: t for name, t in after.items() if "lora_B" in name}
+    assert lora_b, "the round attached no LoRA"
+    for name, tensor in lora_b.items():
+        assert tensor.abs().sum() > 0, f"{name} starts at zero and must have moved"
+    saved = load_file(finished_round.result.adapter_dir / "adapter_model.safetensors")
+    assert len(saved) == len(lora_b) + len([n for n in after if "lora_A" in n])
+    for name, tensor in saved.items():
+        assert torch.equal(
+            tensor, after[name.removeprefix("base_model.model.").replace(".weight", ".default.weight")]
+        ), name
 
 
 def test_round_folder_records_lineage(finished_round):
-    result, history, out = finished_round
+    history, out = finished_round.history, finished_round.out
     record = json.loads((out / "config.json").read_text())
     assert record["dpo"]["learning_rate"] == CONFIG.learning_rate and record["parent_adapter"] is None
     ids = json.loads((out / "judgements.json").read_text())
@@ -98,15 +118,19 @@ def continue_round(parent_adapter, model_dir, out, reference: str):
     return result, history
 
 
+@pytest.mark.slow
 def test_continuing_a_round_starts_from_the_parent_adapter(finished_round, tiny_model_dir, tmp_path):
-    child, history = continue_round(finished_round[0].adapter_dir, tiny_model_dir, tmp_path / "round_002", "base")
+    child, history = continue_round(finished_round.result.adapter_dir, tiny_model_dir, tmp_path / "round_002", "base")
     # The reference is the base, so a continued policy already prefers the chosen answers at step 1.
     assert history[0]["loss"] < math.log(2) - 0.05
     assert child.metrics["heldout_before"]["margin"] > 0.05
 
 
+@pytest.mark.slow
 def test_previous_policy_as_reference_starts_a_continued_round_at_ln2(finished_round, tiny_model_dir, tmp_path):
-    child, history = continue_round(finished_round[0].adapter_dir, tiny_model_dir, tmp_path / "round_002", "previous")
+    child, history = continue_round(
+        finished_round.result.adapter_dir, tiny_model_dir, tmp_path / "round_002", "previous"
+    )
     assert history[0]["loss"] == pytest.approx(math.log(2), abs=1e-6)
     assert child.metrics["heldout_before"]["margin"] == pytest.approx(0.0, abs=1e-6)
     assert json.loads((tmp_path / "round_002" / "config.json").read_text())["dpo"]["reference"] == "previous"
@@ -256,6 +280,7 @@ def test_grouping_by_length_cuts_padding_and_puts_the_longest_step_first():
     assert starts != sorted(starts) and starts != sorted(starts, reverse=True), "steps come in random order"
 
 
+@pytest.mark.slow
 def test_out_of_memory_retries_once_with_half_the_micro_batch(tiny_model_dir, tmp_path, monkeypatch):
     """A training forward of more than 2 sequences runs out of memory; the retry (1 pair = 2 rows) fits."""
     import training.trainer as round_module
@@ -289,6 +314,7 @@ def test_out_of_memory_retries_once_with_half_the_micro_batch(tiny_model_dir, tm
     assert not (tmp_path / "round_002").exists()
 
 
+@pytest.mark.slow
 def test_passes_without_gradients_halve_their_micro_batch_when_out_of_memory(tiny_model_dir, tmp_path, monkeypatch):
     """Reference and held-out passes of more than 2 sequences run out of memory: they go on 1 pair at a time,
     and give the log-probs they would have given; with no room even for that, the round fails saying so."""
@@ -402,6 +428,7 @@ def test_kto_step_is_the_same_for_any_micro_batch(tiny_model_dir):
         torch.testing.assert_close(grad, grads[1][name], atol=1e-6, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_kto_round_learns_from_pairs_and_both_bad_votes(tiny_model_dir, tmp_path):
     from storage.labels import UnpairedExample
 

@@ -10,6 +10,7 @@ import inspect
 
 import pytest
 import torch
+from conftest import varied_pairs
 
 trl = pytest.importorskip("trl")
 from datasets import Dataset  # noqa: E402
@@ -24,13 +25,7 @@ from training.logps import completion_logps  # noqa: E402
 from training.loss import kto_kl, kto_loss  # noqa: E402
 from training.trainer import _BatchLogps, _step  # noqa: E402
 
-PAIRS = [
-    PreferencePair("Name a colour.", "Blue, like a clear sky.", "No.", 1),
-    PreferencePair(
-        "Give me a short tip for sleeping better.", "Keep a regular bedtime.", "Sleep is for the weak, honestly.", 2
-    ),
-    PreferencePair("What is 2 + 2?", "4", "It is 5, obviously, as everyone knows.", 3),
-]
+PAIRS = varied_pairs()[:3]
 SINGLES = [
     UnpairedExample("Say hi in French.", "hello", False, 4),
     UnpairedExample("Recommend a book.", "Books are a waste of time, watch TV instead.", False, rating_id=9),
@@ -186,7 +181,7 @@ def test_sequence_logps_match_trl(setup):
         assert (policy - ref).abs().max() > 0.05, "the test needs a policy that differs from the reference"
 
 
-@pytest.mark.parametrize("which", ["setup", "weighted_setup"])
+@pytest.mark.parametrize("which", ["setup", pytest.param("weighted_setup", marks=pytest.mark.slow)])
 def test_kl_rewards_and_per_example_losses_match_trl(which, request):
     """KL estimate, mean rewards of 👍 and 👎 rows, every row's loss and the batch mean."""
     tokenizer, model, trainer, batches, setting = request.getfixturevalue(which)
@@ -227,7 +222,7 @@ def lora_grads(model):
     return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-@pytest.mark.parametrize("which", ["setup", "weighted_setup"])
+@pytest.mark.parametrize("which", ["setup", pytest.param("weighted_setup", marks=pytest.mark.slow)])
 def test_lora_gradients_of_the_mean_loss_match_trl(which, request):
     tokenizer, model, trainer, batches, setting = request.getfixturevalue(which)
     for b, batch in enumerate(batches):

@@ -5,6 +5,7 @@ TRL is a test-only dependency: the runtime trainer is prefloop's own code.
 
 import pytest
 import torch
+from conftest import varied_pairs
 
 trl = pytest.importorskip("trl")
 from datasets import Dataset  # noqa: E402
@@ -12,19 +13,12 @@ from peft import LoraConfig, get_peft_model  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
 from models import load_tokenizer  # noqa: E402
-from storage.labels import PreferencePair, trl_rows  # noqa: E402
+from storage.labels import trl_rows  # noqa: E402
 from training.data import collate, tokenize_pair  # noqa: E402
 from training.logps import completion_logps  # noqa: E402
 from training.loss import dpo_loss  # noqa: E402
 
-PAIRS = [
-    PreferencePair("Name a colour.", "Blue, like a clear sky.", "No."),
-    PreferencePair(
-        "Give me a short tip for sleeping better.", "Keep a regular bedtime.", "Sleep is for the weak, honestly."
-    ),
-    PreferencePair("What is 2 + 2?", "4", "It is 5, obviously, as everyone knows."),
-    PreferencePair("Say hi in French.", "Bonjour !", "hello"),
-]
+PAIRS = varied_pairs()
 BETA = 0.1
 
 
