@@ -78,6 +78,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="Processes that train each round (torchrun above 1); default: one per GPU, else 1",
     )
+    parser.add_argument(
+        "--max-prompt-tokens",
+        type=positive_int,
+        default=1024,
+        help="Longest prompt, in tokens: a longer typed prompt is refused, a longer imported one keeps its end",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--no-browser", action="store_true", help="Do not open a browser tab")

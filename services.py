@@ -22,7 +22,7 @@ from labeling.loop import Loop
 from labeling.prompts import starter_prompts
 from labeling.sampler import PairSampler
 from models import default_device, resolve_model, resolve_quantization
-from serving import SamplingSettings, open_policy_server
+from serving import DEFAULT_MAX_PROMPT_TOKENS, SamplingSettings, open_policy_server
 from storage import BASE_VERSION, Round, Store, StoreError
 from training.runner import RoundRunner
 
@@ -51,10 +51,13 @@ class ServiceConfig:
     sample_batch: int = 4
     keep_stale_pairs: bool = False
     round_processes: int | None = None  # processes per round; None: one per GPU, else 1
+    max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS  # longer prompts are refused when typed, cut when sampled
 
     def __post_init__(self) -> None:
         if self.queue_depth < 1 or self.sample_batch < 1:
             raise ValueError(f"queue_depth and sample_batch must be >= 1, got {self.queue_depth}, {self.sample_batch}")
+        if self.max_prompt_tokens < 1:
+            raise ValueError(f"max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
         if self.round_processes is not None and self.round_processes < 1:
             raise ValueError(f"round_processes must be >= 1, got {self.round_processes}")
 
@@ -156,7 +159,9 @@ def open_services(config: ServiceConfig, serving: bool = True) -> Services:
 def _open_loop(store: Store, model: str, device: str, config: ServiceConfig) -> Loop:
     quantization = resolve_quantization(config.quantization, device)
     vllm_options = {"max_lora_rank": config.vllm_max_lora_rank, "gpu_memory_utilization": config.vllm_gpu_memory}
-    server = open_policy_server(model, device, quantization, config.backend, 2 * config.sample_batch, vllm_options)
+    server = open_policy_server(
+        model, device, quantization, config.backend, 2 * config.sample_batch, vllm_options, config.max_prompt_tokens
+    )
     sampler = PairSampler(
         store, server, depth=config.queue_depth, batch_prompts=config.sample_batch, keep_stale=config.keep_stale_pairs
     )

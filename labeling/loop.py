@@ -14,10 +14,12 @@ from pathlib import Path
 
 from labeling.prompts import read_prompts
 from labeling.sampler import Pair, PairSampler
-from serving import PolicyServer, SamplingSettings
+from models.chat import count_tokens
+from serving import ModelBusy, PolicyServer, SamplingSettings
 from storage import BASE_VERSION, BOTH_BAD_CHOICES, PAIR_CHOICES, Store, StoreError
 
 log = logging.getLogger(__name__)
+COMPARE_WAIT_S = 60.0  # how long Compare waits for the model before it says it is busy
 
 
 class Loop:
@@ -83,7 +85,18 @@ class Loop:
 
     # -- prompts --------------------------------------------------------------------------------------
     def add_prompt(self, text: str) -> int:
+        self.check_prompt_length(text)
         return self.store.add_prompt(text, source="typed")
+
+    def check_prompt_length(self, text: str) -> None:
+        """Refuse a typed prompt longer than the model samples from (imported ones keep their last tokens)."""
+        limit = self.server.max_prompt_tokens
+        n = count_tokens(self.server.tokenizer, text or "")
+        if n > limit:
+            raise ValueError(
+                f"This prompt is {n} tokens; prompts are sampled from at most {limit} tokens. Shorten it, or start "
+                f"the app with a larger --max-prompt-tokens."
+            )
 
     def import_prompts(self, path: str | os.PathLike, on_progress=None) -> int:
         """Import a JSONL / CSV / TXT / parquet file or a datasets folder; all or nothing. Returns new prompts.
@@ -139,10 +152,14 @@ class Loop:
         prompt = (prompt or "").strip()
         if not prompt:
             raise ValueError("Prompt is empty: type a prompt or pick one from the store.")
+        self.check_prompt_length(prompt)
         if settings.seed is None:
             settings = SamplingSettings(settings.temperature, settings.top_p, settings.max_new_tokens, seed=0)
         outputs = []
         for version in (version_a, version_b):
             self._ensure_loaded(version)
-            outputs.append(self.server.generate([prompt], n=1, settings=settings, version=version)[0][0])
+            try:  # a comparison waits for the model a bounded time, never ahead of labelers' pairs for long
+                outputs.append(self.server.generate([prompt], 1, settings, version, wait_s=COMPARE_WAIT_S)[0][0])
+            except ModelBusy as err:
+                raise ValueError(str(err)) from err
         return outputs[0], outputs[1]

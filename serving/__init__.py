@@ -14,12 +14,22 @@ import importlib.util
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from serving.errors import ModelBusy
 from serving.sampling import NucleusSampler, SamplingSettings, chat_text
-from serving.torch_backend import DEFAULT_BATCH_ROWS, GenerationWorker, PolicyServer, bucket_length, default_dtype
+from serving.torch_backend import (
+    DEFAULT_BATCH_ROWS,
+    DEFAULT_MAX_PROMPT_TOKENS,
+    GenerationWorker,
+    PolicyServer,
+    bucket_length,
+    default_dtype,
+)
 from serving.vllm_backend import VLLMPolicyServer, check_vllm_adapter
 
 __all__ = [
     "DEFAULT_BATCH_ROWS",
+    "DEFAULT_MAX_PROMPT_TOKENS",
+    "ModelBusy",
     "SERVER_BACKENDS",
     "GenerationWorker",
     "NucleusSampler",
@@ -42,6 +52,8 @@ class PolicyBackend(Protocol):
     model_name: str
     device: str
     version: str  # the serving version: "base" or "round_NNN"
+    tokenizer: object
+    max_prompt_tokens: int  # a longer prompt keeps its last tokens when sampled
 
     def load(self, version: str, adapter_path: str | None) -> None:
         """Make `version` available for generation (the base weights stay in place)."""
@@ -50,9 +62,15 @@ class PolicyBackend(Protocol):
         """Make `version` the policy new pairs are sampled from."""
 
     def generate(
-        self, prompts: Sequence[str], n: int, settings: SamplingSettings, version: str | None = None
+        self,
+        prompts: Sequence[str],
+        n: int,
+        settings: SamplingSettings,
+        version: str | None = None,
+        wait_s: float | None = None,
     ) -> list[list[str]]:
-        """`n` sampled completions for each prompt, from `version` (default: the serving one)."""
+        """`n` sampled completions for each prompt, from `version` (default: the serving one); ModelBusy if the
+        model is not free within `wait_s` seconds (None: wait)."""
 
     def generate_tokens(
         self, prompts: Sequence[str], n: int, settings: SamplingSettings, version: str | None = None
@@ -70,6 +88,7 @@ def open_policy_server(
     backend: str = "auto",
     batch_rows: int = DEFAULT_BATCH_ROWS,
     vllm_options: dict | None = None,
+    max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
 ) -> PolicyBackend:
     """The app's serving policy for `backend`: a `PolicyServer` (auto / eager / static) or a `VLLMPolicyServer`
     (given `vllm_options`, e.g. max_lora_rank, gpu_memory_utilization).
@@ -78,7 +97,9 @@ def open_policy_server(
     if backend not in SERVER_BACKENDS:
         raise ValueError(f"backend must be one of {SERVER_BACKENDS}, got {backend!r}")
     if backend != "vllm":
-        return PolicyServer(model, device=device, quantization=quantization, backend=backend, batch_rows=batch_rows)
+        return PolicyServer(
+            model, device, quantization, backend, batch_rows=batch_rows, max_prompt_tokens=max_prompt_tokens
+        )
     if not device.startswith("cuda"):
         raise ValueError(
             f"The vllm backend needs a CUDA GPU and this run uses {device!r}: leave --backend at auto "
@@ -94,4 +115,4 @@ def open_policy_server(
             "The vllm backend needs the vllm package: pip install vllm (Linux with a CUDA GPU), "
             "or leave --backend at auto (the compiled static backend on CUDA)."
         )
-    return VLLMPolicyServer(model, **(vllm_options or {}))
+    return VLLMPolicyServer(model, max_prompt_tokens=max_prompt_tokens, **(vllm_options or {}))

@@ -44,11 +44,14 @@ import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from models import cpu_has_native_bf16, default_device, load_model, load_tokenizer
-from serving.sampling import NucleusSampler, SamplingSettings, chat_text
+from models.chat import prompt_ids
+from serving.errors import ModelBusy
+from serving.sampling import NucleusSampler, SamplingSettings
 from storage import BASE_VERSION
 
 BACKENDS = ("eager", "static")
 PROMPT_BUCKETS = (64, 128, 256, 512, 1024, 2048)
+DEFAULT_MAX_PROMPT_TOKENS = 1024  # a longer prompt keeps its last tokens when sampled (the end is the question)
 DEFAULT_BATCH_ROWS = 8  # the app's default sampler batch: 4 prompts x 2 completions
 SERVING_SLOT = "prefloop_serving"  # the one LoRA adapter the static backend generates with
 def default_dtype(device: str) -> torch.dtype:
@@ -141,6 +144,7 @@ class PolicyServer:
         dtype: torch.dtype | None = None,
         batch_rows: int = DEFAULT_BATCH_ROWS,
         prompt_buckets: Sequence[int] = PROMPT_BUCKETS,
+        max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
     ) -> None:
         if batch_rows < 1 or not prompt_buckets or min(prompt_buckets) < 1:
             raise ValueError(f"batch_rows and prompt_buckets must be positive, got {batch_rows} and {prompt_buckets}")
@@ -154,6 +158,7 @@ class PolicyServer:
         self.model.requires_grad_(False)
         self.batch_rows = batch_rows
         self.prompt_buckets = tuple(sorted(prompt_buckets))
+        self.max_prompt_tokens = max_prompt_tokens  # longer prompts keep their last tokens when sampled
         self._adapters: dict[str, str] = {}  # version -> adapter folder
         self._injected: set[str] = set()  # versions loaded into the model as adapters of their own (eager)
         self._slot_weights: dict[str, tuple] = {}  # version -> (LoRA config, weights named as the slot's)
@@ -283,21 +288,35 @@ class PolicyServer:
 
     # -- generation -----------------------------------------------------------------------------------
     def generate(
-        self, prompts: Sequence[str], n: int, settings: SamplingSettings, version: str | None = None
+        self,
+        prompts: Sequence[str],
+        n: int,
+        settings: SamplingSettings,
+        version: str | None = None,
+        wait_s: float | None = None,
     ) -> list[list[str]]:
-        """`n` sampled completions for each prompt, from `version` (default: the serving one)."""
-        tokens = self.generate_tokens(prompts, n, settings, version)
+        """`n` sampled completions for each prompt, from `version` (default: the serving one). wait_s: give up
+        with ModelBusy if the model is not free within that many seconds (default: wait)."""
+        tokens = self.generate_tokens(prompts, n, settings, version, wait_s)
         return [[self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in row] for row in tokens]
 
     @torch.no_grad()
     def generate_tokens(
-        self, prompts: Sequence[str], n: int, settings: SamplingSettings, version: str | None = None
+        self,
+        prompts: Sequence[str],
+        n: int,
+        settings: SamplingSettings,
+        version: str | None = None,
+        wait_s: float | None = None,
     ) -> list[list[list[int]]]:
         """Like `generate`, as token ids: the new tokens of each completion, up to (without) its EOS."""
         if not prompts or n < 1:
             return [[] for _ in prompts]
-        texts = [chat_text(self.tokenizer, p) for p in prompts for _ in range(n)]
-        with self._lock:
+        rows = [prompt_ids(self.tokenizer, p, keep_last=self.max_prompt_tokens) for p in prompts]
+        texts = [ids for ids in rows for _ in range(n)]
+        if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
+            raise ModelBusy(f"The model was busy for {wait_s:.0f} s (sampling for labelers); try again in a moment.")
+        try:  # the lock is held for the whole batch
             version = version or self.version
             if version != BASE_VERSION and version not in self._adapters:
                 raise ValueError(f"version {version!r} is not loaded; load it first")
@@ -323,20 +342,22 @@ class PolicyServer:
                 out = self._worker.call(run)
             finally:
                 self._activate(self.version)
+        finally:
+            self._lock.release()
         new = out[: len(texts), batch["input_ids"].shape[1] :].tolist()
         rows = [self._until_eos(row) for row in new]
         return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]
 
-    def _prepare_batch(self, texts: list[str]) -> tuple[dict, dict]:
-        """Tokenized rows and the backend's extra `generate` arguments. Static: `batch_rows` rows (more when
-        there are more texts; `batch_rows` then rises to that) of a bucketed length, left-padded."""
+    def _prepare_batch(self, texts: list[list[int]]) -> tuple[dict, dict]:
+        """Left-padded rows of token ids and the backend's extra `generate` arguments. Static: `batch_rows` rows
+        (more when there are more texts; `batch_rows` then rises to that) of a bucketed length."""
         if self._backend == "eager":
-            batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            batch = self.tokenizer.pad({"input_ids": texts}, padding=True, return_tensors="pt")
             return batch.to(self.device), {}
         real = len(texts)
         self.batch_rows = max(self.batch_rows, real)
         texts = texts + [texts[0]] * (self.batch_rows - real)
-        encoded = self.tokenizer(texts, add_special_tokens=False)
+        encoded = {"input_ids": texts}
         length = bucket_length(max(len(ids) for ids in encoded["input_ids"]), self.prompt_buckets)
         batch = self.tokenizer.pad(encoded, padding="max_length", max_length=length, return_tensors="pt")
         kwargs = {

@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from models import load_tokenizer
-from serving.sampling import SamplingSettings, chat_text
+from models.chat import prompt_ids
+from serving.errors import ModelBusy
+from serving.sampling import SamplingSettings
 from storage import BASE_VERSION
 
 
@@ -45,6 +47,7 @@ class VLLMPolicyServer:
         gpu_memory_utilization: float = 0.3,
         max_lora_rank: int = 64,
         dtype: str = "auto",
+        max_prompt_tokens: int = 1024,
         **llm_kwargs,
     ) -> None:
         try:
@@ -58,6 +61,7 @@ class VLLMPolicyServer:
         self.device = "cuda"
         self.backend = "vllm"
         self.max_lora_rank = max_lora_rank
+        self.max_prompt_tokens = max_prompt_tokens
         self.tokenizer = load_tokenizer(model)
         self.llm = LLM(
             model=model,
@@ -89,17 +93,27 @@ class VLLMPolicyServer:
             self.version = version
 
     def generate(
-        self, prompts: Sequence[str], n: int, settings: SamplingSettings, version: str | None = None
+        self,
+        prompts: Sequence[str],
+        n: int,
+        settings: SamplingSettings,
+        version: str | None = None,
+        wait_s: float | None = None,
     ) -> list[list[str]]:
-        tokens = self.generate_tokens(prompts, n, settings, version)
+        tokens = self.generate_tokens(prompts, n, settings, version, wait_s)
         return [[self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in row] for row in tokens]
 
     def generate_tokens(
-        self, prompts: Sequence[str], n: int, settings: SamplingSettings, version: str | None = None
+        self,
+        prompts: Sequence[str],
+        n: int,
+        settings: SamplingSettings,
+        version: str | None = None,
+        wait_s: float | None = None,
     ) -> list[list[list[int]]]:
         from vllm import SamplingParams
 
-        ids = [self.tokenizer(chat_text(self.tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts]
+        ids = [prompt_ids(self.tokenizer, p, keep_last=self.max_prompt_tokens) for p in prompts]
         rows = [{"prompt_token_ids": row} for row in ids for _ in range(n)]
         params = [
             SamplingParams(
@@ -111,12 +125,16 @@ class VLLMPolicyServer:
             )
             for i in range(len(rows))
         ]
-        with self._lock:
+        if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
+            raise ModelBusy(f"The model was busy for {wait_s:.0f} s (sampling for labelers); try again in a moment.")
+        try:
             version = version or self.version
             if version != BASE_VERSION and version not in self._adapters:
                 raise ValueError(f"version {version!r} is not loaded; load it first")
             lora = self._adapters.get(version)
             outputs = self.llm.generate(rows, params, use_tqdm=False, lora_request=lora)
+        finally:
+            self._lock.release()
         eos = self.tokenizer.eos_token_id
         tokens = [list(itertools.takewhile(lambda t: t != eos, out.outputs[0].token_ids)) for out in outputs]
         return [tokens[i * n : (i + 1) * n] for i in range(len(prompts))]

@@ -401,3 +401,39 @@ def test_a_damaged_serving_adapter_falls_back_to_the_last_version_that_loads(tin
     loop.serve("base")  # an admin serves a version: the notice is gone
     assert loop.notice is None and store.rounds.get_serving() == "base"
     store.close()
+
+
+def test_prompts_are_bounded_in_tokens_and_compare_waits_a_bounded_time(tiny_model_dir, monkeypatch):
+    import labeling.loop as loop_module
+    from serving import ModelBusy
+
+    store = Store(":memory:")
+    server = PolicyServer(str(tiny_model_dir), device="cpu", max_prompt_tokens=32)
+    loop = Loop(store, server, PairSampler(store, server, depth=2))
+    long_prompt = " ".join(f"word{i}" for i in range(200))
+    with pytest.raises(ValueError, match=r"This prompt is \d+ tokens; prompts are sampled from at most 32 tokens"):
+        loop.add_prompt(long_prompt)
+    with pytest.raises(ValueError, match="at most 32 tokens.*--max-prompt-tokens"):
+        loop.compare(long_prompt, "base", "base", SamplingSettings(max_new_tokens=4))
+    assert store.count_prompts() == 0
+    # an imported long prompt is sampled from its last 32 tokens
+    store.add_prompts([long_prompt], source="file.jsonl")
+    (row,) = server.generate_tokens([long_prompt], 1, SamplingSettings(max_new_tokens=4, seed=0))
+    assert len(row[0]) <= 4
+    # Compare gives up after a bounded wait while the model is busy, saying so
+    monkeypatch.setattr(loop_module, "COMPARE_WAIT_S", 0.2)
+    held, release = threading.Event(), threading.Event()
+
+    def busy():
+        with server._lock:
+            held.set()
+            release.wait(10)
+
+    threading.Thread(target=busy).start()
+    held.wait(5)
+    with pytest.raises(ValueError, match="The model was busy for 0 s"):
+        loop.compare("Hi", "base", "base", SamplingSettings(max_new_tokens=4))
+    release.set()
+    assert isinstance(loop.compare("Hi", "base", "base", SamplingSettings(max_new_tokens=4))[0], str)
+    assert issubclass(ModelBusy, TimeoutError)
+    store.close()

@@ -14,6 +14,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
+from models.chat import prompt_ids
 from serving import (
     NucleusSampler,
     PolicyServer,
@@ -211,7 +212,7 @@ def test_static_backend_generates_what_eager_greedy_generate_does(tiny_model_dir
 
 def test_static_batches_have_fixed_rows_and_bucketed_lengths(tiny_model_dir):
     server = PolicyServer(str(tiny_model_dir), device="cpu", backend="eager", batch_rows=4, prompt_buckets=(40, 64))
-    texts = [chat_text(server.tokenizer, p) for p in (SHORT, MEDIUM)]
+    texts = [prompt_ids(server.tokenizer, p) for p in (SHORT, MEDIUM)]
     eager, _ = server._prepare_batch(texts)
     server.backend = "static"
     static, kwargs = server._prepare_batch(texts)

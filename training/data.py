@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from models.chat import template_ids
 from storage.labels import PreferencePair, UnpairedExample
 
 
@@ -34,9 +35,9 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 def tokenize_pair(tokenizer, pair: PreferencePair, max_length: int, max_prompt_length: int) -> TokenizedPair:
     """Chat-template the pair; the completion starts where prompt and prompt+completion diverge (as TRL does)."""
     messages = [{"role": "user", "content": pair.prompt}]
-    prompt_ids = _template_ids(tokenizer, messages, add_generation_prompt=True)
+    prompt_ids = template_ids(tokenizer, messages, add_generation_prompt=True)
     full = {
-        side: _template_ids(tokenizer, messages + [{"role": "assistant", "content": text}], add_generation_prompt=False)
+        side: template_ids(tokenizer, messages + [{"role": "assistant", "content": text}], add_generation_prompt=False)
         for side, text in (("chosen", pair.chosen), ("rejected", pair.rejected))
     }
     prompt_len = min(_common_prefix(prompt_ids, ids) for ids in full.values())
@@ -47,11 +48,6 @@ def tokenize_pair(tokenizer, pair: PreferencePair, max_length: int, max_prompt_l
         chosen_ids=full["chosen"][prompt_len:][:budget],
         rejected_ids=full["rejected"][prompt_len:][:budget],
     )
-
-
-def _template_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def collate(
