@@ -37,7 +37,7 @@ def test_cpu_bf16_log_probs_stay_close_to_fp32(tiny_model_dir):
     torch.testing.assert_close(fast, exact, rtol=2e-2, atol=0.5)
 
 
-@pytest.mark.parametrize("compute_dtype", ["bfloat16", "float32"])
+@pytest.mark.parametrize("compute_dtype", ["bfloat16", pytest.param("float32", marks=pytest.mark.slow)])
 def test_a_cpu_round_in_either_dtype_starts_at_ln2_and_records_it(tiny_model_dir, tmp_path, compute_dtype):
     config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, heldout_fraction=0.25, min_pairs=4)
     config = DPOConfig(**(config.to_dict() | {"compute_dtype": compute_dtype}))
