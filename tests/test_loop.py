@@ -62,6 +62,7 @@ def test_votes_are_stored_as_shown(loop):
         loop.vote(pair, "maybe", labeler="x")
 
 
+@pytest.mark.slow  # trains a round in its own process
 def test_round_serves_rolls_back_and_compares(loop, tiny_model_dir, tmp_path, train_round):
     label(loop, 10)
     config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
@@ -85,6 +86,7 @@ def test_round_serves_rolls_back_and_compares(loop, tiny_model_dir, tmp_path, tr
     assert loop.server.version == "base" == loop.store.rounds.get_serving()
 
 
+@pytest.mark.slow  # trains a round in its own process
 def test_second_round_continues_from_the_serving_one_on_unused_pairs(loop, tiny_model_dir, tmp_path, train_round):
     label(loop, 10)
     config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
@@ -106,6 +108,7 @@ def test_second_round_continues_from_the_serving_one_on_unused_pairs(loop, tiny_
     assert fresh.parent_round is None and fresh.n_pairs == 14
 
 
+@pytest.mark.slow  # trains a round in its own process
 def test_runner_refuses_a_second_round_and_reports_progress(loop, tiny_model_dir, tmp_path):
     label(loop, 10)
     served = []
@@ -119,6 +122,7 @@ def test_runner_refuses_a_second_round_and_reports_progress(loop, tiny_model_dir
     assert len(status["history"]) == 8 and served[0].version == "round_001"
 
 
+@pytest.mark.slow  # trains a round in its own process
 def test_cancelled_round_is_recorded_and_keeps_the_previous_policy(loop, tiny_model_dir, tmp_path):
     label(loop, 10)
     runner = RoundRunner(
@@ -134,6 +138,7 @@ def test_cancelled_round_is_recorded_and_keeps_the_previous_policy(loop, tiny_mo
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # trains a round in its own process
 def test_a_new_version_takes_over_with_its_pairs_already_queued(loop, tiny_model_dir, tmp_path, train_round):
     """No refill wait after a round: serve() returns with pairs from the new version ready, none from the old."""
     label(loop, 10)
@@ -154,6 +159,7 @@ def test_a_new_version_takes_over_with_its_pairs_already_queued(loop, tiny_model
     assert loop.sampler.queued() > 0 and loop.next_pair().version == "base"
 
 
+@pytest.mark.slow  # trains a round in its own process
 def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_path, train_round):
     store = Store(":memory:")
     store.add_prompts([f"Tell me about topic {i}." for i in range(12)], source="test")
@@ -181,6 +187,7 @@ def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_pat
     sampler.stop()
 
 
+@pytest.mark.slow  # trains a round in its own process
 def test_kto_rounds_count_examples_not_pairs_before_starting(loop, tiny_model_dir, tmp_path, train_round):
     label(loop, 3)  # 3 pairs are too few for DPO but give 6 KTO examples (one pair's two held out, 4 to train)
     with pytest.raises(TrainingError, match="Too few new preference pairs"):
@@ -193,6 +200,7 @@ def test_kto_rounds_count_examples_not_pairs_before_starting(loop, tiny_model_di
         train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
 
 
+@pytest.mark.slow  # trains a round in its own process
 def test_single_ratings_train_a_kto_round_and_are_used_up_by_it(loop, tiny_model_dir, tmp_path, train_round):
     pairs = [loop.next_pair() for _ in range(3)]
     rated = [loop.rate(p, side, r, labeler="t") for p in pairs for side, r in (("left", "up"), ("right", "down"))]
@@ -281,6 +289,7 @@ def trained_round(loop: Loop, tiny_model_dir, runs_dir, train_round):
     return train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=runs_dir, device="cpu")
 
 
+@pytest.mark.slow  # trains a round in its own process
 def test_concurrent_serves_run_one_after_another_and_end_consistent(make_loop, tiny_model_dir, tmp_path, train_round):
     """A round's serve and a Serve click at once: the server, the store and the queue all end on the last one."""
     loop = make_loop(depth=4, batch_prompts=2)
@@ -304,6 +313,7 @@ def test_concurrent_serves_run_one_after_another_and_end_consistent(make_loop, t
     assert queued_versions(loop.sampler) == {"base"}
 
 
+@pytest.mark.slow  # trains a round in its own process
 def test_a_failed_store_write_keeps_the_previous_version_serving_with_its_pairs(
     make_loop, tiny_model_dir, tmp_path, train_round
 ):
@@ -322,6 +332,7 @@ def test_a_failed_store_write_keeps_the_previous_version_serving_with_its_pairs(
     assert loop.server.version == "round_001" == loop.store.rounds.get_serving() == loop.next_pair().version
 
 
+@pytest.mark.slow  # trains a round in its own process
 def test_a_version_that_cannot_sample_is_not_served(make_loop, tiny_model_dir, tmp_path, train_round):
     loop = make_loop(depth=4, batch_prompts=2)
     finished = trained_round(loop, tiny_model_dir, tmp_path, train_round)

@@ -38,15 +38,6 @@ def test_qlora_round_trains_lora_on_a_4bit_base(tiny_qlora_model_dir, tmp_path):
     assert (result.adapter_dir / "adapter_model.safetensors").exists()
 
 
-def test_nothing_but_the_app_imports_gradio():
-    code = (
-        "import sys, labeling.loop, labeling.sampler, storage, serving, services, training.runner, training.__main__; "
-        "print('gradio' in sys.modules)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
-    assert out.stdout.strip() == "False"
-
-
 def votes(db: Path, n: int) -> None:
     with Store(db) as store:
         for i in range(n):

@@ -2,7 +2,10 @@
 generated from DPOConfig (ui/train.py). No app, model or browser."""
 
 import dataclasses
+import subprocess
+import sys
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -213,3 +216,14 @@ def test_queue_status_carries_a_serving_notice():
     notice = "Could not load round_002 (OSError: gone); serving round_001 instead."
     text = views.queue_status(Status("round_001", queued=1, depth=8, sampling_error=None, notice=notice))
     assert text.startswith("Queue: 1 of 8 pairs ready · serving **round_001**") and text.endswith(notice)
+
+
+def test_nothing_but_the_app_imports_gradio():
+    code = (
+        "import sys, labeling.loop, labeling.sampler, models, storage, serving, services, training.runner, "
+        "training.__main__; "
+        "print('gradio' in sys.modules)"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, check=True)
+    assert out.stdout.strip() == "False"
