@@ -149,21 +149,28 @@ def open_services(config: ServiceConfig, serving: bool = True) -> Services:
         services = Services(store, rounds, model, device, Path(config.exports))
         rounds.on_done = services.round_finished
         if serving:
-            services.loop = _open_loop(store, model, device, config)
+            services.loop = _open_loop(store, model, device, config, rounds)
     except BaseException:
         store.close()
         raise
     return services
 
 
-def _open_loop(store: Store, model: str, device: str, config: ServiceConfig) -> Loop:
+def _open_loop(store: Store, model: str, device: str, config: ServiceConfig, rounds: RoundRunner) -> Loop:
     quantization = resolve_quantization(config.quantization, device)
     vllm_options = {"max_lora_rank": config.vllm_max_lora_rank, "gpu_memory_utilization": config.vllm_gpu_memory}
     server = open_policy_server(
         model, device, quantization, config.backend, 2 * config.sample_batch, vllm_options, config.max_prompt_tokens
     )
+    # On a CPU a round and the sampler share the cores: the round's process pauses while a batch samples.
+    pause = rounds.paused if not device.startswith("cuda") else None
     sampler = PairSampler(
-        store, server, depth=config.queue_depth, batch_prompts=config.sample_batch, keep_stale=config.keep_stale_pairs
+        store,
+        server,
+        depth=config.queue_depth,
+        batch_prompts=config.sample_batch,
+        keep_stale=config.keep_stale_pairs,
+        while_sampling=pause,
     )
     loop = Loop(store, server, sampler)
     loop.restore_serving()

@@ -159,7 +159,9 @@ class Loop:
         for version in (version_a, version_b):
             self._ensure_loaded(version)
             try:  # a comparison waits for the model a bounded time, never ahead of labelers' pairs for long
-                outputs.append(self.server.generate([prompt], 1, settings, version, wait_s=COMPARE_WAIT_S)[0][0])
+                with self.sampler.while_sampling():  # as a batch does (a round's process pauses on a CPU)
+                    completion = self.server.generate([prompt], 1, settings, version, wait_s=COMPARE_WAIT_S)[0][0]
+                outputs.append(completion)
             except ModelBusy as err:
                 raise ValueError(str(err)) from err
         return outputs[0], outputs[1]

@@ -13,6 +13,7 @@ so two labelers never get the same pair.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -61,6 +62,7 @@ class PairSampler:
         batch_prompts: int = 4,
         seed: int | None = None,
         keep_stale: bool = False,
+        while_sampling=None,
     ):
         if depth < 1 or batch_prompts < 1:
             raise ValueError(f"depth and batch_prompts must be >= 1, got {depth} and {batch_prompts}")
@@ -77,6 +79,8 @@ class PairSampler:
         self._thread: threading.Thread | None = None
         self._rng = random.Random(seed)
         self.last_error: str | None = None
+        # a context held around each batch's generation (the app: a round's process pauses meanwhile on a CPU)
+        self.while_sampling = while_sampling or contextlib.nullcontext
 
     # -- public ---------------------------------------------------------------------------------------
     def running(self) -> bool:
@@ -200,7 +204,8 @@ class PairSampler:
         if not prompts:
             return []
         settings, version = self.settings, version or self.server.version
-        completions = self.server.generate([p.text for p in prompts], n=2, settings=settings, version=version)
+        with self.while_sampling():
+            completions = self.server.generate([p.text for p in prompts], n=2, settings=settings, version=version)
         pairs = []
         for prompt, (a, b) in zip(prompts, completions, strict=True):
             ids = [self.store.add_generation(prompt.id, version, text, settings.to_dict()) for text in (a, b)]

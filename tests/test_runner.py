@@ -159,3 +159,30 @@ def test_leftover_staging_folders_are_removed_at_start(tmp_path):
     removed = RoundRunner(None, "m", tmp_path).clean_leftovers()
     assert [p.name for p in removed] == [".round_004.tmp"]
     assert [p.name for p in tmp_path.iterdir()] == ["round_003"]
+
+
+def test_on_a_cpu_the_round_pauses_while_the_sampler_samples(loop, tiny_model_dir, tmp_path):
+    """Two processes computing at once on a 2-core CPU slowed the sampler 4x (bench.round_load): the app's
+    sampler holds `paused()` around each batch, and the round waits at its next micro-batch meanwhile."""
+    from services import ServiceConfig, open_services
+
+    label(loop, 10)
+    runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, device="cpu")
+    runner.start(LONG)
+    assert wait_until(lambda: runner.status()["history"], 180), runner.status()
+    with runner.paused(), runner.paused():  # holders are counted: the last one resumes it
+        time.sleep(1.0)  # the micro-batch in flight ends
+        steps = len(runner.status()["history"])
+        time.sleep(2.0)
+        assert len(runner.status()["history"]) == steps, "no training while paused"
+    assert wait_until(lambda: len(runner.status()["history"]) > steps, 60), "it trains again"
+    with runner.paused():
+        runner.cancel()  # a paused round still hears Cancel
+        runner.wait(120)
+    assert runner.status()["state"] == "cancelled" and runner._proc.returncode == 3
+    config = ServiceConfig(db=str(tmp_path / "s.duckdb"), model=str(tiny_model_dir), runs=str(tmp_path), device="cpu")
+    services = open_services(config)
+    try:
+        assert services.loop.sampler.while_sampling == services.rounds.paused, "the app wires it on a CPU"
+    finally:
+        services.close()

@@ -4,8 +4,9 @@
     python -m torch.distributed.run --standalone --nproc_per_node N -m training --round-dir ...   # N GPUs
 
 The child never opens the database; it trains from the folder, appends its progress to `progress.jsonl`, and
-renames the folder to `runs/round_003/` when complete. It runs at a lower CPU priority, so sampling for
-labelers keeps its pace, and in a process group of its own, so Cancel (SIGTERM, then SIGKILL) reaches every
+renames the folder to `runs/round_003/` when complete. It runs at a lower CPU priority (and on a CPU the app's
+sampler pauses it while a batch samples: `RoundRunner.paused`), so sampling for labelers keeps its pace, and
+in a process group of its own, so Cancel (SIGTERM, then SIGKILL) reaches every
 rank. Whatever happens to the child (cancelled, killed, out of memory, crashed), the app records the round as
 cancelled or failed with a message that says so, and the previous policy keeps serving.
 
@@ -25,6 +26,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from models import linear_layer_names
@@ -37,6 +39,9 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 CHILD_NICE = 10  # CPU priority of a round's process, below the app's sampler and web server
 CANCEL_GRACE_S = 10.0  # after SIGTERM, how long a round's process may take to stop before SIGKILL
+# The least share of the time a paused round still gets: when labelers take pairs as fast as the sampler makes
+# them, the sampler would otherwise pause the round for good. After each pause of T s, the next waits T/3 s.
+MIN_ROUND_SHARE = 0.25
 
 
 def memory_note(metrics: dict) -> str:
@@ -118,6 +123,10 @@ class RoundRunner:
         self._watcher: threading.Thread | None = None
         self._cancelled = threading.Event()
         self._status: dict = {"state": "idle", "history": [], "message": "", "round": None}
+        self._pause_lock = threading.Lock()
+        self._pausers = 0
+        self._paused_at = self._resumed_at = self._last_pause_s = 0.0
+        self._processes, self._listening = 1, False  # the round's process handles pause signals once it speaks
 
     def running(self) -> bool:
         return self._watcher is not None and self._watcher.is_alive()
@@ -153,7 +162,8 @@ class RoundRunner:
                 self.store.rounds.fail(round_id, f"Could not start the round's process: {err}")
                 raise
             self._cancelled.clear()
-            self._proc = proc
+            with self._pause_lock:
+                self._proc, self._processes, self._listening = proc, processes, False
             self._status = {"state": "running", "history": [], "message": "Starting…", "round": round_id}
             self._watcher = threading.Thread(
                 target=self._watch, args=(round_id, proc, job, out_dir), name="round-watcher", daemon=True
@@ -175,7 +185,7 @@ class RoundRunner:
         if proc is None or proc.poll() is not None:
             return
         self._cancelled.set()
-        _signal_group(proc, signal.SIGTERM)
+        _signal_group(proc, signal.SIGTERM)  # a paused round hears it too: it stops waiting
 
         def escalate() -> None:
             try:
@@ -184,6 +194,43 @@ class RoundRunner:
                 _signal_group(proc, signal.SIGKILL)
 
         threading.Thread(target=escalate, name="round-cancel", daemon=True).start()
+
+    @contextmanager
+    def paused(self):
+        """While held, a running round waits at its next micro-batch (SIGUSR1; SIGUSR2 resumes it): whoever holds
+        this has the machine. On a CPU the app's sampler holds it for each batch, so the two do not compute at
+        once (with a lower CPU priority alone they did, and the sampler made 4 pairs/min instead of 32:
+        bench.round_load). The round still gets MIN_ROUND_SHARE of the time: a pause may first wait for the
+        round's turn. Holders are counted; the last one resumes it. A round of several processes is not paused."""
+        self._wait_for_rounds_turn()
+        with self._pause_lock:
+            self._pausers += 1
+            if self._pausers == 1:
+                self._paused_at = time.monotonic()
+                self._signal(signal.SIGUSR1)
+        try:
+            yield
+        finally:
+            with self._pause_lock:
+                self._pausers -= 1
+                if self._pausers == 0:
+                    self._signal(signal.SIGUSR2)
+                    self._resumed_at = time.monotonic()
+                    self._last_pause_s = self._resumed_at - self._paused_at
+
+    def _wait_for_rounds_turn(self) -> None:
+        """With a round running and not paused: wait until it has run MIN_ROUND_SHARE of the time since the
+        last pause began."""
+        if self._proc is None or self._proc.poll() is not None or self._pausers:
+            return
+        turn = self._last_pause_s * MIN_ROUND_SHARE / (1 - MIN_ROUND_SHARE)
+        time.sleep(max(0.0, min(turn, 60.0) - (time.monotonic() - self._resumed_at)))
+
+    def _signal(self, sig: int) -> None:
+        """Pause or resume the round's process: once it has said it listens (its first event), and only a
+        single-process round (under torchrun the launcher would take the signal)."""
+        if self._listening and self._processes == 1 and self._proc is not None and self._proc.poll() is None:
+            os.kill(self._proc.pid, sig)
 
     def kill(self) -> None:
         """SIGKILL the round's process group at once (what the kernel does when memory runs out)."""
@@ -198,11 +245,13 @@ class RoundRunner:
     def _watch(self, round_id: int, proc: subprocess.Popen, job: Path, out_dir: Path) -> None:
         status = self._status
         events: list[dict] = []
+        pending = ""  # a line the child has not finished writing yet
         with open(job / PROGRESS_FILE, "a+", encoding="utf-8") as progress:
             progress.seek(0)  # the handle keeps reading after the child renames the folder
             while True:
                 exited = proc.poll() is not None
-                for line in progress.readlines():
+                *lines, pending = (pending + progress.read()).split("\n")
+                for line in filter(str.strip, lines):
                     self._on_event(json.loads(line), events)
                 if exited:
                     break
@@ -216,6 +265,11 @@ class RoundRunner:
     def _on_event(self, event: dict, events: list[dict]) -> None:
         status = self._status
         events.append(event)
+        if not self._listening:
+            with self._pause_lock:  # its signal handlers are set: a batch sampling now pauses it too
+                self._listening = True
+                if self._pausers:
+                    self._signal(signal.SIGUSR1)
         if event.get("event") == "step":
             if status["history"] and event["step"] <= status["history"][-1]["step"]:
                 status["history"].clear()  # training started over (the out-of-memory retry): so does the plot
