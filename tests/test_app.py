@@ -345,3 +345,27 @@ def test_importing_a_prompt_file_through_the_ui(app, tmp_path):
     bad.write_text('{"prompt": "fine"}\n{"prompt": \n')
     with pytest.raises(Exception, match=r"bad\.jsonl, line 2: not valid JSON"):
         client.predict(gradio_client.handle_file(str(bad)), api_name="/import_prompts")
+
+
+def test_votes_fired_at_once_on_one_pair_store_one_judgement(tiny_model_dir, tmp_path):
+    """A double click and a contradictory click, all sent at once by one session, many times over."""
+    from storage import Store
+
+    for client, proc in launch(tiny_model_dir, tmp_path):
+        client.predict(0.8, 0.95, 8, api_name="/apply_settings")
+        for _ in range(8):
+            client.predict(api_name="/next_pair")
+            jobs = [client.submit("racer", api_name=f"/vote_{c}") for c in ("left", "left", "left", "right")]
+            answers = []
+            for job in jobs:
+                try:
+                    answers.append(job.result(timeout=120))
+                except Exception as err:  # the refused contradictory vote
+                    answers.append(err)
+            saved = {a for a in answers if isinstance(a, str)}
+            assert len({a.split(" ")[2] for a in saved}) == 1, answers  # 'Saved vote #N ...': one id
+        proc.kill()
+        proc.wait()
+        with Store(tmp_path / "loop.duckdb") as store:
+            judged = store.list_judgements()
+            assert len(judged) == 8 == store.count_judgements(), judged

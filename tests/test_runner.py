@@ -153,25 +153,39 @@ def test_cancel_reaches_the_process_before_training_starts(loop, tiny_model_dir,
     assert runner._proc.returncode == 3, "stopped by its own check, not by SIGKILL"
 
 
-def test_leftover_staging_folders_are_removed_at_start(tmp_path):
+def test_leftover_staging_folders_are_removed_at_start_with_a_process_left_running(tmp_path):
+    import subprocess
+    import sys
+
     (tmp_path / ".round_004.tmp" / "adapter").mkdir(parents=True)
     (tmp_path / "round_003").mkdir()
+    job = tmp_path / ".round_004.tmp"
+    # a round's process an app left stopped when it died (its cmdline names the folder, like a real one)
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)", "--round-dir", str(job)], start_new_session=True
+    )
+    (job / "pid").write_text(str(orphan.pid))
     removed = RoundRunner(None, "m", tmp_path).clean_leftovers()
+    assert orphan.wait(timeout=10) == -9
     assert [p.name for p in removed] == [".round_004.tmp"]
     assert [p.name for p in tmp_path.iterdir()] == ["round_003"]
 
 
 def test_on_a_cpu_the_round_pauses_while_the_sampler_samples(loop, tiny_model_dir, tmp_path):
     """Two processes computing at once on a 2-core CPU slowed the sampler 4x (bench.round_load): the app's
-    sampler holds `paused()` around each batch, and the round waits at its next micro-batch meanwhile."""
+    sampler holds `paused()` around each batch, which stops the round's process meanwhile."""
+    import psutil
+
     from services import ServiceConfig, open_services
 
     label(loop, 10)
     runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, device="cpu")
     runner.start(LONG)
     assert wait_until(lambda: runner.status()["history"], 180), runner.status()
+    child = psutil.Process(runner._proc.pid)
     with runner.paused(), runner.paused():  # holders are counted: the last one resumes it
-        time.sleep(1.0)  # the micro-batch in flight ends
+        assert wait_until(lambda: child.status() == psutil.STATUS_STOPPED, 10)
+        time.sleep(0.5)  # a progress line written just before the stop is read
         steps = len(runner.status()["history"])
         time.sleep(2.0)
         assert len(runner.status()["history"]) == steps, "no training while paused"

@@ -21,7 +21,6 @@ import os
 import signal
 import sys
 import threading
-import time
 import traceback
 from pathlib import Path
 
@@ -127,21 +126,13 @@ def run_headless(args: argparse.Namespace) -> int:
 
 def run_prepared(job: Path, nice: int = 0) -> int:
     """The round's own process (each rank under torchrun): train from `job`, append progress events to its
-    progress.jsonl, rename it into place when complete. SIGTERM (Cancel) stops it at the next micro-batch;
-    SIGUSR1 pauses it there until SIGUSR2 (the app's sampler, on a CPU: RoundRunner.paused)."""
+    progress.jsonl, rename it into place when complete. SIGTERM (Cancel) stops it at the next micro-batch."""
     if nice:
         os.nice(nice)
-    stop, pause = threading.Event(), threading.Event()
+    stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    signal.signal(signal.SIGUSR1, lambda *_: pause.set())
-    signal.signal(signal.SIGUSR2, lambda *_: pause.clear())
     _stop_when_orphaned(stop)
-
-    def should_stop() -> bool:  # checked between micro-batches; waits there while paused
-        while pause.is_set() and not stop.is_set():
-            time.sleep(0.02)
-        return stop.is_set()
 
     from training import distributed
     from training.plan import PROGRESS_FILE, read_job
@@ -159,7 +150,7 @@ def run_prepared(job: Path, nice: int = 0) -> int:
 
     try:
         emit({"event": "stage", "message": "loading the model and scoring the labels before training…"})
-        run_round(**read_job(job), on_progress=lambda s: emit({"event": "step"} | s), should_stop=should_stop)
+        run_round(**read_job(job), on_progress=lambda s: emit({"event": "step"} | s), should_stop=stop.is_set)
         return 0
     except RoundCancelled as err:
         emit({"event": "cancelled", "message": str(err)})

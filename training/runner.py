@@ -37,6 +37,7 @@ from training.trainer import TrainingError
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
+PID_FILE = "pid"  # in a round's staging folder: its process group
 CHILD_NICE = 10  # CPU priority of a round's process, below the app's sampler and web server
 CANCEL_GRACE_S = 10.0  # after SIGTERM, how long a round's process may take to stop before SIGKILL
 # The least share of the time a paused round still gets: when labelers take pairs as fast as the sampler makes
@@ -126,7 +127,6 @@ class RoundRunner:
         self._pause_lock = threading.Lock()
         self._pausers = 0
         self._paused_at = self._resumed_at = self._last_pause_s = 0.0
-        self._processes, self._listening = 1, False  # the round's process handles pause signals once it speaks
 
     def running(self) -> bool:
         return self._watcher is not None and self._watcher.is_alive()
@@ -162,8 +162,11 @@ class RoundRunner:
                 self.store.rounds.fail(round_id, f"Could not start the round's process: {err}")
                 raise
             self._cancelled.clear()
-            with self._pause_lock:
-                self._proc, self._processes, self._listening = proc, processes, False
+            (job / PID_FILE).write_text(str(proc.pid))  # so a later start can end it if this app dies first
+            with self._pause_lock:  # started while a batch samples: it waits for the batch like a running one
+                self._proc = proc
+                if self._pausers:
+                    _signal_group(proc, signal.SIGSTOP)
             self._status = {"state": "running", "history": [], "message": "Starting…", "round": round_id}
             self._watcher = threading.Thread(
                 target=self._watch, args=(round_id, proc, job, out_dir), name="round-watcher", daemon=True
@@ -172,10 +175,12 @@ class RoundRunner:
             return round_id
 
     def clean_leftovers(self) -> list[Path]:
-        """Remove the staging folders (`.round_NNN.tmp`) a stopped app or a crash left behind; call at start-up,
-        before any round runs. Returns what was removed."""
+        """Remove the staging folders (`.round_NNN.tmp`) a stopped app or a crash left behind, ending a round
+        process still running from one (an app killed while it was paused); call at start-up, before any round
+        runs. Returns what was removed."""
         leftovers = sorted(self.runs_dir.glob(".round_*.tmp")) if self.runs_dir.is_dir() else []
         for folder in leftovers:
+            _end_orphan(folder)
             shutil.rmtree(folder, ignore_errors=True)
         return leftovers
 
@@ -185,7 +190,8 @@ class RoundRunner:
         if proc is None or proc.poll() is not None:
             return
         self._cancelled.set()
-        _signal_group(proc, signal.SIGTERM)  # a paused round hears it too: it stops waiting
+        _signal_group(proc, signal.SIGTERM)
+        _signal_group(proc, signal.SIGCONT)  # a paused round must run to act on it
 
         def escalate() -> None:
             try:
@@ -197,24 +203,25 @@ class RoundRunner:
 
     @contextmanager
     def paused(self):
-        """While held, a running round waits at its next micro-batch (SIGUSR1; SIGUSR2 resumes it): whoever holds
-        this has the machine. On a CPU the app's sampler holds it for each batch, so the two do not compute at
-        once (with a lower CPU priority alone they did, and the sampler made 4 pairs/min instead of 32:
-        bench.round_load). The round still gets MIN_ROUND_SHARE of the time: a pause may first wait for the
-        round's turn. Holders are counted; the last one resumes it. A round of several processes is not paused."""
+        """While held, a running round's processes are stopped (SIGSTOP; SIGCONT after): whoever holds this has
+        the machine. On a CPU the app's sampler holds it for each batch, so the two do not compute at once (with
+        a lower CPU priority alone they did, and the sampler made 4 pairs/min instead of 32; pausing at the next
+        micro-batch instead still overlapped them for seconds: bench.round_load). The round still gets
+        MIN_ROUND_SHARE of the time: a pause may first wait for the round's turn. Holders are counted; the last
+        one resumes it."""
         self._wait_for_rounds_turn()
         with self._pause_lock:
             self._pausers += 1
             if self._pausers == 1:
                 self._paused_at = time.monotonic()
-                self._signal(signal.SIGUSR1)
+                self._signal(signal.SIGSTOP)
         try:
             yield
         finally:
             with self._pause_lock:
                 self._pausers -= 1
                 if self._pausers == 0:
-                    self._signal(signal.SIGUSR2)
+                    self._signal(signal.SIGCONT)
                     self._resumed_at = time.monotonic()
                     self._last_pause_s = self._resumed_at - self._paused_at
 
@@ -227,10 +234,8 @@ class RoundRunner:
         time.sleep(max(0.0, min(turn, 60.0) - (time.monotonic() - self._resumed_at)))
 
     def _signal(self, sig: int) -> None:
-        """Pause or resume the round's process: once it has said it listens (its first event), and only a
-        single-process round (under torchrun the launcher would take the signal)."""
-        if self._listening and self._processes == 1 and self._proc is not None and self._proc.poll() is None:
-            os.kill(self._proc.pid, sig)
+        if self._proc is not None and self._proc.poll() is None:
+            _signal_group(self._proc, sig)
 
     def kill(self) -> None:
         """SIGKILL the round's process group at once (what the kernel does when memory runs out)."""
@@ -265,11 +270,6 @@ class RoundRunner:
     def _on_event(self, event: dict, events: list[dict]) -> None:
         status = self._status
         events.append(event)
-        if not self._listening:
-            with self._pause_lock:  # its signal handlers are set: a batch sampling now pauses it too
-                self._listening = True
-                if self._pausers:
-                    self._signal(signal.SIGUSR1)
         if event.get("event") == "step":
             if status["history"] and event["step"] <= status["history"][-1]["step"]:
                 status["history"].clear()  # training started over (the out-of-memory retry): so does the plot
@@ -309,6 +309,18 @@ class RoundRunner:
                 message += f" Its last output: {last_lines}"
         self.store.rounds.fail(round_id, message)
         status.update(state="failed", message=message)
+
+
+def _end_orphan(job: Path) -> None:
+    """SIGKILL the process group recorded in `job` if its leader still runs this round."""
+    try:
+        pid = int((job / PID_FILE).read_text())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if str(job).encode() not in f.read():
+                return
+        os.killpg(pid, signal.SIGKILL)
+    except (OSError, ValueError):
+        pass
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
