@@ -45,7 +45,7 @@ from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteria
 
 from models import cpu_has_native_bf16, default_device, load_model, load_tokenizer
 from models.chat import prompt_ids
-from serving.errors import ModelBusy
+from serving.errors import held
 from serving.sampling import NucleusSampler, SamplingSettings
 from storage import BASE_VERSION
 
@@ -314,9 +314,7 @@ class PolicyServer:
             return [[] for _ in prompts]
         rows = [prompt_ids(self.tokenizer, p, keep_last=self.max_prompt_tokens) for p in prompts]
         texts = [ids for ids in rows for _ in range(n)]
-        if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
-            raise ModelBusy(f"The model was busy for {wait_s:.0f} s (sampling for labelers); try again in a moment.")
-        try:  # the lock is held for the whole batch
+        with held(self._lock, wait_s):  # for the whole batch: a swap waits for it
             version = version or self.version
             if version != BASE_VERSION and version not in self._adapters:
                 raise ValueError(f"version {version!r} is not loaded; load it first")
@@ -342,8 +340,6 @@ class PolicyServer:
                 out = self._worker.call(run)
             finally:
                 self._activate(self.version)
-        finally:
-            self._lock.release()
         new = out[: len(texts), batch["input_ids"].shape[1] :].tolist()
         rows = [self._until_eos(row) for row in new]
         return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from models import load_tokenizer
 from models.chat import prompt_ids
-from serving.errors import ModelBusy
+from serving.errors import held
 from serving.sampling import SamplingSettings
 from storage import BASE_VERSION
 
@@ -125,16 +125,12 @@ class VLLMPolicyServer:
             )
             for i in range(len(rows))
         ]
-        if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
-            raise ModelBusy(f"The model was busy for {wait_s:.0f} s (sampling for labelers); try again in a moment.")
-        try:
+        with held(self._lock, wait_s):
             version = version or self.version
             if version != BASE_VERSION and version not in self._adapters:
                 raise ValueError(f"version {version!r} is not loaded; load it first")
             lora = self._adapters.get(version)
             outputs = self.llm.generate(rows, params, use_tqdm=False, lora_request=lora)
-        finally:
-            self._lock.release()
         eos = self.tokenizer.eos_token_id
         tokens = [list(itertools.takewhile(lambda t: t != eos, out.outputs[0].token_ids)) for out in outputs]
         return [tokens[i * n : (i + 1) * n] for i in range(len(prompts))]
