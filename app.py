@@ -9,6 +9,7 @@ A launcher: it parses the flags, opens the services (services.py) and serves the
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from models import ModelLoadError
@@ -98,6 +99,7 @@ def main(args: argparse.Namespace) -> None:
     demo = build_demo(services)
     demo.queue(default_concurrency_limit=8)
     services.exports_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C works even if started with SIGINT ignored
     try:  # Ctrl-C: gradio closes its server and returns here
         demo.launch(
             server_name=args.host,

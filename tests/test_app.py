@@ -151,6 +151,19 @@ def test_start_round_takes_every_config_field_by_name(app):
     assert all(p["parameter_has_default"] for p in parameters), "every field may be left out"
 
 
+def test_importing_a_prompt_file_through_the_ui(app, tmp_path):
+    """(Before the whole loop, which ends by killing the module's app.)"""
+    client, _, _ = app
+    good = tmp_path / "more.jsonl"
+    good.write_text("".join(json.dumps({"prompt": f"Imported prompt {i}."}) + "\n" for i in range(3)))
+    message = client.predict(gradio_client.handle_file(str(good)), api_name="/import_prompts")
+    assert message.startswith("Imported 3 new prompts from more.jsonl.")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "fine"}\n{"prompt": \n')
+    with pytest.raises(Exception, match=r"bad\.jsonl, line 2: not valid JSON"):
+        client.predict(gradio_client.handle_file(str(bad)), api_name="/import_prompts")
+
+
 def test_the_whole_loop_through_the_app(app):
     client, proc, work = app
     client.predict(0.8, 0.95, 16, api_name="/apply_settings")
@@ -334,17 +347,6 @@ def test_exports_outside_the_working_folder_download_and_ctrl_c_stops_cleanly(ti
     finally:
         shutil.rmtree(exports, ignore_errors=True)
 
-
-def test_importing_a_prompt_file_through_the_ui(app, tmp_path):
-    client, _, _ = app
-    good = tmp_path / "more.jsonl"
-    good.write_text("".join(json.dumps({"prompt": f"Imported prompt {i}."}) + "\n" for i in range(3)))
-    message = client.predict(gradio_client.handle_file(str(good)), api_name="/import_prompts")
-    assert message.startswith("Imported 3 new prompts from more.jsonl.")
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "fine"}\n{"prompt": \n')
-    with pytest.raises(Exception, match=r"bad\.jsonl, line 2: not valid JSON"):
-        client.predict(gradio_client.handle_file(str(bad)), api_name="/import_prompts")
 
 
 def test_votes_fired_at_once_on_one_pair_store_one_judgement(tiny_model_dir, tmp_path):

@@ -166,7 +166,7 @@ def test_leftover_staging_folders_are_removed_at_start_with_a_process_left_runni
     )
     (job / "pid").write_text(str(orphan.pid))
     removed = RoundRunner(None, "m", tmp_path).clean_leftovers()
-    assert orphan.wait(timeout=10) == -9
+    assert orphan.wait(timeout=60) == -9
     assert [p.name for p in removed] == [".round_004.tmp"]
     assert [p.name for p in tmp_path.iterdir()] == ["round_003"]
 
