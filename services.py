@@ -24,13 +24,14 @@ from labeling.sampler import PairSampler
 from models import default_device, resolve_model, resolve_quantization
 from serving import DEFAULT_MAX_PROMPT_TOKENS, SamplingSettings, open_policy_server
 from storage import BASE_VERSION, Round, Store, StoreError
+from storage.export import check_format
 from training.runner import RoundRunner
 
 EXPORT_KINDS = {  # kind: its rows, as a message and the export choice say
     "pairs": "pairs (prompt / chosen / rejected, for DPO)",
     "unpaired": "unpaired rows (prompt / completion / 👍-👎 label, for KTO)",
 }
-EXPORT_FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}
+EXPORT_SUFFIXES = {"jsonl": ".jsonl", "parquet": ".parquet", "hf": ""}  # hf: a datasets folder
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,9 @@ class Services:
         time; a datasets folder (hf) comes zipped. Returns (file, rows)."""
         if kind not in EXPORT_KINDS:
             raise StoreError(f"Unknown export kind {kind!r}: pick one of {', '.join(EXPORT_KINDS)}.")
-        if fmt not in EXPORT_FORMATS:
-            raise StoreError(f"Unknown export format {fmt!r}: pick one of {', '.join(EXPORT_FORMATS)}.")
+        check_format(fmt)
         stem = self.exports_dir / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
-        target = stem.with_suffix(EXPORT_FORMATS[fmt])
+        target = stem.with_suffix(EXPORT_SUFFIXES[fmt])
         write = self.store.export_pairs if kind == "pairs" else self.store.export_unpaired
         count = write(target, fmt)
         if fmt == "hf":
