@@ -1,0 +1,109 @@
+"""Who may do what: optional logins, and two roles, labeler and admin.
+
+    access = Access.from_file("users.json")     # logins on; Access.open() is one person on their own machine
+    access.login("ada", "a long passphrase")     # True / False
+    access.require("bob", "start a round")       # raises AccessDenied: bob is a labeler
+    access.labeler("bob", typed="anything")      # "bob": with logins on, the name comes from the login
+
+With logins off (no users file) everyone who can reach the app is an admin, as on one person's machine.
+Labelers label: vote, rate, add a prompt, compare versions. Admins also start and cancel rounds, serve or roll
+back a version, import prompts, export, change sampling settings and manage users (ADMIN_ACTIONS).
+
+    python -m access --users users.json add ada --role admin    # asks for the password twice
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from access.users import MIN_PASSWORD, ROLES, User, UsersError, UsersFile
+
+ADMIN_ACTIONS = (
+    "start a round",
+    "cancel a round",
+    "serve a version",
+    "import prompts",
+    "export labels",
+    "change sampling settings",
+    "manage users",
+)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class AccessDenied(PermissionError):
+    """A request its user may not make; the message says who may."""
+
+
+@dataclass(frozen=True)
+class Access:
+    users: UsersFile | None = None  # None: logins off
+
+    @classmethod
+    def open(cls) -> Access:
+        return cls(None)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Access:
+        """Logins on, from `path`, which must name at least one admin (else nobody could run a round)."""
+        users = UsersFile(path)
+        if not users.exists():
+            raise UsersError(
+                f"No users file at {path}. Create it with its first admin: "
+                f"python -m access --users {path} add NAME --role admin"
+            )
+        if not users.admins():
+            raise UsersError(f"{path} names no admin. Make one: python -m access --users {path} role NAME admin")
+        return cls(users)
+
+    @property
+    def logins(self) -> bool:
+        return self.users is not None
+
+    def login(self, name: str, password: str) -> bool:
+        return self.users is not None and self.users.verify(name, password)
+
+    def role(self, user: str | None) -> str | None:
+        """`user`'s role now; with logins off everyone is an admin."""
+        if self.users is None:
+            return "admin"
+        return self.users.role(user)
+
+    def require(self, user: str | None, action: str) -> None:
+        """Raise AccessDenied unless `user` may do `action` (one of ADMIN_ACTIONS, or a labeler's action)."""
+        role = self.role(user)
+        if role is None:
+            raise AccessDenied(f"Log in to {action}.")
+        if action in ADMIN_ACTIONS and role != "admin":
+            raise AccessDenied(f"Only an admin can {action}; {user!r} is a {role}. Ask an admin.")
+
+    def labeler(self, user: str | None, typed: str | None = None) -> str:
+        """The name a judgement is stored under: the login's when logins are on, else what was typed."""
+        if self.users is not None:
+            self.require(user, "label")
+            return str(user)
+        return (typed or "").strip() or "anonymous"
+
+
+def exposure_warning(host: str, access: Access) -> str | None:
+    """A warning when the app listens beyond this machine with nobody having to log in."""
+    if access.logins or host in LOOPBACK_HOSTS:
+        return None
+    return (
+        f"WARNING: prefloop listens on {host} without logins: anyone who can reach this port can label, "
+        "start rounds, serve versions and download every label. Start it with --users FILE "
+        "(create it with: python -m access --users FILE add NAME --role admin)."
+    )
+
+
+__all__ = [
+    "ADMIN_ACTIONS",
+    "MIN_PASSWORD",
+    "ROLES",
+    "Access",
+    "AccessDenied",
+    "User",
+    "UsersError",
+    "UsersFile",
+    "exposure_warning",
+]
