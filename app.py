@@ -2,6 +2,7 @@
 
     python app.py                       # bundled SmolLM2-135M-Instruct, data in ./data, rounds in ./runs
     python app.py --model path/or/hub-id --db data/other.duckdb --port 7860
+    python app.py --host 0.0.0.0 --users users.json   # a team: logins (python -m access add ...) and roles
 
 A launcher: it parses the flags, opens the services (services.py) and serves the UI (ui/).
 """
@@ -12,12 +13,14 @@ import argparse
 import signal
 import sys
 
+from access import exposure_warning
 from models import ModelLoadError
 from services import ServiceConfig, open_services
 from serving import SERVER_BACKENDS
 from storage import StoreError
 from training.cli import add_common_arguments
 from ui import KEYS_JS, build_demo
+from ui.guard import launch_options
 
 
 def positive_int(text: str) -> int:
@@ -85,7 +88,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1024,
         help="Longest prompt, in tokens: a longer typed prompt is refused, a longer imported one keeps its end",
     )
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--users",
+        default=None,
+        help="Users file (create it with: python -m access --users FILE add NAME --role admin): logins on, "
+        "labelers label, admins also train, serve, import, export and manage users. Without it: no logins",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="Address to listen on; 0.0.0.0 opens it to the network")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--no-browser", action="store_true", help="Do not open a browser tab")
     return parser.parse_args(argv)
@@ -96,6 +105,9 @@ def main(args: argparse.Namespace) -> None:
         services = open_services(ServiceConfig.from_args(args))
     except (StoreError, ModelLoadError, ValueError, ImportError) as err:
         sys.exit(f"prefloop: {err}")
+    warning = exposure_warning(args.host, services.access)
+    if warning:
+        print(warning, file=sys.stderr)
     demo = build_demo(services)
     demo.queue(default_concurrency_limit=8)
     services.exports_dir.mkdir(parents=True, exist_ok=True)
@@ -107,7 +119,7 @@ def main(args: argparse.Namespace) -> None:
             inbrowser=not args.no_browser,
             head=KEYS_JS,
             show_error=True,
-            allowed_paths=[str(services.exports_dir.resolve())],  # exports may live outside the working folder
+            **launch_options(services),  # logins, the export-download guard, the exports folder
         )
     except KeyboardInterrupt:
         pass

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from access import Access
 from labeling.loop import Loop
 from labeling.prompts import starter_prompts
 from labeling.sampler import PairSampler
@@ -53,6 +54,7 @@ class ServiceConfig:
     keep_stale_pairs: bool = False
     round_processes: int | None = None  # processes per round; None: one per GPU, else 1
     max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS  # longer prompts are refused when typed, cut when sampled
+    users: str | None = None  # a users file (python -m access): logins on; None: no logins, everyone is admin
 
     def __post_init__(self) -> None:
         if self.queue_depth < 1 or self.sample_batch < 1:
@@ -89,6 +91,7 @@ class Services:
     device: str
     exports_dir: Path
     loop: Loop | None = None  # None without a serving model (the training CLI)
+    access: Access = field(default_factory=Access.open)  # who may do what (logins off: everyone is admin)
 
     # -- questions the UI asks ------------------------------------------------------------------------
     def status(self) -> Status:
@@ -137,6 +140,7 @@ class Services:
 
 def open_services(config: ServiceConfig, serving: bool = True) -> Services:
     """Open everything and run start-up; raises StoreError / ModelLoadError / ValueError with what to do."""
+    access = Access.from_file(config.users) if config.users else Access.open()  # before the model loads
     store = Store(config.db)
     try:
         store.rounds.mark_interrupted()
@@ -146,7 +150,7 @@ def open_services(config: ServiceConfig, serving: bool = True) -> Services:
         device = config.device or default_device()
         rounds = RoundRunner(store, model, Path(config.runs), device=device, processes=config.round_processes)
         rounds.clean_leftovers()  # rounds that were running are marked failed above: nothing will finish them
-        services = Services(store, rounds, model, device, Path(config.exports))
+        services = Services(store, rounds, model, device, Path(config.exports), access=access)
         rounds.on_done = services.round_finished
         if serving:
             services.loop = _open_loop(store, model, device, config, rounds)

@@ -10,6 +10,10 @@ Test files import the helpers with `from conftest import taste_pairs, vote, vote
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +25,7 @@ MODEL_CACHE = Path(os.environ.get("PREFLOOP_MODEL_CACHE", REPO / "data" / "model
 
 # Modules whose every test launches the app, runs a round in a child process or torchrun, or benchmarks: slow
 # as a whole, so `-m "not slow"` leaves them out without a marker on each test.
-SLOW_MODULES = {"test_app", "test_bench", "test_qlora_cli", "test_runner"}
+SLOW_MODULES = {"test_app", "test_bench", "test_qlora_cli", "test_runner", "test_team"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -207,3 +211,61 @@ def store_with_votes(store):
     for choice, prompt, left, right in VOTES:
         vote(store, choice, prompt, left, right)
     return store
+
+
+# -- the launched app -----------------------------------------------------------------------------------
+PROMPT = '<div class="prompt"><strong>Prompt:</strong>'  # how the Label tab starts showing a prompt
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(model_dir, work: Path, exports: Path | None = None, args: tuple[str, ...] = (), auth=None):
+    """Start app.py as a user would, on `model_dir` with its files under `work` (more flags in `args`);
+    yields (client, process), the client logged in with `auth` = (name, password) when given."""
+    import gradio_client
+
+    port = free_port()
+    cmd = [
+        sys.executable,
+        str(REPO / "app.py"),
+        "--model",
+        str(model_dir),
+        "--db",
+        str(work / "loop.duckdb"),
+        "--runs",
+        str(work / "runs"),
+        "--exports",
+        str(exports or work / "exports"),
+        "--port",
+        str(port),
+        "--no-browser",
+        "--queue-depth",
+        "2",
+        *args,
+    ]
+    log = open(work / "app.log", "w")
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"}
+    )
+    url = f"http://127.0.0.1:{port}/"
+    client = None
+    for _ in range(240):
+        if proc.poll() is not None:
+            pytest.fail(f"app exited early:\n{(work / 'app.log').read_text()[-3000:]}")
+        try:
+            client = gradio_client.Client(url, verbose=False, auth=auth)
+            break
+        except Exception:
+            time.sleep(0.5)
+    try:
+        assert client is not None, (work / "app.log").read_text()[-3000:]
+        yield client, proc
+    finally:  # also when a test fails inside `for client, proc in launch(...)`: no app is left running
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()

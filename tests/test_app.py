@@ -4,10 +4,8 @@ Label pairs → votes land in DuckDB → a round trains → the new version serv
 """
 
 import json
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,57 +15,9 @@ import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import PROMPT, REPO, launch  # noqa: E402 (after the skip)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(model_dir, work: Path, exports: Path | None = None):
-    """Start app.py as a user would, on `model_dir` with its files under `work`; yields (client, process)."""
-    port = free_port()
-    cmd = [
-        sys.executable,
-        str(REPO / "app.py"),
-        "--model",
-        str(model_dir),
-        "--db",
-        str(work / "loop.duckdb"),
-        "--runs",
-        str(work / "runs"),
-        "--exports",
-        str(exports or work / "exports"),
-        "--port",
-        str(port),
-        "--no-browser",
-        "--queue-depth",
-        "2",
-    ]
-    log = open(work / "app.log", "w")
-    proc = subprocess.Popen(
-        cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=os.environ | {"PYTHONUNBUFFERED": "1"}
-    )
-    url = f"http://127.0.0.1:{port}/"
-    client = None
-    for _ in range(240):
-        if proc.poll() is not None:
-            pytest.fail(f"app exited early:\n{(work / 'app.log').read_text()[-3000:]}")
-        try:
-            client = gradio_client.Client(url, verbose=False)
-            break
-        except Exception:
-            time.sleep(0.5)
-    try:
-        assert client is not None, (work / "app.log").read_text()[-3000:]
-        yield client, proc
-    finally:  # also when a test fails inside `for client, proc in launch(...)`: no app is left running
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
+from ui.views import prompt_html  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +49,7 @@ def label(client, n: int, labeler="tester") -> list[str]:
     statuses = []
     for i in range(n):
         prompt, left, right, status = client.predict(api_name="/next_pair")
-        assert prompt.startswith("**Prompt:**") and isinstance(left, str) and isinstance(right, str)
+        assert prompt.startswith(PROMPT) and isinstance(left, str) and isinstance(right, str)
         choice = "left" if i % 2 == 0 else "right"
         saved = client.predict(labeler, api_name=f"/vote_{choice}")
         assert saved.startswith("Saved vote #")
@@ -172,7 +122,7 @@ def test_the_whole_loop_through_the_app(app):
     queue = client.predict(api_name="/queue_status")  # what the Label tab's timer shows every 2 s
     assert re.fullmatch(r"Queue: [0-2] of 2 pairs ready · serving \*\*base\*\*", queue), queue
     prompt, _, _, status = client.predict(api_name="/next_pair")
-    assert prompt.startswith("**Prompt:**") and status.startswith("Pair from **base**"), (prompt, status)
+    assert prompt.startswith(PROMPT) and status.startswith("Pair from **base**"), (prompt, status)
     tie = client.predict("tester", api_name="/vote_tie")
     assert re.fullmatch(r"Saved vote #\d+ \(tie\)\. Total votes: 11\.", tie), tie
 
@@ -258,7 +208,7 @@ def test_rate_one_mode_feeds_a_kto_round_from_the_app(tiny_model_dir, tmp_path):
         with pytest.raises(Exception, match="No completion on screen: press Skip"):
             client.predict("rater", api_name="/rate_up")
         prompt, text, status, message = client.predict("rater", api_name="/rate_skip")
-        assert prompt.startswith("**Prompt:**") and "Completion 1 of 2 from **base**" in status
+        assert prompt.startswith(PROMPT) and "Completion 1 of 2 from **base**" in status
         assert message == "Skipped; nothing was stored."
         shown = []
         for i in range(6):  # 👍 on each pair's first completion, 👎 on its second
@@ -285,8 +235,8 @@ def test_rate_one_mode_feeds_a_kto_round_from_the_app(tiny_model_dir, tmp_path):
         path, message = client.predict("jsonl", "unpaired", api_name="/export")
         rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
         assert "Exported 6 unpaired rows" in message
-        got = [(r["prompt"][0]["content"], r["completion"][0]["content"], r["label"]) for r in rows]
-        assert got == [(p.removeprefix("**Prompt:** "), t, r == "up") for p, t, r in shown]
+        got = [(prompt_html(r["prompt"][0]["content"]), r["completion"][0]["content"], r["label"]) for r in rows]
+        assert got == [(p, t, r == "up") for p, t, r in shown]
         with pytest.raises(Exception, match="No preference pairs to export yet"):
             client.predict("jsonl", "pairs", api_name="/export")
         proc.kill()
@@ -346,7 +296,6 @@ def test_exports_outside_the_working_folder_download_and_ctrl_c_stops_cleanly(ti
             assert "prefloop stopped." in log and "terminate called" not in log, log[-2000:]
     finally:
         shutil.rmtree(exports, ignore_errors=True)
-
 
 
 def test_votes_fired_at_once_on_one_pair_store_one_judgement(tiny_model_dir, tmp_path):

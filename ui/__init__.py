@@ -16,12 +16,16 @@ import gradio as gr
 
 from services import Services
 from storage import BASE_VERSION
-from ui import compare, label, train
+from ui import compare, guard, label, team, train
 from ui.compare import CompareTab
+from ui.label import LabelTab
 from ui.train import TrainTab
 
+# The page loads images and media only from the app itself: a prompt or completion that slips an image
+# past the renderer still cannot make a labeler's browser call out (tracking pixels).
 # Keys 1–5 press the vote (or, in 'Rate one' mode, the rating) buttons on screen, unless typing in a box.
 KEYS_JS = """
+<meta http-equiv="Content-Security-Policy" content="img-src 'self' data: blob:; media-src 'self' data: blob:">
 <script>
 document.addEventListener('keydown', (e) => {
   const tag = (e.target.tagName || '').toLowerCase();
@@ -54,18 +58,43 @@ def versions_on_load(services: Services, train_tab: TrainTab, compare_tab: Compa
     }
 
 
+def who_is_here(
+    services: Services, label_tab: LabelTab, admin_tabs: list[gr.Tab], user_line: gr.Markdown, request: gr.Request
+) -> dict:
+    """A new page: the login and role on top; admin-only tabs and buttons shown to admins only (a labeler who
+    calls their routes anyway is refused by the handlers)."""
+    user = guard.user_of(request)
+    role = services.access.role(user)
+    admin = role == "admin"
+    shown = {block: gr.update(visible=admin) for block in [*admin_tabs, *label_tab.admin_only]}
+    line = f"Logged in as **{user}** ({role}) · [Log out](/logout)" if services.access.logins else ""
+    return shown | {user_line: line}
+
+
 def build_demo(services: Services) -> gr.Blocks:
     with gr.Blocks(title="prefloop") as demo:
         gr.Markdown(
             f"# prefloop\nModel `{services.model}` on **{services.device}** · training: **{services.training_mode()}**"
         )
         serving = gr.Markdown(f"Serving **{services.status().serving}**")
+        user_line = gr.Markdown()
         with gr.Tab("Label"):
             label_tab = label.build(services, demo)
-        with gr.Tab("Train"):
+        with gr.Tab("Train") as train_block:
             train_tab = train.build(services, demo, serving)
         with gr.Tab("Compare") as compare_block:
             compare_tab = compare.build(services, compare_block, label_tab.sampling)
+        admin_tabs = [train_block]
+        if services.access.logins:
+            with gr.Tab("Team") as team_block:
+                team.build(services, team_block)
+            admin_tabs.append(team_block)
+        demo.load(
+            guard.bind(who_is_here, services, label_tab, admin_tabs, user_line),
+            None,
+            [*admin_tabs, *label_tab.admin_only, user_line],
+            api_name=False,
+        )
 
         pickers = [train_tab.serve_choice, compare_tab.version_a, compare_tab.version_b]
         gr.on(

@@ -20,7 +20,8 @@ from services import Services
 from serving import SamplingSettings
 from storage import StoreError
 from storage.labels import LABEL_USE
-from ui import views
+from ui import guard, views
+from ui.guard import bind
 
 CHOICE_BUTTONS = (  # (choice, label, key)
     ("left", "👈 Left is better", "1"),
@@ -42,7 +43,7 @@ KEYS_HELP = "Keys — compare: 1 left · 2 right · 3 tie · 4 both bad · 5 ski
 class LabelTab:
     pair: gr.State  # the Pair on screen, as a dict (None after a vote)
     side: gr.State  # 'Rate one' mode: which completion of it is on screen
-    prompt: gr.Markdown
+    prompt: gr.HTML
     left: gr.Textbox
     right: gr.Textbox
     single: gr.Textbox
@@ -53,13 +54,14 @@ class LabelTab:
     new_prompt: gr.Textbox
     prompt_status: gr.Markdown
     sampling: tuple[gr.Slider, gr.Slider, gr.Slider]  # temperature, top-p, max new tokens; Compare uses them too
+    admin_only: tuple[gr.components.Component, ...]  # hidden from labelers (the handlers refuse them anyway)
 
 
 # -- handlers --------------------------------------------------------------------------------------------------
 def show_pair(services: Services, tab: LabelTab, pair: Pair) -> dict:
     return {
         tab.pair: dataclasses.asdict(pair),
-        tab.prompt: views.prompt_line(pair.prompt),
+        tab.prompt: views.prompt_html(pair.prompt),
         tab.left: pair.left,
         tab.right: pair.right,
         tab.pair_status: views.pair_status(pair.version, services.status()),
@@ -71,7 +73,7 @@ def show_single(services: Services, tab: LabelTab, pair: Pair, side: str) -> dic
     return {
         tab.pair: dataclasses.asdict(pair),
         tab.side: side,
-        tab.prompt: views.prompt_line(pair.prompt),
+        tab.prompt: views.prompt_html(pair.prompt),
         tab.single: pair.left if side == "left" else pair.right,
         tab.pair_status: views.single_status(pair.version, side, services.status()),
     }
@@ -84,11 +86,14 @@ def next_pair(services: Services, tab: LabelTab) -> dict:
         raise gr.Error(str(err)) from err
 
 
-def vote(services: Services, tab: LabelTab, choice: str, pair_state: dict | None, labeler: str) -> dict:
+def vote(
+    services: Services, tab: LabelTab, choice: str, pair_state: dict | None, typed: str, request: gr.Request
+) -> dict:
+    name = guard.labeler(services, request, typed)
     if not pair_state:
         raise gr.Error("No pair on screen: press 'Next pair' first.")
     try:
-        judgement_id = services.loop.vote(Pair(**pair_state), choice, labeler)
+        judgement_id = services.loop.vote(Pair(**pair_state), choice, name)
     except (ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
     total = services.store.count_judgements()
@@ -106,15 +111,22 @@ def next_single(services: Services, tab: LabelTab, pair_state: dict | None, side
 
 
 def rate(
-    services: Services, tab: LabelTab, rating: str, pair_state: dict | None, side: str | None, labeler: str
+    services: Services,
+    tab: LabelTab,
+    rating: str,
+    pair_state: dict | None,
+    side: str | None,
+    typed: str,
+    request: gr.Request,
 ) -> dict:
     """Store a 👍 / 👎 on the completion on screen (skip stores nothing), then show the next completion."""
+    name = guard.labeler(services, request, typed)
     if rating == "skip":
         return next_single(services, tab, pair_state, side) | {tab.vote_status: "Skipped; nothing was stored."}
     if not pair_state or side not in ("left", "right"):
         raise gr.Error("No completion on screen: press Skip [5] to fetch one.")
     try:
-        rating_id = services.loop.rate(Pair(**pair_state), side, rating, labeler)
+        rating_id = services.loop.rate(Pair(**pair_state), side, rating, name)
     except (ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
     message = views.rating_message(rating_id, rating, side, services.loop.label_counts())
@@ -142,7 +154,13 @@ def add_prompt(services: Services, tab: LabelTab, text: str) -> dict:
     return {tab.new_prompt: "", tab.prompt_status: message}
 
 
-def import_prompts(services: Services, file: str | None, progress=gr.Progress()) -> str:  # noqa: B008 (gradio's way)
+def import_prompts(
+    services: Services,
+    file: str | None,
+    request: gr.Request,
+    progress=gr.Progress(),  # noqa: B008 (gradio's way)
+) -> str:
+    guard.require(services, request, "import prompts")
     if file is None:
         raise gr.Error("Choose a JSONL, CSV, TXT or parquet file first.")
     try:
@@ -153,7 +171,10 @@ def import_prompts(services: Services, file: str | None, progress=gr.Progress())
     return f"Imported {added} new prompts from {Path(file).name}. {total} prompts in the store."
 
 
-def apply_settings(services: Services, temperature: float, top_p: float, max_new_tokens: float) -> str:
+def apply_settings(
+    services: Services, temperature: float, top_p: float, max_new_tokens: float, request: gr.Request
+) -> str:
+    guard.require(services, request, "change sampling settings")
     try:
         services.set_sampling(SamplingSettings(float(temperature), float(top_p), int(max_new_tokens)))
     except ValueError as err:
@@ -170,9 +191,12 @@ def queue_status(services: Services) -> str:
 def build(services: Services, demo: gr.Blocks) -> LabelTab:
     """The tab's widgets and events, inside `with gr.Tab(...)`; `demo.load` shows the first pair."""
     pair, side = gr.State(None), gr.State("left")
-    labeler = gr.Textbox(label="Your name (labeler)", value="anonymous", max_lines=1)
+    # With logins on, a vote carries the login's name and this box is not shown (nor read).
+    labeler = gr.Textbox(
+        label="Your name (labeler)", value="anonymous", max_lines=1, visible=not services.access.logins
+    )
     mode = gr.Radio(list(MODES), value=MODES[0], label="Mode", elem_id="label-mode")
-    prompt = gr.Markdown()
+    prompt = gr.HTML(elem_id="prompt")
     with gr.Column(visible=True) as compare_view:
         with gr.Row():
             left = gr.Textbox(label="Left", lines=10, interactive=False)
@@ -186,8 +210,8 @@ def build(services: Services, demo: gr.Blocks) -> LabelTab:
             rates = {r: gr.Button(f"{text} [{key}]", elem_id=f"rate-{r}") for r, text, key in RATE_BUTTONS}
     pair_status, vote_status, queue = gr.Markdown(), gr.Markdown(), gr.Markdown()
     gr.Markdown(f"{LABEL_USE} {KEYS_HELP}")
-    sampling = _sampling_settings(services)
-    new_prompt, prompt_status, add_button = _prompts(services)
+    sampling, apply_button = _sampling_settings(services)
+    new_prompt, prompt_status, add_button, import_group = _prompts(services)
     tab = LabelTab(
         pair=pair,
         side=side,
@@ -202,6 +226,7 @@ def build(services: Services, demo: gr.Blocks) -> LabelTab:
         new_prompt=new_prompt,
         prompt_status=prompt_status,
         sampling=sampling,
+        admin_only=(apply_button, import_group),
     )
 
     pair_outputs = [pair, prompt, left, right, pair_status]
@@ -210,12 +235,12 @@ def build(services: Services, demo: gr.Blocks) -> LabelTab:
     demo.load(show_next, None, pair_outputs, api_name=False)
     for choice, button in votes.items():
         saved = button.click(
-            partial(vote, services, tab, choice), [pair, labeler], [pair, vote_status], api_name=f"vote_{choice}"
+            bind(vote, services, tab, choice), [pair, labeler], [pair, vote_status], api_name=f"vote_{choice}"
         )
         saved.then(show_next, None, pair_outputs, api_name=False)
     for rating, button in rates.items():
         button.click(
-            partial(rate, services, tab, rating),
+            bind(rate, services, tab, rating),
             [pair, side, labeler],
             [pair, side, prompt, single, pair_status, vote_status],
             api_name=f"rate_{rating}",
@@ -231,29 +256,31 @@ def build(services: Services, demo: gr.Blocks) -> LabelTab:
     return tab
 
 
-def _sampling_settings(services: Services) -> tuple[gr.Slider, gr.Slider, gr.Slider]:
-    """The sampling accordion; its sliders, which the Compare tab uses as well."""
+def _sampling_settings(services: Services) -> tuple[tuple[gr.Slider, gr.Slider, gr.Slider], gr.Button]:
+    """The sampling accordion: its sliders, which the Compare tab uses as well, and its Apply button."""
     with gr.Accordion("Sampling settings", open=False):
         temperature = gr.Slider(0.05, 2.0, value=0.8, step=0.05, label="Temperature")
         top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.05, label="Top-p")
         max_new_tokens = gr.Slider(8, 1024, value=128, step=8, label="Max new tokens")
         settings_status = gr.Markdown()
-        gr.Button("Apply").click(
-            partial(apply_settings, services),
+        apply_button = gr.Button("Apply to new pairs (admin)")
+        apply_button.click(
+            bind(apply_settings, services),
             [temperature, top_p, max_new_tokens],
             settings_status,
             api_name="apply_settings",
         )
-    return temperature, top_p, max_new_tokens
+    return (temperature, top_p, max_new_tokens), apply_button
 
 
-def _prompts(services: Services) -> tuple[gr.Textbox, gr.Markdown, gr.Button]:
+def _prompts(services: Services) -> tuple[gr.Textbox, gr.Markdown, gr.Button, gr.Group]:
     """The prompts accordion: type one (wired by `build`, whose handler clears the box), or import a file."""
     with gr.Accordion("Prompts", open=False):
         new_prompt = gr.Textbox(label="Add a prompt", lines=2)
         prompt_status = gr.Markdown()
         add_button = gr.Button("Add")
-        upload = gr.File(label="Import JSONL / CSV / TXT / parquet", type="filepath")
-        import_button = gr.Button("Import file")
-        import_button.click(partial(import_prompts, services), upload, prompt_status, api_name="import_prompts")
-    return new_prompt, prompt_status, add_button
+        with gr.Group() as import_group:
+            upload = gr.File(label="Import JSONL / CSV / TXT / parquet (admin)", type="filepath")
+            import_button = gr.Button("Import file")
+        import_button.click(bind(import_prompts, services), upload, prompt_status, api_name="import_prompts")
+    return new_prompt, prompt_status, add_button, import_group

@@ -19,6 +19,7 @@ import inspect
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -30,7 +31,8 @@ from services import EXPORT_KINDS, Services
 from storage import StoreError
 from training.config import COMPUTE_DTYPES, LOSS_TYPES, QUANTIZATION, REFERENCES, DPOConfig
 from training.trainer import TrainingError
-from ui import views
+from ui import guard, views
+from ui.guard import bind
 
 COMMON_FIELDS = (  # shown first, in this order; every other field goes in the "Advanced" accordion
     "beta",
@@ -158,8 +160,9 @@ class TrainTab:
 
 
 # -- handlers --------------------------------------------------------------------------------------------------
-def start_round(services: Services, processes: Any = None, **values: Any) -> str:
+def start_round(services: Services, request: gr.Request, processes: Any = None, **values: Any) -> str:
     """Start a round with `values` (DPOConfig fields by name) on `processes` processes (None: the default)."""
+    guard.require(services, request, "start a round")
     try:
         config = config_from_values(values)
         services.rounds.start(config, processes=parse_processes(processes))
@@ -168,18 +171,21 @@ def start_round(services: Services, processes: Any = None, **values: Any) -> str
     return "Round started."
 
 
-def start_round_handler(services: Services, fields: list[ConfigField]) -> partial:
+def start_round_handler(services: Services, fields: list[ConfigField]) -> Callable:
     """`start_round` bound to `services`, with a signature naming every field and its default: gradio lists
     the endpoint's parameters from it, so gradio_client takes them as keywords and may leave any out (an
     optional field's empty widget included, which it would otherwise require)."""
-    handler = partial(start_round, services)
+    handler = bind(start_round, services)
     keyword = inspect.Parameter.KEYWORD_ONLY
+    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=gr.Request)
     parameters = [inspect.Parameter(f.name, keyword, default=f.default) for f in fields]
-    handler.__signature__ = inspect.Signature([*parameters, inspect.Parameter("processes", keyword, default=None)])
+    processes = inspect.Parameter("processes", keyword, default=None)
+    handler.__signature__ = inspect.Signature([request, *parameters, processes])
     return handler
 
 
-def cancel_round(services: Services) -> str:
+def cancel_round(services: Services, request: gr.Request) -> str:
+    guard.require(services, request, "cancel a round")
     services.rounds.cancel()
     return "Cancelling… the round stops at its next micro-batch."
 
@@ -197,7 +203,8 @@ def round_status(services: Services, tab: TrainTab) -> dict:
     }
 
 
-def serve(services: Services, version: str) -> str:
+def serve(services: Services, version: str, request: gr.Request) -> str:
+    guard.require(services, request, "serve a version")
     try:
         services.loop.serve(version)
     except (ValueError, StoreError, OSError) as err:
@@ -205,7 +212,8 @@ def serve(services: Services, version: str) -> str:
     return f"Serving **{version}**; new pairs come from it."
 
 
-def export(services: Services, tab: TrainTab, fmt: str, kind: str = "pairs") -> dict:
+def export(services: Services, tab: TrainTab, fmt: str, kind: str, request: gr.Request) -> dict:
+    guard.require(services, request, "export labels")
     try:
         path, count = services.export(kind, fmt)
     except StoreError as err:
@@ -286,10 +294,10 @@ def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab
 
     start = start_round_handler(services, fields)
     start_button.click(start, None, message, inputs_kwargs=widgets, api_name="start_round", concurrency_limit=1)
-    cancel_button.click(partial(cancel_round, services), None, message, api_name="cancel_round", concurrency_limit=1)
-    serve_button.click(partial(serve, services), serve_choice, message, api_name="serve", concurrency_limit=1)
+    cancel_button.click(bind(cancel_round, services), None, message, api_name="cancel_round", concurrency_limit=1)
+    serve_button.click(bind(serve, services), serve_choice, message, api_name="serve", concurrency_limit=1)
     export_button.click(
-        partial(export, services, tab), [fmt, export_kind], [export_file, export_message], api_name="export"
+        bind(export, services, tab), [fmt, export_kind], [export_file, export_message], api_name="export"
     )
     gr.on(
         [gr.Timer(1.0).tick, demo.load],

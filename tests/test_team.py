@@ -1,0 +1,165 @@
+"""Logins and roles on the launched app, driven through gradio_client as anonymous, labeler and admin users.
+
+Every admin route refuses a labeler on the server and changes nothing; anonymous calls do not get in; votes
+carry the login; export downloads need an admin's session.
+"""
+
+import httpx
+import pytest
+
+gradio_client = pytest.importorskip("gradio_client")
+
+from argon2 import PasswordHasher  # noqa: E402 (after the skip)
+from conftest import PROMPT, launch  # noqa: E402
+
+from access import UsersFile  # noqa: E402
+from storage import Store  # noqa: E402
+
+ADMIN, LABELER = ("ada", "admin passphrase"), ("bob", "labeler passphrase")
+# Each admin route with arguments that would change something if it were let through.
+ADMIN_CALLS = {
+    "/start_round": {"epochs": 1},
+    "/cancel_round": {},
+    "/serve": ("base",),
+    "/export": ("jsonl", "pairs"),
+    "/apply_settings": (0.5, 0.5, 16),
+    "/import_prompts": None,  # a file, made by the test
+    "/users": (),
+    "/add_user": ("eve", "admin", "eve passphrase"),
+    "/reset_password": ("ada", "hijacked passphrase"),
+    "/set_role": ("bob", "admin"),
+    "/remove_user": ("ada",),
+}
+SEEN: dict[str, list[int]] = {}  # judgement ids, checked against the file once the app has stopped
+LABELER_ROUTES = {
+    "/next_pair",
+    "/vote_left",
+    "/vote_right",
+    "/vote_tie",
+    "/vote_both_bad",
+    "/vote_skip",
+    "/rate_up",
+    "/rate_down",
+    "/rate_skip",
+    "/add_prompt",
+    "/queue_status",
+    "/round_status",
+    "/stored_prompts",
+    "/compare",
+}
+
+
+@pytest.fixture(scope="module")
+def team_app(tiny_model_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("team")
+    users = UsersFile(work / "users.json", hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    users.add(*ADMIN, role="admin")
+    users.add(*LABELER, role="labeler")
+    args = ("--users", str(users.path), "--host", "0.0.0.0")
+    for admin, proc in launch(tiny_model_dir, work, args=args, auth=ADMIN):
+        admin.predict(0.8, 0.95, 8, api_name="/apply_settings")
+        yield admin, proc, work, admin.src
+
+
+def call(client, route: str, arguments):
+    if isinstance(arguments, dict):
+        return client.predict(**arguments, api_name=route)
+    return client.predict(*arguments, api_name=route)
+
+
+def test_anonymous_visitors_get_no_page_and_no_api(team_app):
+    _, _, work, url = team_app
+    with pytest.raises(Exception):  # noqa: B017 (gradio_client raises its own kinds for a refused config)
+        gradio_client.Client(url, verbose=False)
+    with pytest.raises(Exception):  # noqa: B017
+        gradio_client.Client(url, verbose=False, auth=("bob", "wrong password"))
+    assert httpx.get(f"{url}gradio_api/info").status_code in (401, 403)
+    assert "without logins" not in (work / "app.log").read_text(), "logins on: no network warning"
+
+
+def test_every_route_is_either_a_labelers_or_refused_to_labelers(team_app):
+    admin, _, _, url = team_app
+    routes = set(admin.view_api(print_info=False, return_format="dict")["named_endpoints"])
+    assert routes == LABELER_ROUTES | set(ADMIN_CALLS), "a new route needs a decision: labeler or admin"
+
+
+def test_a_labeler_is_refused_every_admin_route_and_nothing_changes(team_app):
+    admin, _, work, url = team_app
+    labeler = gradio_client.Client(url, verbose=False, auth=LABELER)
+    prompts_file = work / "more.txt"
+    prompts_file.write_text("A prompt a labeler wants in.\n")
+    calls = dict(ADMIN_CALLS) | {"/import_prompts": (gradio_client.handle_file(str(prompts_file)),)}
+    for route in calls:
+        with pytest.raises(Exception, match=r"Only an admin can .*'bob' is a labeler"):
+            call(labeler, route, calls[route])
+    assert not list((work / "exports").glob("*")), "no export was written"
+    assert not (work / "runs").exists() or not list((work / "runs").glob("*round_*")), "no round started"
+    users = admin.predict(api_name="/users")
+    assert [(row[0], row[1]) for row in users["data"]] == [("ada", "admin"), ("bob", "labeler")]
+    gradio_client.Client(url, verbose=False, auth=ADMIN)  # ada's password still works
+    assert "Serving **base**" in admin.predict(api_name="/round_status")[3]
+
+
+def test_a_labelers_votes_carry_their_login_not_a_typed_name(team_app):
+    admin, proc, work, url = team_app
+    labeler = gradio_client.Client(url, verbose=False, auth=LABELER)
+    ids = []
+    for choice in ("left", "right"):
+        labeler.predict(api_name="/next_pair")
+        saved = labeler.predict("ada", api_name=f"/vote_{choice}")  # claims to be ada
+        ids.append(int(saved.split("#")[1].split()[0]))
+    labeler.predict(api_name="/next_pair")
+    assert labeler.predict("ada", api_name="/rate_up")  # 'Rate one' mode stores the login too
+    admin.predict(api_name="/next_pair")
+    ids.append(int(admin.predict("", api_name="/vote_left").split("#")[1].split()[0]))
+    SEEN["judgements"] = ids
+
+
+def test_export_downloads_need_an_admins_session(team_app):
+    _, _, work, url = team_app
+    raw_admin = gradio_client.Client(url, verbose=False, auth=ADMIN, download_files=False)
+    exported, message = raw_admin.predict("jsonl", "pairs", api_name="/export")
+    assert "Exported 3 pairs" in message
+    link = exported["url"]
+    labeler = gradio_client.Client(url, verbose=False, auth=LABELER)
+    as_labeler = httpx.get(link, cookies=labeler.cookies)
+    assert as_labeler.status_code == 403 and "admin" in as_labeler.json()["detail"]
+    assert httpx.get(link).status_code in (401, 403), "no session, no file"
+    as_admin = httpx.get(link, cookies=raw_admin.cookies)
+    assert as_admin.status_code == 200 and len(as_admin.text.splitlines()) == 3
+    # The exports folder itself is no way around it, under any name.
+    written = next((work / "exports").glob("pairs-*.jsonl"))
+    renamed = written.rename(written.with_name("renamed.jsonl"))
+    folder_link = f"{url}gradio_api/file={renamed.resolve()}"
+    assert httpx.get(folder_link, cookies=labeler.cookies).status_code == 403
+    assert httpx.get(folder_link, cookies=raw_admin.cookies).status_code == 200
+
+
+def test_an_admin_manages_users_from_the_team_tab(team_app):
+    admin, _, _, url = team_app
+    table, message, password_box = admin.predict("carol", "labeler", "carol passphrase", api_name="/add_user")
+    assert "Added labeler **carol**" in message and ["carol", "labeler"] == table["data"][2][:2]
+    assert password_box == "", "the password does not stay on screen"
+    carol = gradio_client.Client(url, verbose=False, auth=("carol", "carol passphrase"))
+    assert carol.predict(api_name="/next_pair")[0].startswith(PROMPT)
+    with pytest.raises(Exception, match="at least 8"):
+        admin.predict("carol", "short", api_name="/reset_password")
+    admin.predict("carol", "carol's new passphrase", api_name="/reset_password")
+    with pytest.raises(Exception):  # noqa: B017
+        gradio_client.Client(url, verbose=False, auth=("carol", "carol passphrase"))
+    carol = gradio_client.Client(url, verbose=False, auth=("carol", "carol's new passphrase"))
+    admin.predict("carol", api_name="/remove_user")
+    with pytest.raises(Exception):  # noqa: B017 (logged out at her next request)
+        carol.predict(api_name="/next_pair")
+
+
+def test_votes_in_duckdb_carry_the_login(team_app):
+    _, proc, work, _ = team_app
+    proc.kill()
+    proc.wait()
+    with Store(work / "loop.duckdb") as store:
+        judged = {j.id: j.labeler for j in store.list_judgements()}
+        ratings = [r.labeler for r in store.list_ratings()]
+    bob_first, bob_second, ada = SEEN["judgements"]
+    assert judged[bob_first] == judged[bob_second] == "bob" and judged[ada] == "ada"
+    assert ratings == ["bob"]

@@ -1,0 +1,124 @@
+"""Server-side access control for the web UI: every admin handler calls `require`, and every HTTP request
+passes `AccessGuard` (removed users, export downloads). Hidden buttons are a convenience; these are the control.
+
+    handler = bind(start_round, services)         # like functools.partial, but gradio still sees gr.Request
+    require(services, request, "start a round")   # gr.Error unless the request's login is an admin
+    demo.launch(**launch_options(services))        # logins (when a users file is given) + the export guard
+
+Who may do what is decided by `access.Access`; this module only adapts it to gradio and HTTP.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import typing
+from pathlib import Path
+
+import anyio
+import gradio as gr
+from starlette.middleware import Middleware
+from starlette.requests import Request as HTTPRequest
+from starlette.responses import JSONResponse
+
+from access import Access, AccessDenied
+from services import EXPORT_KINDS, Services
+
+EXPORT_NAME = re.compile(rf"^({'|'.join(EXPORT_KINDS)})-\d{{8}}-\d{{6}}")  # as Services.export names them
+FILE_ROUTE = re.compile(r"/file[=/](?P<path>.+)$")
+
+
+def bind(fn, *args):
+    """`functools.partial(fn, *args)` that gradio can inspect: it injects gr.Request / gr.Progress by the
+    parameters' annotations, which it cannot read through a partial."""
+    bound = functools.partial(fn, *args)
+
+    @functools.wraps(fn)
+    def handler(*rest, **kwargs):
+        return bound(*rest, **kwargs)
+
+    signature = inspect.signature(bound)
+    hints = typing.get_type_hints(fn)
+    handler.__signature__ = signature
+    handler.__annotations__ = {name: hints[name] for name in signature.parameters if name in hints}
+    del handler.__wrapped__  # inspect.signature must stop at __signature__, not unwrap to fn's
+    return handler
+
+
+def user_of(request: gr.Request | None) -> str | None:
+    return getattr(request, "username", None) if request is not None else None
+
+
+def require(services: Services, request: gr.Request | None, action: str) -> None:
+    """Refuse `action` (gr.Error, nothing done) unless the request's user may do it."""
+    try:
+        services.access.require(user_of(request), action)
+    except AccessDenied as err:
+        raise gr.Error(str(err)) from err
+
+
+def labeler(services: Services, request: gr.Request | None, typed: str | None = None) -> str:
+    """The name a vote is stored under: the login when logins are on (the typed name is ignored)."""
+    try:
+        return services.access.labeler(user_of(request), typed)
+    except AccessDenied as err:
+        raise gr.Error(str(err)) from err
+
+
+class AccessGuard:
+    """ASGI middleware, with logins on: a session whose user was removed from the users file is logged out at
+    its next request (401), and a file route serving an export (by its name, or from the exports folder)
+    answers 403 unless the session is an admin's. Without logins everything passes, as before."""
+
+    def __init__(self, app, access: Access, exports_dir: Path):
+        self.app, self.access, self.exports_dir = app, access, exports_dir.resolve()
+
+    def is_export(self, path: str) -> bool:
+        target = Path(path)
+        if EXPORT_NAME.match(target.name):
+            return True
+        try:
+            return target.resolve().is_relative_to(self.exports_dir)
+        except (OSError, ValueError):
+            return False
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and self.access.logins:
+            refusal = self.refusal(scope)
+            if refusal is not None:
+                status, message = refusal
+                await JSONResponse({"detail": message}, status_code=status)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def refusal(self, scope) -> tuple[int, str] | None:
+        app = scope.get("app")
+        tokens, cookie_id = getattr(app, "tokens", {}), getattr(app, "cookie_id", "")
+        cookies = HTTPRequest(scope).cookies
+        token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
+        user = tokens.get(token)
+        role = self.access.role(user)
+        if user is not None and role is None:  # removed from the users file since logging in
+            tokens.pop(token, None)
+            return 401, f"User {user!r} no longer exists: ask an admin for a login."
+        match = FILE_ROUTE.search(scope.get("path", ""))
+        if match and self.is_export(match["path"]) and role != "admin":
+            return 403, "Export downloads need an admin's login: log in as an admin and export again."
+        return None
+
+
+def launch_options(services: Services) -> dict:
+    """`demo.launch` keywords for access: the guard always, a login page when logins are on."""
+    exports = services.exports_dir.resolve()
+    options = {
+        "allowed_paths": [str(exports)],  # exports may live outside the working folder
+        "app_kwargs": {"middleware": [Middleware(AccessGuard, access=services.access, exports_dir=exports)]},
+    }
+    if services.access.logins:
+
+        async def login(name: str, password: str) -> bool:  # Argon2 takes ~0.1 s: off the event loop
+            return await anyio.to_thread.run_sync(services.access.login, name, password)
+
+        options |= {"auth": login, "auth_message": "prefloop: log in with the name and password an admin gave you."}
+    return options
