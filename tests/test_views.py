@@ -227,3 +227,17 @@ def test_nothing_but_the_app_imports_gradio():
     repo = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_prompts_render_markdown_that_fetches_nothing_and_links_nowhere():
+    hostile = (
+        "Look: ![pixel](https://tracker.example/p.gif) [click](https://evil.example) <https://evil.example> "
+        '<img src="https://tracker.example/q.gif"> https://bare.example\n\n'
+        "[ref]: https://evil.example\n\n<script>alert(1)</script>\n\n"
+        "```python\nprint('hi')\n```\n\n- one\n- two\n\n**bold**"
+    )
+    html = views.prompt_html(hostile)
+    assert "<img" not in html and "<a " not in html and "<script" not in html and "href" not in html
+    assert "![pixel](https://tracker.example/p.gif)" in html, "what was written stays readable, as text"
+    assert '<code class="language-python">' in html and "<li>one</li>" in html and "<strong>bold</strong>" in html
+    assert "&lt;img" in html and "&lt;script&gt;" in html

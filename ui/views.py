@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from markdown_it import MarkdownIt
+
 from storage import BASE_VERSION, round_version
 
 if TYPE_CHECKING:
@@ -33,12 +35,18 @@ ROUND_COLUMNS = (
     "error",
 )
 PLOT_METRICS = ("loss", "margin", "accuracy")
+# Prompts are other people's text: rendered as Markdown (code, lists, emphasis) with no raw HTML and no links,
+# images or autolinks, so showing one can neither fetch anything nor lead anywhere; those stay visible as text.
+PROMPT_MARKDOWN = MarkdownIt("commonmark", {"html": False, "linkify": False}).disable(
+    ["link", "image", "autolink", "html_inline", "html_block", "reference"]
+)
 BAR_WIDTH = 20
 
 
 # -- labeling --------------------------------------------------------------------------------------------
-def prompt_line(prompt: str) -> str:
-    return f"**Prompt:** {prompt}"
+def prompt_html(prompt: str) -> str:
+    """A prompt as HTML that fetches nothing and links nowhere (see PROMPT_MARKDOWN)."""
+    return f'<div class="prompt"><strong>Prompt:</strong>{PROMPT_MARKDOWN.render(prompt)}</div>'
 
 
 def pair_status(version: str, status: Status) -> str:
