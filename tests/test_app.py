@@ -46,14 +46,15 @@ def start_round(client, **fields) -> str:
 
 
 def label(client, n: int, labeler="tester") -> list[str]:
+    """`n` votes as the Label tab casts them: a vote answers with the next pair, which the next vote judges."""
     statuses = []
+    prompt, left, right, status = client.predict(api_name="/next_pair")
     for i in range(n):
-        prompt, left, right, status = client.predict(api_name="/next_pair")
         assert prompt.startswith(PROMPT) and isinstance(left, str) and isinstance(right, str)
-        choice = "left" if i % 2 == 0 else "right"
-        saved = client.predict(labeler, api_name=f"/vote_{choice}")
-        assert saved.startswith("Saved vote #")
         statuses.append(status)
+        choice = "left" if i % 2 == 0 else "right"
+        saved, prompt, left, right, status = client.predict(labeler, api_name=f"/vote_{choice}")
+        assert saved.startswith("Saved vote #")
     return statuses
 
 
@@ -123,7 +124,8 @@ def test_the_whole_loop_through_the_app(app):
     assert re.fullmatch(r"Queue: [0-2] of 2 pairs ready · serving \*\*base\*\*", queue), queue
     prompt, _, _, status = client.predict(api_name="/next_pair")
     assert prompt.startswith(PROMPT) and status.startswith("Pair from **base**"), (prompt, status)
-    tie = client.predict("tester", api_name="/vote_tie")
+    tie, next_prompt, _, _, _ = client.predict("tester", api_name="/vote_tie")
+    assert next_prompt.startswith(PROMPT), "the vote's answer holds the next pair"
     assert re.fullmatch(r"Saved vote #\d+ \(tie\)\. Total votes: 11\.", tie), tie
 
     # Ten epochs keep the tiny round busy long enough to see it refuse a second start. Every Train tab field
@@ -150,7 +152,7 @@ def test_the_whole_loop_through_the_app(app):
     with pytest.raises(Exception, match="already running"):
         start_round(client, beta=0.1)
     client.predict(api_name="/next_pair")  # labeling goes on while the round trains
-    assert client.predict("tester", api_name="/vote_skip").startswith("Saved vote #")
+    assert client.predict("tester", api_name="/vote_skip")[0].startswith("Saved vote #")
     progress, serving, summary = wait_for_round(client)
     assert "**done**" in progress, progress
     assert "10 pairs (every loss)" in summary and "1 ties (not trained)" in summary
@@ -274,7 +276,7 @@ def test_killing_a_rounds_process_keeps_the_app_serving_and_labelers_labeling(ti
         assert proc.poll() is None, "the app is still running"
         _, _, _, status = client.predict(api_name="/next_pair")
         assert "Pair from **base**" in status
-        assert client.predict("tester", api_name="/vote_left").startswith("Saved vote #")
+        assert client.predict("tester", api_name="/vote_left")[0].startswith("Saved vote #")
         assert not (tmp_path / "runs" / "round_001").exists() and not (tmp_path / "runs" / ".round_001.tmp").exists()
 
 
@@ -313,7 +315,7 @@ def test_votes_fired_at_once_on_one_pair_store_one_judgement(tiny_model_dir, tmp
                     answers.append(job.result(timeout=120))
                 except Exception as err:  # the refused contradictory vote
                     answers.append(err)
-            saved = {a for a in answers if isinstance(a, str)}
+            saved = {a[0] for a in answers if isinstance(a, tuple)}
             assert len({a.split(" ")[2] for a in saved}) == 1, answers  # 'Saved vote #N ...': one id
         proc.kill()
         proc.wait()

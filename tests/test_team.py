@@ -106,12 +106,12 @@ def test_a_labelers_votes_carry_their_login_not_a_typed_name(team_app):
     ids = []
     for choice in ("left", "right"):
         labeler.predict(api_name="/next_pair")
-        saved = labeler.predict("ada", api_name=f"/vote_{choice}")  # claims to be ada
+        saved = labeler.predict("ada", api_name=f"/vote_{choice}")[0]  # claims to be ada
         ids.append(int(saved.split("#")[1].split()[0]))
     labeler.predict(api_name="/next_pair")
     assert labeler.predict("ada", api_name="/rate_up")  # 'Rate one' mode stores the login too
     admin.predict(api_name="/next_pair")
-    ids.append(int(admin.predict("", api_name="/vote_left").split("#")[1].split()[0]))
+    ids.append(int(admin.predict("", api_name="/vote_left")[0].split("#")[1].split()[0]))
     SEEN["judgements"] = ids
 
 

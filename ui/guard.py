@@ -31,12 +31,19 @@ FILE_ROUTE = re.compile(r"/file[=/](?P<path>.+)$")
 
 def bind(fn, *args):
     """`functools.partial(fn, *args)` that gradio can inspect: it injects gr.Request / gr.Progress by the
-    parameters' annotations, which it cannot read through a partial."""
+    parameters' annotations, which it cannot read through a partial, and streams generators' updates."""
     bound = functools.partial(fn, *args)
+    if inspect.isgeneratorfunction(fn):  # gradio streams a generator's updates only if it can tell
 
-    @functools.wraps(fn)
-    def handler(*rest, **kwargs):
-        return bound(*rest, **kwargs)
+        def handler(*rest, **kwargs):
+            yield from bound(*rest, **kwargs)
+
+    else:
+
+        def handler(*rest, **kwargs):
+            return bound(*rest, **kwargs)
+
+    functools.update_wrapper(handler, fn)
 
     signature = inspect.signature(bound)
     hints = typing.get_type_hints(fn)

@@ -8,6 +8,7 @@ Built by `ui.build_demo`; `build(services)` returns the tab's widgets as a `Labe
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -88,7 +89,9 @@ def next_pair(services: Services, tab: LabelTab) -> dict:
 
 def vote(
     services: Services, tab: LabelTab, choice: str, pair_state: dict | None, typed: str, request: gr.Request
-) -> dict:
+) -> Iterator[dict]:
+    """Store the vote and say so, then show the next pair: one request, so the next pair is on screen one
+    round trip after the click (an API client's `predict` returns the vote's message with the next pair)."""
     name = guard.labeler(services, request, typed)
     if not pair_state:
         raise gr.Error("No pair on screen: press 'Next pair' first.")
@@ -97,7 +100,12 @@ def vote(
     except (ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
     total = services.store.count_judgements()
-    return {tab.pair: None, tab.vote_status: views.vote_message(judgement_id, choice, total)}
+    saved = {tab.pair: None, tab.vote_status: views.vote_message(judgement_id, choice, total)}
+    yield saved
+    try:
+        yield saved | show_pair(services, tab, services.loop.next_pair())
+    except Exception as err:  # the vote is stored whatever happens to the next pair: say why there is none
+        yield saved | {tab.prompt: "", tab.left: "", tab.right: "", tab.pair_status: f"No next pair: {err}"}
 
 
 def next_single(services: Services, tab: LabelTab, pair_state: dict | None, side: str | None) -> dict:
@@ -234,10 +242,13 @@ def build(services: Services, demo: gr.Blocks) -> LabelTab:
     next_button.click(show_next, None, pair_outputs, api_name="next_pair")
     demo.load(show_next, None, pair_outputs, api_name=False)
     for choice, button in votes.items():
-        saved = button.click(
-            bind(vote, services, tab, choice), [pair, labeler], [pair, vote_status], api_name=f"vote_{choice}"
+        button.click(
+            bind(vote, services, tab, choice),
+            [pair, labeler],
+            [vote_status, *pair_outputs],
+            api_name=f"vote_{choice}",
+            show_progress="hidden",
         )
-        saved.then(show_next, None, pair_outputs, api_name=False)
     for rating, button in rates.items():
         button.click(
             bind(rate, services, tab, rating),
