@@ -110,6 +110,30 @@ MIGRATIONS: list[tuple[str, str]] = [
         INSERT INTO rated_generations SELECT generation_id, min(id) FROM ratings GROUP BY generation_id
         """,
     ),
+    (
+        # Undo, edit-to-chosen, truncation marks and labeling guidelines. A withdrawn judgement keeps its row (the
+        # audit) and gets one in `withdrawals`; it leaves judged_pairs, so it never counts, trains or exports,
+        # and the pair can be judged again. A generation written by a person has author 'human'. cut_at: the
+        # completion was stopped by the token limit after that many new tokens (NULL: it ended by itself, or
+        # was sampled before this was recorded). Guidelines keep every version; the newest is shown.
+        "004_undo_edit_guidelines",
+        """
+        ALTER TABLE generations ADD COLUMN author VARCHAR DEFAULT 'model';
+        ALTER TABLE generations ADD COLUMN cut_at INTEGER;
+        CREATE TABLE withdrawals (
+            judgement_id BIGINT PRIMARY KEY REFERENCES judgements (id),
+            labeler VARCHAR NOT NULL,
+            withdrawn_at TIMESTAMP NOT NULL
+        );
+        CREATE SEQUENCE guideline_ids START 1;
+        CREATE TABLE guidelines (
+            id BIGINT PRIMARY KEY DEFAULT nextval('guideline_ids'),
+            text VARCHAR NOT NULL,
+            author VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        )
+        """,
+    ),
 ]
 
 

@@ -35,6 +35,8 @@ class Generation:
     version: str
     text: str
     settings: dict
+    author: str = "model"  # "human": written or edited by a labeler (edit to chosen)
+    cut_at: int | None = None  # stopped by the token limit after this many new tokens; None: it ended itself
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class Round:
     finished_at: datetime | None
     error: str | None
     n_ratings: int = 0
+    n_edited: int = 0  # pairs whose chosen side a labeler wrote (edit to chosen)
 
     @property
     def version(self) -> str:

@@ -22,7 +22,10 @@ from storage.models import BASE_VERSION, Round, round_version
 
 ROUND_COLUMNS = (
     "id, status, config, metrics, adapter_path, parent_round, base_model, n_pairs, started_at, finished_at, error, "
-    "(SELECT count(*) FROM round_ratings rr WHERE rr.round_id = rounds.id) AS n_ratings"
+    "(SELECT count(*) FROM round_ratings rr WHERE rr.round_id = rounds.id) AS n_ratings, "
+    "(SELECT count(*) FROM round_judgements rj JOIN judgements j ON j.id = rj.judgement_id "
+    " JOIN generations g ON g.id = j.left_generation_id WHERE rj.round_id = rounds.id AND g.author = 'human') "
+    "AS n_edited"
 )
 FAIL_STATUSES = ("failed", "cancelled")
 INTERRUPTED = "interrupted: the app stopped during this round"

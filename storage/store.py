@@ -113,6 +113,12 @@ class Store:
 
         return self.db.write(insert_all)
 
+    def count_unjudged_prompts(self) -> int:
+        """Prompts without a counted vote yet (0: every prompt has one, and new pairs repeat prompts)."""
+        return self.db.value(
+            f"SELECT count(*) FROM prompts WHERE id NOT IN (SELECT j.prompt_id FROM {COUNTED_JUDGEMENTS})"
+        )
+
     def count_prompts(self) -> int:
         return self.db.value("SELECT count(*) FROM prompts")
 
@@ -144,18 +150,14 @@ class Store:
         return [Prompt(*row) for row in rows]
 
     # -- generations ----------------------------------------------------------------------------------
-    def add_generation(self, prompt_id: int, version: str, text: str, settings: dict) -> int:
-        """Store one completion of a prompt by policy `version` with its sampling settings; returns its id."""
-        settings_json = json.dumps(settings)
+    def add_generation(
+        self, prompt_id: int, version: str, text: str, settings: dict, cut_at: int | None = None
+    ) -> int:
+        """Store one completion of a prompt by policy `version` with its sampling settings; returns its id.
+        cut_at: the token limit stopped it after that many new tokens."""
 
         def insert(cur: Cursor) -> int:
-            if cur.execute("SELECT 1 FROM prompts WHERE id = ?", [prompt_id]).fetchone() is None:
-                raise StoreError(f"No prompt with id {prompt_id}; add the prompt before its completions.")
-            return cur.execute(
-                "INSERT INTO generations (prompt_id, version, text, settings, created_at) VALUES (?, ?, ?, ?, ?) "
-                "RETURNING id",
-                [prompt_id, version, text, settings_json, datetime.now()],
-            ).fetchone()[0]
+            return _insert_generation(cur, prompt_id, version, text, settings, "model", cut_at)
 
         return self.db.write(insert)
 
@@ -165,12 +167,13 @@ class Store:
 
     def get_generation(self, generation_id: int) -> Generation:
         rows = self.db.read(
-            "SELECT id, prompt_id, version, text, settings FROM generations WHERE id = ?", [generation_id]
+            "SELECT id, prompt_id, version, text, settings, author, cut_at FROM generations WHERE id = ?",
+            [generation_id],
         )
         if not rows:
             raise StoreError(f"No generation with id {generation_id}; fetch a new pair.")
-        *fields, settings = rows[0]
-        return Generation(*fields, settings=json.loads(settings))
+        gid, prompt_id, version, text, settings, author, cut_at = rows[0]
+        return Generation(gid, prompt_id, version, text, json.loads(settings), author or "model", cut_at)
 
     # -- judgements -----------------------------------------------------------------------------------
     def add_judgement(
@@ -223,6 +226,100 @@ class Store:
             return judgement_id
 
         return self.db.write(insert)
+
+    def withdraw_judgement(self, judgement_id: int, labeler: str) -> None:
+        """Undo a vote: it stays as a row (the audit) with a withdrawal beside it, never counts, trains or
+        exports again, and its pair can be judged anew. Only its labeler may, and not once a round used it."""
+
+        def withdraw(cur: Cursor) -> None:
+            row = cur.execute(
+                "SELECT j.labeler, j.created_at, w.judgement_id IS NOT NULL FROM judgements j "
+                "LEFT JOIN withdrawals w ON w.judgement_id = j.id WHERE j.id = ?",
+                [judgement_id],
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"No vote #{judgement_id} to undo.")
+            owner, created_at, withdrawn = row
+            if withdrawn:
+                raise StoreError(f"Vote #{judgement_id} is already undone.")
+            if owner != labeler:
+                raise StoreError(f"Vote #{judgement_id} is {owner}'s; you can undo only your own votes.")
+            used = cur.execute(
+                "SELECT min(r.id) FROM rounds r LEFT JOIN round_judgements rj ON rj.round_id = r.id "
+                "WHERE (r.status = 'done' AND rj.judgement_id = ?) OR (r.status = 'running' AND r.started_at > ?)",
+                [judgement_id, created_at],
+            ).fetchone()[0]
+            if used is not None:
+                raise StoreError(
+                    f"Vote #{judgement_id} is in round {used}'s training data, so it cannot be undone; "
+                    "a later round can outweigh it."
+                )
+            cur.execute("DELETE FROM judged_pairs WHERE judgement_id = ?", [judgement_id])
+            cur.execute("INSERT INTO withdrawals VALUES (?, ?, ?)", [judgement_id, labeler, datetime.now()])
+
+        self.db.write(withdraw)
+
+    def withdrawn_judgements(self) -> list[int]:
+        return [jid for (jid,) in self.db.read("SELECT judgement_id FROM withdrawals ORDER BY judgement_id")]
+
+    def add_edited_pair(
+        self, prompt_id: int, original_id: int, edited_text: str, labeler: str, policy_version: str
+    ) -> int:
+        """Edit to chosen: store `edited_text` as a human-written completion of the prompt and a judgement
+        with it as chosen (left) and the original completion `original_id` as rejected. Returns its id."""
+        edited_text = (edited_text or "").strip()
+        if not edited_text:
+            raise StoreError("The edited answer is empty: write the better answer, or cancel the edit.")
+
+        def insert(cur: Cursor) -> int:
+            original = cur.execute(
+                "SELECT text FROM generations WHERE id = ? AND prompt_id = ?", [original_id, prompt_id]
+            ).fetchone()
+            if original is None:
+                raise StoreError(f"Generation {original_id} is not a completion of prompt {prompt_id}.")
+            if original[0].strip() == edited_text:
+                raise StoreError("The edit is the same as the original: change it, or vote instead.")
+            edited_id = _insert_generation(cur, prompt_id, policy_version, edited_text, {}, "human", None)
+            judgement_id = cur.execute(
+                "INSERT INTO judgements (prompt_id, left_generation_id, right_generation_id, choice, labeler, "
+                "policy_version, created_at) VALUES (?, ?, ?, 'left', ?, ?, ?) RETURNING id",
+                [prompt_id, edited_id, original_id, labeler, policy_version, datetime.now()],
+            ).fetchone()[0]
+            cur.execute("INSERT INTO judged_pairs VALUES (?, ?, ?)", [*sorted([edited_id, original_id]), judgement_id])
+            return judgement_id
+
+        return self.db.write(insert)
+
+    def label_counters(self, labeler: str | None = None) -> dict[str, int]:
+        """Counted votes today (since local midnight), by `labeler`, and since the last finished round."""
+        midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
+        today, mine = self.db.read(
+            f"SELECT count(*) FILTER (WHERE j.created_at >= ?), count(*) FILTER (WHERE j.labeler = ?) "
+            f"FROM {COUNTED_JUDGEMENTS}",
+            [midnight, labeler or ""],
+        )[0]
+        unused = self.db.value(f"SELECT count(*) FROM {COUNTED_JUDGEMENTS} WHERE true{UNUSED_JUDGEMENT}")
+        return {"today": today, "mine": mine, "since_round": unused}
+
+    # -- guidelines -----------------------------------------------------------------------------------
+    def set_guidelines(self, text: str, author: str) -> int:
+        """A new version of the labeling guidelines (Markdown); earlier versions stay. Returns its id."""
+
+        def insert(cur: Cursor) -> int:
+            return cur.execute(
+                "INSERT INTO guidelines (text, author, created_at) VALUES (?, ?, ?) RETURNING id",
+                [text, author, datetime.now()],
+            ).fetchone()[0]
+
+        return self.db.write(insert)
+
+    def guidelines(self) -> tuple[str, str, datetime] | None:
+        """The newest guidelines as (text, author, when), or None before any were written."""
+        rows = self.db.read("SELECT text, author, created_at FROM guidelines ORDER BY id DESC LIMIT 1")
+        return rows[0] if rows else None
+
+    def guideline_history(self) -> list[tuple[int, str, datetime]]:
+        return self.db.read("SELECT id, author, created_at FROM guidelines ORDER BY id")
 
     def count_judgements(self, choice: str | None = None) -> int:
         """How many votes there are, or how many with this `choice`."""
@@ -350,6 +447,18 @@ class Store:
         if not rows:
             raise StoreError("Nothing to export yet: vote on pairs or rate completions 👍 / 👎 first.")
         return write_rows(rows, path, fmt)
+
+
+def _insert_generation(
+    cur: Cursor, prompt_id: int, version: str, text: str, settings: dict, author: str, cut_at: int | None
+) -> int:
+    if cur.execute("SELECT 1 FROM prompts WHERE id = ?", [prompt_id]).fetchone() is None:
+        raise StoreError(f"No prompt with id {prompt_id}; add the prompt before its completions.")
+    return cur.execute(
+        "INSERT INTO generations (prompt_id, version, text, settings, created_at, author, cut_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        [prompt_id, version, text, json.dumps(settings), datetime.now(), author, cut_at],
+    ).fetchone()[0]
 
 
 def _insert_prompt(cur: Cursor, text: str, source: str) -> int:

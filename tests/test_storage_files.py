@@ -68,11 +68,21 @@ def test_reopening_a_file_applies_only_missing_migrations_and_keeps_data(tmp_pat
     shipped = list(storage.migrations.MIGRATIONS)
     names = [name for name, _ in shipped]
     # A file made by a prefloop that knew only the first migration (before single ratings existed); its vote is
-    # written as that prefloop wrote it, since today's add_judgement also fills tables of later migrations.
+    # and its completions are written as that prefloop wrote them, since today's code fills columns and tables of
+    # later migrations.
     monkeypatch.setattr(storage.migrations, "MIGRATIONS", shipped[:1])
     with Store(path) as store:
         prompt = store.add_prompt("p")
-        left, right = (store.add_generation(prompt, "base", text, SETTINGS) for text in "ab")
+        left, right = (
+            store.db.write(
+                lambda cur, text=text: cur.execute(
+                    "INSERT INTO generations (prompt_id, version, text, settings, created_at) "
+                    "VALUES (?, 'base', ?, '{}', now()) RETURNING id",
+                    [prompt, text],
+                ).fetchone()[0]
+            )
+            for text in "ab"
+        )
         judgement = store.db.write(
             lambda cur: cur.execute(
                 "INSERT INTO judgements (prompt_id, left_generation_id, right_generation_id, choice, labeler, "
