@@ -81,6 +81,7 @@ class Status:
     depth: int
     sampling_error: str | None
     notice: str | None = None
+    eta_s: float | None = None  # about how long until a pair is ready (0: one is queued; None: not known yet)
 
 
 @dataclass
@@ -98,7 +99,14 @@ class Services:
         if self.loop is None:
             return Status(self.store.rounds.get_serving(), 0, 0, None)
         sampler = self.loop.sampler
-        return Status(self.loop.server.version, sampler.queued(), sampler.depth, sampler.last_error, self.loop.notice)
+        return Status(
+            self.loop.server.version,
+            sampler.queued(),
+            sampler.depth,
+            sampler.last_error,
+            self.loop.notice,
+            sampler.eta_s(),
+        )
 
     def set_sampling(self, settings: SamplingSettings) -> None:
         """New pairs sample with `settings`; queued pairs sampled otherwise are dropped (unless keep_stale)."""

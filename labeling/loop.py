@@ -72,6 +72,30 @@ class Loop:
         generation_id = pair.left_id if side == "left" else pair.right_id
         return self.store.add_rating(generation_id, rating, labeler, pair.version)
 
+    def undo(self, judgement_ids: list[int], labeler: str) -> None:
+        """Withdraw `labeler`'s judgements (one vote, or an edit's one or two pairs): kept for the record, never
+        trained on; the first that cannot be withdrawn stops the rest (StoreError says why)."""
+        labeler = (labeler or "").strip() or "anonymous"
+        for judgement_id in judgement_ids:
+            self.store.withdraw_judgement(judgement_id, labeler)
+
+    def edit(self, pair: Pair, source: str, text: str, labeler: str) -> list[int]:
+        """Edit to chosen: `text` (edited from the `source` completion, "left" or "right", or written from
+        scratch, "blank") is stored as human-written and chosen over the completion it was edited from, or over
+        both when written from scratch. Returns the new judgements' ids."""
+        if source not in ("left", "right", "blank"):
+            raise ValueError(f"source must be 'left', 'right' or 'blank'; got {source!r}")
+        labeler = (labeler or "").strip() or "anonymous"
+        originals = {"left": [pair.left_id], "right": [pair.right_id], "blank": [pair.left_id, pair.right_id]}
+        return [
+            self.store.add_edited_pair(pair.prompt_id, original, text, labeler, pair.version)
+            for original in originals[source]
+        ]
+
+    def put_back(self, pair: Pair) -> None:
+        """An unjudged pair a labeler had on screen goes back to the queue (when they undo instead)."""
+        self.sampler.put_back(pair)
+
     def label_counts(self) -> dict[str, int]:
         """What the store holds for training: pairs (left/right votes), both-bad votes, ties and 👍 / 👎 ratings."""
         count = self.store.count_judgements

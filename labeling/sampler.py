@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, replace
 
@@ -36,9 +37,19 @@ class Pair:
     left: str
     right_id: int
     right: str
+    left_cut: int | None = None  # the token limit stopped this side after that many new tokens
+    right_cut: int | None = None
 
     def swapped(self) -> Pair:
-        return replace(self, left_id=self.right_id, left=self.right, right_id=self.left_id, right=self.left)
+        return replace(
+            self,
+            left_id=self.right_id,
+            left=self.right,
+            left_cut=self.right_cut,
+            right_id=self.left_id,
+            right=self.left,
+            right_cut=self.left_cut,
+        )
 
 
 def next_batch_prompts(queued: int, depth: int, batch_prompts: int) -> int:
@@ -76,6 +87,7 @@ class PairSampler:
         self._handover_lock = threading.Lock()  # one handover at a time, from its first batch to the new queue
         self._handing_over = False
         self._in_flight = False  # the background sampler is sampling a batch
+        self._batch_started, self.last_batch_s = 0.0, None  # monotonic start of the batch in flight; last duration
         self._thread: threading.Thread | None = None
         self._rng = random.Random(seed)
         self.last_error: str | None = None
@@ -172,6 +184,26 @@ class PairSampler:
         with self._cond:
             return len(self._queue)
 
+    def eta_s(self) -> float | None:
+        """About how many seconds until a pair is ready: 0 with one queued, else what is left of the batch in
+        flight, judged by the last batch's duration (None before any batch finished)."""
+        with self._cond:
+            if self._queue:
+                return 0.0
+            if self.last_batch_s is None:
+                return None
+            if self._in_flight:
+                return max(0.0, self.last_batch_s - (time.monotonic() - self._batch_started))
+            return self.last_batch_s
+
+    def put_back(self, pair: Pair) -> None:
+        """A pair taken but not judged (a labeler undid a vote instead) goes back to the front of the queue,
+        if its version still serves."""
+        with self._cond:
+            if pair.version == self.server.version and len(self._queue) < self.depth:
+                self._queue.appendleft(pair)
+                self._cond.notify_all()
+
     # -- background -----------------------------------------------------------------------------------
     def _run(self) -> None:
         def batch() -> int:
@@ -184,7 +216,7 @@ class PairSampler:
                     return
                 epoch, n_prompts = self._epoch, batch()
                 busy = {p.prompt_id for p in self._queue}
-                self._in_flight = True
+                self._in_flight, self._batch_started = True, time.monotonic()
             error = None
             try:
                 pairs = self._sample(n_prompts, exclude=busy)
@@ -193,6 +225,8 @@ class PairSampler:
                 pairs, error = [], f"Sampling failed: {err}"
             with self._cond:
                 self._in_flight, self.last_error = False, error
+                if error is None:
+                    self.last_batch_s = time.monotonic() - self._batch_started
                 if epoch == self._epoch:
                     self._queue.extend(pairs)
                 self._cond.notify_all()  # wakes labelers waiting for a pair, or for the error to show them
@@ -208,6 +242,10 @@ class PairSampler:
             completions = self.server.generate([p.text for p in prompts], n=2, settings=settings, version=version)
         pairs = []
         for prompt, (a, b) in zip(prompts, completions, strict=True):
-            ids = [self.store.add_generation(prompt.id, version, text, settings.to_dict()) for text in (a, b)]
-            pairs.append(Pair(prompt.id, prompt.text, version, ids[0], a, ids[1], b))
+            cuts = [getattr(text, "cut_at", None) for text in (a, b)]
+            ids = [
+                self.store.add_generation(prompt.id, version, str(text), settings.to_dict(), cut_at=cut)
+                for text, cut in zip((a, b), cuts, strict=True)
+            ]
+            pairs.append(Pair(prompt.id, prompt.text, version, ids[0], str(a), ids[1], str(b), *cuts))
         return pairs

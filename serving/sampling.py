@@ -87,3 +87,30 @@ def chat_text(tokenizer, prompt: str) -> str:
     return tokenizer.apply_chat_template(
         [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
     )
+
+
+class Completion(str):
+    """A sampled completion's text; `cut_at`: the number of new tokens when the token limit stopped it (None:
+    it ended with its own end-of-sequence token)."""
+
+    cut_at: int | None
+
+    def __new__(cls, text: str, cut_at: int | None = None) -> Completion:
+        completion = super().__new__(cls, text)
+        completion.cut_at = cut_at
+        return completion
+
+
+def decode_completions(tokenizer, tokens: list[list[list[int]]], max_new_tokens: int) -> list[list[Completion]]:
+    """Each prompt's completions (new tokens up to, without, EOS) as text; one that fills `max_new_tokens`
+    had no EOS, so the limit cut it."""
+    return [
+        [
+            Completion(
+                tokenizer.decode(t, skip_special_tokens=True).strip(),
+                len(t) if len(t) >= max_new_tokens else None,
+            )
+            for t in row
+        ]
+        for row in tokens
+    ]

@@ -46,7 +46,7 @@ from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteria
 from models import cpu_has_native_bf16, default_device, load_model, load_tokenizer
 from models.chat import prompt_ids
 from serving.errors import held
-from serving.sampling import NucleusSampler, SamplingSettings
+from serving.sampling import Completion, NucleusSampler, SamplingSettings, decode_completions
 from storage import BASE_VERSION
 
 BACKENDS = ("eager", "static")
@@ -294,11 +294,11 @@ class PolicyServer:
         settings: SamplingSettings,
         version: str | None = None,
         wait_s: float | None = None,
-    ) -> list[list[str]]:
+    ) -> list[list[Completion]]:
         """`n` sampled completions for each prompt, from `version` (default: the serving one). wait_s: give up
         with ModelBusy if the model is not free within that many seconds (default: wait)."""
         tokens = self.generate_tokens(prompts, n, settings, version, wait_s)
-        return [[self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in row] for row in tokens]
+        return decode_completions(self.tokenizer, tokens, settings.max_new_tokens)
 
     @torch.no_grad()
     def generate_tokens(

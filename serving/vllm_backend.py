@@ -11,7 +11,7 @@ from pathlib import Path
 from models import load_tokenizer
 from models.chat import prompt_ids
 from serving.errors import held
-from serving.sampling import SamplingSettings
+from serving.sampling import SamplingSettings, decode_completions
 from storage import BASE_VERSION
 
 
@@ -101,7 +101,7 @@ class VLLMPolicyServer:
         wait_s: float | None = None,
     ) -> list[list[str]]:
         tokens = self.generate_tokens(prompts, n, settings, version, wait_s)
-        return [[self.tokenizer.decode(t, skip_special_tokens=True).strip() for t in row] for row in tokens]
+        return decode_completions(self.tokenizer, tokens, settings.max_new_tokens)
 
     def generate_tokens(
         self,

@@ -448,3 +448,35 @@ def test_prompts_are_bounded_in_tokens_and_compare_waits_a_bounded_time(tiny_mod
     assert isinstance(loop.compare("Hi", "base", "base", SamplingSettings(max_new_tokens=4))[0], str)
     assert issubclass(ModelBusy, TimeoutError)
     store.close()
+
+
+def test_an_edit_and_an_undo_through_the_loop(loop):
+    pair = loop.next_pair()
+    (edited,) = loop.edit(pair, "right", "A much better answer.", "ana")
+    chosen_over = {p.judgement_id: (p.chosen, p.rejected) for p in loop.store.preference_pairs()}
+    assert chosen_over[edited] == ("A much better answer.", pair.right)
+    other = loop.next_pair()
+    both = loop.edit(other, "blank", "Written from scratch.", "ana")
+    assert {loop.store.preference_pairs()[-1].rejected, loop.store.preference_pairs()[-2].rejected} == {
+        other.left,
+        other.right,
+    } and len(both) == 2
+    loop.undo(both, "ana")
+    assert [p.judgement_id for p in loop.store.preference_pairs()] == [edited]
+    with pytest.raises(ValueError, match="source must be"):
+        loop.edit(other, "middle", "x", "ana")
+
+
+def test_a_pair_put_back_is_the_next_one_handed_out(loop):
+    pair = loop.next_pair()
+    loop.put_back(pair)
+    again = loop.next_pair()
+    assert {again.left_id, again.right_id} == {pair.left_id, pair.right_id}
+
+
+def test_completions_stopped_by_the_token_limit_are_marked_cut(loop):
+    """The tiny random model rarely ends by itself within 8 new tokens: its completions are cut at 8."""
+    pair = loop.next_pair()
+    cut = [c for c in (pair.left_cut, pair.right_cut) if c is not None]
+    assert cut and set(cut) == {8}
+    assert loop.store.get_generation(pair.left_id).cut_at == pair.left_cut
