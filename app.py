@@ -19,7 +19,7 @@ from services import ServiceConfig, open_services
 from serving import SERVER_BACKENDS
 from storage import StoreError
 from training.cli import add_common_arguments
-from ui import KEYS_JS, build_demo
+from ui import CSS, KEYS_JS, build_demo
 from ui.guard import launch_options
 
 
@@ -118,6 +118,7 @@ def main(args: argparse.Namespace) -> None:
             server_port=args.port,
             inbrowser=not args.no_browser,
             head=KEYS_JS,
+            css=CSS,
             show_error=True,
             **launch_options(services),  # logins, the export-download guard, the exports folder
         )

@@ -7,7 +7,8 @@
 
 With logins off (no users file) everyone who can reach the app is an admin, as on one person's machine.
 Labelers label: vote, rate, add a prompt, compare versions. Admins also start and cancel rounds, serve or roll
-back a version, import prompts, export, change sampling settings and manage users (ADMIN_ACTIONS).
+back a version, import prompts, export, change sampling settings, edit the guidelines and manage users
+(ADMIN_ACTIONS).
 
     python -m access --users users.json add ada --role admin    # asks for the password twice
 """
@@ -26,6 +27,7 @@ ADMIN_ACTIONS = (
     "import prompts",
     "export labels",
     "change sampling settings",
+    "edit guidelines",
     "manage users",
 )
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")

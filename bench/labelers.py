@@ -7,8 +7,8 @@ Starts `app.py` with logins on (a users file with an admin and one login per sim
 level in `--labelers`: waits for a full queue, and runs that many labelers, each its own `gradio_client`
 session, for `--seconds`: look at the pair for `--think` seconds (uniform, human pace), vote left or right,
 fetch the next pair. Vote → next pair is timed from sending the vote to holding the next pair. With
-`--import-prompts N` an admin imports N prompts through the UI during the last level, and pairs fetched while
-it runs are reported apart.
+`--import-prompts N` an admin imports N prompts through the UI during the first level, while a probe times a
+request that takes no pair every 100 ms, and votes overlapping the import are reported apart.
 
 Checks, after the app has stopped: every acknowledged vote is in DuckDB exactly once, under its labeler's
 login, and no pair reached two labelers. Prints a table, then one JSON line (CPU features included).
@@ -114,10 +114,21 @@ def wait_for_full_queue(admin: Client, timeout: float) -> int:
         time.sleep(1.0)
 
 
+def client_floor_ms(client: Client, calls: int = 20) -> float:
+    """Median time of a call that does no work (/queue_status): what gradio_client and the queue add to every
+    request (the client polls for its result every 50 ms), measured with the sampler idle."""
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        client.predict(api_name="/queue_status")
+        times.append(1000 * (time.perf_counter() - start))
+    return round(statistics.median(times), 1)
+
+
 def labeler(client: Client, name: str, level: Level, stop: threading.Event, importing: threading.Event, args) -> None:
     rng = random.Random(name)
     try:
-        _, left, right, _ = shown = client.predict(api_name="/next_pair")
+        shown = client.predict(api_name="/next_pair")  # prompt, the two as shown, the two as text, status
         level.pair(tuple(shown[:3]), name)
         while not stop.is_set():
             time.sleep(rng.uniform(*args.think))
@@ -136,6 +147,35 @@ def labeler(client: Client, name: str, level: Level, stop: threading.Event, impo
             level.errors.append(f"{name}: {err}")
 
 
+def import_while_probing(url: str, admin: Client, login: tuple, import_file: Path, importing: threading.Event) -> dict:
+    """An admin imports `import_file` through the UI while a probe asks the server a question that takes no
+    pair (/queue_status) every 100 ms: how responsive the app stays during the import."""
+    probe, probes = Client(url, verbose=False, auth=login), []
+
+    def ask() -> None:
+        while importing.is_set():
+            start = time.perf_counter()
+            probe.predict(api_name="/queue_status")
+            probes.append(1000 * (time.perf_counter() - start))
+            time.sleep(0.1)
+
+    importing.set()
+    thread = threading.Thread(target=ask)
+    thread.start()
+    began = time.perf_counter()
+    message = admin.predict(handle_file(str(import_file)), api_name="/import_prompts")
+    seconds = time.perf_counter() - began
+    importing.clear()
+    thread.join()
+    return {
+        "message": message,
+        "import_s": round(seconds, 2),
+        "probe_calls": len(probes),
+        "probe_p50_ms": round(statistics.median(probes), 1) if probes else None,
+        "probe_max_ms": round(max(probes), 1) if probes else None,
+    }
+
+
 def run_level(url: str, admin: Client, n: int, logins: list, args, import_file: Path | None) -> tuple[Level, dict]:
     wait_for_full_queue(admin, timeout=args.fill_timeout)
     clients = [Client(url, verbose=False, auth=login) for login in logins[:n]]  # logins before the clock starts
@@ -149,11 +189,7 @@ def run_level(url: str, admin: Client, n: int, logins: list, args, import_file: 
         thread.start()
     if import_file is not None:
         time.sleep(args.seconds / 4)
-        importing.set()
-        began = time.perf_counter()
-        imported["message"] = admin.predict(handle_file(str(import_file)), api_name="/import_prompts")
-        imported["import_s"] = round(time.perf_counter() - began, 2)
-        importing.clear()
+        imported = import_while_probing(url, admin, logins[-1], import_file, importing)
     time.sleep(max(0.0, args.seconds - (time.perf_counter() - start)))
     stop.set()
     for thread in threads:
@@ -197,10 +233,11 @@ def main(args: argparse.Namespace) -> dict:
     try:
         admin = connect(url, admin_login, proc, work)
         admin.predict(0.8, 0.95, args.max_new_tokens, api_name="/apply_settings")
+        wait_for_full_queue(admin, timeout=args.fill_timeout)
+        floor = client_floor_ms(admin)
         results, levels, imported = [], [], {}
-        for index, n in enumerate(args.labelers):
-            last = index == len(args.labelers) - 1
-            level, got = run_level(url, admin, n, logins, args, import_file if last else None)
+        for index, n in enumerate(args.labelers):  # the import runs in the first level, while pairs flow
+            level, got = run_level(url, admin, n, logins, args, import_file if index == 0 else None)
             levels.append(level)
             results.append(level.summary())
             imported |= got
@@ -229,6 +266,7 @@ def main(args: argparse.Namespace) -> dict:
         "think_s": list(args.think),
         "max_new_tokens": args.max_new_tokens,
         "queue_depth": args.queue_depth,
+        "client_floor_ms": floor,
         "levels": results,
         "sustained_labelers_p95_150ms": max(sustained) if sustained else 0,
         "import": imported or None,
@@ -241,6 +279,7 @@ def main(args: argparse.Namespace) -> dict:
     for r in results:
         row = ("labelers", "votes", "votes_per_s", "p50_ms", "p95_ms", "max_ms", "pairs_to_two_labelers", "errors")
         print(" ".join(f"{r[key]!s:>9}" for key in row))
+    print(f"gradio_client's own floor (a call that does nothing): {floor} ms")
     print(f"store: {store}; import: {imported or 'none'}")
     print(json.dumps(summary))
     return summary

@@ -30,7 +30,7 @@ def app(tiny_model_dir, tmp_path_factory):
 def wait_for_round(client) -> tuple[str, str, str]:
     """Poll the Train tab until the round ends; returns (progress, serving, label summary)."""
     for _ in range(300):
-        progress, _, _, serving, summary = client.predict(api_name="/round_status")
+        progress, _, _, _, serving, summary = client.predict(api_name="/round_status")
         if any(f"**{state}**" in progress for state in ("done", "failed", "cancelled")):
             break
         time.sleep(0.5)
@@ -48,12 +48,12 @@ def start_round(client, **fields) -> str:
 def label(client, n: int, labeler="tester") -> list[str]:
     """`n` votes as the Label tab casts them: a vote answers with the next pair, which the next vote judges."""
     statuses = []
-    prompt, left, right, status = client.predict(api_name="/next_pair")
+    prompt, _, _, left, right, status = client.predict(api_name="/next_pair")
     for i in range(n):
         assert prompt.startswith(PROMPT) and isinstance(left, str) and isinstance(right, str)
         statuses.append(status)
         choice = "left" if i % 2 == 0 else "right"
-        saved, prompt, left, right, status = client.predict(labeler, api_name=f"/vote_{choice}")
+        saved, prompt, _, _, left, right, status = client.predict(labeler, api_name=f"/vote_{choice}")
         assert saved.startswith("Saved vote #")
     return statuses
 
@@ -122,9 +122,9 @@ def test_the_whole_loop_through_the_app(app):
     assert all(re.fullmatch(r"Pair from \*\*base\*\* · [0-2] ready in the queue", s) for s in statuses), statuses
     queue = client.predict(api_name="/queue_status")  # what the Label tab's timer shows every 2 s
     assert re.fullmatch(r"Queue: [0-2] of 2 pairs ready · serving \*\*base\*\*", queue), queue
-    prompt, _, _, status = client.predict(api_name="/next_pair")
+    prompt, *_, status = client.predict(api_name="/next_pair")
     assert prompt.startswith(PROMPT) and status.startswith("Pair from **base**"), (prompt, status)
-    tie, next_prompt, _, _, _ = client.predict("tester", api_name="/vote_tie")
+    tie, next_prompt, *_ = client.predict("tester", api_name="/vote_tie")
     assert next_prompt.startswith(PROMPT), "the vote's answer holds the next pair"
     assert re.fullmatch(r"Saved vote #\d+ \(tie\)\. Total votes: 11\.", tie), tie
 
@@ -163,14 +163,14 @@ def test_the_whole_loop_through_the_app(app):
     expected |= {"reference": "previous", "label_smoothing": 0.1, "target_modules": ["q_proj", "v_proj"]}
     expected |= {"micro_batch": 2, "seed": 5, "memory_budget_gib": None}  # advanced fields; unset stays None
     assert {k: recorded[k] for k in expected} == expected
-    table = client.predict(api_name="/round_status")[2]
+    table = client.predict(api_name="/round_status")[3]
     row = dict(zip(table["headers"], table["data"][0], strict=True))
     # the previous policy as reference: before training the policy is its own reference, so no 'before' score
     assert row["version"] == "round_001" and re.fullmatch(r"– → \d\.\d\d", row["held-out accuracy"]), row
     adapter = json.loads((work / "runs" / "round_001" / "adapter" / "adapter_config.json").read_text())
     assert (adapter["r"], adapter["lora_alpha"], sorted(adapter["target_modules"])) == (4, 8, ["q_proj", "v_proj"])
 
-    _, _, _, status = client.predict(api_name="/next_pair")
+    *_, status = client.predict(api_name="/next_pair")
     assert "Pair from **round_001**" in status
     assert "serving **round_001**" in client.predict(api_name="/queue_status")
     a, b = client.predict("Tell me a joke.", "base", "round_001", 7, 0.8, 0.95, 16, api_name="/compare")
@@ -183,7 +183,7 @@ def test_the_whole_loop_through_the_app(app):
     assert rows[0]["prompt"][0]["role"] == "user" and rows[0]["chosen"][0]["role"] == "assistant"
 
     assert client.predict("base", api_name="/serve").startswith("Serving **base**")
-    _, _, _, status = client.predict(api_name="/next_pair")
+    *_, status = client.predict(api_name="/next_pair")
     assert "Pair from **base**" in status
 
     # A vote acknowledged in the UI is on disk even if the app is killed right after.
@@ -274,7 +274,7 @@ def test_killing_a_rounds_process_keeps_the_app_serving_and_labelers_labeling(ti
         assert "**failed**" in progress and "killed by SIGKILL" in progress, progress
         assert "previous policy keeps serving" in progress and "Serving **base**" in serving
         assert proc.poll() is None, "the app is still running"
-        _, _, _, status = client.predict(api_name="/next_pair")
+        *_, status = client.predict(api_name="/next_pair")
         assert "Pair from **base**" in status
         assert client.predict("tester", api_name="/vote_left")[0].startswith("Saved vote #")
         assert not (tmp_path / "runs" / "round_001").exists() and not (tmp_path / "runs" / ".round_001.tmp").exists()

@@ -24,6 +24,7 @@ ADMIN_CALLS = {
     "/export": ("jsonl", "pairs"),
     "/apply_settings": (0.5, 0.5, 16),
     "/import_prompts": None,  # a file, made by the test
+    "/save_guidelines": ("Prefer whatever bob likes.",),
     "/users": (),
     "/add_user": ("eve", "admin", "eve passphrase"),
     "/reset_password": ("ada", "hijacked passphrase"),
@@ -46,6 +47,10 @@ LABELER_ROUTES = {
     "/round_status",
     "/stored_prompts",
     "/compare",
+    "/undo",
+    "/save_edit",
+    "/counters",
+    "/guidelines",
 }
 
 
@@ -97,7 +102,7 @@ def test_a_labeler_is_refused_every_admin_route_and_nothing_changes(team_app):
     users = admin.predict(api_name="/users")
     assert [(row[0], row[1]) for row in users["data"]] == [("ada", "admin"), ("bob", "labeler")]
     gradio_client.Client(url, verbose=False, auth=ADMIN)  # ada's password still works
-    assert "Serving **base**" in admin.predict(api_name="/round_status")[3]
+    assert "Serving **base**" in admin.predict(api_name="/round_status")[4]
 
 
 def test_a_labelers_votes_carry_their_login_not_a_typed_name(team_app):

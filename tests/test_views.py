@@ -127,8 +127,8 @@ def test_round_progress_before_and_during_training():
     assert text == f"**running** · step 5/10\n\n`{'█' * 10}{'░' * 10}` 50% · 3s"
 
 
-def test_plot_rows_are_long_form_with_a_placeholder_when_empty():
-    assert views.plot_rows([]) == [{"step": 0, "value": 0.0, "metric": "loss"}]
+def test_plot_rows_are_long_form_and_empty_before_a_round():
+    assert views.plot_rows([]) == []
     rows = views.plot_rows([{"step": 1, "loss": 0.7, "margin": 0.0, "accuracy": 0.5, "seconds": 1}])
     assert rows == [
         {"step": 1, "value": 0.7, "metric": "loss"},
@@ -241,3 +241,27 @@ def test_prompts_render_markdown_that_fetches_nothing_and_links_nowhere():
     assert "![pixel](https://tracker.example/p.gif)" in html, "what was written stays readable, as text"
     assert '<code class="language-python">' in html and "<li>one</li>" in html and "<strong>bold</strong>" in html
     assert "&lt;img" in html and "&lt;script&gt;" in html
+
+
+def test_completions_render_like_prompts_raw_on_request_and_say_when_cut():
+    shown = views.completion_html("- one\n- two\n\n![x](https://t.example/p.gif)", cut_at=None)
+    assert "<li>one</li>" in shown and "<img" not in shown and "cut at" not in shown
+    raw = views.completion_html("<b>bold</b>\n- one", cut_at=128, raw=True)
+    assert "<pre>&lt;b&gt;bold&lt;/b&gt;\n- one</pre>" in raw and "✂ cut at 128 tokens" in raw
+
+
+def test_counters_and_the_waiting_line_say_what_the_screen_waits_for():
+    counts = {"today": 12, "mine": 5, "since_round": 7}
+    line = views.counters_line(counts, status(queued=3))
+    assert line == "Labeled today **12** · by you **5** · since the last round **7** · **3** pairs ready"
+    empty = dataclasses.replace(status(queued=0), eta_s=3.4)
+    assert views.counters_line(counts, empty).endswith("⏳ Sampling the next pair… ~3 s")
+    assert views.waiting_line(dataclasses.replace(empty, eta_s=None)) == "⏳ Sampling the next pair…"
+    assert "failed: boom" in views.waiting_line(status(queued=0, error="boom"))
+    assert "Every prompt has a vote" in views.counters_line(counts, status(), prompts_left=0)
+
+
+def test_guidelines_show_the_newest_or_say_there_are_none():
+    assert "No guidelines yet" in views.guidelines_html(None)
+    shown = views.guidelines_html(("Prefer **short** answers. [x](https://e.example)", "ada", datetime(2026, 11, 29)))
+    assert "<strong>short</strong>" in shown and "<a " not in shown and "by ada, 2026-11-29 00:00" in shown

@@ -11,6 +11,7 @@ formatted by the pure functions in ui/views.py.
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 import gradio as gr
 
@@ -21,24 +22,19 @@ from ui.compare import CompareTab
 from ui.label import LabelTab
 from ui.train import TrainTab
 
+HERE = Path(__file__).parent
 # The page loads images and media only from the app itself: a prompt or completion that slips an image
 # past the renderer still cannot make a labeler's browser call out (tracking pixels).
-# Keys 1–5 press the vote (or, in 'Rate one' mode, the rating) buttons on screen, unless typing in a box.
-KEYS_JS = """
-<meta http-equiv="Content-Security-Policy" content="img-src 'self' data: blob:; media-src 'self' data: blob:">
-<script>
-document.addEventListener('keydown', (e) => {
-  const tag = (e.target.tagName || '').toLowerCase();
-  const typing = tag === 'textarea' || (tag === 'input' && !['radio', 'checkbox', 'button'].includes(e.target.type));
-  if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
-  const shown = (id) => { const el = document.getElementById(id); return el && el.offsetParent !== null ? el : null; };
-  const votes = {'1': 'vote-left', '2': 'vote-right', '3': 'vote-tie', '4': 'vote-both_bad', '5': 'vote-skip'};
-  const rates = {'1': 'rate-up', '2': 'rate-down', '5': 'rate-skip'};
-  const el = (rates[e.key] && shown(rates[e.key])) || (votes[e.key] && shown(votes[e.key]));
-  if (el) { el.click(); e.preventDefault(); }
-});
-</script>
-"""
+# Keys (unless typing in a box): 1–5 / s vote (or, in 'Rate one' mode, rate), u undo, e edit, ? the keys;
+# in the edit box Ctrl+Enter saves and Esc cancels. A key pressed with no pair on screen says so.
+# The two completions scroll together.
+KEYS_JS = (
+    "<meta http-equiv=\"Content-Security-Policy\" content=\"img-src 'self' data: blob:; media-src 'self' data: blob:\">"
+    f"\n<script>\n{(HERE / 'keys.js').read_text()}</script>\n"
+)
+# The pair side by side on a wide screen, stacked on a phone, where the vote buttons stay at the bottom within
+# reach of the thumb; long completions scroll inside their boxes (together).
+CSS = (HERE / "style.css").read_text()
 VERSIONS_REFRESH_S = 5.0
 
 
@@ -109,4 +105,4 @@ def build_demo(services: Services) -> gr.Blocks:
     return demo
 
 
-__all__ = ["KEYS_JS", "build_demo"]
+__all__ = ["CSS", "KEYS_JS", "build_demo"]

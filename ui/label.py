@@ -1,8 +1,10 @@
-"""The Label tab: two completions from the serving policy, a vote (keys 1–5), or 👍 / 👎 on one in 'Rate one' mode.
+"""The Label tab: two completions from the serving policy, a vote (keys 1–5), or 👍 / 👎 on one in 'Rate one' mode;
+undo (u), edit an answer into the chosen one (e), the guidelines beside the pair, counters.
 
 Built by `ui.build_demo`; `build(services)` returns the tab's widgets as a `LabelTab`, which handlers receive
-(bound with functools.partial) to key their returns by component. API names: /next_pair, /vote_<choice>,
-/rate_<rating>, /apply_settings, /add_prompt, /import_prompts, /queue_status.
+(bound with functools.partial) to key their returns by component. API names: /next_pair, /vote_<choice>, /undo,
+/save_edit, /rate_<rating>, /counters, /apply_settings, /add_prompt, /import_prompts, /queue_status, and the
+guidelines' /guidelines, /save_guidelines.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from services import Services
 from serving import SamplingSettings
 from storage import StoreError
 from storage.labels import LABEL_USE
-from ui import guard, views
+from ui import guard, guidelines, views
 from ui.guard import bind
 
 CHOICE_BUTTONS = (  # (choice, label, key)
@@ -29,7 +31,7 @@ CHOICE_BUTTONS = (  # (choice, label, key)
     ("right", "Right is better 👉", "2"),
     ("tie", "🤝 Tie", "3"),
     ("both_bad", "👎 Both bad", "4"),
-    ("skip", "Skip", "5"),
+    ("skip", "Skip", "5/s"),
 )
 RATE_BUTTONS = (  # (rating, label, key) in "Rate one" mode; skip stores nothing
     ("up", "👍 Good", "1"),
@@ -37,19 +39,29 @@ RATE_BUTTONS = (  # (rating, label, key) in "Rate one" mode; skip stores nothing
     ("skip", "Skip", "5"),
 )
 MODES = ("Compare two", "Rate one")
-KEYS_HELP = "Keys — compare: 1 left · 2 right · 3 tie · 4 both bad · 5 skip; rate one: 1 👍 · 2 👎 · 5 skip."
+KEYS_HELP = (
+    "Keys — 1 left · 2 right · 3 tie · 4 both bad · 5 or s skip · u undo your last vote · e edit an answer "
+    "(Ctrl+Enter saves, Esc cancels) · ? shows or hides this; rate one: 1 👍 · 2 👎 · 5 skip."
+)
 
 
 @dataclass(frozen=True)
 class LabelTab:
-    pair: gr.State  # the Pair on screen, as a dict (None after a vote)
+    pair: gr.State  # the Pair on screen, as a dict (None after a vote, until the next pair arrives)
     side: gr.State  # 'Rate one' mode: which completion of it is on screen
+    history: gr.State  # this session's votes and edits, newest last: [judgement ids, the pair as a dict]
+    raw: gr.Checkbox  # completions as raw text instead of rendered Markdown
     prompt: gr.HTML
-    left: gr.Textbox
+    left_view: gr.HTML  # the completions as shown (rendered, marked when cut)
+    right_view: gr.HTML
+    left: gr.Textbox  # the completions' text (hidden: for API clients and the edit box)
     right: gr.Textbox
     single: gr.Textbox
     compare_view: gr.Column
     rate_view: gr.Column
+    edit_panel: gr.Column
+    edit_source: gr.Radio
+    edit_text: gr.Textbox
     pair_status: gr.Markdown
     vote_status: gr.Markdown
     new_prompt: gr.Textbox
@@ -57,15 +69,151 @@ class LabelTab:
     sampling: tuple[gr.Slider, gr.Slider, gr.Slider]  # temperature, top-p, max new tokens; Compare uses them too
     admin_only: tuple[gr.components.Component, ...]  # hidden from labelers (the handlers refuse them anyway)
 
+    def pair_outputs(self) -> list[gr.components.Component]:
+        return [self.pair, self.prompt, self.left_view, self.right_view, self.left, self.right, self.pair_status]
+
 
 # -- handlers --------------------------------------------------------------------------------------------------
-def show_pair(services: Services, tab: LabelTab, pair: Pair) -> dict:
+def show_pair(services: Services, tab: LabelTab, pair: Pair, raw: bool = False) -> dict:
     return {
         tab.pair: dataclasses.asdict(pair),
         tab.prompt: views.prompt_html(pair.prompt),
+        tab.left_view: views.completion_html(pair.left, pair.left_cut, raw),
+        tab.right_view: views.completion_html(pair.right, pair.right_cut, raw),
         tab.left: pair.left,
         tab.right: pair.right,
         tab.pair_status: views.pair_status(pair.version, services.status()),
+    }
+
+
+def waiting(services: Services, tab: LabelTab, shown: dict | None) -> dict:
+    """Between a vote and the next pair: the old pair stays (dimmed, so nothing jumps) and a line says what
+    the screen waits for, when the queue is empty."""
+    status = services.status()
+    update = {tab.pair: None, tab.pair_status: views.waiting_line(status) if status.queued == 0 else ""}
+    if shown:
+        update[tab.prompt] = f'<div class="pending">{views.prompt_html(shown["prompt"])}</div>'
+    return update
+
+
+def next_pair_after(services: Services, tab: LabelTab, raw: bool, done: dict) -> Iterator[dict]:
+    """`done` (what was saved) at once, then the next pair; if none can come, `done` and why not."""
+    try:
+        yield done | show_pair(services, tab, services.loop.next_pair(), raw)
+    except Exception as err:  # the vote is stored whatever happens to the next pair: say why there is none
+        empty = {tab.prompt: "", tab.left_view: "", tab.right_view: "", tab.left: "", tab.right: ""}
+        yield done | empty | {tab.pair: None, tab.pair_status: f"No next pair: {err}"}
+
+
+def next_pair(services: Services, tab: LabelTab, raw: bool = False) -> Iterator[dict]:
+    status = services.status()
+    if status.queued == 0:
+        yield {tab.pair_status: views.waiting_line(status)}
+    try:
+        yield show_pair(services, tab, services.loop.next_pair(), raw)
+    except Exception as err:  # sampling failed or there is nothing to label: say why on screen
+        raise gr.Error(str(err)) from err
+
+
+def vote(
+    services: Services,
+    tab: LabelTab,
+    choice: str,
+    pair_state: dict | None,
+    history: list | None,
+    typed: str,
+    raw: bool,
+    request: gr.Request,
+) -> Iterator[dict]:
+    """Store the vote and say so, then show the next pair: one request, so the next pair is on screen one
+    round trip after the click (an API client's `predict` returns the vote's message with the next pair)."""
+    name = guard.labeler(services, request, typed)
+    if not pair_state:
+        raise gr.Error("No pair on screen yet: wait for it (or press 'Next pair'), then vote.")
+    try:
+        judgement_id = services.loop.vote(Pair(**pair_state), choice, name)
+    except (ValueError, StoreError) as err:
+        raise gr.Error(str(err)) from err
+    total = services.store.count_judgements()
+    done = {
+        tab.vote_status: views.vote_message(judgement_id, choice, total),
+        tab.history: [*(history or []), [[judgement_id], pair_state]],
+    }
+    yield done | waiting(services, tab, pair_state)
+    yield from next_pair_after(services, tab, raw, done)
+
+
+def undo(
+    services: Services,
+    tab: LabelTab,
+    pair_state: dict | None,
+    history: list | None,
+    typed: str,
+    raw: bool,
+    request: gr.Request,
+) -> dict:
+    """Withdraw this session's last vote or edit (kept for the record, never trained on) and show its pair
+    again; the pair that was on screen goes back to the queue."""
+    name = guard.labeler(services, request, typed)
+    if not history:
+        raise gr.Error("Nothing to undo: you have not voted in this session yet.")
+    judgement_ids, undone = history[-1]
+    try:
+        services.loop.undo(judgement_ids, name)
+    except StoreError as err:
+        raise gr.Error(str(err)) from err
+    if pair_state:
+        services.loop.put_back(Pair(**pair_state))
+    shown = show_pair(services, tab, Pair(**undone), raw)
+    return shown | {tab.history: history[:-1], tab.vote_status: views.undo_message(judgement_ids)}
+
+
+def open_edit(tab: LabelTab, pair_state: dict | None, source: str) -> dict:
+    """Show the edit box with the `source` completion's text in it (empty for 'blank': write from scratch)."""
+    if not pair_state:
+        raise gr.Error("No pair on screen to edit yet: wait for it, then press e.")
+    text = "" if source == "blank" else pair_state[source]
+    return {tab.edit_panel: gr.update(visible=True), tab.edit_text: text}
+
+
+def save_edit(
+    services: Services,
+    tab: LabelTab,
+    pair_state: dict | None,
+    history: list | None,
+    source: str,
+    text: str,
+    typed: str,
+    raw: bool,
+    request: gr.Request,
+) -> Iterator[dict]:
+    """Store the edited answer as chosen over the original (or over both, written from scratch), then show
+    the next pair."""
+    name = guard.labeler(services, request, typed)
+    if not pair_state:
+        raise gr.Error("No pair on screen to edit: wait for the next pair.")
+    try:
+        judgement_ids = services.loop.edit(Pair(**pair_state), source, text, name)
+    except (ValueError, StoreError) as err:
+        raise gr.Error(str(err)) from err
+    done = {
+        tab.vote_status: views.edit_message(judgement_ids, source),
+        tab.history: [*(history or []), [judgement_ids, pair_state]],
+        tab.edit_panel: gr.update(visible=False),
+        tab.edit_text: "",
+    }
+    yield done | waiting(services, tab, pair_state)
+    yield from next_pair_after(services, tab, raw, done)
+
+
+def rerender(tab: LabelTab, pair_state: dict | None, raw: bool) -> dict:
+    """The completions on screen, rendered or raw."""
+    if not pair_state:
+        return {}
+    pair = Pair(**pair_state)
+    return {
+        tab.left_view: views.completion_html(pair.left, pair.left_cut, raw),
+        tab.right_view: views.completion_html(pair.right, pair.right_cut, raw),
     }
 
 
@@ -78,34 +226,6 @@ def show_single(services: Services, tab: LabelTab, pair: Pair, side: str) -> dic
         tab.single: pair.left if side == "left" else pair.right,
         tab.pair_status: views.single_status(pair.version, side, services.status()),
     }
-
-
-def next_pair(services: Services, tab: LabelTab) -> dict:
-    try:
-        return show_pair(services, tab, services.loop.next_pair())
-    except Exception as err:  # sampling failed or there is nothing to label: say why on screen
-        raise gr.Error(str(err)) from err
-
-
-def vote(
-    services: Services, tab: LabelTab, choice: str, pair_state: dict | None, typed: str, request: gr.Request
-) -> Iterator[dict]:
-    """Store the vote and say so, then show the next pair: one request, so the next pair is on screen one
-    round trip after the click (an API client's `predict` returns the vote's message with the next pair)."""
-    name = guard.labeler(services, request, typed)
-    if not pair_state:
-        raise gr.Error("No pair on screen: press 'Next pair' first.")
-    try:
-        judgement_id = services.loop.vote(Pair(**pair_state), choice, name)
-    except (ValueError, StoreError) as err:
-        raise gr.Error(str(err)) from err
-    total = services.store.count_judgements()
-    saved = {tab.pair: None, tab.vote_status: views.vote_message(judgement_id, choice, total)}
-    yield saved
-    try:
-        yield saved | show_pair(services, tab, services.loop.next_pair())
-    except Exception as err:  # the vote is stored whatever happens to the next pair: say why there is none
-        yield saved | {tab.prompt: "", tab.left: "", tab.right: "", tab.pair_status: f"No next pair: {err}"}
 
 
 def next_single(services: Services, tab: LabelTab, pair_state: dict | None, side: str | None) -> dict:
@@ -141,7 +261,7 @@ def rate(
     return next_single(services, tab, pair_state, side) | {tab.vote_status: message}
 
 
-def switch_mode(services: Services, tab: LabelTab, mode: str, pair_state: dict | None) -> dict:
+def switch_mode(services: Services, tab: LabelTab, mode: str, pair_state: dict | None, raw: bool) -> dict:
     """Show the widgets of `mode` with the pair on screen ('Rate one' starts at its left completion)."""
     rating = mode == MODES[1]
     shown = {tab.compare_view: gr.update(visible=not rating), tab.rate_view: gr.update(visible=rating)}
@@ -150,7 +270,14 @@ def switch_mode(services: Services, tab: LabelTab, mode: str, pair_state: dict |
         return shown | {tab.single: "", tab.left: "", tab.right: "", tab.pair_status: ""}
     pair, status = Pair(**pair_state), services.status()
     text = views.single_status(pair.version, "left", status) if rating else views.pair_status(pair.version, status)
-    return shown | {tab.single: pair.left, tab.left: pair.left, tab.right: pair.right, tab.pair_status: text}
+    return shown | rerender(tab, pair_state, raw) | {tab.single: pair.left, tab.pair_status: text}
+
+
+def counters(services: Services, typed: str, request: gr.Request) -> str:
+    """Labeled today, by me, since the last round, pairs ready (refreshed by a timer)."""
+    name = guard.user_of(request) if services.access.logins else (typed or "").strip() or "anonymous"
+    numbers = services.store.label_counters(name)
+    return views.counters_line(numbers, services.status(), services.store.count_unjudged_prompts())
 
 
 def add_prompt(services: Services, tab: LabelTab, text: str) -> dict:
@@ -198,57 +325,102 @@ def queue_status(services: Services) -> str:
 # -- layout and wiring -------------------------------------------------------------------------------------
 def build(services: Services, demo: gr.Blocks) -> LabelTab:
     """The tab's widgets and events, inside `with gr.Tab(...)`; `demo.load` shows the first pair."""
-    pair, side = gr.State(None), gr.State("left")
+    pair, side, history = gr.State(None), gr.State("left"), gr.State([])
     # With logins on, a vote carries the login's name and this box is not shown (nor read).
     labeler = gr.Textbox(
         label="Your name (labeler)", value="anonymous", max_lines=1, visible=not services.access.logins
     )
-    mode = gr.Radio(list(MODES), value=MODES[0], label="Mode", elem_id="label-mode")
-    prompt = gr.HTML(elem_id="prompt")
-    with gr.Column(visible=True) as compare_view:
-        with gr.Row():
-            left = gr.Textbox(label="Left", lines=10, interactive=False)
-            right = gr.Textbox(label="Right", lines=10, interactive=False)
-        with gr.Row():
-            votes = {c: gr.Button(f"{text} [{key}]", elem_id=f"vote-{c}") for c, text, key in CHOICE_BUTTONS}
-        next_button = gr.Button("Next pair", variant="primary")
-    with gr.Column(visible=False) as rate_view:
-        single = gr.Textbox(label="Completion", lines=10, interactive=False)
-        with gr.Row():
-            rates = {r: gr.Button(f"{text} [{key}]", elem_id=f"rate-{r}") for r, text, key in RATE_BUTTONS}
-    pair_status, vote_status, queue = gr.Markdown(), gr.Markdown(), gr.Markdown()
-    gr.Markdown(f"{LABEL_USE} {KEYS_HELP}")
+    counters_line = gr.Markdown(elem_id="counters")
+    with gr.Row(elem_id="label-layout"):
+        with gr.Column(scale=4):
+            with gr.Row():
+                mode = gr.Radio(list(MODES), value=MODES[0], label="Mode", elem_id="label-mode", scale=3)
+                raw = gr.Checkbox(False, label="Raw text", elem_id="raw-text", scale=1)
+            prompt = gr.HTML(elem_id="prompt")
+            with gr.Column(visible=True) as compare_view:
+                with gr.Row(elem_id="pair-row"):
+                    with gr.Column(min_width=280):
+                        gr.Markdown("**Left** `1`")
+                        left_view = gr.HTML(elem_id="left-view")
+                    with gr.Column(min_width=280):
+                        gr.Markdown("**Right** `2`")
+                        right_view = gr.HTML(elem_id="right-view")
+                left = gr.Textbox(visible=False)
+                right = gr.Textbox(visible=False)
+                with gr.Row(elem_id="vote-bar"):
+                    votes = {
+                        c: gr.Button(f"{text} [{key}]", elem_id=f"vote-{c}", min_width=90)
+                        for c, text, key in CHOICE_BUTTONS
+                    }
+                with gr.Row():
+                    undo_button = gr.Button("↩ Undo [u]", elem_id="undo", size="sm")
+                    edit_button = gr.Button("✏️ Edit [e]", elem_id="edit-open", size="sm")
+                    next_button = gr.Button("Next pair", size="sm")
+                edit_panel, edit_source, edit_text, save_edit_button, cancel_edit = _edit_panel()
+            with gr.Column(visible=False) as rate_view:
+                single = gr.Textbox(label="Completion", lines=10, interactive=False)
+                with gr.Row():
+                    rates = {r: gr.Button(f"{text} [{key}]", elem_id=f"rate-{r}") for r, text, key in RATE_BUTTONS}
+            pair_status, vote_status = gr.Markdown(elem_id="pair-status"), gr.Markdown(elem_id="vote-status")
+        with gr.Column(scale=1, min_width=240, elem_id="guidelines-column"):
+            guidelines_edit = guidelines.build(services, demo)
+    gr.Markdown(f"{LABEL_USE} {KEYS_HELP}", elem_id="keys-help")
+    queue = gr.Markdown()
     sampling, apply_button = _sampling_settings(services)
     new_prompt, prompt_status, add_button, import_group = _prompts(services)
     tab = LabelTab(
         pair=pair,
         side=side,
+        history=history,
+        raw=raw,
         prompt=prompt,
+        left_view=left_view,
+        right_view=right_view,
         left=left,
         right=right,
         single=single,
         compare_view=compare_view,
         rate_view=rate_view,
+        edit_panel=edit_panel,
+        edit_source=edit_source,
+        edit_text=edit_text,
         pair_status=pair_status,
         vote_status=vote_status,
         new_prompt=new_prompt,
         prompt_status=prompt_status,
         sampling=sampling,
-        admin_only=(apply_button, import_group),
+        admin_only=(apply_button, import_group, guidelines_edit),
     )
 
-    pair_outputs = [pair, prompt, left, right, pair_status]
-    show_next = partial(next_pair, services, tab)
-    next_button.click(show_next, None, pair_outputs, api_name="next_pair")
-    demo.load(show_next, None, pair_outputs, api_name=False)
+    pair_outputs = tab.pair_outputs()
+    show_next = bind(next_pair, services, tab)
+    # Our own waiting line, not gradio's timer. Every press runs ("multiple"): one that comes as the next pair
+    # arrives, while the last vote's event finishes, votes on that pair instead of being dropped; keys.js keeps
+    # a second press from going out before the first vote is acknowledged, and the store judges a pair once.
+    hidden = {"show_progress": "hidden", "trigger_mode": "multiple"}
+    next_button.click(show_next, raw, pair_outputs, api_name="next_pair", **hidden)
+    demo.load(show_next, raw, pair_outputs, api_name=False, **hidden)
+    labeled = [vote_status, history, *pair_outputs]
     for choice, button in votes.items():
         button.click(
             bind(vote, services, tab, choice),
-            [pair, labeler],
-            [vote_status, *pair_outputs],
+            [pair, history, labeler, raw],
+            labeled,
             api_name=f"vote_{choice}",
-            show_progress="hidden",
+            **hidden,
         )
+    undo_button.click(bind(undo, services, tab), [pair, history, labeler, raw], labeled, api_name="undo", **hidden)
+    edit_button.click(partial(open_edit, tab), [pair, edit_source], [edit_panel, edit_text], api_name=False)
+    edit_source.change(partial(open_edit, tab), [pair, edit_source], [edit_panel, edit_text], api_name=False)
+    save_edit_button.click(
+        bind(save_edit, services, tab),
+        [pair, history, edit_source, edit_text, labeler, raw],
+        [*labeled, edit_panel, edit_text],
+        api_name="save_edit",
+        **hidden,
+    )
+    cancel_edit.click(lambda: gr.update(visible=False), None, edit_panel, api_name=False)
+    raw.change(partial(rerender, tab), [pair, raw], [left_view, right_view], api_name=False)
     for rating, button in rates.items():
         button.click(
             bind(rate, services, tab, rating),
@@ -258,13 +430,33 @@ def build(services: Services, demo: gr.Blocks) -> LabelTab:
         )
     mode.change(
         partial(switch_mode, services, tab),
-        [mode, pair],
-        [compare_view, rate_view, side, single, left, right, pair_status],
+        [mode, pair, raw],
+        [compare_view, rate_view, side, single, left, right, left_view, right_view, pair_status],
         api_name=False,
     )
     add_button.click(partial(add_prompt, services, tab), new_prompt, [new_prompt, prompt_status], api_name="add_prompt")
     gr.Timer(2.0).tick(partial(queue_status, services), None, queue, api_name="queue_status", show_progress="hidden")
+    gr.on(
+        [gr.Timer(2.0).tick, demo.load],
+        bind(counters, services),
+        labeler,
+        counters_line,
+        api_name="counters",
+        show_progress="hidden",
+    )
     return tab
+
+
+def _edit_panel() -> tuple[gr.Column, gr.Radio, gr.Textbox, gr.Button, gr.Button]:
+    """The edit box (hidden until e or ✏️): start from either completion or from nothing."""
+    with gr.Column(visible=False, elem_id="edit-panel") as panel:
+        sources = [("Edit the left one", "left"), ("Edit the right one", "right"), ("Write from scratch", "blank")]
+        source = gr.Radio(sources, value="left", label="Your better answer, saved as chosen over the original")
+        text = gr.Textbox(lines=8, label="Answer", elem_id="edit-text")
+        with gr.Row():
+            save = gr.Button("Save as chosen [Ctrl+Enter]", variant="primary", elem_id="edit-save")
+            cancel = gr.Button("Cancel [Esc]", elem_id="edit-cancel")
+    return panel, source, text, save, cancel
 
 
 def _sampling_settings(services: Services) -> tuple[tuple[gr.Slider, gr.Slider, gr.Slider], gr.Button]:

@@ -149,6 +149,7 @@ class TrainTab:
     message: gr.Markdown
     progress: gr.Markdown
     plot: gr.LinePlot
+    no_plot: gr.Markdown  # shown instead of an empty plot
     rounds: gr.Dataframe
     label_summary: gr.Markdown
     serving: gr.Markdown  # the header's serving line, kept current by round_status
@@ -193,10 +194,12 @@ def cancel_round(services: Services, request: gr.Request) -> str:
 def round_status(services: Services, tab: TrainTab) -> dict:
     """The running round (state, bar, plot), the rounds table, the serving version and the label counts."""
     status = services.rounds.status()
+    rows = views.plot_rows(status["history"])
     rounds = pd.DataFrame(views.round_rows(services.store.rounds.list()), columns=list(views.ROUND_COLUMNS))
     return {
         tab.progress: views.round_progress(status),
-        tab.plot: pd.DataFrame(views.plot_rows(status["history"])),
+        tab.plot: gr.update(value=pd.DataFrame(rows, columns=["step", "value", "metric"]), visible=bool(rows)),
+        tab.no_plot: gr.update(visible=not rows),
         tab.rounds: rounds,
         tab.serving: views.serving_line(services.status().serving),
         tab.label_summary: views.label_summary(services.loop.label_counts()),
@@ -262,7 +265,8 @@ def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab
         start_button = gr.Button("Start round", variant="primary")
         cancel_button = gr.Button("Cancel round", variant="stop")
     message, progress = gr.Markdown(), gr.Markdown()
-    plot = gr.LinePlot(x="step", y="value", color="metric", title="Loss · reward margin · accuracy")
+    plot = gr.LinePlot(x="step", y="value", color="metric", title="Loss · reward margin · accuracy", visible=False)
+    no_plot = gr.Markdown(views.NO_ROUND_YET, elem_id="no-round-yet")
     rounds = gr.Dataframe(label="Rounds", interactive=False)
     with gr.Row():
         serve_choice = gr.Dropdown(
@@ -282,6 +286,7 @@ def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab
         message=message,
         progress=progress,
         plot=plot,
+        no_plot=no_plot,
         rounds=rounds,
         label_summary=label_summary,
         serving=serving,
@@ -303,7 +308,7 @@ def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab
         [gr.Timer(1.0).tick, demo.load],
         partial(round_status, services, tab),
         None,
-        [progress, plot, rounds, serving, label_summary],
+        [progress, plot, no_plot, rounds, serving, label_summary],
         api_name="round_status",
         show_progress="hidden",
     )

@@ -10,6 +10,7 @@ ui/compare.py only move these between widgets and services.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ ROUND_COLUMNS = (
     "status",
     "parent",
     "pairs",
+    "edited",
     "ratings",
     "held-out accuracy",
     "held-out margin",
@@ -47,6 +49,57 @@ BAR_WIDTH = 20
 def prompt_html(prompt: str) -> str:
     """A prompt as HTML that fetches nothing and links nowhere (see PROMPT_MARKDOWN)."""
     return f'<div class="prompt"><strong>Prompt:</strong>{PROMPT_MARKDOWN.render(prompt)}</div>'
+
+
+def completion_html(text: str, cut_at: int | None = None, raw: bool = False) -> str:
+    """A completion as the Label tab shows it: Markdown (code, lists) rendered like a prompt, or the raw text;
+    marked when the token limit cut it."""
+    body = f"<pre>{html.escape(text)}</pre>" if raw else PROMPT_MARKDOWN.render(text)
+    mark = f'<p class="cut">✂ cut at {cut_at} tokens</p>' if cut_at else ""
+    return f'<div class="completion">{body}{mark}</div>'
+
+
+def waiting_line(status: Status) -> str:
+    """While no pair is ready: what the screen waits for, and about how long."""
+    if status.sampling_error:
+        return f"Waiting for the sampler, which failed: {status.sampling_error}"
+    eta = "" if status.eta_s is None else f" ~{max(1, round(status.eta_s))} s"
+    return f"⏳ Sampling the next pair…{eta}"
+
+
+def counters_line(counters: dict[str, int], status: Status, prompts_left: int | None = None) -> str:
+    """Labeled today, by me, since the last round, and pairs ready; what to do when prompts run out."""
+    text = (
+        f"Labeled today **{counters['today']}** · by you **{counters['mine']}** · since the last round "
+        f"**{counters['since_round']}** · **{status.queued}** pairs ready"
+    )
+    if status.queued == 0:
+        text += f" · {waiting_line(status)}"
+    if prompts_left == 0:
+        text += (
+            "\n\nEvery prompt has a vote, so new pairs repeat prompts. For fresh ones, add a prompt or import "
+            "a file (Prompts, below)."
+        )
+    return text
+
+
+def guidelines_html(guidelines: tuple | None) -> str:
+    """The newest guidelines, rendered like a prompt, with who wrote them and when."""
+    if guidelines is None:
+        return '<div class="guidelines"><em>No guidelines yet.</em> An admin can write them below.</div>'
+    text, author, when = guidelines
+    footer = f'<p class="guidelines-by">by {html.escape(author)}, {when:%Y-%m-%d %H:%M}</p>'
+    return f'<div class="guidelines">{PROMPT_MARKDOWN.render(text)}{footer}</div>'
+
+
+def undo_message(judgement_ids: list[int]) -> str:
+    votes = ", ".join(f"#{j}" for j in judgement_ids)
+    return f"Undid vote {votes}: it will not be trained on. The pair is back on screen; vote again."
+
+
+def edit_message(judgement_ids: list[int], source: str) -> str:
+    against = "both completions" if source == "blank" else f"the original {source} completion"
+    return f"Saved your answer as chosen over {against} (vote {', '.join(f'#{j}' for j in judgement_ids)})."
 
 
 def pair_status(version: str, status: Status) -> str:
@@ -111,6 +164,7 @@ def round_row(r: Round) -> dict:
         "status": r.status,
         "parent": round_version(r.parent_round) if r.parent_round else BASE_VERSION,
         "pairs": r.n_pairs,
+        "edited": r.n_edited,
         "ratings": r.n_ratings,
         "held-out accuracy": before_after(r.metrics, "accuracy", reference),
         "held-out margin": before_after(r.metrics, "margin", reference),
@@ -143,7 +197,9 @@ def round_progress(status: dict) -> str:
 
 
 def plot_rows(history: list[dict]) -> list[dict]:
-    """The step history in long form (step, value, metric) for one line per metric; one zero row when empty,
-    so the plot has axes before the first step."""
-    rows = [{"step": s["step"], "value": s[k], "metric": k} for s in history for k in PLOT_METRICS]
-    return rows or [{"step": 0, "value": 0.0, "metric": "loss"}]
+    """The step history in long form (step, value, metric), one line per metric; empty before a round runs
+    (the Train tab then hides the plot and says so, rather than drawing an empty axis)."""
+    return [{"step": s["step"], "value": s[k], "metric": k} for s in history for k in PLOT_METRICS]
+
+
+NO_ROUND_YET = "No round yet: once one runs, its loss, reward margin and accuracy are plotted here."
