@@ -33,6 +33,11 @@ ADMIN_ACTIONS = (
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
+def labeler_name(typed: str | None) -> str:
+    """The name a label is stored under without logins: as typed, trimmed; "anonymous" when empty."""
+    return (typed or "").strip() or "anonymous"
+
+
 class AccessDenied(PermissionError):
     """A request its user may not make; the message says who may."""
 
@@ -84,7 +89,7 @@ class Access:
         if self.users is not None:
             self.require(user, "label")
             return str(user)
-        return (typed or "").strip() or "anonymous"
+        return labeler_name(typed)
 
 
 def exposure_warning(host: str, access: Access) -> str | None:
@@ -108,4 +113,5 @@ __all__ = [
     "UsersError",
     "UsersFile",
     "exposure_warning",
+    "labeler_name",
 ]

@@ -12,6 +12,7 @@ import logging
 import os
 from pathlib import Path
 
+from access import labeler_name
 from labeling.prompts import read_prompts
 from labeling.sampler import Pair, PairSampler
 from models.chat import count_tokens
@@ -61,21 +62,21 @@ class Loop:
 
     def vote(self, pair: Pair, choice: str, labeler: str) -> int:
         """Store a judgement on `pair` as it was shown; returns its id once it is committed."""
-        labeler = (labeler or "").strip() or "anonymous"
+        labeler = labeler_name(labeler)
         return self.store.add_judgement(pair.prompt_id, pair.left_id, pair.right_id, choice, labeler, pair.version)
 
     def rate(self, pair: Pair, side: str, rating: str, labeler: str) -> int:
         """Store a 👍 ("up") or 👎 ("down") on one completion of `pair` (side "left" or "right"); returns its id."""
         if side not in ("left", "right"):
             raise ValueError(f"side must be 'left' or 'right'; got {side!r}")
-        labeler = (labeler or "").strip() or "anonymous"
+        labeler = labeler_name(labeler)
         generation_id = pair.left_id if side == "left" else pair.right_id
         return self.store.add_rating(generation_id, rating, labeler, pair.version)
 
     def undo(self, judgement_ids: list[int], labeler: str) -> None:
         """Withdraw `labeler`'s judgements (one vote, or an edit's one or two pairs): kept for the record, never
         trained on; the first that cannot be withdrawn stops the rest (StoreError says why)."""
-        labeler = (labeler or "").strip() or "anonymous"
+        labeler = labeler_name(labeler)
         for judgement_id in judgement_ids:
             self.store.withdraw_judgement(judgement_id, labeler)
 
@@ -85,7 +86,7 @@ class Loop:
         both when written from scratch. Returns the new judgements' ids."""
         if source not in ("left", "right", "blank"):
             raise ValueError(f"source must be 'left', 'right' or 'blank'; got {source!r}")
-        labeler = (labeler or "").strip() or "anonymous"
+        labeler = labeler_name(labeler)
         originals = {"left": [pair.left_id], "right": [pair.right_id], "blank": [pair.left_id, pair.right_id]}
         return [
             self.store.add_edited_pair(pair.prompt_id, original, text, labeler, pair.version)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from access import labeler_name
 from labeling.prompts import PromptFileError
 from labeling.sampler import Pair
 from services import Services
@@ -75,11 +76,10 @@ class LabelTab:
 
 # -- handlers --------------------------------------------------------------------------------------------------
 def show_pair(services: Services, tab: LabelTab, pair: Pair, raw: bool = False) -> dict:
-    return {
-        tab.pair: dataclasses.asdict(pair),
+    shown = dataclasses.asdict(pair)
+    return rerender(tab, shown, raw) | {
+        tab.pair: shown,
         tab.prompt: views.prompt_html(pair.prompt),
-        tab.left_view: views.completion_html(pair.left, pair.left_cut, raw),
-        tab.right_view: views.completion_html(pair.right, pair.right_cut, raw),
         tab.left: pair.left,
         tab.right: pair.right,
         tab.pair_status: views.pair_status(pair.version, services.status()),
@@ -275,7 +275,7 @@ def switch_mode(services: Services, tab: LabelTab, mode: str, pair_state: dict |
 
 def counters(services: Services, typed: str, request: gr.Request) -> str:
     """Labeled today, by me, since the last round, pairs ready (refreshed by a timer)."""
-    name = guard.user_of(request) if services.access.logins else (typed or "").strip() or "anonymous"
+    name = guard.user_of(request) if services.access.logins else labeler_name(typed)
     numbers = services.store.label_counters(name)
     return views.counters_line(numbers, services.status(), services.store.count_unjudged_prompts())
 
