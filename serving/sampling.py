@@ -74,7 +74,9 @@ class NucleusSampler(LogitsProcessor):
         """transformers keeps a token while it and all less likely tokens hold more than 1 - top_p of the mass;
         that mass is computed as total - (mass of the likelier tokens), in float64, to agree at the boundary."""
         above = top.cumsum(dim=-1, dtype=torch.float64).sub_(top)
-        return above < total - (1 - self.top_p)
+        keep = above < total - (1 - self.top_p)
+        keep[:, 0] = True  # the most likely token always stays, even when rounding leaves the total below top_p
+        return keep
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         weights, index = self.nucleus(scores)
