@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from access import Access
+from labeling.arena import Arena
 from labeling.loop import Loop
 from labeling.prompts import starter_prompts
 from labeling.sampler import PairSampler
@@ -92,6 +93,7 @@ class Services:
     device: str
     exports_dir: Path
     loop: Loop | None = None  # None without a serving model (the training CLI)
+    arena: Arena | None = None  # blind battles between versions, beside the loop (None without it)
     access: Access = field(default_factory=Access.open)  # who may do what (logins off: everyone is admin)
 
     # -- questions the UI asks ------------------------------------------------------------------------
@@ -109,8 +111,11 @@ class Services:
         )
 
     def set_sampling(self, settings: SamplingSettings) -> None:
-        """New pairs sample with `settings`; queued pairs sampled otherwise are dropped (unless keep_stale)."""
+        """New pairs sample with `settings`; queued pairs sampled otherwise are dropped (unless keep_stale).
+        Arena battles sample with them too."""
         self.loop.sampler.set_settings(settings)
+        if self.arena is not None:
+            self.arena.sampler.set_settings(settings)
 
     def training_mode(self) -> str:
         """How rounds train on this device, in words."""
@@ -141,6 +146,8 @@ class Services:
     def close(self) -> None:
         self.rounds.cancel()
         self.rounds.wait(timeout=30)
+        if self.arena is not None:
+            self.arena.close()
         if self.loop is not None:
             self.loop.sampler.stop()
         self.store.close()
@@ -162,6 +169,7 @@ def open_services(config: ServiceConfig, serving: bool = True) -> Services:
         rounds.on_done = services.round_finished
         if serving:
             services.loop = _open_loop(store, model, device, config, rounds)
+            services.arena = Arena.for_loop(services.loop)  # samples only while someone is in the arena
     except BaseException:
         store.close()
         raise
@@ -172,7 +180,14 @@ def _open_loop(store: Store, model: str, device: str, config: ServiceConfig, rou
     quantization = resolve_quantization(config.quantization, device)
     vllm_options = {"max_lora_rank": config.vllm_max_lora_rank, "gpu_memory_utilization": config.vllm_gpu_memory}
     server = open_policy_server(
-        model, device, quantization, config.backend, 2 * config.sample_batch, vllm_options, config.max_prompt_tokens
+        model,
+        device,
+        quantization,
+        config.backend,
+        2 * config.sample_batch,
+        vllm_options,
+        config.max_prompt_tokens,
+        cache_dir=config.model_cache,
     )
     # On a CPU a round and the sampler share the cores: the round's process pauses while a batch samples.
     pause = rounds.paused if not device.startswith("cuda") else None

@@ -1,16 +1,17 @@
-"""Benchmark: how long labelers wait for a pair, and our sampler's speed against plain `model.generate`.
+"""Benchmark: how long labelers wait for a pair, and each serving backend's speed, side by side in one run.
 
-    python -m bench.sampling                         # CPU, the bundled default model
-    python -m bench.sampling --model 1.7b            # CUDA, a random-init llama of that shape
+    python -m bench.sampling --labelers 2                    # CPU, the bundled default model: eager and onnx
+    python -m bench.sampling --model 1.7b --backends static  # CUDA, a random-init llama of that shape
 
-1. Labelers: `--labelers` simulated people vote every 2–5 s through `Loop` (the code the UI calls); we time
+For each backend in `--backends` (default: eager and onnx on CPU, static on CUDA), one after the other:
+1. Throughput: its batched generation (`generate_tokens`) on the same prompts, settings and batch; two
+   completions per prompt, new tokens counted up to EOS. The eager backend is also timed against plain eager
+   `model.generate` (do_sample, top-p), the reference. The first call (which compiles, with the static
+   backend) is timed apart as `first_call_s` / `compile_s`.
+2. Adapter swap: converting and loading a LoRA adapter and making it the serving version.
+3. Labelers: `--labelers` simulated people vote every 2–5 s through `Loop` (the code the UI calls); we time
    each vote → next pair on screen, and count the pairs per minute the background sampler delivers.
-2. Throughput: the sampler's batched generation (`PolicyServer.generate_tokens`, with the server's backend:
-   static on CUDA, eager on CPU; `--backend` to choose) vs plain eager `model.generate` (do_sample, top-p) on
-   the same model, dtype, prompts, settings and batch; both sample two completions per prompt. Our first call
-   (which compiles, with the static backend) is timed apart as `first_call_s` / `compile_s`.
-3. Adapter swap: loading a LoRA adapter into the serving model and making it active.
-Prints its figures, then one JSON line.
+Prints its figures, then one JSON line (with the CPU's AVX2 / AVX-512 / AMX flags).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
 import statistics
 import tempfile
@@ -27,11 +29,13 @@ from pathlib import Path
 
 import torch
 
+from bench.startup import cpu_flags
 from labeling.loop import Loop
 from labeling.prompts import starter_prompts
 from labeling.sampler import PairSampler
 from models import prepare_default_model
 from serving import PolicyServer, SamplingSettings, chat_text
+from serving.onnx_backend import OnnxPolicyServer
 from storage import Store
 from training.cli import DEFAULT_MODEL_CACHE
 
@@ -79,10 +83,22 @@ def completion_tokens(rows: list[list[int]], stops: set[int]) -> int:
     return sum(len(list(itertools.takewhile(lambda t: t not in stops, row))) for row in rows)
 
 
-def throughput(server: PolicyServer, prompts: list[str], settings: SamplingSettings, repeats: int) -> dict:
-    """Tokens per second: our generate path (the server's backend) vs eager `model.generate` on the same model,
-    prompts, settings and batch. Both count the new tokens of each completion up to its EOS. Our first call is
-    timed apart: with the static backend it compiles the decoding step (`compile_s` = first call - a timed one)."""
+def throughput(server, prompts: list[str], settings: SamplingSettings, repeats: int) -> dict:
+    """Tokens per second of the server's generate path, and, for a torch server, of eager `model.generate` on the
+    same model, prompts, settings and batch. Both count the new tokens of each completion up to its EOS. The first
+    call is timed apart: with the static backend it compiles the decoding step (`compile_s` = first call - a
+    timed one)."""
+    if not isinstance(server, PolicyServer):
+        start = time.perf_counter()
+        server.generate_tokens(prompts, n=2, settings=settings)
+        first_call_s = time.perf_counter() - start
+        tokens, seconds = 0, 0.0
+        for _ in range(repeats):
+            start = time.perf_counter()
+            tokens += sum(len(c) for pair in server.generate_tokens(prompts, n=2, settings=settings) for c in pair)
+            seconds += time.perf_counter() - start
+        return {"ours_tok_s": tokens / seconds, "first_call_s": first_call_s,
+                "compile_s": max(0.0, first_call_s - seconds / repeats)}  # fmt: skip
     tok = server.tokenizer
     batch = tok([chat_text(tok, p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
     batch = batch.to(server.device)
@@ -133,24 +149,77 @@ def throughput(server: PolicyServer, prompts: list[str], settings: SamplingSetti
     }
 
 
-def adapter_swap_ms(server: PolicyServer, model_dir: str) -> float:
+def make_adapter(model_dir: str, folder: str) -> str:
+    """A LoRA adapter of the rounds' default shape (r 16 on every projection) for `model_dir`, in `folder`."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    with tempfile.TemporaryDirectory() as tmp:
-        lora = LoraConfig(
-            r=16,
-            lora_alpha=32,
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-            task_type="CAUSAL_LM",
-        )
-        get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), lora).save_pretrained(tmp)
-        server.serve("warmup", tmp)  # the first load also imports peft's adapter machinery
-        start = time.perf_counter()
-        server.serve("bench_round", tmp)
-        elapsed = time.perf_counter() - start
-        server.serve("base")
-        return 1000 * elapsed
+    lora = LoraConfig(
+        r=16,
+        lora_alpha=32,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        task_type="CAUSAL_LM",
+    )
+    get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir), lora).save_pretrained(folder)
+    return folder
+
+
+def adapter_swap_ms(server, adapter: str) -> float:
+    """Converting (if the backend does), loading and serving a round's adapter, the way the app does after a
+    round; the first load is a warm-up (it imports the adapter machinery)."""
+    server.serve("warmup", adapter)
+    start = time.perf_counter()
+    server.serve("bench_round", adapter)
+    elapsed = time.perf_counter() - start
+    server.serve("base")
+    return 1000 * elapsed
+
+
+def open_server(backend: str, model_dir: str, args: argparse.Namespace):
+    if backend == "onnx":
+        return OnnxPolicyServer(model_dir, cache_dir=args.model_cache)
+    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+    return PolicyServer(model_dir, backend=backend, dtype=dtype, batch_rows=2 * args.batch_prompts)
+
+
+def run_backend(backend: str, model_dir: str, adapter: str, args: argparse.Namespace) -> dict:
+    """One backend's figures: throughput, adapter swap, and labelers voting through the loop."""
+    settings = SamplingSettings(temperature=0.8, top_p=0.95, max_new_tokens=args.max_new_tokens)
+    store = Store()
+    store.add_prompts(starter_prompts(), source="starter")
+    server = open_server(backend, model_dir, args)
+    prompts = [p.text for p in store.list_prompts(limit=args.batch_prompts)]
+    figures = throughput(server, prompts, settings, args.repeats)
+    dtype = str(server.dtype).removeprefix("torch.")
+    reference = (
+        f" · eager generate {figures['hf_generate_tok_s']:.1f} tok/s · {figures['speedup_vs_hf_generate']:.2f}×"
+        if "hf_generate_tok_s" in figures
+        else ""
+    )
+    print(
+        f"[{backend}] ours ({dtype}) {figures['ours_tok_s']:.1f} tok/s{reference} "
+        f"({args.batch_prompts} prompts × 2, {args.max_new_tokens} new tokens); "
+        f"first call {figures['first_call_s']:.1f} s, compile ≈ {figures['compile_s']:.1f} s",
+        flush=True,
+    )
+    figures["adapter_swap_ms"] = adapter_swap_ms(server, adapter)
+    print(f"[{backend}] adapter swap {figures['adapter_swap_ms']:.0f} ms", flush=True)
+    sampler = PairSampler(store, server, depth=args.queue_depth, batch_prompts=args.batch_prompts, seed=0)
+    sampler.set_settings(settings)
+    loop = Loop(store, server, sampler)
+    sampler.start()
+    time.sleep(args.warmup_s)  # the app starts filling the queue at launch, before anyone votes
+    figures |= simulate_labelers(loop, args.labelers, args.votes, seed=0)
+    sampler.stop()
+    if hasattr(server, "close"):
+        server.close()
+    print(
+        f"[{backend}] vote → next pair p50 {figures['vote_to_pair_p50_ms']:.0f} ms · "
+        f"p95 {figures['vote_to_pair_p95_ms']:.0f} ms · max {figures['vote_to_pair_max_ms']:.0f} ms · labelers got "
+        f"{figures['pairs_per_min']:.1f} pairs/min, the sampler made {figures['sampler_pairs_per_min']:.1f}",
+        flush=True,
+    )
+    return {"device": server.device, "dtype": dtype} | {k: round(v, 2) for k, v in figures.items()}
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -163,45 +232,20 @@ def main(args: argparse.Namespace) -> dict:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         tokenizer_dir = Path(args.tokenizer) if args.tokenizer else prepare_default_model(Path(args.model_cache))
         model_dir = str(build_model(args.model, tokenizer_dir, Path(tmp), device))
-    settings = SamplingSettings(temperature=0.8, top_p=0.95, max_new_tokens=args.max_new_tokens)
-    store = Store()
-    store.add_prompts(starter_prompts(), source="starter")
-    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
-    server = PolicyServer(model_dir, backend=args.backend, dtype=dtype, batch_rows=2 * args.batch_prompts)
-    prompts = [p.text for p in store.list_prompts(limit=args.batch_prompts)]
-    figures = throughput(server, prompts, settings, args.repeats)
-    print(
-        f"ours ({server.backend}, {str(server.dtype).removeprefix('torch.')}) {figures['ours_tok_s']:.1f} tok/s · "
-        f"eager generate {figures['hf_generate_tok_s']:.1f} tok/s · {figures['speedup_vs_hf_generate']:.2f}× "
-        f"({args.batch_prompts} prompts × 2, {args.max_new_tokens} new tokens); "
-        f"first call {figures['first_call_s']:.1f} s, compile ≈ {figures['compile_s']:.1f} s",
-        flush=True,
-    )
-    figures["adapter_swap_ms"] = adapter_swap_ms(server, model_dir)
-    print(f"adapter swap {figures['adapter_swap_ms']:.0f} ms", flush=True)
-    sampler = PairSampler(store, server, depth=args.queue_depth, batch_prompts=args.batch_prompts, seed=0)
-    sampler.set_settings(settings)
-    loop = Loop(store, server, sampler)
-    sampler.start()
-    time.sleep(args.warmup_s)  # the app starts filling the queue at launch, before anyone votes
-    figures |= simulate_labelers(loop, args.labelers, args.votes, seed=0)
-    sampler.stop()
-    print(
-        f"vote → next pair p50 {figures['vote_to_pair_p50_ms']:.0f} ms · p95 {figures['vote_to_pair_p95_ms']:.0f} ms "
-        f"· max {figures['vote_to_pair_max_ms']:.0f} ms · labelers got {figures['pairs_per_min']:.1f} pairs/min, "
-        f"the sampler made {figures['sampler_pairs_per_min']:.1f}",
-        flush=True,
-    )
+    backends = args.backends or (["static"] if torch.cuda.is_available() else ["eager", "onnx"])
+    with tempfile.TemporaryDirectory() as tmp:
+        adapter = make_adapter(model_dir, tmp)
+        results = {backend: run_backend(backend, model_dir, adapter, args) for backend in backends}
     summary = {
         "model": args.model,
-        "device": server.device,
-        "backend": server.backend,
-        "dtype": str(server.dtype).removeprefix("torch."),
         "labelers": args.labelers,
         "max_new_tokens": args.max_new_tokens,
         "batch_prompts": args.batch_prompts,
         "queue_depth": args.queue_depth,
-    } | {k: round(v, 2) for k, v in figures.items()}
+        "cpu": cpu_flags(),
+        "cores": os.cpu_count(),
+        "backends": results,
+    }
     print(json.dumps(summary))
     return summary
 
@@ -217,7 +261,12 @@ if __name__ == "__main__":
     parser.add_argument("--batch-prompts", type=int, default=4)
     parser.add_argument("--queue-depth", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--backend", default="auto", choices=["auto", "eager", "static"])
+    parser.add_argument(
+        "--backends",
+        type=lambda text: text.split(","),
+        default=None,
+        help="comma-separated, from eager, static, onnx (default: eager,onnx on CPU; static on CUDA)",
+    )
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--warmup-s", type=float, default=30.0)
     main(parser.parse_args())

@@ -1,20 +1,24 @@
 """The serving policy: one base model, LoRA adapters swapped in by version name, behind one interface.
 
-    server = open_policy_server(model_dir, "cpu")                # eager on CPU, compiled static cache on CUDA
+    server = open_policy_server(model_dir, "cpu")   # onnx (fp32) or eager bf16 on CPU, compiled static on CUDA
     server.serve("round_001", "runs/round_001/adapter")
     server.generate(["Write a haiku about rain."], n=2, settings=SamplingSettings())
 
-Backends: `PolicyServer` (eager / static, serving/torch_backend.py) and `VLLMPolicyServer`
-(serving/vllm_backend.py), both `PolicyBackend`s.
+Backends, all `PolicyBackend`s: `PolicyServer` (eager / static, serving/torch_backend.py), `OnnxPolicyServer`
+(ONNX Runtime GenAI, CPU, serving/onnx_backend.py; the default on CPUs without native bf16) and `VLLMPolicyServer`
+(serving/vllm_backend.py).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from models import cpu_has_native_bf16
 from serving.errors import ModelBusy
+from serving.onnx_backend import OnnxPolicyServer
 from serving.sampling import NucleusSampler, SamplingSettings, chat_text
 from serving.torch_backend import (
     DEFAULT_BATCH_ROWS,
@@ -33,6 +37,7 @@ __all__ = [
     "SERVER_BACKENDS",
     "GenerationWorker",
     "NucleusSampler",
+    "OnnxPolicyServer",
     "PolicyBackend",
     "PolicyServer",
     "SamplingSettings",
@@ -78,7 +83,7 @@ class PolicyBackend(Protocol):
         """Like `generate`, as the new token ids of each completion, up to (without) its EOS."""
 
 
-SERVER_BACKENDS = ("auto", "eager", "static", "vllm")
+SERVER_BACKENDS = ("auto", "eager", "static", "onnx", "vllm")
 
 
 def open_policy_server(
@@ -89,13 +94,33 @@ def open_policy_server(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     vllm_options: dict | None = None,
     max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
+    cache_dir: str = "data/models",
 ) -> PolicyBackend:
-    """The app's serving policy for `backend`: a `PolicyServer` (auto / eager / static) or a `VLLMPolicyServer`
-    (given `vllm_options`, e.g. max_lora_rank, gpu_memory_utilization).
+    """The app's serving policy for `backend`: "auto" is onnx on a CPU without native bf16 (eager if the model
+    cannot be exported or run, saying why), eager bf16 on a CPU with it (AVX512-BF16 or AMX) and the compiled
+    static backend on CUDA; or a `PolicyServer`
+    (eager / static), an `OnnxPolicyServer` (export cached under `cache_dir`), a `VLLMPolicyServer` (given
+    `vllm_options`, e.g. max_lora_rank, gpu_memory_utilization).
 
     Refuses, with what to do instead, a backend this machine cannot run, before any weights are loaded."""
     if backend not in SERVER_BACKENDS:
         raise ValueError(f"backend must be one of {SERVER_BACKENDS}, got {backend!r}")
+    onnx_by_default = device == "cpu" and quantization == "none" and not cpu_has_native_bf16()
+    if backend == "onnx" or (backend == "auto" and onnx_by_default):
+        if device != "cpu":
+            raise ValueError(
+                f"The onnx backend runs on the CPU and this run uses {device!r}: leave --backend at auto "
+                "(the compiled static backend on CUDA), or pass --device cpu."
+            )
+        if quantization != "none":
+            raise ValueError(f"The onnx backend serves fp32 weights; drop --quantization {quantization}.")
+        try:
+            return OnnxPolicyServer(model, cache_dir=cache_dir, max_prompt_tokens=max_prompt_tokens)
+        except (ImportError, ValueError) as err:
+            if backend == "onnx":
+                raise
+            print(f"prefloop: serving with the eager backend instead of onnx: {err}", file=sys.stderr)
+            backend = "eager"
     if backend != "vllm":
         return PolicyServer(
             model, device, quantization, backend, batch_rows=batch_rows, max_prompt_tokens=max_prompt_tokens
@@ -103,7 +128,7 @@ def open_policy_server(
     if not device.startswith("cuda"):
         raise ValueError(
             f"The vllm backend needs a CUDA GPU and this run uses {device!r}: leave --backend at auto "
-            "(eager on CPU), or run on a machine with a GPU."
+            "(onnx on CPU), or run on a machine with a GPU."
         )
     if quantization != "none":
         raise ValueError(

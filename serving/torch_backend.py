@@ -54,6 +54,8 @@ PROMPT_BUCKETS = (64, 128, 256, 512, 1024, 2048)
 DEFAULT_MAX_PROMPT_TOKENS = 1024  # a longer prompt keeps its last tokens when sampled (the end is the question)
 DEFAULT_BATCH_ROWS = 8  # the app's default sampler batch: 4 prompts x 2 completions
 SERVING_SLOT = "prefloop_serving"  # the one LoRA adapter the static backend generates with
+
+
 def default_dtype(device: str) -> torch.dtype:
     """bf16 on CUDA GPUs that support it and on CPUs with native bf16; fp32 elsewhere."""
     if device.startswith("cuda"):

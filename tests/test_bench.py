@@ -21,19 +21,21 @@ def run_bench(module: str, *args: str) -> dict:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def test_sampling_bench_reports_wait_throughput_and_swap(tokenizer_dir):
+def test_sampling_bench_reports_each_backend_side_by_side(tokenizer_dir):
     summary = run_bench(
         "bench.sampling",
         *["--model", "tiny", "--tokenizer", str(tokenizer_dir), "--votes", "2", "--max-new-tokens", "8"],
-        *["--repeats", "1", "--warmup-s", "0"],
+        *["--repeats", "1", "--warmup-s", "0", "--backends", "eager,onnx"],
     )
-    assert summary["device"] == "cpu" and summary["labelers"] == 1
-    for key in ("ours_tok_s", "hf_generate_tok_s", "adapter_swap_ms", "pairs_per_min", "sampler_pairs_per_min"):
-        assert summary[key] > 0, key
-    assert summary["speedup_vs_hf_generate"] == pytest.approx(
-        summary["ours_tok_s"] / summary["hf_generate_tok_s"], rel=0.01
-    )
-    assert 0 <= summary["vote_to_pair_p50_ms"] <= summary["vote_to_pair_p95_ms"] <= summary["vote_to_pair_max_ms"]
+    assert summary["labelers"] == 1 and set(summary["cpu"]) >= {"avx2", "avx512f", "avx512_bf16", "amx_tile"}
+    assert list(summary["backends"]) == ["eager", "onnx"]
+    for name, figures in summary["backends"].items():
+        assert figures["device"] == "cpu", name
+        for key in ("ours_tok_s", "adapter_swap_ms", "pairs_per_min", "sampler_pairs_per_min"):
+            assert figures[key] > 0, (name, key)
+        assert 0 <= figures["vote_to_pair_p50_ms"] <= figures["vote_to_pair_p95_ms"] <= figures["vote_to_pair_max_ms"]
+    eager = summary["backends"]["eager"]
+    assert eager["speedup_vs_hf_generate"] == pytest.approx(eager["ours_tok_s"] / eager["hf_generate_tok_s"], rel=0.01)
 
 
 def test_dpo_bench_reports_ours_against_both_trl_configs(tokenizer_dir):

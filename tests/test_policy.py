@@ -120,7 +120,7 @@ def test_vllm_refuses_an_adapter_above_its_max_lora_rank(adapters, tmp_path):
         check_vllm_adapter(tmp_path, max_lora_rank=64)
 
 
-@pytest.mark.parametrize(("backend", "expected"), [("auto", "eager"), ("eager", "eager"), ("static", "static")])
+@pytest.mark.parametrize(("backend", "expected"), [("eager", "eager"), ("static", "static")])
 def test_the_app_opens_the_backend_it_is_asked_for(tiny_model_dir, backend, expected):
     server = open_policy_server(str(tiny_model_dir), "cpu", backend=backend, batch_rows=6)
     assert isinstance(server, PolicyServer) and server.backend == expected and server.batch_rows == 6

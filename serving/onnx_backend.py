@@ -1,0 +1,484 @@
+"""A CPU serving backend on ONNX Runtime GenAI: `python app.py --backend onnx` (the default on CPU).
+
+    server = OnnxPolicyServer("data/models/SmolLM2-135M-Instruct")   # exports the model to ONNX once (~15 s)
+    server.serve("round_001", "runs/round_001/adapter")               # the adapter converted in ~0.2 s
+    server.generate(["Write a haiku about rain."], n=2, settings=SamplingSettings())
+
+The base model is exported once with ONNX Runtime GenAI's model builder, in fp32 (the weights the torch policy
+and the rounds use, so the two agree token for token), into `<cache>/<model>.onnx/`. The export carries a LoRA
+branch beside each projection the rounds train (q/k/v/o, gate/up/down) whose A and B matrices are graph inputs
+with an empty default, so the base runs as exported and a round's adapter is a set of inputs: its PEFT weights
+are written as an ONNX Runtime adapter file (transposed, B scaled by alpha / r) and activated per request. No
+re-export, no merge: a finished round serves in well under a second.
+
+Generation runs in a process of its own: ONNX Runtime GenAI keeps Python's GIL while it decodes, which in the
+app's process would stall the web server for each step. One lock serializes requests, as in `PolicyServer`.
+Sampling is ONNX Runtime GenAI's (temperature, then top-p over the whole vocabulary; a seed repeats its
+completions on the same machine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import weakref
+from collections.abc import Sequence
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import numpy as np
+
+from models import load_tokenizer
+from models.chat import prompt_ids
+from serving.errors import held
+from serving.sampling import Completion, SamplingSettings, decode_completions
+from storage import BASE_VERSION
+
+EXPORT_FORMAT = 1  # raise when the exported graph changes: older exports are rebuilt
+LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+MARKER = "prefloop_onnx.json"
+
+
+# -- export -------------------------------------------------------------------------------------------------
+def _fingerprint(model: str) -> str:
+    """What identifies the weights being exported: the folder's config and weight files (name, size, mtime),
+    or the hub id."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return model
+    parts = [
+        f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+        for p in sorted(folder.iterdir())
+        if p.suffix in {".json", ".safetensors", ".bin"}
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _wanted_marker(model: str) -> dict:
+    import onnxruntime_genai
+
+    return {"format": EXPORT_FORMAT, "source": _fingerprint(model), "onnxruntime_genai": onnxruntime_genai.__version__}
+
+
+def export_dir(model: str, cache_dir: str | os.PathLike) -> Path:
+    """Where `model`'s ONNX export lives: beside a local model folder (`<folder>.onnx`) when its parent is
+    writable, else in `cache_dir` under the folder's name or the hub id."""
+    folder = Path(model)
+    if folder.is_dir() and os.access(folder.resolve().parent, os.W_OK):
+        return folder.resolve().parent / f"{folder.resolve().name}.onnx"
+    name = folder.name if folder.is_dir() else model.replace("/", "--")
+    return Path(cache_dir) / f"{name}.onnx"
+
+
+def ensure_export(model: str, cache_dir: str | os.PathLike) -> Path:
+    """`model`'s ONNX export with LoRA inputs, made now (in a child process, ~15 s for the default model) unless
+    an export of the same weights with this onnxruntime-genai is already there."""
+    out = export_dir(model, cache_dir)
+    marker = out / MARKER
+    if marker.exists() and {k: v for k, v in json.loads(marker.read_text()).items() if k in _wanted_marker(model)} == (
+        _wanted_marker(model)
+    ):
+        return out
+    print(f"prefloop: exporting {model} to ONNX for the onnx backend, once (into {out})…", file=sys.stderr, flush=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "serving.onnx_backend", "export", model, str(out.resolve())],
+        capture_output=True,
+        text=True,
+        env=_child_env(),
+    )
+    if done.returncode != 0:
+        tail = "\n".join(done.stderr.strip().splitlines()[-5:])
+        raise ValueError(
+            f"Exporting {model} to ONNX failed (the onnx backend needs a model ONNX Runtime GenAI's builder "
+            f"supports, e.g. Llama, Qwen, Phi, Gemma, Mistral): start with --backend eager instead.\n{tail}"
+        )
+    return out
+
+
+def _child_env() -> dict:
+    """The environment for this module's child processes: this checkout importable, wherever they start."""
+    root = str(Path(__file__).resolve().parent.parent)
+    return os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+
+
+def _pad_token(tokenizer) -> int:
+    """A special token the chat template never writes: ONNX Runtime GenAI masks every input token equal to the
+    pad id, so padding with a template token (SmolLM's `<|im_end|>` is both pad and end of turn) would hide
+    it inside prompts too."""
+    used = set(prompt_ids(tokenizer, "x"))
+    for token in tokenizer.all_special_ids:
+        if token not in used:
+            return token
+    raise ValueError("this model's tokenizer has no special token free for padding: use --backend eager")
+
+
+def _export(model: str, out: Path) -> None:
+    """Builds the export into a staging folder beside `out`, then renames it into place."""
+    import onnx_ir as ir
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        # A rank-1 LoRA on every projection rounds can train: the builder then lays a LoRA branch beside each.
+        base = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32)
+        present = {name.rsplit(".", 1)[-1] for name, _ in base.named_modules()}
+        targets = [m for m in LORA_MODULES if m in present]
+        get_peft_model(base, LoraConfig(r=1, lora_alpha=1, target_modules=targets)).save_pretrained(staging / "lora")
+        del base
+        source = ["-i", model] if Path(model).is_dir() else ["-m", model, "-c", str(staging / "hf_cache")]
+        built = staging / "built"
+        options = ["-o", str(built), "-p", "fp32", "-e", "cpu", "--extra_options", f"adapter_path={staging / 'lora'}"]
+        subprocess.run(  # the builder's command line: its documented interface
+            [sys.executable, "-m", "onnxruntime_genai.models.builder", *source, *options],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        graph = ir.load(built / "model.onnx")
+        lora_inputs = {}
+        for name in [n for n in graph.graph.initializers if ".lora_A." in n or ".lora_B." in n]:
+            value = graph.graph.initializers.pop(name)
+            rows, cols = value.shape
+            is_a = ".lora_A." in name
+            # the rank is the input's free dimension; the default (no adapter) is rank 0: the branch adds zeros
+            value.const_value = ir.tensor(np.zeros((rows, 0) if is_a else (0, cols), dtype=np.float32), name=name)
+            value.shape = ir.Shape([rows, f"{name}.rank"] if is_a else [f"{name}.rank", cols])
+            graph.graph.inputs.append(value)
+            graph.graph.initializers.add(value)
+            lora_inputs[name] = rows if is_a else cols  # the dimension an adapter's matrix must have
+        if not lora_inputs:
+            raise ValueError("the builder laid no LoRA branch in this model")
+        final = staging / "final"
+        final.mkdir()
+        ir.save(graph, final / "model.onnx", external_data="model.onnx.data")
+        for path in built.iterdir():
+            if path.name not in {"model.onnx", "model.onnx.data"}:
+                shutil.copy2(path, final / path.name)
+        config = json.loads((final / "genai_config.json").read_text())
+        config["model"]["pad_token_id"] = _pad_token(load_tokenizer(model))
+        (final / "genai_config.json").write_text(json.dumps(config, indent=4))
+        marker = _wanted_marker(model) | {"model": model, "lora_inputs": lora_inputs}
+        (final / MARKER).write_text(json.dumps(marker, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        final.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+# -- adapters -----------------------------------------------------------------------------------------------
+def _graph_name(key: str) -> str:
+    """A PEFT weight name as the export's input: base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight
+    -> model.layers.0.attn.q_proj.lora_A.MatMul.weight (the builder calls attention `attn`)."""
+    key = key.removeprefix("base_model.model.").replace(".self_attn.", ".attn.")
+    return key.removesuffix(".weight") + ".MatMul.weight"
+
+
+def adapter_params(adapter_dir: str | os.PathLike, lora_inputs: dict[str, int]) -> dict[str, np.ndarray]:
+    """A round's PEFT LoRA adapter as the export's inputs: A transposed, B transposed and scaled by alpha / r
+    (alpha / sqrt(r) with rsLoRA). Refuses, saying what to do, an adapter the export has no place for."""
+    import torch
+    from safetensors.torch import load_file
+
+    folder = Path(adapter_dir)
+    config_file, weights_file = folder / "adapter_config.json", folder / "adapter_model.safetensors"
+    if not config_file.exists() or not weights_file.exists():
+        raise ValueError(f"{folder} has no adapter_config.json / adapter_model.safetensors: pass a round's adapter/")
+    config = json.loads(config_file.read_text())
+    unsupported = [
+        what
+        for what, present in [
+            (f"a {config.get('peft_type')} adapter", config.get("peft_type") != "LORA"),
+            ("DoRA", config.get("use_dora")),
+            ("per-module ranks or alphas", config.get("rank_pattern") or config.get("alpha_pattern")),
+            ("modules_to_save", config.get("modules_to_save")),
+        ]
+        if present
+    ]
+    if unsupported:
+        raise ValueError(
+            f"The onnx backend serves plain LoRA; {folder} uses {', '.join(unsupported)}: "
+            "start the app with --backend eager to serve it."
+        )
+    rank = config["r"]
+    scale = config["lora_alpha"] / (math.sqrt(rank) if config.get("use_rslora") else rank)
+    params = {}
+    for key, weight in load_file(str(weights_file)).items():
+        name = _graph_name(key)
+        if name not in lora_inputs:
+            module = key.removeprefix("base_model.model.").split(".lora_")[0]
+            raise ValueError(
+                f"{folder} trains {module}, which the ONNX export has no LoRA branch for (it has them on "
+                f"{', '.join(LORA_MODULES)}): start the app with --backend eager to serve this adapter."
+            )
+        matrix = weight.to(torch.float32).T.contiguous().numpy()
+        if ".lora_B." in name:
+            matrix = matrix * np.float32(scale)
+        if (matrix.shape[0] if ".lora_A." in name else matrix.shape[1]) != lora_inputs[name]:
+            raise ValueError(
+                f"{folder}: {key} has shape {tuple(weight.shape)}, not this model's: was it trained "
+                "on another base model?"
+            )
+        params[name] = np.ascontiguousarray(matrix)
+    return params
+
+
+def write_adapter(adapter_dir: str | os.PathLike, lora_inputs: dict[str, int], out: Path) -> Path:
+    """The adapter as an ONNX Runtime adapter file at `out`."""
+    import onnxruntime as ort
+
+    adapter = ort.AdapterFormat()
+    adapter.set_adapter_version(1)
+    adapter.set_model_version(1)
+    params = adapter_params(adapter_dir, lora_inputs)
+    adapter.set_parameters({k: ort.OrtValue.ortvalue_from_numpy(v) for k, v in params.items()})
+    adapter.export_adapter(str(out))
+    return out
+
+
+# -- the generation process ---------------------------------------------------------------------------------
+def _generate(og, model, adapters, rows: list[list[int]], options: dict, version: str | None, pad: int) -> list:
+    width = max(len(r) for r in rows)
+    ids = np.full((len(rows), width), pad, dtype=np.int32)
+    for i, row in enumerate(rows):  # right-padded: the attention kernel (GroupQueryAttention) reads each row's
+        ids[i, : len(row)] = row  # length from its mask and takes padding on the right only
+    max_length = width + options.pop("max_new_tokens")
+    params = og.GeneratorParams(model)
+    params.set_search_options(**options, max_length=max_length, batch_size=len(rows))
+    generator = og.Generator(model, params)
+    if version is not None:
+        generator.set_active_adapter(adapters, version)
+    generator.append_tokens(ids)
+    while not generator.is_done():
+        generator.generate_next_token()
+    return [generator.get_sequence(i)[width:].tolist() for i in range(len(rows))]
+
+
+def _logprobs(og, model, adapters, prompt: list[int], completion: list[int], version: str | None) -> list[float]:
+    """log p(completion[i] | prompt, completion[:i]) for each i, one token at a time (teacher forcing)."""
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=len(prompt) + len(completion) + 1, batch_size=1)
+    generator = og.Generator(model, params)
+    if version is not None:
+        generator.set_active_adapter(adapters, version)
+    generator.append_tokens(np.array([prompt], dtype=np.int32))
+    out = []
+    for token in completion:
+        logits = generator.get_output("logits")[0, -1].astype(np.float64)
+        out.append(float(logits[token] - logits.max() - np.log(np.exp(logits - logits.max()).sum())))
+        generator.append_tokens(np.array([[token]], dtype=np.int32))
+    return out
+
+
+def _serve(inbox, outbox, onnx_dir: str, threads: int | None) -> None:
+    """The generation process: answers (command, args) messages from the server until its pipe closes."""
+    import onnxruntime_genai as og
+
+    config = og.Config(onnx_dir)
+    if threads:
+        config.set_provider_option("cpu", "intra_op_num_threads", str(threads))  # pragma: no cover - optional
+    model = og.Model(config)
+    adapters = og.Adapters(model)
+    pad = json.loads((Path(onnx_dir) / "genai_config.json").read_text())["model"]["pad_token_id"]
+    outbox.send(("ok", None))
+    while True:
+        try:
+            command, args = inbox.recv()
+        except EOFError:
+            return
+        try:
+            if command == "load":
+                adapters.load(*args)
+                result = None
+            elif command == "unload":
+                adapters.unload(*args)
+                result = None
+            elif command == "logprobs":
+                result = _logprobs(og, model, adapters, *args)
+            else:
+                result = _generate(og, model, adapters, *args, pad=pad)
+            outbox.send(("ok", result))
+        except Exception as err:  # the server raises it in the caller; this process goes on
+            outbox.send(("error", f"{type(err).__name__}: {err}"))
+
+
+class OnnxPolicyServer:
+    """The PolicyServer interface (load / serve / generate / generate_tokens / version) on ONNX Runtime GenAI,
+    CPU only; see the module docstring."""
+
+    def __init__(
+        self,
+        model: str,
+        cache_dir: str | os.PathLike = "data/models",
+        max_prompt_tokens: int = 1024,
+        threads: int | None = None,
+    ) -> None:
+        try:
+            import onnxruntime_genai  # noqa: F401
+        except ImportError as err:
+            raise ImportError(
+                "The onnx backend needs onnxruntime-genai: pip install -r requirements.txt, or start with "
+                f"--backend eager. Import failed with: {err}"
+            ) from err
+        self.model_name = model
+        self.device = "cpu"
+        self.backend = "onnx"
+        self.dtype = "float32"
+        self.max_prompt_tokens = max_prompt_tokens
+        self.tokenizer = load_tokenizer(model)
+        self.onnx_dir = ensure_export(model, cache_dir)
+        self.lora_inputs: dict[str, int] = json.loads((self.onnx_dir / MARKER).read_text())["lora_inputs"]
+        eos = json.loads((self.onnx_dir / "genai_config.json").read_text())["model"]["eos_token_id"]
+        self._stops = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+        self._adapter_files = Path(tempfile.mkdtemp(prefix="prefloop-onnx-adapters-"))
+        self._adapters: dict[str, str] = {}  # version -> adapter folder
+        self.version = BASE_VERSION
+        self._lock = threading.RLock()
+        # A child process of its own (not multiprocessing's spawn, which would re-run the caller's script),
+        # talking over two pipes.
+        to_child, from_parent = os.pipe()
+        to_parent, from_child = os.pipe()
+        command = [sys.executable, "-m", "serving.onnx_backend", "serve", str(self.onnx_dir.resolve())]
+        self._process = subprocess.Popen(
+            [*command, str(to_child), str(from_child), str(threads or 0)],
+            pass_fds=(to_child, from_child),
+            env=_child_env(),
+        )
+        os.close(to_child), os.close(from_child)
+        self._outbox = Connection(from_parent, readable=False)
+        self._inbox = Connection(to_parent, writable=False)
+        weakref.finalize(self, _close, self._outbox, self._inbox, self._process, self._adapter_files)
+        self._call(None)  # the process's "ready"
+        try:  # one token: a model the export took but ONNX Runtime cannot run fails here, not on a labeler
+            self.greedy_tokens(["Hello"], 1)
+        except RuntimeError as err:
+            self.close()
+            raise ValueError(f"ONNX Runtime GenAI cannot run this model ({err}): start with --backend eager.") from err
+
+    def _call(self, message):
+        """Send `message` (None: only wait for the ready reply) and return the process's answer."""
+        try:
+            if message is not None:
+                self._outbox.send(message)
+            status, result = self._inbox.recv()
+        except (EOFError, OSError) as err:
+            code = self._process.poll()
+            raise RuntimeError(
+                f"The onnx backend's generation process stopped (exit code {code}); restart the app, or start it "
+                "with --backend eager."
+            ) from err
+        if status == "error":
+            raise RuntimeError(f"The onnx backend failed: {result}")
+        return result
+
+    def close(self) -> None:
+        _close(self._outbox, self._inbox, self._process, self._adapter_files)
+
+    # -- versions -------------------------------------------------------------------------------------------
+    def load(self, version: str, adapter_path: str | None) -> None:
+        """Convert `version`'s adapter (~0.2 s) and load it beside the others; the base stays in place."""
+        if version == BASE_VERSION or version in self._adapters:
+            return
+        if adapter_path is None:
+            raise ValueError(f"version {version!r} needs its adapter folder")
+        path = self._adapter_files / f"{len(self._adapters):04d}.onnx_adapter"
+        write_adapter(adapter_path, self.lora_inputs, path)
+        with self._lock:
+            self._call(("load", (str(path), version)))
+            self._adapters[version] = str(adapter_path)
+
+    def serve(self, version: str, adapter_path: str | None = None) -> None:
+        self.load(version, adapter_path)
+        with self._lock:
+            self.version = version
+
+    # -- generation -----------------------------------------------------------------------------------------
+    def generate(
+        self,
+        prompts: Sequence[str],
+        n: int,
+        settings: SamplingSettings,
+        version: str | None = None,
+        wait_s: float | None = None,
+    ) -> list[list[Completion]]:
+        tokens = self.generate_tokens(prompts, n, settings, version, wait_s)
+        return decode_completions(self.tokenizer, tokens, settings.max_new_tokens)
+
+    def generate_tokens(
+        self,
+        prompts: Sequence[str],
+        n: int,
+        settings: SamplingSettings,
+        version: str | None = None,
+        wait_s: float | None = None,
+    ) -> list[list[list[int]]]:
+        if not prompts or n < 1:
+            return [[] for _ in prompts]
+        options = {
+            "do_sample": True,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "top_k": 0,  # top-p alone
+            "max_new_tokens": settings.max_new_tokens,
+        }
+        if settings.seed is not None:
+            options["random_seed"] = settings.seed
+        return self._tokens(prompts, n, options, version, wait_s)
+
+    def greedy_tokens(self, prompts: Sequence[str], max_new_tokens: int, version: str | None = None) -> list[list[int]]:
+        """Each prompt's greedy continuation (new tokens up to, without, EOS), all prompts in one padded batch:
+        what checks against the torch policy compare."""
+        options = {"do_sample": False, "max_new_tokens": max_new_tokens}
+        return [row[0] for row in self._tokens(prompts, 1, options, version, None)]
+
+    def token_logprobs(self, prompt: str, completion: Sequence[int], version: str | None = None) -> list[float]:
+        """The log-probability of each token of `completion` after `prompt` (as one user turn), from `version`
+        (default: the serving one): what checks against the torch policy compare."""
+        ids = prompt_ids(self.tokenizer, prompt, keep_last=self.max_prompt_tokens)
+        with self._lock:
+            version = self._loaded(version or self.version)
+            return self._call(("logprobs", (ids, list(completion), version)))
+
+    def _loaded(self, version: str) -> str | None:
+        """`version` as the generation process names it (None: the base); refuses one not loaded."""
+        if version != BASE_VERSION and version not in self._adapters:
+            raise ValueError(f"version {version!r} is not loaded; load it first")
+        return None if version == BASE_VERSION else version
+
+    def _tokens(self, prompts, n: int, options: dict, version: str | None, wait_s: float | None) -> list:
+        ids = [prompt_ids(self.tokenizer, p, keep_last=self.max_prompt_tokens) for p in prompts]
+        rows = [row for row in ids for _ in range(n)]
+        with held(self._lock, wait_s):
+            new = self._call(("generate", (rows, options, self._loaded(version or self.version))))
+        new = [row[: next((i for i, t in enumerate(row) if t in self._stops), len(row))] for row in new]
+        return [new[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+
+def _close(outbox, inbox, process, adapter_files: Path) -> None:
+    outbox.close()  # the process sees the end of its pipe and exits
+    inbox.close()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    shutil.rmtree(adapter_files, ignore_errors=True)
+
+
+if __name__ == "__main__":  # what ensure_export and OnnxPolicyServer run
+    if sys.argv[1:2] == ["export"] and len(sys.argv) == 4:
+        _export(sys.argv[2], Path(sys.argv[3]))
+    elif sys.argv[1:2] == ["serve"] and len(sys.argv) == 6:
+        inbox = Connection(int(sys.argv[3]), writable=False)
+        outbox = Connection(int(sys.argv[4]), readable=False)
+        _serve(inbox, outbox, sys.argv[2], int(sys.argv[5]) or None)
+    else:
+        sys.exit("usage: python -m serving.onnx_backend export MODEL OUT | serve ONNX_DIR IN_FD OUT_FD THREADS")
