@@ -64,11 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.3,
         help="vllm backend: share of GPU memory vLLM reserves; the rest stays for training rounds",
     )
-    parser.add_argument("--queue-depth", type=positive_int, default=8, help="Pairs kept ready for labelers")
+    parser.add_argument("--queue-depth", type=positive_int, default=16, help="Pairs kept ready for labelers")
     parser.add_argument(
         "--sample-batch",
         type=positive_int,
-        default=4,
+        default=8,
         help="Prompts sampled together (2 completions each); at most half of --queue-depth, so half the queue "
         "stays ready while a batch samples",
     )

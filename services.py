@@ -50,8 +50,8 @@ class ServiceConfig:
     backend: str = "auto"
     vllm_max_lora_rank: int = 64
     vllm_gpu_memory: float = 0.3
-    queue_depth: int = 8
-    sample_batch: int = 4
+    queue_depth: int = 16
+    sample_batch: int = 8
     keep_stale_pairs: bool = False
     round_processes: int | None = None  # processes per round; None: one per GPU, else 1
     max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS  # longer prompts are refused when typed, cut when sampled
