@@ -1,4 +1,5 @@
-"""The composition root: opens the store, the serving model, the pair sampler and the round runner, once.
+"""The composition root: opens the store, the serving model, the pair sampler, the arena and the round runner,
+once.
 
     services = open_services(ServiceConfig(db="data/prefloop.duckdb"))    # what `python app.py` does
     services.loop.next_pair(); services.rounds.start(DPOConfig()); services.status()

@@ -1,6 +1,7 @@
 """Prompt management from the command line.
 
     python -m labeling import-prompts prompts.jsonl --db data/prefloop.duckdb
+    python -m labeling import-prompts eval.jsonl --eval-only   # held out for the arena: never labeled or trained on
     python -m labeling add-prompt "Explain tides to a child." --db data/prefloop.duckdb
 
 Files: JSONL / CSV (a prompt, text, question or instruction field), TXT (one prompt a line), parquet, or a
@@ -23,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     importer = sub.add_parser("import-prompts", help="import a prompt file or datasets folder", parents=[db_too])
     importer.add_argument("path")
+    importer.add_argument(
+        "--eval-only",
+        action="store_true",
+        help="hold the new prompts out for the Arena: never sampled for labeling, never trained on",
+    )
     sub.add_parser("add-prompt", help="add one prompt", parents=[db_too]).add_argument("text")
     args = parser.parse_args(argv)
 
@@ -32,8 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Store(args.db) as store:
             if args.command == "import-prompts":
-                added = store.add_prompts(read_prompts(args.path), source=args.path)
-                print(f"imported {added} new prompts; {store.count_prompts()} in {args.db}")
+                added = store.add_prompts(read_prompts(args.path), source=args.path, eval_only=args.eval_only)
+                held = f" ({store.count_eval_only()} held out for the arena)" if args.eval_only else ""
+                print(f"imported {added} new prompts; {store.count_prompts()} in {args.db}{held}")
             else:
                 print(f"added prompt #{store.add_prompt(args.text)}")
     except (PromptFileError, StoreError, ValueError) as err:

@@ -40,7 +40,7 @@ class Loop:
         failures = []
         for version in dict.fromkeys([recorded, *newest_first, BASE_VERSION]):
             try:
-                self._ensure_loaded(version)
+                self.load_version(version)
                 self.server.serve(version)
                 break
             except Exception as err:  # a missing or damaged adapter: OSError, safetensors' and peft's errors
@@ -138,7 +138,8 @@ class Loop:
     def versions(self) -> list[str]:
         return [BASE_VERSION] + [r.version for r in self.store.rounds.list() if r.status == "done"]
 
-    def _ensure_loaded(self, version: str) -> None:
+    def load_version(self, version: str) -> None:
+        """Make `version` (the base or a finished round) available for generation, without serving it."""
         if version == BASE_VERSION:
             return
         rounds = {r.version: r for r in self.store.rounds.list() if r.status == "done"}
@@ -153,7 +154,7 @@ class Loop:
         labelers keep getting pairs from the version serving now, afterwards only from `version`. Serves run
         one at a time. If `version` cannot sample, or the store cannot record it, the version serving now
         keeps serving, with its queue, and the error says so."""
-        self._ensure_loaded(version)
+        self.load_version(version)
 
         def swap() -> None:
             previous = self.server.version
@@ -182,7 +183,7 @@ class Loop:
             settings = SamplingSettings(settings.temperature, settings.top_p, settings.max_new_tokens, seed=0)
         outputs = []
         for version in (version_a, version_b):
-            self._ensure_loaded(version)
+            self.load_version(version)
             try:  # a comparison waits for the model a bounded time, never ahead of labelers' pairs for long
                 with self.sampler.while_sampling():  # as a batch does (a round's process pauses on a CPU)
                     completion = self.server.generate([prompt], 1, settings, version, wait_s=COMPARE_WAIT_S)[0][0]

@@ -134,6 +134,33 @@ MIGRATIONS: list[tuple[str, str]] = [
         )
         """,
     ),
+    (
+        # The blind arena. A prompt marked eval_only is never sampled for labeling and never trains a round; the
+        # arena draws from those first (storage/battles.py says how). A battle is two versions' completions of one
+        # prompt (generations rows, like a pair's), handed to one labeler, with the version shown on the left.
+        # winner is relative to version_a / version_b ("a", "b", "tie", "both_bad"), NULL until the one vote.
+        "005_arena",
+        """
+        ALTER TABLE prompts ADD COLUMN eval_only BOOLEAN DEFAULT FALSE;
+        CREATE SEQUENCE battle_ids START 1;
+        CREATE TABLE battles (
+            id BIGINT PRIMARY KEY DEFAULT nextval('battle_ids'),
+            prompt_id BIGINT NOT NULL REFERENCES prompts (id),
+            version_a VARCHAR NOT NULL,
+            version_b VARCHAR NOT NULL,
+            generation_a BIGINT NOT NULL REFERENCES generations (id),
+            generation_b BIGINT NOT NULL REFERENCES generations (id),
+            left_version VARCHAR NOT NULL,
+            labeler VARCHAR NOT NULL,
+            winner VARCHAR CHECK (winner IN ('a', 'b', 'tie', 'both_bad')),
+            voted_at TIMESTAMP,
+            created_at TIMESTAMP NOT NULL,
+            CHECK (version_a <> version_b),
+            CHECK (left_version IN (version_a, version_b)),
+            CHECK ((winner IS NULL) = (voted_at IS NULL))
+        )
+        """,
+    ),
 ]
 
 

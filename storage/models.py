@@ -53,6 +53,27 @@ class Judgement:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class ArenaBattle:
+    """A blind battle between two versions on one prompt, as stored: which version was shown on the left, who it
+    was handed to, and the winner ("a" = version_a, "b", "tie", "both_bad"; None until voted)."""
+
+    id: int
+    prompt_id: int
+    version_a: str
+    version_b: str
+    generation_a: int
+    generation_b: int
+    left_version: str
+    labeler: str
+    winner: str | None
+    voted_at: datetime | None
+    created_at: datetime
+
+    @property
+    def right_version(self) -> str:
+        return self.version_b if self.left_version == self.version_a else self.version_a
+
 
 @dataclass(frozen=True)
 class Round:

@@ -1,10 +1,12 @@
-"""The one DuckDB file: prompts, generations, judgements and ratings here; rounds in `store.rounds`.
+"""The one DuckDB file: prompts, generations, judgements and ratings here; rounds in `store.rounds`, arena
+battles in `store.battles`.
 
     store = Store("data/prefloop.duckdb")      # or Store() / Store(":memory:") in tests
     store.add_judgement(prompt_id, left_id, right_id, "left", labeler="ana", policy_version="base")
     store.add_rating(generation_id, "up", labeler="ana", policy_version="base")   # one completion, 👍
     store.preference_pairs(unused_only=True)   # what the next round trains on
     store.rounds.start(config, parent_round=None, base_model="...")               # see storage/rounds.py
+    store.battles.vote(battle_id, "left", labeler="ana")                          # the arena: storage/battles.py
 
 All SQL lives in the storage package; `storage/db.py` holds the connection (a cursor per call, every write
 in a transaction that commits before the call returns, retried on write conflicts).
@@ -17,6 +19,7 @@ import os
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
+from storage.battles import TRAINED_PROMPTS, Battles
 from storage.db import Cursor, Database
 from storage.errors import StoreError
 from storage.export import check_format, write_rows
@@ -62,6 +65,7 @@ class Store:
             self.db.close()
             raise
         self.rounds = Rounds(self.db)
+        self.battles = Battles(self.db)
 
     def close(self) -> None:
         """Close the database; committed writes are already on disk."""
@@ -86,8 +90,9 @@ class Store:
             raise ValueError("Prompt is empty: type some text first.")
         return self.db.write(lambda cur: _insert_prompt(cur, text, source))
 
-    def add_prompts(self, texts: Sequence[str], source: str) -> int:
-        """Store all prompts in one transaction, or none if any is empty; returns how many were new."""
+    def add_prompts(self, texts: Sequence[str], source: str, eval_only: bool = False) -> int:
+        """Store all prompts in one transaction, or none if any is empty; returns how many were new.
+        eval_only: the new ones are for the arena only (see `set_eval_only`); prompts already stored keep theirs."""
         cleaned = [(text or "").strip() for text in texts]
         for i, text in enumerate(cleaned, start=1):
             if not text:
@@ -102,11 +107,11 @@ class Store:
             cur.register("incoming", incoming)
             try:
                 return cur.execute(
-                    """INSERT INTO prompts (text, source, created_at)
-                       SELECT n.text, ?, ? FROM (SELECT text, min(pos) AS pos FROM incoming GROUP BY text) n
+                    """INSERT INTO prompts (text, source, created_at, eval_only)
+                       SELECT n.text, ?, ?, ? FROM (SELECT text, min(pos) AS pos FROM incoming GROUP BY text) n
                        WHERE NOT EXISTS (SELECT 1 FROM prompts p WHERE p.text = n.text)
                        ORDER BY n.pos""",
-                    [source, datetime.now()],
+                    [source, datetime.now(), bool(eval_only)],
                 ).fetchone()[0]
             finally:
                 cur.unregister("incoming")
@@ -114,10 +119,40 @@ class Store:
         return self.db.write(insert_all)
 
     def count_unjudged_prompts(self) -> int:
-        """Prompts without a counted vote yet (0: every prompt has one, and new pairs repeat prompts)."""
+        """Prompts for labeling without a counted vote yet (0: every one has one, and new pairs repeat prompts)."""
         return self.db.value(
-            f"SELECT count(*) FROM prompts WHERE id NOT IN (SELECT j.prompt_id FROM {COUNTED_JUDGEMENTS})"
+            "SELECT count(*) FROM prompts WHERE NOT eval_only "
+            f"AND id NOT IN (SELECT j.prompt_id FROM {COUNTED_JUDGEMENTS})"
         )
+
+    def set_eval_only(self, prompt_ids: Collection[int], eval_only: bool = True) -> None:
+        """Hold prompts out for the arena (eval_only) or give them back to labeling. An eval-only prompt is never
+        sampled for labeling, and labels it already has never train or export. A prompt some finished round
+        trained on cannot be held out (a battle on it would favour that round): refused, nothing changed."""
+        ids = sorted({int(i) for i in prompt_ids})
+
+        def mark(cur: Cursor) -> None:
+            missing = cur.execute(
+                "SELECT unnest(?::BIGINT[]) AS id EXCEPT SELECT id FROM prompts ORDER BY id", [ids]
+            ).fetchall()
+            if missing:
+                raise StoreError(f"No prompt with id {missing[0][0]}; pick prompts from the prompt list.")
+            if eval_only:
+                trained = cur.execute(
+                    f"SELECT min(id) FROM ({TRAINED_PROMPTS}) t(id) WHERE list_contains(?::BIGINT[], id)", [ids]
+                ).fetchone()[0]
+                if trained is not None:
+                    raise StoreError(
+                        f"Prompt {trained} has trained a round, so it cannot be held out for the arena; "
+                        "hold out prompts no round has seen (import new ones with --eval-only)."
+                    )
+            cur.execute("UPDATE prompts SET eval_only = ? WHERE list_contains(?::BIGINT[], id)", [eval_only, ids])
+
+        self.db.write(mark)
+
+    def count_eval_only(self) -> int:
+        """Prompts held out for the arena."""
+        return self.db.value("SELECT count(*) FROM prompts WHERE eval_only")
 
     def count_prompts(self) -> int:
         return self.db.value("SELECT count(*) FROM prompts")
@@ -134,7 +169,7 @@ class Store:
         return Prompt(*rows[0])
 
     def next_prompts(self, n: int, exclude_ids: Collection[int] = ()) -> list[Prompt]:
-        """Up to `n` prompts sampled least so far first, random among equals.
+        """Up to `n` prompts for labeling, sampled least so far first, random among equals; never an eval-only one.
 
         Counting generations rather than judgements keeps a prompt whose pair is on a labeler's screen (sampled,
         not yet voted on) from being sampled again before every other prompt has had its turn.
@@ -143,16 +178,14 @@ class Store:
             """SELECT p.id, p.text, p.source FROM prompts p
                LEFT JOIN (SELECT prompt_id, count(*) AS n FROM generations GROUP BY prompt_id) g
                       ON g.prompt_id = p.id
-               WHERE NOT list_contains(?::BIGINT[], p.id)
+               WHERE NOT p.eval_only AND NOT list_contains(?::BIGINT[], p.id)
                ORDER BY coalesce(g.n, 0), random() LIMIT ?""",
             [list(exclude_ids), max(n, 0)],
         )
         return [Prompt(*row) for row in rows]
 
     # -- generations ----------------------------------------------------------------------------------
-    def add_generation(
-        self, prompt_id: int, version: str, text: str, settings: dict, cut_at: int | None = None
-    ) -> int:
+    def add_generation(self, prompt_id: int, version: str, text: str, settings: dict, cut_at: int | None = None) -> int:
         """Store one completion of a prompt by policy `version` with its sampling settings; returns its id.
         cut_at: the token limit stopped it after that many new tokens."""
 
@@ -389,7 +422,8 @@ class Store:
     def preference_pairs(
         self, unused_only: bool = False, judgement_ids: Collection[int] | None = None
     ) -> list[PreferencePair]:
-        """Left/right votes as (prompt, chosen, rejected), by judgement id; other votes never become pairs.
+        """Left/right votes as (prompt, chosen, rejected), by judgement id; other votes never become pairs, and
+        votes on prompts held out for the arena (eval-only) never train or export.
 
         unused_only: leave out judgements a finished ('done') round trained on.
         judgement_ids: only these judgements.
@@ -401,7 +435,7 @@ class Store:
                  JOIN prompts p ON p.id = j.prompt_id
                  JOIN generations gl ON gl.id = j.left_generation_id
                  JOIN generations gr ON gr.id = j.right_generation_id
-                 WHERE list_contains(?::VARCHAR[], j.choice)"""
+                 WHERE NOT p.eval_only AND list_contains(?::VARCHAR[], j.choice)"""
         params: list = [list(PAIR_CHOICES)]
         if unused_only:
             sql += UNUSED_JUDGEMENT
@@ -412,20 +446,20 @@ class Store:
 
     def unpaired_examples(self, unused_only: bool = False) -> list[UnpairedExample]:
         """Labels on single completions, for unpaired losses (KTO): each "both bad" vote as two 👎 (left then
-        right), by judgement id, then each 👍 / 👎 rating, by rating id.
+        right), by judgement id, then each 👍 / 👎 rating, by rating id; none on eval-only prompts.
 
         unused_only: leave out labels a finished ('done') round trained on.
         """
         sql = f"""SELECT j.id, p.text, g.text FROM {COUNTED_JUDGEMENTS}
                  JOIN prompts p ON p.id = j.prompt_id
                  JOIN generations g ON g.id IN (j.left_generation_id, j.right_generation_id)
-                 WHERE list_contains(?::VARCHAR[], j.choice)"""
+                 WHERE NOT p.eval_only AND list_contains(?::VARCHAR[], j.choice)"""
         sql += (UNUSED_JUDGEMENT if unused_only else "") + " ORDER BY j.id, g.id = j.right_generation_id"
         rows = self.db.read(sql, [list(BOTH_BAD_CHOICES)])
         both_bad = [UnpairedExample(prompt, text, False, judgement_id) for judgement_id, prompt, text in rows]
         sql = f"""SELECT t.id, p.text, g.text, t.rating = 'up' FROM {COUNTED_RATINGS}
                  JOIN prompts p ON p.id = t.prompt_id
-                 JOIN generations g ON g.id = t.generation_id WHERE true"""
+                 JOIN generations g ON g.id = t.generation_id WHERE NOT p.eval_only"""
         rows = self.db.read(sql + (UNUSED_RATING if unused_only else "") + " ORDER BY t.id")
         rated = [UnpairedExample(prompt, text, good, rating_id=rating_id) for rating_id, prompt, text, good in rows]
         return both_bad + rated

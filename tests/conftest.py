@@ -25,7 +25,7 @@ MODEL_CACHE = Path(os.environ.get("PREFLOOP_MODEL_CACHE", REPO / "data" / "model
 
 # Modules whose every test launches the app, runs a round in a child process or torchrun, or benchmarks: slow
 # as a whole, so `-m "not slow"` leaves them out without a marker on each test.
-SLOW_MODULES = {"test_app", "test_bench", "test_qlora_cli", "test_runner", "test_team"}
+SLOW_MODULES = {"test_app", "test_arena_app", "test_bench", "test_qlora_cli", "test_runner", "test_team"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -113,6 +113,20 @@ def label(loop, n: int) -> None:
     """`n` votes through the loop, alternating right and left."""
     for i in range(n):
         loop.vote(loop.next_pair(), "left" if i % 2 else "right", labeler="t")
+
+
+def fake_round(store, model_dir, folder: Path, init_lora_weights=True) -> str:
+    """A finished round whose adapter is a fresh LoRA on the tiny model (random, so it samples unlike the base,
+    with init_lora_weights=False); returns its version."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=init_lora_weights)
+    get_peft_model(base, config).save_pretrained(folder)
+    round_id = store.rounds.start({}, None, str(model_dir))
+    store.rounds.finish(round_id, str(folder), {}, [])
+    return store.rounds.get(round_id).version
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import label
+from conftest import fake_round, label
 from safetensors.torch import load_file, save_file
 
 from labeling.loop import Loop
@@ -383,18 +383,6 @@ def test_a_take_from_a_full_queue_starts_no_one_prompt_batch(make_loop):
         loop.next_pair()
     wait_queued(loop.sampler, 8)
     assert loop.server.calls == [("pair-sampler", 4)] * 3
-
-
-def fake_round(store: Store, model_dir, folder: Path) -> str:
-    """A finished round whose adapter is a fresh LoRA on the tiny model; returns its version."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(model_dir)
-    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(folder)
-    round_id = store.rounds.start({}, None, str(model_dir))
-    store.rounds.finish(round_id, str(folder), {}, [])
-    return store.rounds.get(round_id).version
 
 
 def test_a_damaged_serving_adapter_falls_back_to_the_last_version_that_loads(tiny_model_dir, tmp_path):

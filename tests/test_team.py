@@ -51,6 +51,13 @@ LABELER_ROUTES = {
     "/save_edit",
     "/counters",
     "/guidelines",
+    "/arena_next",
+    "/arena_vote_a",
+    "/arena_vote_b",
+    "/arena_vote_tie",
+    "/arena_vote_both_bad",
+    "/arena_latest",
+    "/arena_results",
 }
 
 
@@ -156,6 +163,14 @@ def test_an_admin_manages_users_from_the_team_tab(team_app):
     admin.predict("carol", api_name="/remove_user")
     with pytest.raises(Exception):  # noqa: B017 (logged out at her next request)
         carol.predict(api_name="/next_pair")
+
+
+def test_a_labeler_may_pick_versions_and_see_arena_results(team_app):
+    _, _, _, url = team_app
+    labeler = gradio_client.Client(url, verbose=False, auth=LABELER)
+    with pytest.raises(Exception, match="only the base: train a round first"):  # not an admin refusal
+        labeler.predict(api_name="/arena_latest")
+    assert labeler.predict(api_name="/arena_results")[0].startswith("**0 voted battles.**")
 
 
 def test_votes_in_duckdb_carry_the_login(team_app):

@@ -1,4 +1,4 @@
-"""prefloop's web UI: `build_demo(services)` lays out the Label, Train and Compare tabs, one module each.
+"""prefloop's web UI: `build_demo(services)` lays out the Label, Train, Compare and Arena tabs, one module each.
 
     demo = build_demo(open_services(ServiceConfig()))
     demo.queue(default_concurrency_limit=8).launch(head=KEYS_JS)
@@ -17,7 +17,8 @@ import gradio as gr
 
 from services import Services
 from storage import BASE_VERSION
-from ui import compare, guard, label, team, train
+from ui import arena, compare, guard, label, team, train
+from ui.arena import ArenaTab
 from ui.compare import CompareTab
 from ui.label import LabelTab
 from ui.train import TrainTab
@@ -26,7 +27,8 @@ HERE = Path(__file__).parent
 # The page loads images and media only from the app itself: a prompt or completion that slips an image
 # past the renderer still cannot make a labeler's browser call out (tracking pixels).
 # Keys (unless typing in a box): 1–5 / s vote (or, in 'Rate one' mode, rate), u undo, e edit, ? the keys;
-# in the edit box Ctrl+Enter saves and Esc cancels. A key pressed with no pair on screen says so.
+# in the edit box Ctrl+Enter saves and Esc cancels. In the Arena tab 1 A, 2 B, 3 tie, 4 both bad. A key pressed
+# with no pair (or battle) on screen says so.
 # The two completions scroll together.
 KEYS_JS = (
     "<meta http-equiv=\"Content-Security-Policy\" content=\"img-src 'self' data: blob:; media-src 'self' data: blob:\">"
@@ -44,13 +46,16 @@ def refresh_versions(services: Services, pickers: list[gr.Dropdown]) -> dict:
     return {picker: gr.update(choices=choices) for picker in pickers}
 
 
-def versions_on_load(services: Services, train_tab: TrainTab, compare_tab: CompareTab) -> dict:
-    """A new page: serve picker and B at the serving version, A at the base."""
+def versions_on_load(services: Services, train_tab: TrainTab, compare_tab: CompareTab, arena_tab: ArenaTab) -> dict:
+    """A new page: serve picker and B at the serving version, A at the base; the arena's latest vs previous."""
     choices, serving = services.loop.versions(), services.status().serving
+    newest, previous = arena.default_pair(services)
     return {
         train_tab.serve_choice: gr.update(choices=choices, value=serving),
         compare_tab.version_a: gr.update(choices=choices, value=BASE_VERSION),
         compare_tab.version_b: gr.update(choices=choices, value=serving),
+        arena_tab.first: gr.update(choices=choices, value=newest),
+        arena_tab.second: gr.update(choices=choices, value=previous),
     }
 
 
@@ -80,6 +85,8 @@ def build_demo(services: Services) -> gr.Blocks:
             train_tab = train.build(services, demo, serving)
         with gr.Tab("Compare") as compare_block:
             compare_tab = compare.build(services, compare_block, label_tab.sampling)
+        with gr.Tab("Arena") as arena_block:
+            arena_tab = arena.build(services, arena_block, label_tab.labeler)
         admin_tabs = [train_block]
         if services.access.logins:
             with gr.Tab("Team") as team_block:
@@ -92,7 +99,13 @@ def build_demo(services: Services) -> gr.Blocks:
             api_name=False,
         )
 
-        pickers = [train_tab.serve_choice, compare_tab.version_a, compare_tab.version_b]
+        pickers = [
+            train_tab.serve_choice,
+            compare_tab.version_a,
+            compare_tab.version_b,
+            arena_tab.first,
+            arena_tab.second,
+        ]
         gr.on(
             [train_tab.serve_button.click, train_tab.start_button.click, gr.Timer(VERSIONS_REFRESH_S).tick],
             partial(refresh_versions, services, pickers),
@@ -101,7 +114,8 @@ def build_demo(services: Services) -> gr.Blocks:
             api_name=False,
             show_progress="hidden",
         )
-        demo.load(partial(versions_on_load, services, train_tab, compare_tab), None, pickers, api_name=False)
+        load_versions = partial(versions_on_load, services, train_tab, compare_tab, arena_tab)
+        demo.load(load_versions, None, pickers, api_name=False)
     return demo
 
 

@@ -51,6 +51,7 @@ class LabelTab:
     pair: gr.State  # the Pair on screen, as a dict (None after a vote, until the next pair arrives)
     side: gr.State  # 'Rate one' mode: which completion of it is on screen
     history: gr.State  # this session's votes and edits, newest last: [judgement ids, the pair as a dict]
+    labeler: gr.Textbox  # the name typed without logins (the Arena tab's votes read it too)
     raw: gr.Checkbox  # completions as raw text instead of rendered Markdown
     prompt: gr.HTML
     left_view: gr.HTML  # the completions as shown (rendered, marked when cut)
@@ -372,6 +373,7 @@ def build(services: Services, demo: gr.Blocks) -> LabelTab:
         pair=pair,
         side=side,
         history=history,
+        labeler=labeler,
         raw=raw,
         prompt=prompt,
         left_view=left_view,

@@ -3,9 +3,9 @@
     pair_status("round_002", Status("round_002", queued=3, depth=8, sampling_error=None))
     # 'Pair from **round_002** · 3 ready in the queue'
 
-Each takes what the UI got from `services` (a `Status`, a `RoundRunner.status()` dict, `Round`s, label counts)
-and returns the Markdown or table rows a widget displays; the handlers in ui/label.py, ui/train.py and
-ui/compare.py only move these between widgets and services.
+Each takes what the UI got from `services` (a `Status`, a `RoundRunner.status()` dict, `Round`s, label counts,
+the arena's win rates and strengths) and returns the Markdown or table rows a widget displays; the handlers in
+ui/label.py, ui/train.py, ui/compare.py and ui/arena.py only move these between widgets and services.
 """
 
 from __future__ import annotations
@@ -203,3 +203,83 @@ def plot_rows(history: list[dict]) -> list[dict]:
 
 
 NO_ROUND_YET = "No round yet: once one runs, its loss, reward margin and accuracy are plotted here."
+
+
+# -- arena -------------------------------------------------------------------------------------------------
+ARENA_HELP = (
+    "Each battle shows two versions' answers to a prompt no round trained on, as **A** (left) and **B** (right) "
+    "in random order; which version is which is revealed after your vote. Keys: 1 A · 2 B · 3 tie · 4 both bad."
+)
+TIES_AS_HALF = (
+    "Win rates count a tie or a *both bad* vote as half a win for each side; ranges are 95% intervals "
+    "(Wilson). Strengths are Bradley–Terry ratings on an Elo-like scale with 95% bootstrap intervals, the base "
+    "fixed at 1000: 400 points more means 10:1 odds of winning."
+)
+ARENA_WAITING = "⏳ Sampling the next battle…"
+ARENA_SIDE_NAMES = {"left": "A", "right": "B", "tie": "a tie", "both_bad": "both bad"}
+LEADERBOARD_COLUMNS = ("rank", "version", "strength", "95% interval", "battles")
+
+
+def battle_line(battle_id: int, queued: int) -> str:
+    """Under a battle: its number and the queue, never the versions (those come after the vote)."""
+    return f"Battle #{battle_id} · {queued} more ready · which version is A and which is B is revealed after your vote"
+
+
+def reveal_line(battle_id: int, side: str, left_version: str, right_version: str) -> str:
+    """After a vote: what was voted, and which version was on which side."""
+    return (
+        f"Saved battle #{battle_id}: you voted **{ARENA_SIDE_NAMES[side]}**. "
+        f"A was **{left_version}**, B was **{right_version}**."
+    )
+
+
+def win_rate_line(version: str, opponent: str, wins: int, losses: int, ties: int, rate, min_battles: int) -> str:
+    """One pair's result in words: the win rate with its interval, or "not enough battles yet" below the
+    threshold; `rate` is an evaluation.WinRate."""
+    counts = f"{wins} won, {losses} lost, {ties} tied"
+    if not rate.enough:
+        return f"**{version}** vs {opponent}: not enough battles yet ({rate.n} of {min_battles}; {counts})."
+    return (
+        f"**{version}** vs {opponent}: {version} wins **{rate.rate:.0%}** (95% interval {rate.low:.0%}–"
+        f"{rate.high:.0%}) of {rate.n} battles ({counts})."
+    )
+
+
+def leaderboard_rows(strengths) -> list[dict]:
+    """evaluation.Strength list (best first) as the leaderboard's rows, keyed by LEADERBOARD_COLUMNS."""
+    return [
+        {
+            "rank": rank,
+            "version": s.model,
+            "strength": round(s.rating),
+            "95% interval": f"{s.low:.0f}–{s.high:.0f}",
+            "battles": s.battles,
+        }
+        for rank, s in enumerate(strengths, start=1)
+    ]
+
+
+def strength_rows(strengths, versions: list[str]) -> list[dict]:
+    """Strength by version, oldest version first, in long form (version, strength, line) for a line plot: the
+    rating and its interval's two ends as three lines."""
+    by_version = {s.model: s for s in strengths}
+    lines = (("strength", "rating"), ("95% low", "low"), ("95% high", "high"))
+    return [
+        {"version": v, "strength": round(getattr(by_version[v], field), 1), "line": line}
+        for v in versions
+        if v in by_version
+        for line, field in lines
+    ]
+
+
+def matrix_rows(matrix) -> list[dict]:
+    """An evaluation.WinMatrix as rows: how often the row's version beat the column's (ties half), with the
+    number of battles; '–' where they never met."""
+    rows = []
+    for i, version in enumerate(matrix.models):
+        row = {"version": version}
+        for j, opponent in enumerate(matrix.models):
+            n = int(matrix.battles[i, j])
+            row[opponent] = f"{matrix.fraction[i, j]:.0%} of {n}" if n and i != j else "–"
+        rows.append(row)
+    return rows
