@@ -1,6 +1,7 @@
 """Benchmark: prefloop's DPO round against TRL's DPOTrainer, same model, pairs, LoRA, batch and max length.
 
     python -m bench.dpo_vs_trl --model tiny --pairs 32          # CPU
+    python -m bench.dpo_vs_trl --model default --pairs 40       # CPU, the bundled SmolLM2-135M-Instruct itself
     python -m bench.dpo_vs_trl --model 1.7b --pairs 256         # CUDA: random-init llama of that shape, NF4 base
     python -m bench.dpo_vs_trl --model 8b --pairs 128 --memory-limit-gib 24   # does an 8B round fit a 24 GB card?
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from bench.startup import cpu_flags
 from models import prepare_default_model, resolve_quantization
 from storage.labels import PreferencePair, trl_rows
 from training.cli import DEFAULT_MODEL_CACHE
@@ -54,7 +56,11 @@ def synthetic_pairs(n: int, seed: int) -> list[PreferencePair]:
 
 
 def build_model(shape: str, tokenizer_dir: Path, out: Path, device: str) -> Path:
+    """A random-init llama of `shape`, or, for "default", the bundled default model's folder itself."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    if shape == "default":
+        return prepare_default_model(Path(DEFAULT_MODEL_CACHE))
 
     hidden, layers, heads, kv, inter = SHAPES[shape]
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -134,7 +140,9 @@ def run_ours(model_dir: Path, pairs, args, device: str, group_by_length: bool = 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         result = run_round(config, pairs, Path(tmp) / "round", model=str(model_dir), device=device)
-        return time.perf_counter() - start, {"retried": result.metrics["oom_retry"]}
+        seconds = time.perf_counter() - start
+        phases = result.metrics["phases"] | {"save": round(seconds - result.metrics["seconds"], 2)}
+        return seconds, {"retried": result.metrics["oom_retry"], "phases": phases}
 
 
 def run_trl(model_dir: Path, pairs, args, device: str, best: bool) -> tuple[float, dict]:
@@ -208,6 +216,8 @@ def main(args: argparse.Namespace) -> dict:
             "trl_best": lambda: run_trl(model_dir, pairs, args, device, best=True),
         }
         for name, fn in variants.items():
+            if name not in args.variants:
+                continue
             try:
                 with PeakMemory(device) as memory:
                     seconds, notes = fn()
@@ -220,19 +230,20 @@ def main(args: argparse.Namespace) -> dict:
                 continue
             results[name] = {"pairs_s": args.pairs / seconds, "seconds": seconds, "peak_gib": memory.peak_gib} | notes
             retried = "  (out of memory once: retried with half the micro-batch)" if notes.get("retried") else ""
+            where = "  " + ", ".join(f"{k} {v:.1f} s" for k, v in notes["phases"].items()) if "phases" in notes else ""
             print(
                 f"{name:14s} {results[name]['pairs_s']:8.2f} pairs/s  {seconds:8.1f} s  "
-                f"peak {memory.peak_gib:6.2f} GiB{retried}",
+                f"peak {memory.peak_gib:6.2f} GiB{retried}{where}",
                 flush=True,
             )
             free_memory(device)
 
     def figure(name: str, key: str):
-        value = results[name][key]
+        value = results.get(name, {}).get(key)
         return None if value is None else round(value, 3)
 
     def ratio(name: str):
-        ours, other = results["ours"]["pairs_s"], results[name]["pairs_s"]
+        ours, other = figure("ours", "pairs_s"), figure(name, "pairs_s")
         return None if ours is None or other is None else round(ours / other, 3)
 
     for name in ("trl_default", "trl_best"):
@@ -257,8 +268,10 @@ def main(args: argparse.Namespace) -> dict:
         "trl_best_peak_gib": figure("trl_best", "peak_gib"),
         "speedup_vs_trl_default": ratio("trl_default"),
         "speedup_vs_trl_best": ratio("trl_best"),
-        "ours_retried": results["ours"].get("retried"),
-        "ours_ungrouped_retried": results["ours_ungrouped"].get("retried"),
+        "ours_retried": results.get("ours", {}).get("retried"),
+        "ours_ungrouped_retried": results.get("ours_ungrouped", {}).get("retried"),
+        "ours_phases_s": results.get("ours", {}).get("phases"),
+        "cpu": cpu_flags(),
     }
     print(json.dumps(summary))
     return summary
@@ -266,8 +279,14 @@ def main(args: argparse.Namespace) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=sorted(SHAPES), default="tiny")
+    parser.add_argument("--model", choices=[*sorted(SHAPES), "default"], default="tiny")
     parser.add_argument("--pairs", type=int, default=32)
+    parser.add_argument(
+        "--variants",
+        type=lambda text: text.split(","),
+        default=["ours", "ours_ungrouped", "trl_default", "trl_best"],
+        help="comma-separated, from ours, ours_ungrouped, trl_default, trl_best (default: all four)",
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=1024)
     parser.add_argument(

@@ -109,6 +109,14 @@ def run_round(
     config = resolve_micro_batch(config, device)
     torch.manual_seed(config.seed)
     started = time.monotonic()
+    phases: dict[str, float] = {}  # where the round's time went, in seconds (saved with its metrics)
+
+    @contextlib.contextmanager
+    def phase(name: str):
+        start = time.monotonic()
+        yield
+        phases[name] = round(time.monotonic() - start, 2)
+
     tokenizer = load_tokenizer(model)
 
     def tokenize(items: list) -> list[TokenizedPair]:
@@ -119,8 +127,9 @@ def run_round(
     def desirable(items: list) -> torch.Tensor | None:
         return torch.tensor([e.desirable for e in items], dtype=torch.bool) if kto else None
 
-    train_tok, heldout_tok = tokenize(train), tokenize(heldout)
-    base = load_model(model, quantization, device)
+    with phase("load"):
+        train_tok, heldout_tok = tokenize(train), tokenize(heldout)
+        base = load_model(model, quantization, device)
     memory_plan = None
     if not device.startswith("cuda"):  # a CPU out of memory kills the process: fit the step before it runs
         budget = free_memory_budget(w.size) if config.memory_budget_gib is None else config.memory_budget_gib * GIB
@@ -135,18 +144,21 @@ def run_round(
     )
     # Reference log-probs once per round, no second copy of the weights: the base is the policy with its
     # adapter off; the previous policy is the adapter as loaded, before the first step.
-    with policy.disable_adapter() if config.reference == "base" else contextlib.nullcontext():
+    with phase("reference"), policy.disable_adapter() if config.reference == "base" else contextlib.nullcontext():
         ref_train, ref_heldout = batch_logps(train_tok), batch_logps(heldout_tok)
     heldout_labels = desirable(heldout)
     # With the previous policy as reference, the policy before training is the reference itself.
-    policy_heldout = ref_heldout if config.reference == "previous" else batch_logps(heldout_tok)
-    heldout_before = _score(policy_heldout, ref_heldout, config, heldout_labels) if heldout else None
+    with phase("heldout_before"):
+        policy_heldout = ref_heldout if config.reference == "previous" else batch_logps(heldout_tok)
+        heldout_before = _score(policy_heldout, ref_heldout, config, heldout_labels) if heldout else None
 
     train_ref = (*ref_train, desirable(train))
     train_fn = _train_with_oom_retry if w.size == 1 else _train_as_is
-    history, trained = train_fn(policy, train_tok, train_ref, config, batch_logps, on_progress, should_stop)
+    with phase("steps"):
+        history, trained = train_fn(policy, train_tok, train_ref, config, batch_logps, on_progress, should_stop)
     oom_retry, config = trained is not config, trained  # the retry finishes with a new, smaller config
-    heldout_after = _score(batch_logps(heldout_tok), ref_heldout, config, heldout_labels) if heldout else None
+    with phase("heldout_after"):
+        heldout_after = _score(batch_logps(heldout_tok), ref_heldout, config, heldout_labels) if heldout else None
     metrics = {
         "train": history[-1] if history else {},
         "history": history,
@@ -162,6 +174,7 @@ def run_round(
         "bf16_autocast": uses_bf16(device, config.compute_dtype, quantization),
         "memory_plan": memory_plan.to_dict() if memory_plan else None,
         "seconds": round(time.monotonic() - started, 2),
+        "phases": phases,
     }
     record = {"dpo": config.to_dict(), "base_model": model, "parent_adapter": parent_adapter} | (lineage or {})
     ids = {"train": _unique_ids(train, "judgement_id"), "heldout": _unique_ids(heldout, "judgement_id")}
