@@ -88,7 +88,8 @@ def ensure_export(model: str, cache_dir: str | os.PathLike) -> Path:
         return out
     print(f"prefloop: exporting {model} to ONNX for the onnx backend, once (into {out})…", file=sys.stderr, flush=True)
     done = subprocess.run(
-        [sys.executable, "-m", "serving.onnx_backend", "export", model, str(out.resolve())],
+        [sys.executable, "-c", "import sys; from serving.onnx_backend import export; export(*sys.argv[1:])"]
+        + [model, str(out.resolve())],
         capture_output=True,
         text=True,
         env=_child_env(),
@@ -119,8 +120,10 @@ def _pad_token(tokenizer) -> int:
     raise ValueError("this model's tokenizer has no special token free for padding: use --backend eager")
 
 
-def _export(model: str, out: Path) -> None:
-    """Builds the export into a staging folder beside `out`, then renames it into place."""
+def export(model: str, out: str | os.PathLike) -> None:
+    """Export `model` into `out` (what `ensure_export` runs in a child process): built in a staging folder beside
+    `out`, then renamed into place."""
+    out = Path(out)
     import onnx_ir as ir
     import torch
     from peft import LoraConfig, get_peft_model
@@ -245,72 +248,6 @@ def write_adapter(adapter_dir: str | os.PathLike, lora_inputs: dict[str, int], o
     return out
 
 
-# -- the generation process ---------------------------------------------------------------------------------
-def _generate(og, model, adapters, rows: list[list[int]], options: dict, version: str | None, pad: int) -> list:
-    width = max(len(r) for r in rows)
-    ids = np.full((len(rows), width), pad, dtype=np.int32)
-    for i, row in enumerate(rows):  # right-padded: the attention kernel (GroupQueryAttention) reads each row's
-        ids[i, : len(row)] = row  # length from its mask and takes padding on the right only
-    max_length = width + options.pop("max_new_tokens")
-    params = og.GeneratorParams(model)
-    params.set_search_options(**options, max_length=max_length, batch_size=len(rows))
-    generator = og.Generator(model, params)
-    if version is not None:
-        generator.set_active_adapter(adapters, version)
-    generator.append_tokens(ids)
-    while not generator.is_done():
-        generator.generate_next_token()
-    return [generator.get_sequence(i)[width:].tolist() for i in range(len(rows))]
-
-
-def _logprobs(og, model, adapters, prompt: list[int], completion: list[int], version: str | None) -> list[float]:
-    """log p(completion[i] | prompt, completion[:i]) for each i, one token at a time (teacher forcing)."""
-    params = og.GeneratorParams(model)
-    params.set_search_options(max_length=len(prompt) + len(completion) + 1, batch_size=1)
-    generator = og.Generator(model, params)
-    if version is not None:
-        generator.set_active_adapter(adapters, version)
-    generator.append_tokens(np.array([prompt], dtype=np.int32))
-    out = []
-    for token in completion:
-        logits = generator.get_output("logits")[0, -1].astype(np.float64)
-        out.append(float(logits[token] - logits.max() - np.log(np.exp(logits - logits.max()).sum())))
-        generator.append_tokens(np.array([[token]], dtype=np.int32))
-    return out
-
-
-def _serve(inbox, outbox, onnx_dir: str, threads: int | None) -> None:
-    """The generation process: answers (command, args) messages from the server until its pipe closes."""
-    import onnxruntime_genai as og
-
-    config = og.Config(onnx_dir)
-    if threads:
-        config.set_provider_option("cpu", "intra_op_num_threads", str(threads))  # pragma: no cover - optional
-    model = og.Model(config)
-    adapters = og.Adapters(model)
-    pad = json.loads((Path(onnx_dir) / "genai_config.json").read_text())["model"]["pad_token_id"]
-    outbox.send(("ok", None))
-    while True:
-        try:
-            command, args = inbox.recv()
-        except EOFError:
-            return
-        try:
-            if command == "load":
-                adapters.load(*args)
-                result = None
-            elif command == "unload":
-                adapters.unload(*args)
-                result = None
-            elif command == "logprobs":
-                result = _logprobs(og, model, adapters, *args)
-            else:
-                result = _generate(og, model, adapters, *args, pad=pad)
-            outbox.send(("ok", result))
-        except Exception as err:  # the server raises it in the caller; this process goes on
-            outbox.send(("error", f"{type(err).__name__}: {err}"))
-
-
 class OnnxPolicyServer:
     """The PolicyServer interface (load / serve / generate / generate_tokens / version) on ONNX Runtime GenAI,
     CPU only; see the module docstring."""
@@ -320,7 +257,6 @@ class OnnxPolicyServer:
         model: str,
         cache_dir: str | os.PathLike = "data/models",
         max_prompt_tokens: int = 1024,
-        threads: int | None = None,
     ) -> None:
         try:
             import onnxruntime_genai  # noqa: F401
@@ -344,12 +280,18 @@ class OnnxPolicyServer:
         self.version = BASE_VERSION
         self._lock = threading.RLock()
         # A child process of its own (not multiprocessing's spawn, which would re-run the caller's script),
-        # talking over two pipes.
+        # talking over two pipes: serving/onnx_worker.py.
         to_child, from_parent = os.pipe()
         to_parent, from_child = os.pipe()
-        command = [sys.executable, "-m", "serving.onnx_backend", "serve", str(self.onnx_dir.resolve())]
+        worker = Path(__file__).with_name("onnx_worker.py")  # run as a script: no torch in that process
         self._process = subprocess.Popen(
-            [*command, str(to_child), str(from_child), str(threads or 0)],
+            [
+                sys.executable,
+                str(worker),
+                str(self.onnx_dir.resolve()),
+                str(to_child),
+                str(from_child),
+            ],
             pass_fds=(to_child, from_child),
             env=_child_env(),
         )
@@ -357,8 +299,8 @@ class OnnxPolicyServer:
         self._outbox = Connection(from_parent, readable=False)
         self._inbox = Connection(to_parent, writable=False)
         weakref.finalize(self, _close, self._outbox, self._inbox, self._process, self._adapter_files)
-        self._call(None)  # the process's "ready"
-        try:  # one token: a model the export took but ONNX Runtime cannot run fails here, not on a labeler
+        try:  # the process's "ready", then one token: a model the export took but ONNX Runtime cannot load or
+            self._call(None)  # run fails here, not on a labeler
             self.greedy_tokens(["Hello"], 1)
         except RuntimeError as err:
             self.close()
@@ -471,14 +413,3 @@ def _close(outbox, inbox, process, adapter_files: Path) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
     shutil.rmtree(adapter_files, ignore_errors=True)
-
-
-if __name__ == "__main__":  # what ensure_export and OnnxPolicyServer run
-    if sys.argv[1:2] == ["export"] and len(sys.argv) == 4:
-        _export(sys.argv[2], Path(sys.argv[3]))
-    elif sys.argv[1:2] == ["serve"] and len(sys.argv) == 6:
-        inbox = Connection(int(sys.argv[3]), writable=False)
-        outbox = Connection(int(sys.argv[4]), readable=False)
-        _serve(inbox, outbox, sys.argv[2], int(sys.argv[5]) or None)
-    else:
-        sys.exit("usage: python -m serving.onnx_backend export MODEL OUT | serve ONNX_DIR IN_FD OUT_FD THREADS")
