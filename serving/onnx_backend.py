@@ -332,8 +332,9 @@ class OnnxPolicyServer:
             return
         if adapter_path is None:
             raise ValueError(f"version {version!r} needs its adapter folder")
-        path = self._adapter_files / f"{len(self._adapters):04d}.onnx_adapter"
-        write_adapter(adapter_path, self.lora_inputs, path)
+        handle, name = tempfile.mkstemp(suffix=".onnx_adapter", dir=self._adapter_files)  # unique per load
+        os.close(handle)
+        path = write_adapter(adapter_path, self.lora_inputs, Path(name))
         with self._lock:
             self._call(("load", (str(path), version)))
             self._adapters[version] = str(adapter_path)
