@@ -48,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--backend",
         default="auto",
         choices=list(SERVER_BACKENDS),
-        help="How pairs are sampled: auto (onnx on CPU, the compiled static cache on CUDA), eager (torch), "
+        help="How pairs are sampled: auto (onnx on a CPU without native bf16, eager bf16 on one with it, the "
+        "compiled static cache on CUDA), eager (torch), "
         "static, onnx (ONNX Runtime GenAI, CPU; the model is exported once beside its folder), "
         "or vllm (needs the vllm package and a CUDA GPU)",
     )
