@@ -85,20 +85,52 @@ def completion_tokens(rows: list[list[int]], stops: set[int]) -> int:
 
 def throughput(server, prompts: list[str], settings: SamplingSettings, repeats: int) -> dict:
     """Tokens per second of the server's generate path, and, for a torch server, of eager `model.generate` on the
-    same model, prompts, settings and batch. Both count the new tokens of each completion up to its EOS. The first
-    call is timed apart: with the static backend it compiles the decoding step (`compile_s` = first call - a
-    timed one)."""
-    if not isinstance(server, PolicyServer):
+    same model, prompts, settings and batch, interleaved. Both count the new tokens of each completion up to its
+    EOS. The first call is timed apart: with the static backend it compiles the decoding step (`compile_s` =
+    first call - a timed one)."""
+
+    def ours() -> int:
+        return sum(len(c) for pair in server.generate_tokens(prompts, n=2, settings=settings) for c in pair)
+
+    def timed(fn) -> tuple[int, float]:
+        if server.device.startswith("cuda"):
+            torch.cuda.synchronize()
         start = time.perf_counter()
-        server.generate_tokens(prompts, n=2, settings=settings)
-        first_call_s = time.perf_counter() - start
-        tokens, seconds = 0, 0.0
-        for _ in range(repeats):
-            start = time.perf_counter()
-            tokens += sum(len(c) for pair in server.generate_tokens(prompts, n=2, settings=settings) for c in pair)
-            seconds += time.perf_counter() - start
-        return {"ours_tok_s": tokens / seconds, "first_call_s": first_call_s,
-                "compile_s": max(0.0, first_call_s - seconds / repeats)}  # fmt: skip
+        tokens = fn()
+        if server.device.startswith("cuda"):
+            torch.cuda.synchronize()
+        return tokens, time.perf_counter() - start
+
+    contenders = {"ours": ours}
+    if isinstance(server, PolicyServer):  # the reference runs on the torch model itself
+        contenders["hf_generate"] = hf_generate_fn(server, prompts, settings)
+    _, first_call_s = timed(ours)
+    for name, fn in contenders.items():
+        if name != "ours":
+            timed(fn)  # warm-up
+    totals = {name: [0, 0.0] for name in contenders}
+    for i in range(repeats):  # interleaved, alternating which goes first
+        for name in list(contenders)[:: 1 if i % 2 else -1]:
+            tokens, seconds = timed(contenders[name])
+            totals[name][0] += tokens
+            totals[name][1] += seconds
+    rates = {name: tokens / seconds for name, (tokens, seconds) in totals.items()}
+    figures = {
+        "ours_tok_s": rates["ours"],
+        "first_call_s": first_call_s,
+        "compile_s": max(0.0, first_call_s - totals["ours"][1] / repeats),
+    }
+    if "hf_generate" in rates:
+        figures |= {
+            "hf_generate_tok_s": rates["hf_generate"],
+            "speedup_vs_hf_generate": rates["ours"] / rates["hf_generate"],
+        }
+    return figures
+
+
+def hf_generate_fn(server: PolicyServer, prompts: list[str], settings: SamplingSettings):
+    """Plain eager `model.generate` (do_sample, top-p alone) on the server's model and the same batch; returns
+    the new tokens up to EOS, summed."""
     tok = server.tokenizer
     batch = tok([chat_text(tok, p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
     batch = batch.to(server.device)
@@ -119,34 +151,7 @@ def throughput(server, prompts: list[str], settings: SamplingSettings, repeats: 
             )
         return completion_tokens(out[:, batch["input_ids"].shape[1] :].tolist(), stops)
 
-    def ours() -> int:
-        return sum(len(c) for pair in server.generate_tokens(prompts, n=2, settings=settings) for c in pair)
-
-    def timed(fn) -> tuple[int, float]:
-        if server.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        tokens = fn()
-        if server.device.startswith("cuda"):
-            torch.cuda.synchronize()
-        return tokens, time.perf_counter() - start
-
-    _, first_call_s = timed(ours)
-    timed(hf_generate)  # warm-up
-    totals = {"ours": [0, 0.0], "hf_generate": [0, 0.0]}
-    for i in range(repeats):  # interleaved, alternating which goes first
-        for name in ("ours", "hf_generate") if i % 2 else ("hf_generate", "ours"):
-            tokens, seconds = timed(ours if name == "ours" else hf_generate)
-            totals[name][0] += tokens
-            totals[name][1] += seconds
-    rates = {name: tokens / seconds for name, (tokens, seconds) in totals.items()}
-    return {
-        "ours_tok_s": rates["ours"],
-        "hf_generate_tok_s": rates["hf_generate"],
-        "speedup_vs_hf_generate": rates["ours"] / rates["hf_generate"],
-        "first_call_s": first_call_s,
-        "compile_s": max(0.0, first_call_s - totals["ours"][1] / repeats),
-    }
+    return hf_generate
 
 
 def make_adapter(model_dir: str, folder: str) -> str:

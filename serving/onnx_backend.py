@@ -70,9 +70,9 @@ def _wanted_marker(model: str) -> dict:
 def export_dir(model: str, cache_dir: str | os.PathLike) -> Path:
     """Where `model`'s ONNX export lives: beside a local model folder (`<folder>.onnx`) when its parent is
     writable, else in `cache_dir` under the folder's name or the hub id."""
-    folder = Path(model)
-    if folder.is_dir() and os.access(folder.resolve().parent, os.W_OK):
-        return folder.resolve().parent / f"{folder.resolve().name}.onnx"
+    folder = Path(model).resolve()
+    if folder.is_dir() and os.access(folder.parent, os.W_OK):
+        return folder.parent / f"{folder.name}.onnx"
     name = folder.name if folder.is_dir() else model.replace("/", "--")
     return Path(cache_dir) / f"{name}.onnx"
 
@@ -80,11 +80,9 @@ def export_dir(model: str, cache_dir: str | os.PathLike) -> Path:
 def ensure_export(model: str, cache_dir: str | os.PathLike) -> Path:
     """`model`'s ONNX export with LoRA inputs, made now (in a child process, ~15 s for the default model) unless
     an export of the same weights with this onnxruntime-genai is already there."""
-    out = export_dir(model, cache_dir)
+    out, wanted = export_dir(model, cache_dir), _wanted_marker(model)
     marker = out / MARKER
-    if marker.exists() and {k: v for k, v in json.loads(marker.read_text()).items() if k in _wanted_marker(model)} == (
-        _wanted_marker(model)
-    ):
+    if marker.exists() and all(json.loads(marker.read_text()).get(k) == v for k, v in wanted.items()):
         return out
     print(f"prefloop: exporting {model} to ONNX for the onnx backend, once (into {out})…", file=sys.stderr, flush=True)
     done = subprocess.run(
