@@ -34,6 +34,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from models import load_tokenizer
 from models.chat import prompt_ids
@@ -255,6 +256,7 @@ class OnnxPolicyServer:
         model: str,
         cache_dir: str | os.PathLike = "data/models",
         max_prompt_tokens: int = 1024,
+        threads: int | None = None,
     ) -> None:
         try:
             import onnxruntime_genai  # noqa: F401
@@ -287,6 +289,7 @@ class OnnxPolicyServer:
                 sys.executable,
                 str(worker),
                 str(self.onnx_dir.resolve()),
+                str(threads or torch.get_num_threads()),  # as many as eager torch would use
                 str(to_child),
                 str(from_child),
             ],
