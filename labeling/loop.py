@@ -2,6 +2,7 @@
 
 loop = Loop(store, server, sampler)
 pair = loop.next_pair(); loop.vote(pair, "left", labeler="ana")
+pair = loop.next_pair(labeler="bob")   # now and then (store.audit's share) a pair ana judged, for agreement
 loop.rate(pair, "right", "down", labeler="ana")          # one completion on its own: 👎 (trains KTO)
 loop.serve("round_002"); loop.compare("Explain tides.", "base", "round_002", SamplingSettings(seed=0))
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from pathlib import Path
 
 from access import labeler_name
@@ -24,8 +26,9 @@ COMPARE_WAIT_S = 60.0  # how long Compare waits for the model before it says it 
 
 
 class Loop:
-    def __init__(self, store: Store, server: PolicyServer, sampler: PairSampler) -> None:
+    def __init__(self, store: Store, server: PolicyServer, sampler: PairSampler, seed: int | None = None) -> None:
         self.store, self.server, self.sampler = store, server, sampler
+        self.rng = random.Random(seed)  # which pairs are second looks, and their sides
         self.notice: str | None = None  # what the UI should say about serving (a version that did not load)
 
     def restore_serving(self) -> str | None:
@@ -57,12 +60,34 @@ class Loop:
         return self.notice
 
     # -- labeling -------------------------------------------------------------------------------------
-    def next_pair(self) -> Pair:
+    def next_pair(self, labeler: str | None = None) -> Pair:
+        """A pair to judge, sides randomized. For a named `labeler`, a share of them (`store.audit`'s second-look
+        share, 0 by default) are second looks: a pair someone else judged, its sides randomized anew, whose vote
+        measures agreement between labelers and never trains. Otherwise, or with none left, a new pair."""
+        if labeler is not None and self.rng.random() < self.store.audit.second_look_share():
+            look = self.store.audit.second_look(labeler_name(labeler))
+            if look is not None:
+                pair = Pair(
+                    look.prompt_id,
+                    look.prompt,
+                    look.version,
+                    look.left_id,
+                    look.left,
+                    look.right_id,
+                    look.right,
+                    look.left_cut,
+                    look.right_cut,
+                    second_look_of=look.judgement_id,
+                )
+                return pair.swapped() if self.rng.random() < 0.5 else pair
         return self.sampler.take()
 
     def vote(self, pair: Pair, choice: str, labeler: str) -> int:
-        """Store a judgement on `pair` as it was shown; returns its id once it is committed."""
+        """Store a judgement on `pair` as it was shown (a second vote, for a second look); returns its id once it
+        is committed."""
         labeler = labeler_name(labeler)
+        if pair.second_look_of is not None:
+            return self.store.audit.add_second_vote(pair.second_look_of, pair.left_id, pair.right_id, choice, labeler)
         return self.store.add_judgement(pair.prompt_id, pair.left_id, pair.right_id, choice, labeler, pair.version)
 
     def rate(self, pair: Pair, side: str, rating: str, labeler: str) -> int:
@@ -73,12 +98,14 @@ class Loop:
         generation_id = pair.left_id if side == "left" else pair.right_id
         return self.store.add_rating(generation_id, rating, labeler, pair.version)
 
-    def undo(self, judgement_ids: list[int], labeler: str) -> None:
-        """Withdraw `labeler`'s judgements (one vote, or an edit's one or two pairs): kept for the record, never
-        trained on; the first that cannot be withdrawn stops the rest (StoreError says why)."""
+    def undo(self, judgement_ids: list[int], labeler: str, second_look: bool = False) -> None:
+        """Withdraw `labeler`'s judgements (one vote, or an edit's one or two pairs), or with `second_look` their
+        second votes: kept for the record, never trained on; the first that cannot be withdrawn stops the rest
+        (StoreError says why)."""
         labeler = labeler_name(labeler)
+        withdraw = self.store.audit.withdraw_second_vote if second_look else self.store.withdraw_judgement
         for judgement_id in judgement_ids:
-            self.store.withdraw_judgement(judgement_id, labeler)
+            withdraw(judgement_id, labeler)
 
     def edit(self, pair: Pair, source: str, text: str, labeler: str) -> list[int]:
         """Edit to chosen: `text` (edited from the `source` completion, "left" or "right", or written from
@@ -94,8 +121,10 @@ class Loop:
         ]
 
     def put_back(self, pair: Pair) -> None:
-        """An unjudged pair a labeler had on screen goes back to the queue (when they undo instead)."""
-        self.sampler.put_back(pair)
+        """An unjudged pair a labeler had on screen goes back to the queue (when they undo instead); a second
+        look does not (it was someone else's pair)."""
+        if pair.second_look_of is None:
+            self.sampler.put_back(pair)
 
     def label_counts(self) -> dict[str, int]:
         """What the store holds for training: pairs (left/right votes), both-bad votes, ties and 👍 / 👎 ratings."""

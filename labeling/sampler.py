@@ -39,6 +39,7 @@ class Pair:
     right: str
     left_cut: int | None = None  # the token limit stopped this side after that many new tokens
     right_cut: int | None = None
+    second_look_of: int | None = None  # a judgement's pair shown again to another labeler: their vote never trains
 
     def swapped(self) -> Pair:
         return replace(

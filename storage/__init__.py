@@ -1,9 +1,9 @@
 """prefloop's storage: one DuckDB file, named migrations, all of the project's SQL.
 
 store.py holds prompts, generations, judgements, ratings and pairs; rounds.py (`store.rounds`) rounds, lineage and the
-serving version; battles.py (`store.battles`) arena battles and the prompts held out for them; db.py the connection;
-migrations.py the schema; labels.py which label feeds which loss; export.py writes labels in TRL's format; models.py
-the records handed out.
+serving version; battles.py (`store.battles`) arena battles and the prompts held out for them; audit.py (`store.audit`)
+label audits and second looks; db.py the connection; migrations.py the schema; labels.py which label feeds which
+loss; export.py writes labels in TRL's format; models.py the records handed out.
 """
 
 from storage.battles import ARENA_SIDES, winner_of

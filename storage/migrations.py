@@ -161,6 +161,32 @@ MIGRATIONS: list[tuple[str, str]] = [
         )
         """,
     ),
+    (
+        # Second looks, for agreement between labelers: a judged pair shown again to another labeler, sides
+        # re-randomized. Their vote is a second_votes row (sides as shown), never a judgement, so the pair keeps
+        # its one training judgement. second_voted holds the ones that count, one per labeler and judgement;
+        # undoing one removes it from there and keeps its row. The share of pairs served as second looks is the
+        # setting 'second_look_share' (absent: 0, none).
+        "007_second_votes",
+        """
+        CREATE SEQUENCE second_vote_ids START 1;
+        CREATE TABLE second_votes (
+            id BIGINT PRIMARY KEY DEFAULT nextval('second_vote_ids'),
+            judgement_id BIGINT NOT NULL REFERENCES judgements (id),
+            left_generation_id BIGINT NOT NULL REFERENCES generations (id),
+            right_generation_id BIGINT NOT NULL REFERENCES generations (id),
+            choice VARCHAR NOT NULL CHECK (choice IN ('left', 'right', 'tie', 'both_bad', 'skip')),
+            labeler VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL
+        );
+        CREATE TABLE second_voted (
+            judgement_id BIGINT NOT NULL REFERENCES judgements (id),
+            labeler VARCHAR NOT NULL,
+            second_vote_id BIGINT NOT NULL UNIQUE REFERENCES second_votes (id),
+            PRIMARY KEY (judgement_id, labeler)
+        )
+        """,
+    ),
 ]
 
 

@@ -1,5 +1,5 @@
 """The one DuckDB file: prompts, generations, judgements and ratings here; rounds in `store.rounds`, arena
-battles in `store.battles`.
+battles in `store.battles`, label audits and second looks in `store.audit`.
 
     store = Store("data/prefloop.duckdb")      # or Store() / Store(":memory:") in tests
     store.add_judgement(prompt_id, left_id, right_id, "left", labeler="ana", policy_version="base")
@@ -19,6 +19,7 @@ import os
 from collections.abc import Collection, Sequence
 from datetime import datetime
 
+from storage.audit import Audit
 from storage.battles import TRAINED_PROMPTS, Battles
 from storage.db import Cursor, Database
 from storage.errors import StoreError
@@ -66,6 +67,7 @@ class Store:
             raise
         self.rounds = Rounds(self.db)
         self.battles = Battles(self.db)
+        self.audit = Audit(self.db)
 
     def close(self) -> None:
         """Close the database; committed writes are already on disk."""
