@@ -3,6 +3,7 @@
     python -m storage export pairs.jsonl --format jsonl --db data/prefloop.duckdb
     python -m storage export pairs_ds --format hf          # a datasets folder (save_to_disk)
     python -m storage export kto.jsonl --kind unpaired     # one completion + 👍/👎 per row, for KTO
+    python -m storage export all.jsonl --include-arena     # decisive arena votes too, rows marked by `source`
 
 Pairs are TRL's conversational preference format: prompt / chosen / rejected message lists, plus judgement_id.
 Unpaired rows are TRL's unpaired format: prompt / completion / label (true = 👍), plus judgement_id or rating_id.
@@ -31,11 +32,16 @@ def main(argv: list[str] | None = None) -> int:
         default="pairs",
         help="pairs: prompt / chosen / rejected (DPO); unpaired: every label as one completion + 👍/👎 (KTO)",
     )
+    export.add_argument(
+        "--include-arena",
+        action="store_true",
+        help="also decisive arena votes (winner's completion chosen); every row gets source label / arena",
+    )
     args = parser.parse_args(argv)
     try:
         with Store(args.db) as store:
             write = store.export_pairs if args.kind == "pairs" else store.export_unpaired
-            count = write(args.path, args.format)
+            count = write(args.path, args.format, include_arena=args.include_arena)
     except StoreError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

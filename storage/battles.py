@@ -4,11 +4,14 @@
     store.battles.vote(battle_id, "left", labeler="ana")   # the side as shown: left / right / tie / both_bad
     store.battles.voted()                                  # [evaluation.Battle("base", "round_002", "b"), ...]
     store.battles.held_out_prompts(4)                       # prompts no round trained on, eval-only ones first
+    store.battles.preference_pairs(unused_only=True)         # decisive votes as pairs, for rounds that opt in
 
 A battle's completions are `generations` rows with their version and sampling settings, as a pair's are. A vote
 is given as the side the labeler saw; which version that was is stored with the battle (`left_version`), and
 `winner_of` turns the side into the winner ("a" = version_a, "b" = version_b, "tie", "both_bad"). A battle is
-handed to one labeler and voted once, by them.
+handed to one labeler and voted once, by them. A decisive vote (a or b) can train a round that opts in
+(`DPOConfig.arena_pairs`): the winner's completion is chosen, the loser's rejected; the round's lineage records
+it in `round_battles`, and its prompt is no longer held out.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import datetime
 
 from storage.db import Cursor, Database
 from storage.errors import StoreError
+from storage.labels import PreferencePair
 from storage.models import ArenaBattle, Prompt
 
 ARENA_SIDES = ("left", "right", "tie", "both_bad")  # a vote as shown on screen (left is "A", right is "B")
@@ -25,12 +29,19 @@ BATTLE_COLUMNS = (
     "id, prompt_id, version_a, version_b, generation_a, generation_b, left_version, labeler, winner, voted_at, "
     "created_at"
 )
-# Prompts some finished round trained on: through a judgement (a pair, or "both bad" for KTO) or a rating.
+# Prompts some finished round trained on: through a judgement (a pair, or "both bad" for KTO), a rating or an
+# arena battle.
 TRAINED_PROMPTS = """SELECT j.prompt_id FROM round_judgements rj JOIN rounds r ON r.id = rj.round_id
                      JOIN judgements j ON j.id = rj.judgement_id WHERE r.status = 'done'
                      UNION
                      SELECT t.prompt_id FROM round_ratings rr JOIN rounds r ON r.id = rr.round_id
-                     JOIN ratings t ON t.id = rr.rating_id WHERE r.status = 'done'"""
+                     JOIN ratings t ON t.id = rr.rating_id WHERE r.status = 'done'
+                     UNION
+                     SELECT b.prompt_id FROM round_battles rb JOIN rounds r ON r.id = rb.round_id
+                     JOIN battles b ON b.id = rb.battle_id WHERE r.status = 'done'"""
+# Battles that no finished round trained on (appended to a WHERE over battles b).
+UNUSED_BATTLE = """ AND b.id NOT IN (SELECT rb.battle_id FROM round_battles rb
+                                     JOIN rounds r ON r.id = rb.round_id WHERE r.status = 'done')"""
 
 
 def winner_of(side: str, left_version: str, version_a: str) -> str:
@@ -143,6 +154,23 @@ class Battles:
         rows = self.db.read("SELECT version_a, version_b, winner FROM battles WHERE winner IS NOT NULL ORDER BY id")
         keep = None if versions is None else set(versions)
         return [Battle(a, b, w) for a, b, w in rows if keep is None or {a, b} <= keep]
+
+    def preference_pairs(self, unused_only: bool = False) -> list[PreferencePair]:
+        """Decisive votes (a or b won) as (prompt, chosen = the winner's completion, rejected = the loser's), by
+        battle id; ties and "both bad" never become pairs, and battles on eval-only prompts (held out for
+        evaluation) never train or export.
+
+        unused_only: leave out battles a finished ('done') round trained on.
+        """
+        sql = """SELECT p.text, CASE WHEN b.winner = 'a' THEN ga.text ELSE gb.text END AS chosen,
+                        CASE WHEN b.winner = 'a' THEN gb.text ELSE ga.text END AS rejected, b.id
+                 FROM battles b JOIN prompts p ON p.id = b.prompt_id
+                 JOIN generations ga ON ga.id = b.generation_a
+                 JOIN generations gb ON gb.id = b.generation_b
+                 WHERE b.winner IN ('a', 'b') AND NOT p.eval_only"""
+        sql += (UNUSED_BATTLE if unused_only else "") + " ORDER BY b.id"
+        rows = self.db.read(sql)
+        return [PreferencePair(prompt, chosen, rejected, battle_id=bid) for prompt, chosen, rejected, bid in rows]
 
     def count_voted(self) -> int:
         return self.db.value("SELECT count(*) FROM battles WHERE winner IS NOT NULL")

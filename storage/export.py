@@ -12,6 +12,9 @@ Unpaired (TRL's KTOTrainer): one completion and its 👍 (true) / 👎 (false), 
     {"prompt": [...], "completion": [{"role": "assistant", "content": "..."}], "label": true,
      "judgement_id": 17, "rating_id": null}
 
+With arena votes included (decisive battles: the winner's completion chosen), every row also says where it came
+from: `"source": "label"` (with its judgement / rating id) or `"source": "arena"` with its `"battle_id"`.
+
 The dataset is written into a temporary folder beside the target and then renamed onto it, so a failed or
 interrupted export never leaves a half-written file, and an older export at the same path survives a failure.
 """

@@ -6,9 +6,13 @@
 | both bad                   | not trained on                          | two 👎                             |
 | 👍 / 👎 on one completion   | not trained on                          | one 👍 / 👎                        |
 | tie, skip                  | stored, never trained on                | the same                          |
+| arena battle won by a side | a pair (rounds with `arena_pairs` only) | one 👍 and one 👎 (the same)       |
+| arena tie / both bad       | not trained on                          | not trained on                    |
 
 Export and training both go through `training_items` / `trl_rows` / `kto_rows`, so what a user exports is
-what a round trains on. A round's input file holds these rows, and `items_from_rows` reads them back.
+what a round trains on. A round's input file holds these rows, and `items_from_rows` reads them back. Rows
+written `with_source` also say where each came from: `source` "label" (a judgement or rating) or "arena" (a
+battle, by `battle_id`); a round that may train on arena votes and an export that includes them write these.
 """
 
 from __future__ import annotations
@@ -34,12 +38,14 @@ LABEL_USE = (
 
 @dataclass(frozen=True)
 class PreferencePair:
-    """A left/right vote as training text: the picked completion is `chosen`, the other `rejected`."""
+    """A left/right vote as training text: the picked completion is `chosen`, the other `rejected`; from a
+    judgement (`judgement_id`) or a decisive arena battle (`battle_id`: the winner's completion is chosen)."""
 
     prompt: str
     chosen: str
     rejected: str
     judgement_id: int | None = None
+    battle_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,12 @@ class UnpairedExample:
     desirable: bool
     judgement_id: int | None = None
     rating_id: int | None = None
+    battle_id: int | None = None
+
+
+def source(item: PreferencePair | UnpairedExample) -> str:
+    """Where a training item came from: "arena" (a battle's vote) or "label" (a judgement or a rating)."""
+    return "label" if item.battle_id is None else "arena"
 
 
 def as_unpaired(items: Iterable[PreferencePair | UnpairedExample]) -> list[UnpairedExample]:
@@ -61,8 +73,8 @@ def as_unpaired(items: Iterable[PreferencePair | UnpairedExample]) -> list[Unpai
         if isinstance(item, UnpairedExample):
             out.append(item)
         else:
-            out.append(UnpairedExample(item.prompt, item.chosen, True, item.judgement_id))
-            out.append(UnpairedExample(item.prompt, item.rejected, False, item.judgement_id))
+            out.append(UnpairedExample(item.prompt, item.chosen, True, item.judgement_id, battle_id=item.battle_id))
+            out.append(UnpairedExample(item.prompt, item.rejected, False, item.judgement_id, battle_id=item.battle_id))
     return out
 
 
@@ -75,8 +87,9 @@ def training_items(
     return list(pairs)
 
 
-def trl_rows(pairs: Sequence[PreferencePair]) -> list[dict]:
-    """The pairs as rows of TRL's conversational preference format (plus the judgement id), in the given order."""
+def trl_rows(pairs: Sequence[PreferencePair], with_source: bool = False) -> list[dict]:
+    """The pairs as rows of TRL's conversational preference format (plus the judgement id), in the given order;
+    `with_source`: each row also says where it came from (`source`, `battle_id`)."""
     return [
         {
             "prompt": [{"role": "user", "content": pair.prompt}],
@@ -84,13 +97,20 @@ def trl_rows(pairs: Sequence[PreferencePair]) -> list[dict]:
             "rejected": [{"role": "assistant", "content": pair.rejected}],
             "judgement_id": pair.judgement_id,
         }
+        | (_source_columns(pair) if with_source else {})
         for pair in pairs
     ]
 
 
-def kto_rows(pairs: Sequence[PreferencePair], examples: Sequence[UnpairedExample] = ()) -> list[dict]:
+def _source_columns(item: PreferencePair | UnpairedExample) -> dict:
+    return {"source": source(item), "battle_id": item.battle_id}
+
+
+def kto_rows(
+    pairs: Sequence[PreferencePair], examples: Sequence[UnpairedExample] = (), with_source: bool = False
+) -> list[dict]:
     """Rows of TRL's conversational unpaired format: each pair as its chosen (👍) then its rejected (👎)
-    completion, then the single-completion examples, in the given order."""
+    completion, then the single-completion examples, in the given order; `with_source` as for `trl_rows`."""
     return [
         {
             "prompt": [{"role": "user", "content": e.prompt}],
@@ -99,6 +119,7 @@ def kto_rows(pairs: Sequence[PreferencePair], examples: Sequence[UnpairedExample
             "judgement_id": e.judgement_id,
             "rating_id": e.rating_id,
         }
+        | (_source_columns(e) if with_source else {})
         for e in as_unpaired([*pairs, *examples])
     ]
 
@@ -116,10 +137,9 @@ def items_from_rows(rows: Iterable[dict]) -> list[PreferencePair | UnpairedExamp
         prompt = content(row["prompt"], "user")
         if "chosen" in row:
             chosen, rejected = content(row["chosen"], "assistant"), content(row["rejected"], "assistant")
-            items.append(PreferencePair(prompt, chosen, rejected, row.get("judgement_id")))
+            items.append(PreferencePair(prompt, chosen, rejected, row.get("judgement_id"), row.get("battle_id")))
         else:
             completion = content(row["completion"], "assistant")
-            items.append(
-                UnpairedExample(prompt, completion, bool(row["label"]), row.get("judgement_id"), row.get("rating_id"))
-            )
+            ids = row.get("judgement_id"), row.get("rating_id"), row.get("battle_id")
+            items.append(UnpairedExample(prompt, completion, bool(row["label"]), *ids))
     return items

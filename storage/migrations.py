@@ -162,6 +162,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
+        # Arena votes as training pairs, opt-in per round (DPOConfig.arena_pairs): the decisive battles a round
+        # trained on, recorded when it finishes, like round_judgements. Such a battle's prompt leaves the arena's
+        # held-out pool.
+        "006_round_battles",
+        """
+        CREATE TABLE round_battles (
+            round_id BIGINT NOT NULL REFERENCES rounds (id),
+            battle_id BIGINT NOT NULL REFERENCES battles (id),
+            PRIMARY KEY (round_id, battle_id)
+        )
+        """,
+    ),
+    (
         # Second looks, for agreement between labelers: a judged pair shown again to another labeler, sides
         # re-randomized. Their vote is a second_votes row (sides as shown), never a judgement, so the pair keeps
         # its one training judgement. second_voted holds the ones that count, one per labeler and judgement;

@@ -77,7 +77,7 @@ class ArenaBattle:
 
 @dataclass(frozen=True)
 class Round:
-    """A training round and its lineage: the round it continued from and the judgements it trained on."""
+    """A training round and its lineage: the round it continued from and the labels and battles it trained on."""
 
     id: int
     status: str
@@ -92,6 +92,7 @@ class Round:
     error: str | None
     n_ratings: int = 0
     n_edited: int = 0  # pairs whose chosen side a labeler wrote (edit to chosen)
+    n_arena: int = 0  # pairs from arena votes (n_pairs counts the labeling ones)
 
     @property
     def version(self) -> str:

@@ -1,11 +1,12 @@
-"""Training rounds, their lineage (parent round, judgements and ratings trained on) and the serving version.
+"""Training rounds, their lineage (parent round, judgements, ratings and arena battles trained on) and the
+serving version.
 
-A round starts 'running' and ends exactly once: 'done' (finish_round, which also records the judgements and
-ratings it trained on, in the same transaction), or 'failed' / 'cancelled' (fail). Only done rounds can be served,
-and only their labels count as used.
+A round starts 'running' and ends exactly once: 'done' (finish_round, which also records the judgements, ratings
+and battles it trained on, in the same transaction), or 'failed' / 'cancelled' (fail). Only done rounds can be
+served, and only their labels count as used.
 
     store.rounds.start(config, parent_round=None, base_model="...")  # -> round id, 'running'
-    store.rounds.finish(round_id, "runs/round_001/adapter", metrics, judgement_ids, rating_ids)
+    store.rounds.finish(round_id, "runs/round_001/adapter", metrics, judgement_ids, rating_ids, battle_ids)
     store.rounds.set_serving("round_001")
 """
 
@@ -25,7 +26,8 @@ ROUND_COLUMNS = (
     "(SELECT count(*) FROM round_ratings rr WHERE rr.round_id = rounds.id) AS n_ratings, "
     "(SELECT count(*) FROM round_judgements rj JOIN judgements j ON j.id = rj.judgement_id "
     " JOIN generations g ON g.id = j.left_generation_id WHERE rj.round_id = rounds.id AND g.author = 'human') "
-    "AS n_edited"
+    "AS n_edited, "
+    "(SELECT count(*) FROM round_battles rb WHERE rb.round_id = rounds.id) AS n_arena"
 )
 FAIL_STATUSES = ("failed", "cancelled")
 INTERRUPTED = "interrupted: the app stopped during this round"
@@ -60,10 +62,13 @@ class Rounds:
         metrics: dict,
         judgement_ids: Collection[int],
         rating_ids: Collection[int] = (),
+        battle_ids: Collection[int] = (),
     ) -> None:
-        """In one transaction: mark the round done with its results and record the labels it trained on."""
+        """In one transaction: mark the round done with its results and record the labels (judgements, ratings)
+        and arena battles it trained on."""
         ids = sorted({int(i) for i in judgement_ids})
         rated = sorted({int(i) for i in rating_ids})
+        battled = sorted({int(i) for i in battle_ids})
         metrics_json = json.dumps(metrics)
 
         def finish(cur) -> None:
@@ -72,7 +77,7 @@ class Rounds:
                 raise StoreError(
                     f"Round {round_id} is {status}, not running, so it cannot be finished; start a new round."
                 )
-            for table, label_ids in (("judgements", ids), ("ratings", rated)):
+            for table, label_ids in (("judgements", ids), ("ratings", rated), ("battles", battled)):
                 if not label_ids:
                     continue
                 missing = cur.execute(
@@ -93,6 +98,8 @@ class Rounds:
                 cur.execute("INSERT INTO round_judgements SELECT ?, unnest(?::BIGINT[])", [round_id, ids])
             if rated:
                 cur.execute("INSERT INTO round_ratings SELECT ?, unnest(?::BIGINT[])", [round_id, rated])
+            if battled:
+                cur.execute("INSERT INTO round_battles SELECT ?, unnest(?::BIGINT[])", [round_id, battled])
 
         self.db.write(finish)
 
@@ -142,6 +149,11 @@ class Rounds:
         """The ratings a finished round trained on, by id (empty for rounds that did not finish)."""
         rows = self.db.read("SELECT rating_id FROM round_ratings WHERE round_id = ? ORDER BY rating_id", [round_id])
         return [rating_id for (rating_id,) in rows]
+
+    def battle_ids(self, round_id: int) -> list[int]:
+        """The arena battles a finished round trained on, by id (empty for rounds that did not finish)."""
+        rows = self.db.read("SELECT battle_id FROM round_battles WHERE round_id = ? ORDER BY battle_id", [round_id])
+        return [battle_id for (battle_id,) in rows]
 
     # -- serving version ------------------------------------------------------------------------------
     def set_serving(self, version: str) -> None:

@@ -466,20 +466,27 @@ class Store:
         rated = [UnpairedExample(prompt, text, good, rating_id=rating_id) for rating_id, prompt, text, good in rows]
         return both_bad + rated
 
-    def export_pairs(self, path: str | os.PathLike, fmt: str = "jsonl") -> int:
-        """Write all pairs in TRL's conversational format (jsonl, parquet or an hf folder); returns the count."""
+    def export_pairs(self, path: str | os.PathLike, fmt: str = "jsonl", include_arena: bool = False) -> int:
+        """Write all pairs in TRL's conversational format (jsonl, parquet or an hf folder); returns the count.
+        include_arena: decisive arena votes too, after the labels, every row with its `source` ("label" /
+        "arena") and `battle_id`; without it the rows are the labels alone, as before arena votes could train."""
         check_format(fmt)
-        pairs = self.preference_pairs()
+        pairs = self.preference_pairs() + (self.battles.preference_pairs() if include_arena else [])
         if not pairs:
-            raise StoreError("No preference pairs to export yet: label some pairs (pick left or right) first.")
-        return write_rows(trl_rows(pairs), path, fmt)
+            raise StoreError(
+                "No preference pairs to export yet: label some pairs (pick left or right)"
+                + (" or vote A / B in the arena" if include_arena else "")
+                + " first."
+            )
+        return write_rows(trl_rows(pairs, with_source=include_arena), path, fmt)
 
-    def export_unpaired(self, path: str | os.PathLike, fmt: str = "jsonl") -> int:
+    def export_unpaired(self, path: str | os.PathLike, fmt: str = "jsonl", include_arena: bool = False) -> int:
         """Write every label as one completion with a 👍 / 👎 (TRL's unpaired format: prompt, completion, label),
         exactly what a KTO round trains on: each pair as its chosen 👍 and rejected 👎, each "both bad" vote as
-        two 👎, and each rating. Returns the number of rows."""
+        two 👎, and each rating. include_arena: as for `export_pairs`. Returns the number of rows."""
         check_format(fmt)
-        rows = kto_rows(self.preference_pairs(), self.unpaired_examples())
+        pairs = self.preference_pairs() + (self.battles.preference_pairs() if include_arena else [])
+        rows = kto_rows(pairs, self.unpaired_examples(), with_source=include_arena)
         if not rows:
             raise StoreError("Nothing to export yet: vote on pairs or rate completions 👍 / 👎 first.")
         return write_rows(rows, path, fmt)
