@@ -130,16 +130,17 @@ class Services:
         else:
             self.store.rounds.set_serving(finished.version)
 
-    def export(self, kind: str, fmt: str) -> tuple[Path, int]:
+    def export(self, kind: str, fmt: str, include_arena: bool = False) -> tuple[Path, int]:
         """Write every label of `kind` (pairs / unpaired) as `fmt` into the exports folder, named by kind and
-        time; a datasets folder (hf) comes zipped. Returns (file, rows)."""
+        time; a datasets folder (hf) comes zipped. include_arena: decisive arena votes too, each row marked by
+        its `source` (see Store.export_pairs). Returns (file, rows)."""
         if kind not in EXPORT_KINDS:
             raise StoreError(f"Unknown export kind {kind!r}: pick one of {', '.join(EXPORT_KINDS)}.")
         check_format(fmt)
         stem = self.exports_dir / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
         target = stem.with_suffix(EXPORT_SUFFIXES[fmt])
         write = self.store.export_pairs if kind == "pairs" else self.store.export_unpaired
-        count = write(target, fmt)
+        count = write(target, fmt, include_arena=include_arena)
         if fmt == "hf":
             target = Path(shutil.make_archive(str(stem), "zip", root_dir=target))
         return target, count

@@ -117,6 +117,7 @@ def run_headless(args: argparse.Namespace) -> int:
         "round": finished.version,
         "adapter": finished.adapter_path,
         "pairs": finished.n_pairs,
+        "arena": finished.n_arena,
         "ratings": finished.n_ratings,
         "heldout_after": finished.metrics.get("heldout_after"),
     }

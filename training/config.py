@@ -75,6 +75,13 @@ class DPOConfig:
             "help": "True: continue the serving adapter on pairs no round used. False: fresh adapter on all pairs."
         },
     )
+    arena_pairs: bool = field(
+        default=False,
+        metadata={
+            "help": "Also train on arena votes: a battle won by A or B is a pair (winner chosen, loser rejected); "
+            "ties, both-bad and battles on eval-only prompts never train. Continuing: battles no round used."
+        },
+    )
     reference: str = field(
         default="base",
         metadata={"help": "Reference policy: 'base' (adapter off) or 'previous' (the policy the round starts from)."},

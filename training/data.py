@@ -103,12 +103,12 @@ def step_batches(
 def split_heldout(items: Sequence[PreferencePair | UnpairedExample], fraction: float, seed: int) -> tuple[list, list]:
     """Seeded split into (train, heldout); heldout gets round(fraction·n) items but leaves at least one to train.
 
-    The examples of one judgement (for KTO, a pair's 👍 and 👎, or the two 👎 of "both bad") stay on one side:
-    otherwise a held-out completion would be scored after training on the other half of its own pair. Such a
-    group may take the held-out share one item over round(fraction·n)."""
+    The examples of one judgement or arena battle (for KTO, a pair's 👍 and 👎, or the two 👎 of "both bad") stay
+    on one side: otherwise a held-out completion would be scored after training on the other half of its own
+    pair. Such a group may take the held-out share one item over round(fraction·n)."""
     groups: dict[tuple, list[int]] = {}
     for i, item in enumerate(items):
-        groups.setdefault(("item", i) if item.judgement_id is None else ("judgement", item.judgement_id), []).append(i)
+        groups.setdefault(_label_of(item, i), []).append(i)
     order = list(groups.values())
     random.Random(seed).shuffle(order)
     n_heldout, heldout = heldout_size(len(items), fraction), []
@@ -118,6 +118,13 @@ def split_heldout(items: Sequence[PreferencePair | UnpairedExample], fraction: f
         heldout += group
     held = set(heldout)
     return [x for i, x in enumerate(items) if i not in held], [items[i] for i in sorted(held)]
+
+
+def _label_of(item: PreferencePair | UnpairedExample, i: int) -> tuple:
+    """The label an item came from, which keeps its examples together: its judgement, its battle, else itself."""
+    if item.judgement_id is not None:
+        return ("judgement", item.judgement_id)
+    return ("item", i) if item.battle_id is None else ("battle", item.battle_id)
 
 
 def heldout_size(n_pairs: int, fraction: float) -> int:

@@ -5,9 +5,10 @@
     run_args = read_job(job)                             # in the round's process: no database needed
 
 The folder holds `request.json` (config, base model, parent adapter, lineage) and `input.jsonl` (the exact
-labels, in TRL's format, with their judgement / rating ids): a self-contained, re-runnable record of the
-round. The round's process trains from it, adds the adapter, metrics and progress, and renames the folder
-into place (`runs/round_003/`) when complete; the app then records the lineage in the store.
+labels, in TRL's format, with their judgement / rating ids, and with `arena_pairs` each row's source and battle
+id): a self-contained, re-runnable record of the round. The round's process trains from it, adds the adapter,
+metrics and progress, and renames the folder into place (`runs/round_003/`) when complete; the app then records
+the lineage in the store.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ class RoundPlan:
 
 def plan_round(store, config: DPOConfig) -> RoundPlan:
     """Continuing: the serving round's adapter trains on labels no finished round used. Fresh: a new adapter from
-    the base on every label. Which labels a loss reads is `storage.labels.training_items`. Refuses too few."""
+    the base on every label. With `arena_pairs`, decisive arena votes join the pairs (after the labels), used or
+    not by the same rule. Which labels a loss reads is `storage.labels.training_items`. Refuses too few."""
     serving = store.rounds.get_serving()
     parent = None
     if config.continue_from_serving and serving != BASE_VERSION:
@@ -45,7 +47,10 @@ def plan_round(store, config: DPOConfig) -> RoundPlan:
             raise StoreError(f"The serving version {serving} is not a round of this database; serve base first.")
     unused = config.continue_from_serving
     unpaired = store.unpaired_examples(unused_only=unused) if config.loss_type == "kto" else []
-    items = training_items(config.loss_type, store.preference_pairs(unused_only=unused), unpaired)
+    pairs = store.preference_pairs(unused_only=unused)
+    if config.arena_pairs:
+        pairs += store.battles.preference_pairs(unused_only=unused)
+    items = training_items(config.loss_type, pairs, unpaired)
     enough_items(items, config)
     if parent is None:
         return RoundPlan(None, None, items)
@@ -66,7 +71,8 @@ def write_job(
     job.mkdir(parents=True)
     pairs = [i for i in plan.items if isinstance(i, PreferencePair)]
     examples = [i for i in plan.items if isinstance(i, UnpairedExample)]
-    rows = kto_rows(pairs, examples) if config.loss_type == "kto" else trl_rows(pairs)
+    arena = config.arena_pairs  # rows that may come from the arena say so, and which battle
+    rows = kto_rows(pairs, examples, with_source=arena) if config.loss_type == "kto" else trl_rows(pairs, arena)
     request = {
         "config": config.to_dict(),
         "base_model": model,

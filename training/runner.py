@@ -288,7 +288,8 @@ class RoundRunner:
             metrics = json.loads((out_dir / "metrics.json").read_text())
             ids = json.loads((out_dir / "judgements.json").read_text())
             adapter = (out_dir / "adapter").resolve()  # the store works from any folder the app starts in
-            self.store.rounds.finish(round_id, str(adapter), metrics, ids["train"], ids["ratings"]["train"])
+            battles = ids.get("battles", {}).get("train", [])  # rounds written before arena votes trained: none
+            self.store.rounds.finish(round_id, str(adapter), metrics, ids["train"], ids["ratings"]["train"], battles)
             finished = self.store.rounds.get(round_id)
             if self.on_done is not None:
                 self.on_done(finished)

@@ -57,6 +57,8 @@ class RoundResult:
     heldout_judgement_ids: list[int]
     train_rating_ids: list[int] = dataclasses.field(default_factory=list)
     heldout_rating_ids: list[int] = dataclasses.field(default_factory=list)
+    train_battle_ids: list[int] = dataclasses.field(default_factory=list)
+    heldout_battle_ids: list[int] = dataclasses.field(default_factory=list)
 
 
 def enough_items(items: Sequence, config: DPOConfig) -> list:
@@ -179,12 +181,12 @@ def run_round(
     record = {"dpo": config.to_dict(), "base_model": model, "parent_adapter": parent_adapter} | (lineage or {})
     ids = {"train": _unique_ids(train, "judgement_id"), "heldout": _unique_ids(heldout, "judgement_id")}
     rating_ids = {"train": _unique_ids(train, "rating_id"), "heldout": _unique_ids(heldout, "rating_id")}
+    battle_ids = {"train": _unique_ids(train, "battle_id"), "heldout": _unique_ids(heldout, "battle_id")}
     if w.main:
-        _write_round(out_dir, policy, tokenizer, record, metrics, ids | {"ratings": rating_ids})
+        _write_round(out_dir, policy, tokenizer, record, metrics, ids | {"ratings": rating_ids, "battles": battle_ids})
     distributed.barrier(w)
-    return RoundResult(
-        out_dir / "adapter", metrics, ids["train"], ids["heldout"], rating_ids["train"], rating_ids["heldout"]
-    )
+    labels = (ids["train"], ids["heldout"], rating_ids["train"], rating_ids["heldout"])
+    return RoundResult(out_dir / "adapter", metrics, *labels, battle_ids["train"], battle_ids["heldout"])
 
 
 def resolve_micro_batch(config: DPOConfig, device: str) -> DPOConfig:
@@ -326,8 +328,8 @@ def _score(policy_logps, ref_logps, config: DPOConfig, desirable: torch.Tensor |
 
 
 def _unique_ids(items, field: str) -> list[int]:
-    """Label ids (`judgement_id` or `rating_id`) in first-seen order, leaving out items without one (a KTO
-    pair gives two examples with one judgement id; a rating has no judgement id)."""
+    """Label ids (`judgement_id`, `rating_id` or `battle_id`) in first-seen order, leaving out items without one
+    (a KTO pair gives two examples with one judgement id; a rating has no judgement id)."""
     values = (getattr(item, field, None) for item in items)
     return list(dict.fromkeys(v for v in values if v is not None))
 

@@ -47,6 +47,7 @@ COMMON_FIELDS = (  # shown first, in this order; every other field goes in the "
     "reference",
     "label_smoothing",
     "target_modules",
+    "arena_pairs",
 )
 FIELD_CHOICES = {"loss_type": LOSS_TYPES, "reference": REFERENCES, "quantization": QUANTIZATION}
 FIELD_CHOICES |= {"compute_dtype": COMPUTE_DTYPES}
@@ -215,10 +216,10 @@ def serve(services: Services, version: str, request: gr.Request) -> str:
     return f"Serving **{version}**; new pairs come from it."
 
 
-def export(services: Services, tab: TrainTab, fmt: str, kind: str, request: gr.Request) -> dict:
+def export(services: Services, tab: TrainTab, fmt: str, kind: str, include_arena: bool, request: gr.Request) -> dict:
     guard.require(services, request, "export labels")
     try:
-        path, count = services.export(kind, fmt)
+        path, count = services.export(kind, fmt, include_arena=include_arena)
     except StoreError as err:
         raise gr.Error(str(err)) from err
     return {tab.export_file: str(path), tab.export_message: f"Exported {count} {EXPORT_KINDS[kind]} to {path}."}
@@ -280,6 +281,7 @@ def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab
         kinds = [(description, kind) for kind, description in EXPORT_KINDS.items()]
         export_kind = gr.Radio(kinds, value="pairs", label="Export")
         fmt = gr.Radio(["jsonl", "parquet", "hf"], value="jsonl", label="Format")
+        include_arena = gr.Checkbox(False, label="include arena votes", info="rows marked by source: label / arena")
         export_button = gr.Button("Export labels")
     export_file, export_message = gr.File(label="Export"), gr.Markdown()
     tab = TrainTab(
@@ -302,7 +304,7 @@ def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab
     cancel_button.click(bind(cancel_round, services), None, message, api_name="cancel_round", concurrency_limit=1)
     serve_button.click(bind(serve, services), serve_choice, message, api_name="serve", concurrency_limit=1)
     export_button.click(
-        bind(export, services, tab), [fmt, export_kind], [export_file, export_message], api_name="export"
+        bind(export, services, tab), [fmt, export_kind, include_arena], [export_file, export_message], api_name="export"
     )
     gr.on(
         [gr.Timer(1.0).tick, demo.load],
