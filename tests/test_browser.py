@@ -2,8 +2,8 @@
 
 Labels with the keyboard alone, undoes a vote, edits an answer into the chosen one, sees the keys' help and
 the message for a key pressed with no pair on screen; then starts a round and watches it, sees the new version
-serve, compares, exports and downloads the file; and checks the phone layout. Screenshots (desktop and phone)
-go to $PREFLOOP_SCREENSHOTS, or the test's temporary folder.
+serve, compares, exports and downloads the file; votes in the Arena with its keys; and checks the phone
+layout. Screenshots (desktop and phone) go to $PREFLOOP_SCREENSHOTS, or the test's temporary folder.
 
 Skips, saying what to install, where no chromium can be found (CI installs it: see .ci/run).
 """
@@ -28,7 +28,7 @@ if CHROMIUM is None:
         allow_module_level=True,
     )
 
-from conftest import launch  # noqa: E402 (after the skips)
+from conftest import fake_round, launch  # noqa: E402 (after the skips)
 
 from storage import Store  # noqa: E402
 
@@ -200,6 +200,55 @@ def test_a_round_from_the_browser_serves_compares_and_exports(browser, served):
     rows = [json.loads(line) for line in Path(download.value.path()).read_text().splitlines()]
     assert rows and {"prompt", "chosen", "rejected"} <= set(rows[0])
     page.close()
+
+
+@pytest.fixture(scope="module")
+def arena_served(tiny_model_dir, tmp_path_factory):
+    """An app of its own with a finished round to battle the base (made before the app opens the database)."""
+    work = tmp_path_factory.mktemp("browser-arena")
+    with Store(work / "loop.duckdb") as store:
+        fake_round(store, tiny_model_dir, work / "round_001", init_lora_weights=False)
+    for client, proc in launch(tiny_model_dir, work, args=("--backend", "eager")):
+        client.predict(0.8, 0.95, 24, api_name="/apply_settings")
+        yield client.src, work, proc
+
+
+def arena_reveal(page) -> str:
+    return page.evaluate("document.querySelector('#arena-reveal [data-testid=markdown]')?.innerText || ''")
+
+
+def test_arena_votes_with_the_keys_reveal_the_names_and_are_stored(browser, arena_served):
+    url, work, proc = arena_served
+    page = open_page(browser, url, DESKTOP)
+    page.get_by_role("tab", name="Arena").click()
+    page.wait_for_selector("#arena-prompt .prompt")  # latest vs previous: round_001 vs base, a battle on screen
+    page.keyboard.press("5")  # not an arena key: nothing happens
+    for key, said in (("1", "you voted A."), ("2", "you voted B."), ("3", "you voted a tie."), ("4", "both bad.")):
+        before, a_side = arena_reveal(page), page.inner_text("#arena-a-view")
+        assert "round_001" not in a_side and "round_001" not in page.inner_text("#arena-status"), "blind"
+        page.keyboard.press(key)
+        try:  # the reveal (both names), then the next battle, blind again
+            page.wait_for_function(
+                "([before, said, a]) => { const s = document.querySelector('#arena-reveal [data-testid=markdown]')"
+                "?.innerText || ''; return s !== before && s.includes(said)"
+                " && document.querySelector('#arena-prompt .prompt')"
+                " && !document.querySelector('#arena-prompt .pending')"
+                " && document.querySelector('#arena-a-view').innerText !== a; }",
+                arg=[before, said, a_side],
+            )
+        except sync_api.TimeoutError:
+            hint = page.evaluate("document.getElementById('key-hint')?.textContent || 'none'")
+            pytest.fail(f"after {key!r} no {said!r}; the reveal says {arena_reveal(page)!r}, the key hint {hint!r}")
+        reveal = arena_reveal(page)
+        assert "round_001" in reveal and "base" in reveal, reveal
+    page.close()
+    proc.kill()
+    proc.wait()
+    with Store(work / "loop.duckdb") as store:
+        voted = [b for b in store.battles.list() if b.winner is not None]
+    assert len(voted) == 4, "each key press stored one vote, the stray key none"
+    assert [b.winner for b in voted][2:] == ["tie", "both_bad"]
+    assert {b.winner for b in voted[:2]} <= {"a", "b"}
 
 
 def test_on_a_phone_the_completions_stack_and_the_votes_stay_in_reach(browser, served):
