@@ -49,3 +49,19 @@ def test_dpo_bench_reports_ours_against_both_trl_configs(tokenizer_dir):
     assert summary["speedup_vs_trl_best"] == pytest.approx(
         summary["ours_pairs_s"] / summary["trl_best_pairs_s"], rel=0.01
     )
+
+
+def test_defaults_bench_splits_prompts_as_the_app_meets_them():
+    from bench.defaults import split_prompts
+
+    rows = [json.loads(line) for line in (REPO / "labeling" / "starter_prompts.jsonl").read_text().splitlines()]
+    prompts, category = [r["prompt"] for r in rows], {r["prompt"]: r["category"] for r in rows}
+    train, held = split_prompts(prompts, 40, 24, "random")
+    assert len(train) == 40 and len(held) == 24 and not set(train) & set(held)
+    # drawn from the whole pool, as the app samples: the held-out prompts share the training prompts' kinds
+    assert {category[p] for p in held} & {category[p] for p in train}
+    assert split_prompts(prompts, 40, 24, "random") == (train, held), "seeded"
+    train, held = split_prompts(prompts, 40, 24, "ordered")  # the old split: other kinds of prompt
+    assert not {category[p] for p in held} & {category[p] for p in train}
+    with pytest.raises(ValueError, match="at most 133"):
+        split_prompts(prompts, 120, 24, "random")
