@@ -152,16 +152,22 @@ class Loop:
                 f"the app with a larger --max-prompt-tokens."
             )
 
-    def import_prompts(self, path: str | os.PathLike, on_progress=None) -> int:
+    def import_prompts(self, path: str | os.PathLike, on_progress=None, eval_only: bool = False) -> int:
         """Import a JSONL / CSV / TXT / parquet file or a datasets folder; all or nothing. Returns new prompts.
-        `on_progress(fraction, text)` hears each stage (reading, storing)."""
+        `on_progress(fraction, text)` hears each stage (reading, storing). eval_only: held out for the arena."""
         name = Path(path).name
         if on_progress is not None:
             on_progress(0.0, f"Reading {name}…")
         texts = read_prompts(path)
         if on_progress is not None:
             on_progress(0.5, f"Storing {len(texts)} prompts from {name}…")
-        return self.store.add_prompts(texts, source=name)
+        return self.store.add_prompts(texts, source=name, eval_only=eval_only)
+
+    def hold_out(self, n: int) -> list[int]:
+        """Hold out `n` unlabeled prompts for the arena (`Store.hold_out`) and drop their queued pairs."""
+        ids = self.store.hold_out(n)
+        self.sampler.drop_prompts(ids)
+        return ids
 
     # -- versions -------------------------------------------------------------------------------------
     def versions(self) -> list[str]:

@@ -142,6 +142,19 @@ class PairSampler:
         if not self.keep_stale:
             self._replace_queue([])
 
+    def drop_prompts(self, prompt_ids) -> int:
+        """Drop queued pairs of these prompts (held out for the arena: their votes would never train), and the
+        batch in flight, which may hold some; returns how many were queued. The queue refills as usual."""
+        ids = set(prompt_ids)
+        with self._cond:
+            self._epoch += 1
+            kept = [pair for pair in self._queue if pair.prompt_id not in ids]
+            dropped = len(self._queue) - len(kept)
+            self._queue.clear()
+            self._queue.extend(kept)
+            self._cond.notify_all()
+        return dropped
+
     def _replace_queue(self, pairs: list[Pair]) -> None:
         """Drop the queued pairs and any batch in flight; queue `pairs` instead."""
         with self._cond:

@@ -152,6 +152,43 @@ class Store:
 
         self.db.write(mark)
 
+    def hold_out(self, n: int, seed: int | None = None) -> list[int]:
+        """Hold out `n` prompts for the arena, drawn at random from those with no label yet (so no vote leaves
+        training) that no round trained on; returns their ids. Refuses when fewer are left, changing nothing."""
+        if not isinstance(n, int) or n < 1:
+            raise StoreError(f"Say how many prompts to hold out (a whole number >= 1), got {n!r}.")
+
+        def pick(cur: Cursor) -> list[int]:
+            if seed is not None:
+                cur.execute("SELECT setseed(?)", [(seed % 1000) / 1000])
+            ids = [
+                row[0]
+                for row in cur.execute(
+                    f"""SELECT id FROM prompts WHERE NOT eval_only
+                        AND id NOT IN (SELECT j.prompt_id FROM {COUNTED_JUDGEMENTS})
+                        AND id NOT IN (SELECT t.prompt_id FROM {COUNTED_RATINGS})
+                        AND id NOT IN ({TRAINED_PROMPTS}) ORDER BY random() LIMIT ?""",
+                    [n],
+                ).fetchall()
+            ]
+            if len(ids) < n:
+                raise StoreError(
+                    f"Only {len(ids)} prompts have no label and trained no round; hold out at most that many, or "
+                    "import new prompts as eval-only (python -m labeling import-prompts FILE --eval-only)."
+                )
+            cur.execute("UPDATE prompts SET eval_only = TRUE WHERE list_contains(?::BIGINT[], id)", [ids])
+            return sorted(ids)
+
+        return self.db.write(pick)
+
+    def give_back_held_out(self) -> int:
+        """Give every held-out prompt back to labeling; returns how many. Battles already fought on them stay."""
+
+        def release(cur: Cursor) -> int:
+            return len(cur.execute("UPDATE prompts SET eval_only = FALSE WHERE eval_only RETURNING id").fetchall())
+
+        return self.db.write(release)
+
     def count_eval_only(self) -> int:
         """Prompts held out for the arena."""
         return self.db.value("SELECT count(*) FROM prompts WHERE eval_only")

@@ -57,6 +57,17 @@ def test_battles_are_blind_votes_carry_the_labeler_and_results_count_them(tiny_m
         assert sorted(row[1] for row in board["data"]) == ["base", "round_001"]
         assert [row[4] for row in board["data"]] == [5, 5]
         assert {row[0] for row in matrix["data"]} == set(NAMES)
+
+        # Which prompts battles are fought on: held out from labeling, at random or from a file.
+        held = client.predict(3, api_name="/arena_hold_out")
+        assert held.startswith("Held out 3 prompts with no label. **3 prompts held out**"), held
+        with pytest.raises(Exception, match="have no label and trained no round; hold out at most"):
+            client.predict(10_000, api_name="/arena_hold_out")
+        assert client.predict(api_name="/arena_give_back").startswith("Gave 3 prompts back to labeling.")
+        held_file = tmp_path / "held.txt"
+        held_file.write_text("Held out one.\nHeld out two.\n")
+        imported = client.predict(gradio_client.handle_file(str(held_file)), api_name="/arena_import_held_out")
+        assert imported.startswith("Imported 2 new prompts from held.txt, held out. **2 prompts held out**")
         proc.kill()
         proc.wait()
     with Store(tmp_path / "loop.duckdb") as store:
@@ -69,3 +80,5 @@ def test_battles_are_blind_votes_carry_the_labeler_and_results_count_them(tiny_m
             expected = sides[voted] if picked is None else ("a" if picked == battle.version_a else "b")
             assert battle.winner == expected
         assert battles[-1].winner is None
+        assert store.count_eval_only() == 2
+        assert not {"Held out one.", "Held out two."} & {p.text for p in store.next_prompts(10_000)}

@@ -158,3 +158,16 @@ def test_the_label_sampler_never_picks_a_held_out_prompt_and_the_arena_prefers_t
     assert not held & {p.prompt_id for p in pairs}
     battles = [arena.next_battle(VERSIONS, "ana") for _ in range(3)]
     assert {store.battles.get(b.id).prompt_id for b in battles} <= held
+
+
+def test_holding_out_drops_the_queued_pairs_of_those_prompts(loop):
+    loop.sampler.start()
+    first = loop.next_pair()  # the queue fills behind it
+    deadline = time.monotonic() + 120
+    while loop.sampler.queued() < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    held = set(loop.hold_out(loop.store.count_unjudged_prompts()))  # every prompt without a label
+    assert first.prompt_id in held, "a pair on screen has no vote yet"
+    loop.sampler.stop()
+    queued = [loop.sampler.take(timeout=0) for _ in range(loop.sampler.queued())]
+    assert not [p for p in queued if p.prompt_id in held], "no queued pair of a held-out prompt is handed out"

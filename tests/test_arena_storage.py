@@ -143,6 +143,21 @@ def test_a_prompt_a_round_trained_on_cannot_be_held_out(store):
     assert store.count_eval_only() == 0
 
 
+def test_holding_out_picks_unlabeled_prompts_only_and_refuses_too_many_changing_nothing(store):
+    labeled = {vote(store, "left", f"labeled {i}") for i in range(3)}
+    labeled_prompts = {j.prompt_id for j in store.list_judgements() if j.id in labeled}
+    fresh = {store.add_prompt(f"fresh {i}") for i in range(4)}
+    with pytest.raises(StoreError, match="Only 4 prompts have no label"):
+        store.hold_out(5)
+    assert store.count_eval_only() == 0, "nothing held out by a refused call"
+    with pytest.raises(StoreError, match="a whole number >= 1"):
+        store.hold_out(0)
+    held = store.hold_out(3)
+    assert len(held) == 3 and set(held) <= fresh and not set(held) & labeled_prompts
+    assert {p.id for p in store.next_prompts(10)}.isdisjoint(held), "held-out prompts are not sampled"
+    assert store.give_back_held_out() == 3 and store.count_eval_only() == 0
+
+
 def test_the_held_out_pool_leaves_out_trained_prompts_and_prefers_eval_only_ones(store):
     trained = vote(store, "left", "trained")
     untrained = vote(store, "right", "labeled, not trained yet")

@@ -3,7 +3,8 @@ after the vote, and the results: win rates with intervals, a Bradley–Terry lea
 
 Built by `ui.build_demo`; every handler calls `services.arena`. Battles are sampled only once someone opens the
 tab or asks for one. API names: /arena_next, /arena_vote_a, /arena_vote_b, /arena_vote_tie,
-/arena_vote_both_bad, /arena_latest and /arena_results; all are a labeler's.
+/arena_vote_both_bad, /arena_latest and /arena_results are a labeler's; /arena_hold_out, /arena_give_back and
+/arena_import_held_out (which prompts are held out for battles) an admin's.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from labeling.arena import ShownBattle
+from labeling.prompts import PromptFileError
 from services import Services
 from storage import StoreError
 from ui import guard, views
@@ -43,6 +46,7 @@ class ArenaTab:
     leaderboard: gr.Dataframe
     plot: gr.LinePlot
     matrix: gr.Dataframe
+    admin_only: tuple[gr.components.Component, ...]  # hidden from labelers (the handlers refuse them anyway)
 
     def battle_outputs(self) -> list[gr.components.Component]:
         return [self.battle, self.prompt, self.a_view, self.b_view, self.status]
@@ -163,6 +167,44 @@ def results(services: Services, tab: ArenaTab) -> dict:
     }
 
 
+def held_out_line(services: Services) -> str:
+    n = services.store.count_eval_only()
+    if n == 0:
+        return (
+            "No prompts are held out: battles use prompts no round trained on. Hold some out so that they are "
+            "never labeled or trained on, and every round is judged on the same ones."
+        )
+    return f"**{n} prompts held out** for battles: never sampled for labeling, never trained on or exported."
+
+
+def hold_out(services: Services, how_many: float | None, request: gr.Request) -> str:
+    guard.require(services, request, "hold out prompts")
+    if how_many is None or float(how_many) != int(how_many):
+        raise gr.Error("Say how many prompts to hold out: a whole number, e.g. 24.")
+    try:
+        ids = services.loop.hold_out(int(how_many))
+    except StoreError as err:
+        raise gr.Error(str(err)) from err
+    return f"Held out {len(ids)} prompts with no label. " + held_out_line(services)
+
+
+def give_back(services: Services, request: gr.Request) -> str:
+    guard.require(services, request, "give held-out prompts back")
+    n = services.store.give_back_held_out()
+    return f"Gave {n} prompts back to labeling. " + held_out_line(services)
+
+
+def import_held_out(services: Services, file: str | None, request: gr.Request) -> str:
+    guard.require(services, request, "import prompts")
+    if file is None:
+        raise gr.Error("Choose a JSONL, CSV, TXT or parquet file first.")
+    try:
+        added = services.loop.import_prompts(file, eval_only=True)
+    except (PromptFileError, ValueError, StoreError) as err:
+        raise gr.Error(str(err)) from err
+    return f"Imported {added} new prompts from {Path(file).name}, held out. " + held_out_line(services)
+
+
 # -- layout and wiring -------------------------------------------------------------------------------------
 def default_pair(services: Services) -> tuple[str, str | None]:
     """The newest version and the one before it; with only the base, the base and nothing."""
@@ -202,6 +244,17 @@ def build(services: Services, tab_block: gr.Tab, typed_name: gr.Textbox) -> Aren
         leaderboard = gr.Dataframe(label="Leaderboard (Bradley–Terry)", interactive=False)
         plot = gr.LinePlot(x="version", y="strength", color="line", title="Strength by version", visible=False)
         matrix = gr.Dataframe(label="How often the row's version beat the column's (ties half)", interactive=False)
+    with gr.Accordion("Held-out prompts (admin)", open=False) as held_out:
+        held_status = gr.Markdown(held_out_line(services))
+        with gr.Row():
+            how_many = gr.Number(24, precision=0, minimum=1, label="How many", scale=1)
+            hold_button = gr.Button("Hold out prompts with no label", scale=2)
+            give_back_button = gr.Button("Give them all back to labeling", scale=2)
+        upload = gr.File(label="Import JSONL / CSV / TXT / parquet as held-out prompts", type="filepath")
+        import_button = gr.Button("Import file, held out")
+    hold_button.click(bind(hold_out, services), how_many, held_status, api_name="arena_hold_out")
+    give_back_button.click(bind(give_back, services), None, held_status, api_name="arena_give_back")
+    import_button.click(bind(import_held_out, services), upload, held_status, api_name="arena_import_held_out")
     tab = ArenaTab(
         battle=gr.State(None),
         first=first,
@@ -215,6 +268,7 @@ def build(services: Services, tab_block: gr.Tab, typed_name: gr.Textbox) -> Aren
         leaderboard=leaderboard,
         plot=plot,
         matrix=matrix,
+        admin_only=(held_out,),
     )
 
     hidden = {"show_progress": "hidden", "trigger_mode": "multiple"}
