@@ -29,6 +29,8 @@ ADMIN_ACTIONS = (
     "change sampling settings",
     "edit guidelines",
     "manage users",
+    "audit labels",
+    "set second looks",
 )
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 

@@ -25,7 +25,15 @@ MODEL_CACHE = Path(os.environ.get("PREFLOOP_MODEL_CACHE", REPO / "data" / "model
 
 # Modules whose every test launches the app, runs a round in a child process or torchrun, or benchmarks: slow
 # as a whole, so `-m "not slow"` leaves them out without a marker on each test.
-SLOW_MODULES = {"test_app", "test_arena_app", "test_bench", "test_qlora_cli", "test_runner", "test_team"}
+SLOW_MODULES = {
+    "test_app",
+    "test_arena_app",
+    "test_audit_app",
+    "test_bench",
+    "test_qlora_cli",
+    "test_runner",
+    "test_team",
+}
 
 
 def pytest_collection_modifyitems(config, items):

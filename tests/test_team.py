@@ -30,6 +30,8 @@ ADMIN_CALLS = {
     "/reset_password": ("ada", "hijacked passphrase"),
     "/set_role": ("bob", "admin"),
     "/remove_user": ("ada",),
+    "/audit": (),
+    "/set_second_look_share": (1.0,),
 }
 SEEN: dict[str, list[int]] = {}  # judgement ids, checked against the file once the app has stopped
 LABELER_ROUTES = {

@@ -1,4 +1,5 @@
-"""prefloop's web UI: `build_demo(services)` lays out the Label, Train, Compare and Arena tabs, one module each.
+"""prefloop's web UI: `build_demo(services)` lays out the Label, Train, Compare, Arena and Audit tabs, one module
+each.
 
     demo = build_demo(open_services(ServiceConfig()))
     demo.queue(default_concurrency_limit=8).launch(head=KEYS_JS)
@@ -17,7 +18,7 @@ import gradio as gr
 
 from services import Services
 from storage import BASE_VERSION
-from ui import arena, compare, guard, label, team, train
+from ui import arena, audit, compare, guard, label, team, train
 from ui.arena import ArenaTab
 from ui.compare import CompareTab
 from ui.label import LabelTab
@@ -87,7 +88,9 @@ def build_demo(services: Services) -> gr.Blocks:
             compare_tab = compare.build(services, compare_block, label_tab.sampling)
         with gr.Tab("Arena") as arena_block:
             arena_tab = arena.build(services, arena_block, label_tab.labeler)
-        admin_tabs = [train_block]
+        with gr.Tab("Audit") as audit_block:
+            audit.build(services, audit_block)
+        admin_tabs = [train_block, audit_block]
         if services.access.logins:
             with gr.Tab("Team") as team_block:
                 team.build(services, team_block)

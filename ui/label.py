@@ -1,5 +1,6 @@
 """The Label tab: two completions from the serving policy, a vote (keys 1–5), or 👍 / 👎 on one in 'Rate one' mode;
-undo (u), edit an answer into the chosen one (e), the guidelines beside the pair, counters.
+undo (u), edit an answer into the chosen one (e), the guidelines beside the pair, counters. Now and then (the Audit
+tab's share) a pair is a second look, someone else's judged pair shown again; its vote never trains.
 
 Built by `ui.build_demo`; `build(services)` returns the tab's widgets as a `LabelTab`, which handlers receive
 (bound with functools.partial) to key their returns by component. API names: /next_pair, /vote_<choice>, /undo,
@@ -24,7 +25,7 @@ from services import Services
 from serving import SamplingSettings
 from storage import StoreError
 from storage.labels import LABEL_USE
-from ui import guard, guidelines, views
+from ui import audit, guard, guidelines, views
 from ui.guard import bind
 
 CHOICE_BUTTONS = (  # (choice, label, key)
@@ -97,21 +98,24 @@ def waiting(services: Services, tab: LabelTab, shown: dict | None) -> dict:
     return update
 
 
-def next_pair_after(services: Services, tab: LabelTab, raw: bool, done: dict) -> Iterator[dict]:
-    """`done` (what was saved) at once, then the next pair; if none can come, `done` and why not."""
+def next_pair_after(services: Services, tab: LabelTab, raw: bool, done: dict, name: str) -> Iterator[dict]:
+    """`done` (what was saved) at once, then `name`'s next pair; if none can come, `done` and why not."""
     try:
-        yield done | show_pair(services, tab, services.loop.next_pair(), raw)
+        yield done | show_pair(services, tab, services.loop.next_pair(name), raw)
     except Exception as err:  # the vote is stored whatever happens to the next pair: say why there is none
         empty = {tab.prompt: "", tab.left_view: "", tab.right_view: "", tab.left: "", tab.right: ""}
         yield done | empty | {tab.pair: None, tab.pair_status: f"No next pair: {err}"}
 
 
-def next_pair(services: Services, tab: LabelTab, raw: bool = False) -> Iterator[dict]:
+def next_pair(
+    services: Services, tab: LabelTab, raw: bool = False, typed: str = "", request: gr.Request = None
+) -> Iterator[dict]:
+    name = guard.labeler(services, request, typed)  # whose pair: a second look is someone else's
     status = services.status()
     if status.queued == 0:
         yield {tab.pair_status: views.waiting_line(status)}
     try:
-        yield show_pair(services, tab, services.loop.next_pair(), raw)
+        yield show_pair(services, tab, services.loop.next_pair(name), raw)
     except Exception as err:  # sampling failed or there is nothing to label: say why on screen
         raise gr.Error(str(err)) from err
 
@@ -136,12 +140,14 @@ def vote(
     except (ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
     total = services.store.count_judgements()
+    second_look = pair_state.get("second_look_of") is not None
+    message = audit.second_look_message if second_look else views.vote_message
     done = {
-        tab.vote_status: views.vote_message(judgement_id, choice, total),
+        tab.vote_status: message(judgement_id, choice, total),
         tab.history: [*(history or []), [[judgement_id], pair_state]],
     }
     yield done | waiting(services, tab, pair_state)
-    yield from next_pair_after(services, tab, raw, done)
+    yield from next_pair_after(services, tab, raw, done, name)
 
 
 def undo(
@@ -160,7 +166,7 @@ def undo(
         raise gr.Error("Nothing to undo: you have not voted in this session yet.")
     judgement_ids, undone = history[-1]
     try:
-        services.loop.undo(judgement_ids, name)
+        services.loop.undo(judgement_ids, name, second_look=undone.get("second_look_of") is not None)
     except StoreError as err:
         raise gr.Error(str(err)) from err
     if pair_state:
@@ -204,7 +210,7 @@ def save_edit(
         tab.edit_text: "",
     }
     yield done | waiting(services, tab, pair_state)
-    yield from next_pair_after(services, tab, raw, done)
+    yield from next_pair_after(services, tab, raw, done, name)
 
 
 def rerender(tab: LabelTab, pair_state: dict | None, raw: bool) -> dict:
@@ -400,8 +406,8 @@ def build(services: Services, demo: gr.Blocks) -> LabelTab:
     # arrives, while the last vote's event finishes, votes on that pair instead of being dropped; keys.js keeps
     # a second press from going out before the first vote is acknowledged, and the store judges a pair once.
     hidden = {"show_progress": "hidden", "trigger_mode": "multiple"}
-    next_button.click(show_next, raw, pair_outputs, api_name="next_pair", **hidden)
-    demo.load(show_next, raw, pair_outputs, api_name=False, **hidden)
+    next_button.click(show_next, [raw, labeler], pair_outputs, api_name="next_pair", **hidden)
+    demo.load(show_next, [raw, labeler], pair_outputs, api_name=False, **hidden)
     labeled = [vote_status, history, *pair_outputs]
     for choice, button in votes.items():
         button.click(
