@@ -69,6 +69,34 @@ class DPOConfig:
         default=0.2, metadata={"help": "Share of pairs kept out of training to score the round."}
     )
     min_pairs: int = field(default=4, metadata={"help": "Fewest training pairs a round accepts."})
+    max_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop after this many optimizer steps, if the epochs would take more (the learning rate then "
+            "decays to 0 by it). Empty: train every epoch."
+        },
+    )
+    target_margin: float | None = field(
+        default=None,
+        metadata={
+            "help": "Stop once the held-out reward margin reaches this (checked every eval_every steps; needs "
+            "heldout_fraction > 0). Empty: no target."
+        },
+    )
+    eval_every: int = field(
+        default=5,
+        metadata={"help": "With target_margin: score the held-out pairs every this many steps (a forward pass each)."},
+    )
+    diagnostic_prompts: int = field(
+        default=16,
+        metadata={
+            "help": "Held-out prompts the trained policy and the base each answer once after the round, for its "
+            "length, diversity, repetition and KL from the base (eval-only prompts first). 0: no diagnostics."
+        },
+    )
+    diagnostic_tokens: int = field(
+        default=96, metadata={"help": "Most new tokens per diagnostic sample (the app's temperature and top_p)."}
+    )
     continue_from_serving: bool = field(
         default=True,
         metadata={
@@ -136,6 +164,7 @@ class DPOConfig:
         )
         _check(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         _check(0 <= self.heldout_fraction < 1, f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
+        self._check_stopping()
         _check(
             self.quantization in QUANTIZATION, f"quantization must be one of {QUANTIZATION}, got {self.quantization!r}"
         )
@@ -150,6 +179,35 @@ class DPOConfig:
         _check(self.reference in REFERENCES, f"reference must be one of {REFERENCES}, got {self.reference!r}")
         _check(len(self.target_modules) > 0, "target_modules must name at least one linear layer, e.g. q_proj")
         object.__setattr__(self, "target_modules", tuple(self.target_modules))
+
+    def _check_stopping(self) -> None:
+        """max_steps, target_margin, eval_every and the diagnostics' sizes."""
+        _check(
+            self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps >= 1),
+            f"max_steps must be a whole number >= 1 (or empty: every epoch), got {self.max_steps!r}",
+        )
+        _check(
+            self.target_margin is None or (math.isfinite(self.target_margin) and self.target_margin > 0),
+            f"target_margin must be a reward margin > 0 (or empty: no target), got {self.target_margin}",
+        )
+        _check(
+            self.target_margin is None or self.heldout_fraction > 0,
+            "target_margin is checked on held-out pairs, but heldout_fraction is 0: set heldout_fraction above 0 "
+            "(e.g. 0.2), or empty target_margin and stop with max_steps instead",
+        )
+        _check(
+            isinstance(self.eval_every, int) and self.eval_every >= 1,
+            f"eval_every must be a whole number of steps >= 1, got {self.eval_every!r}",
+        )
+        _check(
+            isinstance(self.diagnostic_prompts, int) and 0 <= self.diagnostic_prompts <= 1024,
+            "diagnostic_prompts must be a whole number from 0 (no diagnostics) to 1024, "
+            f"got {self.diagnostic_prompts!r}",
+        )
+        _check(
+            isinstance(self.diagnostic_tokens, int) and 1 <= self.diagnostic_tokens <= 2048,
+            f"diagnostic_tokens must be a whole number from 1 to 2048, got {self.diagnostic_tokens!r}",
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self) | {"target_modules": list(self.target_modules)}

@@ -33,6 +33,8 @@ class RoundPlan:
     parent_round: int | None
     parent_adapter: str | None
     items: list[PreferencePair] | list[UnpairedExample]
+    diagnostic_prompts: tuple[str, ...] = ()  # held-out prompts the round's diagnostics sample on
+    diagnose_base: bool = True  # also measure the base (until one round has)
 
 
 def plan_round(store, config: DPOConfig) -> RoundPlan:
@@ -52,9 +54,23 @@ def plan_round(store, config: DPOConfig) -> RoundPlan:
         pairs += store.battles.preference_pairs(unused_only=unused)
     items = training_items(config.loss_type, pairs, unpaired)
     enough_items(items, config)
+    prompts = diagnostic_prompts(store, config.diagnostic_prompts, items)
+    measured = any((r.metrics.get("diagnostics") or {}).get("base") for r in store.rounds.list() if r.status == "done")
     if parent is None:
-        return RoundPlan(None, None, items)
-    return RoundPlan(parent.id, parent.adapter_path, items)
+        return RoundPlan(None, None, items, prompts, not measured)
+    return RoundPlan(parent.id, parent.adapter_path, items, prompts, not measured)
+
+
+def diagnostic_prompts(store, n: int, items) -> tuple[str, ...]:
+    """Up to `n` held-out prompts for the round's diagnostics, as the arena picks them (eval-only ones first,
+    else prompts no finished round trained on: `store.battles.held_out_prompts`, random among equals), leaving
+    out the prompts this round trains on; in id order. Written into the round's folder, so its process needs no
+    database."""
+    if n == 0:
+        return ()
+    training = {item.prompt for item in items}
+    found = [p for p in store.battles.held_out_prompts(n + len(training)) if p.text not in training][:n]
+    return tuple(p.text for p in sorted(found, key=lambda p: p.id))
 
 
 def staging_dir(out_dir: Path) -> Path:
@@ -80,6 +96,8 @@ def write_job(
         "lineage": {"round": round_id, "parent_round": plan.parent_round},
         "device": device,
         "out_dir": str(Path(out_dir).resolve()),
+        "diagnostic_prompts": list(plan.diagnostic_prompts),
+        "diagnose_base": plan.diagnose_base,
     }
     (job / REQUEST_FILE).write_text(json.dumps(request, indent=2))
     with open(job / INPUT_FILE, "w", encoding="utf-8") as f:
@@ -106,4 +124,6 @@ def read_job(job: Path) -> dict:
         "parent_adapter": request["parent_adapter"],
         "lineage": request["lineage"],
         "device": request["device"],
+        "diagnostic_prompts": request.get("diagnostic_prompts", []),
+        "diagnose_base": request.get("diagnose_base", True),
     }

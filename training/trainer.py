@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import itertools
 import json
 import math
 import random
@@ -36,6 +38,7 @@ from training.data import (
     tokenize_examples,
     tokenize_pair,
 )
+from training.diagnose import DiagnosticSettings, diagnose
 from training.logps import completion_logps
 from training.loss import dpo_loss, kto_kl, kto_loss, kto_metrics, preference_metrics
 from training.memory import GIB, MemoryPlanError, ModelShape, free_memory_budget, plan_memory
@@ -95,8 +98,16 @@ def run_round(
     device: str | None = None,
     on_progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    diagnostic_prompts: Sequence[str] = (),
+    diagnose_base: bool = True,
 ) -> RoundResult:
-    """Train a LoRA adapter on `pairs` with DPO and write it, its config, metrics and label ids to `out_dir`."""
+    """Train a LoRA adapter on `pairs` with DPO and write it, its config, metrics and label ids to `out_dir`.
+
+    Training stops early at config.max_steps or config.target_margin (metrics["stopped"] says which). Then the
+    trained policy and the base each answer `diagnostic_prompts` (held-out prompts, picked by training/plan.py)
+    once (the base only with `diagnose_base`), for metrics["diagnostics"] (training/diagnose.py); with none, or
+    config.diagnostic_prompts 0, no diagnostics are measured.
+    """
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise TrainingError(f"{out_dir} already exists: pick a new round folder, or move the old one away.")
@@ -154,18 +165,35 @@ def run_round(
         policy_heldout = ref_heldout if config.reference == "previous" else batch_logps(heldout_tok)
         heldout_before = _score(policy_heldout, ref_heldout, config, heldout_labels) if heldout else None
 
+    def heldout_margin() -> float:
+        """The held-out reward margin now, scored without dropout (target_margin's check)."""
+        policy.eval()
+        margin = _score(batch_logps(heldout_tok), ref_heldout, config, heldout_labels)["margin"]
+        policy.train()
+        return margin
+
     train_ref = (*ref_train, desirable(train))
     train_fn = _train_with_oom_retry if w.size == 1 else _train_as_is
     with phase("steps"):
-        history, trained = train_fn(policy, train_tok, train_ref, config, batch_logps, on_progress, should_stop)
+        history, trained = train_fn(
+            policy, train_tok, train_ref, config, batch_logps, on_progress, should_stop, heldout_margin
+        )
     oom_retry, config = trained is not config, trained  # the retry finishes with a new, smaller config
     with phase("heldout_after"):
         heldout_after = _score(batch_logps(heldout_tok), ref_heldout, config, heldout_labels) if heldout else None
+    diagnostics = samples = None
+    if diagnostic_prompts and config.diagnostic_prompts and w.main:  # the other processes wait at the barrier
+        with phase("diagnostics"):
+            diagnostics, samples = _diagnostics(
+                policy, tokenizer, diagnostic_prompts, config, (device, quantization), diagnose_base
+            )
     metrics = {
         "train": history[-1] if history else {},
         "history": history,
         "heldout_before": heldout_before,
         "heldout_after": heldout_after,
+        "stopped": stop_record(history),
+        "diagnostics": diagnostics,
         "n_train": len(train),
         "n_heldout": len(heldout),
         "device": device,
@@ -183,10 +211,28 @@ def run_round(
     rating_ids = {"train": _unique_ids(train, "rating_id"), "heldout": _unique_ids(heldout, "rating_id")}
     battle_ids = {"train": _unique_ids(train, "battle_id"), "heldout": _unique_ids(heldout, "battle_id")}
     if w.main:
-        _write_round(out_dir, policy, tokenizer, record, metrics, ids | {"ratings": rating_ids, "battles": battle_ids})
+        labels = ids | {"ratings": rating_ids, "battles": battle_ids}
+        _write_round(out_dir, policy, tokenizer, record, metrics, labels, samples)
     distributed.barrier(w)
     labels = (ids["train"], ids["heldout"], rating_ids["train"], rating_ids["heldout"])
     return RoundResult(out_dir / "adapter", metrics, *labels, battle_ids["train"], battle_ids["heldout"])
+
+
+def _diagnostics(policy, tokenizer, prompts, config: DPOConfig, where: tuple[str, str], with_base: bool):
+    """(metrics["diagnostics"], the samples as diagnostics.json keeps them) for the trained policy (and the
+    base) on the first config.diagnostic_prompts of `prompts`; `where` is (device, quantization)."""
+    device, quantization = where
+    prompts = list(prompts)[: config.diagnostic_prompts]
+    settings = DiagnosticSettings(config.diagnostic_tokens, seed=config.seed)
+    autocast = functools.partial(compute_autocast, device, config.compute_dtype, quantization)
+    found = diagnose(policy, tokenizer, prompts, settings, device, autocast, with_base)
+    return found, {"prompts": prompts, "completions": found.pop("samples")}
+
+
+def stop_record(history: list[dict]) -> dict:
+    """Why training stopped ("finished", "max_steps" or "target_margin") and after which optimizer step."""
+    last = history[-1] if history else {}
+    return {"reason": last.get("stop", "finished"), "step": last.get("step", 0)}
 
 
 def resolve_micro_batch(config: DPOConfig, device: str) -> DPOConfig:
@@ -334,12 +380,12 @@ def _unique_ids(items, field: str) -> list[int]:
     return list(dict.fromkeys(v for v in values if v is not None))
 
 
-def _train_with_oom_retry(policy, train_tok, ref_logps, config, batch_logps, on_progress, should_stop):
+def _train_with_oom_retry(policy, train_tok, ref_logps, config, batch_logps, on_progress, should_stop, margin=None):
     """Train; on out-of-memory, restart once from the initial adapter with half the micro-batch (same
     effective batch) and gradient checkpointing. Returns (history, the config that finished)."""
     initial = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
     try:
-        return _train(policy, train_tok, ref_logps, config, batch_logps, on_progress, should_stop), config
+        return _train(policy, train_tok, ref_logps, config, batch_logps, on_progress, should_stop, margin), config
     except torch.OutOfMemoryError:
         pass
     _free_accelerator_memory()
@@ -352,7 +398,7 @@ def _train_with_oom_retry(policy, train_tok, ref_logps, config, batch_logps, on_
     _enable_checkpointing(policy.get_base_model())
     batch_logps.batch_size = smaller.micro_batch
     try:
-        return _train(policy, train_tok, ref_logps, smaller, batch_logps, on_progress, should_stop), smaller
+        return _train(policy, train_tok, ref_logps, smaller, batch_logps, on_progress, should_stop, margin), smaller
     except torch.OutOfMemoryError as err:
         raise TrainingError(
             f"Out of memory even with a micro-batch of {smaller.micro_batch} pair(s) and gradient checkpointing. "
@@ -366,9 +412,9 @@ def _enable_checkpointing(model) -> None:
     model.enable_input_require_grads()
 
 
-def _train_as_is(policy, train_tok, ref_logps, config, batch_logps, on_progress, should_stop):
+def _train_as_is(policy, train_tok, ref_logps, config, batch_logps, on_progress, should_stop, margin=None):
     """Train without the out-of-memory retry (several processes must change micro-batch together)."""
-    return _train(policy, train_tok, ref_logps, config, batch_logps, on_progress, should_stop), config
+    return _train(policy, train_tok, ref_logps, config, batch_logps, on_progress, should_stop, margin), config
 
 
 def _free_accelerator_memory() -> None:
@@ -376,36 +422,48 @@ def _free_accelerator_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _train(policy, train_tok, ref_logps, config: DPOConfig, batch_logps, on_progress, should_stop) -> list[dict]:
-    """The optimization loop; returns one metrics dict per optimizer step."""
+def _train(
+    policy, train_tok, ref_logps, config: DPOConfig, batch_logps, on_progress, should_stop, heldout_margin=None
+) -> list[dict]:
+    """The optimization loop; returns one metrics dict per optimizer step. It ends after config.epochs, or
+    earlier at config.max_steps (the schedule then spans max_steps, as TRL's does) or once `heldout_margin()`
+    reaches config.target_margin; the last step's dict then says why under "stop"."""
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     pairs_per_step = config.batch_size * config.grad_accum
     steps_per_epoch = math.ceil(len(train_tok) / pairs_per_step)
-    total_steps = steps_per_epoch * config.epochs
+    planned = steps_per_epoch * config.epochs
+    total_steps = min(planned, config.max_steps or planned)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / total_steps)
     rng = random.Random(config.seed)
     lengths = [row_length(p) for p in train_tok]
     history: list[dict] = []
     started = time.monotonic()
     policy.train()
-    for epoch in range(config.epochs):
-        for step_idx in step_batches(lengths, pairs_per_step, rng, config.group_by_length):
-            stats = _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_stop)
-            distributed.sum_gradients(params, batch_logps.world)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            stats |= {
-                "step": len(history) + 1,
-                "total_steps": total_steps,
-                "epoch": epoch + 1,
-                "seconds": round(time.monotonic() - started, 2),
-            }
-            history.append(stats)
-            if on_progress is not None:
-                on_progress(stats)
+    batches = (
+        (epoch, step_idx)
+        for epoch in range(config.epochs)
+        for step_idx in step_batches(lengths, pairs_per_step, rng, config.group_by_length)
+    )
+    for epoch, step_idx in itertools.islice(batches, total_steps):
+        stats = _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_stop)
+        distributed.sum_gradients(params, batch_logps.world)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        stats |= {
+            "step": len(history) + 1,
+            "total_steps": total_steps,
+            "epoch": epoch + 1,
+            "seconds": round(time.monotonic() - started, 2),
+        }
+        stats |= _early_stop(config, stats["step"], total_steps < planned, heldout_margin)
+        history.append(stats)
+        if on_progress is not None:
+            on_progress(stats)
+        if "stop" in stats:
+            break
     # A loss checked finite before backward can still give an infinite gradient; clipping turns it into NaN and
     # the optimizer writes it into the weights. Nothing scores or saves weights that are not all finite.
     if not all(torch.isfinite(p).all() for p in params):
@@ -415,6 +473,19 @@ def _train(policy, train_tok, ref_logps, config: DPOConfig, batch_logps, on_prog
         )
     policy.eval()
     return history
+
+
+def _early_stop(config: DPOConfig, step: int, capped: bool, heldout_margin) -> dict:
+    """What to add to a step's metrics: the held-out margin when target_margin is checked at this step, and
+    "stop" with the reason when training ends here before its epochs are done."""
+    found = {}
+    if config.target_margin is not None and heldout_margin is not None and step % config.eval_every == 0:
+        found["heldout_margin"] = heldout_margin()
+        if found["heldout_margin"] >= config.target_margin:
+            return found | {"stop": "target_margin"}
+    if capped and step == config.max_steps:
+        found["stop"] = "max_steps"
+    return found
 
 
 def _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_stop) -> dict:
@@ -471,17 +542,21 @@ def _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_st
     return {"loss": losses.mean().item()} | metrics(first, second)
 
 
-def _write_round(out_dir: Path, policy, tokenizer, record: dict, metrics: dict, ids: dict) -> None:
+def _write_round(
+    out_dir: Path, policy, tokenizer, record: dict, metrics: dict, ids: dict, samples: dict | None = None
+) -> None:
     """Write everything into the staging folder beside `out_dir` (which may already hold the round's request and
-    input, see training/plan.py), then rename it into place in one step."""
+    input, see training/plan.py), then rename it into place in one step. `samples`: the diagnostic prompts and
+    the trained policy's answers, kept as diagnostics.json."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     tmp.mkdir(exist_ok=True)
     shutil.rmtree(tmp / "adapter", ignore_errors=True)
     try:
         policy.save_pretrained(tmp / "adapter")
-        for name, payload in (("config.json", record), ("metrics.json", metrics), ("judgements.json", ids)):
-            (tmp / name).write_text(json.dumps(payload, indent=2, default=str))
+        files = [("config.json", record), ("metrics.json", metrics), ("judgements.json", ids)]
+        for name, payload in files + ([("diagnostics.json", samples)] if samples else []):
+            (tmp / name).write_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False))
         tmp.rename(out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

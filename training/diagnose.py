@@ -1,0 +1,159 @@
+"""Round diagnostics, measured at the end of a round in its own process, where the trained policy is in memory.
+
+    found = diagnose(policy, tokenizer, prompts, DiagnosticSettings(max_new_tokens=96), device="cpu")
+    found["policy"]   # {"mean_length": ..., "distinct_2": ..., "repeated_4gram": ..., "kl_per_token": ...}
+    found["base"]     # with_base: the same for the base (its adapter off) on the same prompts; KL 0 by definition
+
+Each version samples one completion per held-out prompt with the app's sampling settings (temperature 0.8,
+top-p 0.95, as labelers see it); `evaluation.diagnostics` turns the token ids into numbers. KL(π‖π_ref) per
+token is estimated from the policy's own samples as the mean of log π − log π_ref over their tokens (the EOS
+that ended a sample included), with π_ref the base (the adapter switched off) whichever reference the round
+trained against, so every round's KL is measured from the same place. The samples are drawn at temperature
+0.8 with a nucleus, so this is the KL seen on what labelers are shown, close to but not exactly the
+untempered KL.
+
+The base is measured only until one round has measured it (training/plan.py decides; see `diagnose` for why):
+the plot over rounds then starts from a "base" point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import LogitsProcessorList
+
+from evaluation.diagnostics import distinct_n, kl_per_token, mean_length, repeated_ngram_rate
+from models.chat import prompt_ids
+from serving.sampling import NucleusSampler, SamplingSettings
+
+SAMPLE_BATCH = 8  # prompts sampled together: a decoding step of 8 rows costs little more than one of 1
+
+
+@dataclass(frozen=True)
+class DiagnosticSettings:
+    """How a round's diagnostic samples are drawn: the app's sampling settings, a fixed seed (each round draws
+    the same way), and where a long prompt is cut (its last tokens kept, as the app does)."""
+
+    max_new_tokens: int = 96
+    temperature: float = SamplingSettings.temperature
+    top_p: float = SamplingSettings.top_p
+    seed: int = 0
+    max_prompt_tokens: int = 1024
+
+
+def diagnose(
+    policy,
+    tokenizer,
+    prompts: Sequence[str],
+    settings: DiagnosticSettings,
+    device: str,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    with_base: bool = True,
+) -> dict:
+    """Diagnostics of the trained `policy` (a PEFT model), and with `with_base` of its base, each sampling one
+    completion per prompt. Returns {"prompts", "max_new_tokens", "policy": numbers, "base": numbers or None,
+    "samples": the policy's texts}.
+
+    Why the base is not measured every round: on the tiny test llama (16 prompts, 96 new tokens, a shared
+    2-core CPU) the policy's samples took 46 s and both scoring passes 10 s, and the base's samples 90 s more,
+    2.6x in all (a random model's near-uniform next-token distribution makes every nucleus draw sort the whole
+    vocabulary). Measured once, the base is a fixed point to compare every round with.
+    """
+    policy.eval()
+    policy_ids = sample(policy, tokenizer, prompts, settings, device, autocast)
+    base_ids = None
+    if with_base:
+        with policy.disable_adapter():
+            base_ids = sample(policy, tokenizer, prompts, settings, device, autocast)
+    contexts = [prompt_ids(tokenizer, p, keep_last=settings.max_prompt_tokens) for p in prompts]
+    policy_logps = token_logps(policy, contexts, policy_ids, device, autocast)
+    with policy.disable_adapter():
+        ref_logps = token_logps(policy, contexts, policy_ids, device, autocast)
+    eos = _stops(policy, tokenizer)
+    return {
+        "prompts": len(prompts),
+        "max_new_tokens": settings.max_new_tokens,
+        "policy": numbers([_text(ids, eos) for ids in policy_ids], kl_per_token(policy_logps, ref_logps)),
+        "base": numbers([_text(ids, eos) for ids in base_ids], 0.0) if base_ids is not None else None,
+        "samples": [tokenizer.decode(_text(ids, eos), skip_special_tokens=True) for ids in policy_ids],
+    }
+
+
+def numbers(completions: Sequence[Sequence[int]], kl: float) -> dict:
+    """The statistics of one version's samples (token ids without EOS), as `RoundDiagnostics` names them."""
+    repetition = repeated_ngram_rate(completions, n=4)
+    distinct = distinct_n(completions, n=2)
+    return {
+        "mean_length": mean_length(completions),
+        "distinct_2": None if distinct != distinct else distinct,  # NaN (no sample has 2 tokens): unknown
+        "repeated_4gram": repetition.share_with_repeats,
+        "kl_per_token": kl,
+    }
+
+
+@torch.no_grad()
+def sample(model, tokenizer, prompts: Sequence[str], settings: DiagnosticSettings, device: str, autocast) -> list:
+    """One completion per prompt from `model` as it is now (adapter on or off): new token ids, up to and with
+    the EOS that ended it. Seeded, so the base and the policy draw alike."""
+    torch.manual_seed(settings.seed)
+    sampler = LogitsProcessorList([NucleusSampler(settings.temperature, settings.top_p)])
+    eos = _stops(model, tokenizer)
+    out = []
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    try:
+        for start in range(0, len(prompts), SAMPLE_BATCH):
+            rows = [prompt_ids(tokenizer, p, settings.max_prompt_tokens) for p in prompts[start : start + SAMPLE_BATCH]]
+            batch = tokenizer.pad({"input_ids": rows}, padding=True, return_tensors="pt").to(device)
+            with autocast():
+                generated = model.generate(
+                    **batch,
+                    do_sample=False,  # NucleusSampler draws the token; greedy selection then takes it
+                    logits_processor=sampler,
+                    max_new_tokens=settings.max_new_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
+                )
+            out += [_through_eos(row, eos) for row in generated[:, batch["input_ids"].shape[1] :].tolist()]
+    finally:
+        tokenizer.padding_side = side
+    return out
+
+
+@torch.no_grad()
+def token_logps(model, contexts: Sequence[list[int]], completions: Sequence[list[int]], device: str, autocast) -> list:
+    """log p(token) of each completion token given its prompt and the tokens before it, one list per
+    completion; one sequence at a time, so no padded [batch, length, vocab] tensor is ever built."""
+    found = []
+    for context, completion in zip(contexts, completions, strict=True):
+        if not completion:
+            found.append([])
+            continue
+        ids = torch.tensor([context + completion], device=device)
+        with autocast():
+            logits = model(input_ids=ids, use_cache=False).logits[0, len(context) - 1 : -1]
+        logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[0, len(context) :, None]).squeeze(-1)
+        found.append(logps.tolist())
+    return found
+
+
+def _stops(model, tokenizer) -> set[int]:
+    """The token ids that end a completion: the tokenizer's EOS and the model's generation EOS ids."""
+    eos = model.generation_config.eos_token_id
+    return {tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+
+
+def _through_eos(row: list[int], stops: set[int]) -> list[int]:
+    """The tokens of a generated row up to and including its first stop token (the rest is padding)."""
+    kept = list(itertools.takewhile(lambda t: t not in stops, row))
+    return kept + row[len(kept) : len(kept) + 1]
+
+
+def _text(ids: list[int], stops: set[int]) -> list[int]:
+    """A sample's tokens without the stop token that ended it: what its length and n-grams count."""
+    return ids[:-1] if ids and ids[-1] in stops else ids
+
+
+__all__ = ["DiagnosticSettings", "diagnose", "numbers"]
