@@ -31,6 +31,8 @@ ADMIN_ACTIONS = (
     "manage users",
     "audit labels",
     "set second looks",
+    "hold out prompts",
+    "give held-out prompts back",
 )
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 

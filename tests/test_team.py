@@ -30,6 +30,9 @@ ADMIN_CALLS = {
     "/reset_password": ("ada", "hijacked passphrase"),
     "/set_role": ("bob", "admin"),
     "/remove_user": ("ada",),
+    "/arena_hold_out": (5,),
+    "/arena_give_back": (),
+    "/arena_import_held_out": None,  # a file, made by the test
     "/audit": (),
     "/set_second_look_share": (1.0,),
 }
@@ -102,7 +105,8 @@ def test_a_labeler_is_refused_every_admin_route_and_nothing_changes(team_app):
     labeler = gradio_client.Client(url, verbose=False, auth=LABELER)
     prompts_file = work / "more.txt"
     prompts_file.write_text("A prompt a labeler wants in.\n")
-    calls = dict(ADMIN_CALLS) | {"/import_prompts": (gradio_client.handle_file(str(prompts_file)),)}
+    upload = (gradio_client.handle_file(str(prompts_file)),)
+    calls = dict(ADMIN_CALLS) | {"/import_prompts": upload, "/arena_import_held_out": upload}
     for route in calls:
         with pytest.raises(Exception, match=r"Only an admin can .*'bob' is a labeler"):
             call(labeler, route, calls[route])
@@ -111,6 +115,7 @@ def test_a_labeler_is_refused_every_admin_route_and_nothing_changes(team_app):
     users = admin.predict(api_name="/users")
     assert [(row[0], row[1]) for row in users["data"]] == [("ada", "admin"), ("bob", "labeler")]
     gradio_client.Client(url, verbose=False, auth=ADMIN)  # ada's password still works
+    assert admin.predict(api_name="/arena_give_back").startswith("Gave 0 prompts back"), "none held out"
     assert "Serving **base**" in admin.predict(api_name="/round_status")[4]
 
 

@@ -21,7 +21,6 @@ from storage import BASE_VERSION
 from ui import arena, audit, compare, guard, label, team, train
 from ui.arena import ArenaTab
 from ui.compare import CompareTab
-from ui.label import LabelTab
 from ui.train import TrainTab
 
 HERE = Path(__file__).parent
@@ -61,14 +60,18 @@ def versions_on_load(services: Services, train_tab: TrainTab, compare_tab: Compa
 
 
 def who_is_here(
-    services: Services, label_tab: LabelTab, admin_tabs: list[gr.Tab], user_line: gr.Markdown, request: gr.Request
+    services: Services,
+    admin_blocks: list[gr.components.Component],
+    admin_tabs: list[gr.Tab],
+    user_line: gr.Markdown,
+    request: gr.Request,
 ) -> dict:
     """A new page: the login and role on top; admin-only tabs and buttons shown to admins only (a labeler who
     calls their routes anyway is refused by the handlers)."""
     user = guard.user_of(request)
     role = services.access.role(user)
     admin = role == "admin"
-    shown = {block: gr.update(visible=admin) for block in [*admin_tabs, *label_tab.admin_only]}
+    shown = {block: gr.update(visible=admin) for block in [*admin_tabs, *admin_blocks]}
     line = f"Logged in as **{user}** ({role}) · [Log out](/logout)" if services.access.logins else ""
     return shown | {user_line: line}
 
@@ -95,10 +98,11 @@ def build_demo(services: Services) -> gr.Blocks:
             with gr.Tab("Team") as team_block:
                 team.build(services, team_block)
             admin_tabs.append(team_block)
+        admin_blocks = [*label_tab.admin_only, *arena_tab.admin_only]
         demo.load(
-            guard.bind(who_is_here, services, label_tab, admin_tabs, user_line),
+            guard.bind(who_is_here, services, admin_blocks, admin_tabs, user_line),
             None,
-            [*admin_tabs, *label_tab.admin_only, user_line],
+            [*admin_tabs, *admin_blocks, user_line],
             api_name=False,
         )
 
