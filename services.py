@@ -8,8 +8,8 @@ once.
 It holds the policies the app and the CLI share: start-up (interrupted rounds marked failed and their
 staging folders removed, starter prompts, the recorded serving version restored, the sampler started),
 "a finished round serves" (the app hands the sampler over to it; without a serving model the store records it
-for the next start), and how exports are named. The UI asks it questions (`status()`) instead of reaching
-into the sampler or server.
+for the next start; with review on it waits as the candidate until an admin serves it), and how exports are
+named. The UI asks it questions (`status()`, `candidate()`) instead of reaching into the sampler or server.
 """
 
 from __future__ import annotations
@@ -123,12 +123,27 @@ class Services:
         return "QLoRA: 4-bit NF4 base + LoRA" if resolve_quantization("auto", self.device) == "nf4" else "plain LoRA"
 
     # -- policies the app and the CLI share -----------------------------------------------------------
-    def round_finished(self, finished: Round) -> None:
-        """A finished round serves: handed over live when a model serves, else recorded for the next start."""
+    def round_finished(self, finished: Round) -> str:
+        """A finished round serves: handed over live when a model serves, else recorded for the next start. With
+        review on (`set_review`), it waits as the candidate until someone serves it. Returns what happened."""
+        if self.store.rounds.review():
+            self.store.rounds.set_candidate(finished.version)
+            return f"{finished.version} is ready for review; the previous version keeps serving."
         if self.loop is not None:
             self.loop.serve(finished.version)
         else:
             self.store.rounds.set_serving(finished.version)
+        return f"{finished.version} is now serving."
+
+    def set_review(self, on: bool) -> None:
+        """Review each round before it serves (on), or serve each as it finishes (off, the default); kept in the
+        store, so it holds after a restart."""
+        self.store.rounds.set_review(on)
+
+    def candidate(self) -> str | None:
+        """The finished round awaiting review, unless it serves already; None when there is none."""
+        candidate = self.store.rounds.get_candidate()
+        return None if candidate in (None, self.status().serving) else candidate
 
     def export(self, kind: str, fmt: str, include_arena: bool = False) -> tuple[Path, int]:
         """Write every label of `kind` (pairs / unpaired) as `fmt` into the exports folder, named by kind and

@@ -8,6 +8,7 @@ served, and only their labels count as used.
     store.rounds.start(config, parent_round=None, base_model="...")  # -> round id, 'running'
     store.rounds.finish(round_id, "runs/round_001/adapter", metrics, judgement_ids, rating_ids, battle_ids)
     store.rounds.set_serving("round_001")
+    store.rounds.set_review(True); store.rounds.set_candidate("round_002")  # serves once set_serving serves it
 """
 
 from __future__ import annotations
@@ -157,26 +158,60 @@ class Rounds:
 
     # -- serving version ------------------------------------------------------------------------------
     def set_serving(self, version: str) -> None:
-        """Remember the serving version, 'base' or 'round_NNN' of a done round, so a restart serves it again."""
+        """Remember the serving version, 'base' or 'round_NNN' of a done round, so a restart serves it again.
+        Serving the round awaiting review ends its review."""
 
         def save(cur) -> None:
-            if version != BASE_VERSION:
-                match = ROUND_VERSION.fullmatch(version)
-                if match is None:
-                    raise StoreError(f"Unknown version {version!r}: use 'base' or 'round_NNN'.")
-                round_id = int(match.group(1))
-                status = _round_status(cur, round_id)
-                if status != "done":
-                    raise StoreError(f"{version} is not a finished round; pick base or a round whose status is done.")
-                if version != round_version(round_id):
-                    raise StoreError(f"Unknown version {version!r}: did you mean {round_version(round_id)}?")
+            _check_servable(cur, version)
             cur.execute("INSERT OR REPLACE INTO settings VALUES ('serving_version', ?)", [version])
+            cur.execute("DELETE FROM settings WHERE key = 'candidate_version' AND value = ?", [version])
 
         self.db.write(save)
 
     def get_serving(self) -> str:
         """The version to serve: what set_serving saved last, else 'base'."""
         return self.db.value("SELECT value FROM settings WHERE key = 'serving_version'") or BASE_VERSION
+
+    # -- review before serving ------------------------------------------------------------------------
+    def set_review(self, on: bool) -> None:
+        """Review each round before serving it (True), or serve each round as it finishes (False, the default)."""
+        value = "on" if on else "off"
+        self.db.write(lambda cur: cur.execute("INSERT OR REPLACE INTO settings VALUES ('review_rounds', ?)", [value]))
+
+    def review(self) -> bool:
+        """Whether finished rounds wait for review instead of serving at once."""
+        return self.db.value("SELECT value FROM settings WHERE key = 'review_rounds'") == "on"
+
+    def set_candidate(self, version: str) -> None:
+        """Record a finished round as awaiting review (replacing an earlier one): it serves once someone serves
+        it (`set_serving`)."""
+
+        def save(cur) -> None:
+            if version == BASE_VERSION:
+                raise StoreError("The base is not a round to review; pick a finished round.")
+            _check_servable(cur, version)
+            cur.execute("INSERT OR REPLACE INTO settings VALUES ('candidate_version', ?)", [version])
+
+        self.db.write(save)
+
+    def get_candidate(self) -> str | None:
+        """The finished round awaiting review, or None."""
+        return self.db.value("SELECT value FROM settings WHERE key = 'candidate_version'")
+
+
+def _check_servable(cur, version: str) -> None:
+    """StoreError unless `version` is 'base' or the 'round_NNN' of a done round (inside the caller's transaction)."""
+    if version == BASE_VERSION:
+        return
+    match = ROUND_VERSION.fullmatch(version)
+    if match is None:
+        raise StoreError(f"Unknown version {version!r}: use 'base' or 'round_NNN'.")
+    round_id = int(match.group(1))
+    status = _round_status(cur, round_id)
+    if status != "done":
+        raise StoreError(f"{version} is not a finished round; pick base or a round whose status is done.")
+    if version != round_version(round_id):
+        raise StoreError(f"Unknown version {version!r}: did you mean {round_version(round_id)}?")
 
 
 def _round_status(cur, round_id: int) -> str:

@@ -64,6 +64,15 @@ def memory_note(metrics: dict) -> str:
     )
 
 
+def stop_note(metrics: dict) -> str:
+    """Why training stopped before its epochs were done, in words ('' when it ran them all)."""
+    stopped = (metrics or {}).get("stopped") or {}
+    why = {"max_steps": "max_steps reached", "target_margin": "the held-out margin reached target_margin"}
+    if stopped.get("reason") not in why:
+        return ""
+    return f" Training stopped after step {stopped['step']}: {why[stopped['reason']]}."
+
+
 def default_processes(device: str | None) -> int:
     """One process per GPU on a CUDA machine, else one."""
     import torch
@@ -291,9 +300,9 @@ class RoundRunner:
             battles = ids.get("battles", {}).get("train", [])  # rounds written before arena votes trained: none
             self.store.rounds.finish(round_id, str(adapter), metrics, ids["train"], ids["ratings"]["train"], battles)
             finished = self.store.rounds.get(round_id)
-            if self.on_done is not None:
-                self.on_done(finished)
-            status.update(state="done", message=f"{finished.version} is now serving.{memory_note(metrics)}")
+            outcome = self.on_done(finished) if self.on_done is not None else None
+            outcome = outcome or f"{finished.version} is now serving."
+            status.update(state="done", message=f"{outcome}{stop_note(metrics)}{memory_note(metrics)}")
             return
         last_lines = _tail(job / LOG_FILE)
         shutil.rmtree(job, ignore_errors=True)
