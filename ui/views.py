@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from markdown_it import MarkdownIt
 
+from evaluation.diagnostics import RoundDiagnostics, warnings
 from storage import BASE_VERSION, round_version
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ def round_row(r: Round) -> dict:
     reference = r.config.get("reference", "base")
     return {
         "version": r.version,
-        "status": r.status,
+        "status": r.status + stopped_early(r.metrics),
         "parent": round_version(r.parent_round) if r.parent_round else BASE_VERSION,
         "pairs": r.n_pairs,
         "arena": r.n_arena,
@@ -179,6 +180,101 @@ def round_row(r: Round) -> dict:
 
 def round_rows(rounds: Iterable[Round]) -> list[dict]:
     return [round_row(r) for r in rounds]
+
+
+def stopped_early(metrics: dict) -> str:
+    """' · stopped at step 4 (max_steps)' for a round that stopped before its epochs were done, else ''."""
+    stopped = metrics.get("stopped") or {}
+    if stopped.get("reason") in (None, "finished"):
+        return ""
+    return f" · stopped at step {stopped['step']} ({stopped['reason']})"
+
+
+# -- round diagnostics -----------------------------------------------------------------------------------------
+DIAGNOSTIC_METRICS = (  # (RoundDiagnostics field, how the plot and the review table name it)
+    ("kl_per_token", "KL per token (nats)"),
+    ("distinct_2", "distinct-2"),
+    ("repeated_4gram", "repeated 4-grams"),
+    ("heldout_accuracy", "held-out accuracy"),
+    ("heldout_margin", "held-out margin"),
+)
+LENGTH_METRIC = ("mean_length", "mean length (tokens)")
+TABLE_METRICS = (LENGTH_METRIC, *DIAGNOSTIC_METRICS)
+NO_DIAGNOSTICS = "No round diagnostics yet: each round measures its answers to held-out prompts when it finishes."
+
+
+def round_diagnostics(r: Round) -> RoundDiagnostics:
+    """What a finished round measured (its samples' statistics, held-out and training scores), as the warnings
+    read it; unknown values (an older round, diagnostics off) stay None."""
+    sampled = (r.metrics.get("diagnostics") or {}).get("policy") or {}
+    after, train = r.metrics.get("heldout_after") or {}, r.metrics.get("train") or {}
+    return RoundDiagnostics(
+        r.version,
+        **{name: sampled.get(name) for name in ("kl_per_token", "mean_length", "distinct_2", "repeated_4gram")},
+        heldout_accuracy=after.get("accuracy"),
+        heldout_margin=after.get("margin"),
+        train_accuracy=train.get("accuracy"),
+        chosen_reward=after.get("chosen_reward"),
+        rejected_reward=after.get("rejected_reward"),
+    )
+
+
+def diagnostics_history(rounds: Iterable[Round], until: str | None = None) -> list[RoundDiagnostics]:
+    """The base (as the first round that measured it saw it), then every done round oldest first, up to and
+    including `until` when given: the history `evaluation.diagnostics.warnings` reads."""
+    done = [r for r in rounds if r.status == "done"]
+    measured = [(r.metrics.get("diagnostics") or {}).get("base") for r in done]
+    base = next((m for m in measured if m), {})
+    history = [RoundDiagnostics(BASE_VERSION, **{k: v for k, v in base.items() if k != "samples"})]
+    for r in done:
+        history.append(round_diagnostics(r))
+        if r.version == until:
+            break
+    return history
+
+
+def diagnostics_rows(history: list[RoundDiagnostics]) -> tuple[list[dict], list[dict]]:
+    """The history in long form for two line plots over versions: (version, value, metric) for KL, diversity,
+    repetition and held-out scores, and (version, value, metric) for mean length, which has another scale.
+    Unknown values are left out; both empty when nothing was measured."""
+
+    def rows(metrics) -> list[dict]:
+        return [
+            {"version": d.round, "value": round(getattr(d, name), 4), "metric": label}
+            for d in history
+            for name, label in metrics
+            if getattr(d, name) is not None
+        ]
+
+    return rows(DIAGNOSTIC_METRICS), rows([LENGTH_METRIC])
+
+
+def warnings_markdown(history: list[RoundDiagnostics]) -> str:
+    """The plain-language warnings about the newest round in `history`, as a Markdown list ('' when none)."""
+    return "\n".join(f"- ⚠️ {line}" for line in warnings(history))
+
+
+def review_markdown(candidate: str, serving: str, history: list[RoundDiagnostics]) -> str:
+    """The candidate awaiting review: its diagnostics beside the serving version's, the warnings about it, and
+    what to do. `history` ends with the candidate (diagnostics_history(rounds, until=candidate))."""
+    by_version = {d.round: d for d in history}
+    ours, theirs = by_version[candidate], by_version.get(serving)
+
+    def cell(d, name: str) -> str:
+        value = getattr(d, name) if d is not None else None
+        return "–" if value is None else f"{value:.3f}" if name != "mean_length" else f"{value:.1f}"
+
+    lines = [
+        f"### {candidate} is ready for review",
+        f"It has not served yet; **{serving}** keeps serving until you serve {candidate} (the serve picker below "
+        "has it picked). For a blind comparison first, press *Compare in the Arena* and vote in the Arena tab.",
+        "",
+        f"| | {serving} (serving) | {candidate} |",
+        "|---|---|---|",
+        *(f"| {label} | {cell(theirs, name)} | {cell(ours, name)} |" for name, label in TABLE_METRICS),
+    ]
+    found = warnings_markdown(history)
+    return "\n".join(lines) + (f"\n\n{found}" if found else f"\n\nNo warnings about {candidate}.")
 
 
 def progress_bar(done: float, width: int = BAR_WIDTH) -> str:
