@@ -161,7 +161,8 @@ def test_every_field_round_trips_through_widget_values():
         max_prompt_length=64, label_smoothing=0.1, lora_r=4, lora_alpha=8, lora_dropout=0.1,
         target_modules=("q_proj", "v_proj"), heldout_fraction=0.1, min_pairs=6, continue_from_serving=False,
         reference="previous", quantization="none", compute_dtype="float32", gradient_checkpointing=True,
-        memory_budget_gib=2.5, group_by_length=False, seed=3, arena_pairs=True,
+        memory_budget_gib=2.5, group_by_length=False, seed=3, arena_pairs=True, max_steps=7, target_margin=0.5,
+        eval_every=2, diagnostic_prompts=4, diagnostic_tokens=32,
     )  # fmt: skip
     defaults = DPOConfig()
     for field in dataclasses.fields(DPOConfig):
