@@ -33,6 +33,7 @@ ADMIN_ACTIONS = (
     "set second looks",
     "hold out prompts",
     "give held-out prompts back",
+    "choose whether rounds are reviewed before serving",
 )
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 

@@ -31,6 +31,7 @@ SLOW_MODULES = {
     "test_audit_app",
     "test_bench",
     "test_qlora_cli",
+    "test_review_app",
     "test_runner",
     "test_team",
 }

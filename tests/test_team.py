@@ -35,6 +35,7 @@ ADMIN_CALLS = {
     "/arena_import_held_out": None,  # a file, made by the test
     "/audit": (),
     "/set_second_look_share": (1.0,),
+    "/set_review": (True,),
 }
 SEEN: dict[str, list[int]] = {}  # judgement ids, checked against the file once the app has stopped
 LABELER_ROUTES = {
@@ -63,6 +64,8 @@ LABELER_ROUTES = {
     "/arena_vote_both_bad",
     "/arena_latest",
     "/arena_results",
+    "/round_review",
+    "/arena_candidate",
 }
 
 
@@ -117,6 +120,7 @@ def test_a_labeler_is_refused_every_admin_route_and_nothing_changes(team_app):
     gradio_client.Client(url, verbose=False, auth=ADMIN)  # ada's password still works
     assert admin.predict(api_name="/arena_give_back").startswith("Gave 0 prompts back"), "none held out"
     assert "Serving **base**" in admin.predict(api_name="/round_status")[4]
+    assert admin.predict(api_name="/round_review")[0] is False, "rounds still serve as they finish"
 
 
 def test_a_labelers_votes_carry_their_login_not_a_typed_name(team_app):

@@ -47,11 +47,12 @@ def refresh_versions(services: Services, pickers: list[gr.Dropdown]) -> dict:
 
 
 def versions_on_load(services: Services, train_tab: TrainTab, compare_tab: CompareTab, arena_tab: ArenaTab) -> dict:
-    """A new page: serve picker and B at the serving version, A at the base; the arena's latest vs previous."""
+    """A new page: the serve picker at the round awaiting review, else the serving version; Compare's B at the
+    serving version, A at the base; the arena's latest vs previous."""
     choices, serving = services.loop.versions(), services.status().serving
     newest, previous = arena.default_pair(services)
     return {
-        train_tab.serve_choice: gr.update(choices=choices, value=serving),
+        train_tab.serve_choice: gr.update(choices=choices, value=services.candidate() or serving),
         compare_tab.version_a: gr.update(choices=choices, value=BASE_VERSION),
         compare_tab.version_b: gr.update(choices=choices, value=serving),
         arena_tab.first: gr.update(choices=choices, value=newest),
@@ -118,6 +119,17 @@ def build_demo(services: Services) -> gr.Blocks:
             partial(refresh_versions, services, pickers),
             None,
             pickers,
+            api_name=False,
+            show_progress="hidden",
+        )
+        # The Train tab's review button: candidate vs serving in the Arena tab, a battle of them ready there.
+        pick = [arena_tab.first, arena_tab.second]
+        train_tab.arena_button.click(
+            guard.bind(arena.candidate_pair, services, arena_tab), None, pick, api_name="arena_candidate"
+        ).success(
+            guard.bind(arena.next_battle_quietly, services, arena_tab),
+            [*pick, label_tab.labeler],
+            arena_tab.battle_outputs(),
             api_name=False,
             show_progress="hidden",
         )

@@ -3,7 +3,8 @@ after the vote, and the results: win rates with intervals, a Bradley–Terry lea
 
 Built by `ui.build_demo`; every handler calls `services.arena`. Battles are sampled only once someone opens the
 tab or asks for one. API names: /arena_next, /arena_vote_a, /arena_vote_b, /arena_vote_tie,
-/arena_vote_both_bad, /arena_latest and /arena_results are a labeler's; /arena_hold_out, /arena_give_back and
+/arena_vote_both_bad, /arena_latest, /arena_results and /arena_candidate (the Train tab's "Compare in the Arena",
+which only picks the versions) are a labeler's; /arena_hold_out, /arena_give_back and
 /arena_import_held_out (which prompts are held out for battles) an admin's.
 """
 
@@ -142,6 +143,15 @@ def latest(services: Services, tab: ArenaTab) -> dict:
     except ValueError as err:
         raise gr.Error(str(err)) from err
     return {tab.first: newest, tab.second: previous}
+
+
+def candidate_pair(services: Services, tab: ArenaTab) -> dict:
+    """Pick the round awaiting review and the serving version (the Train tab's review button), for a blind
+    comparison before serving it."""
+    candidate = services.candidate()
+    if candidate is None:
+        raise gr.Error("No round is awaiting review: turn on 'Review each round before serving' and train one.")
+    return {tab.first: candidate, tab.second: services.status().serving}
 
 
 def results(services: Services, tab: ArenaTab) -> dict:

@@ -2,7 +2,8 @@
 
 A new `DPOConfig` field appears here by itself: `config_fields()` reads each field's type, default and help,
 and `config_from_values()` turns widget values back into a config. API names: /start_round, /cancel_round,
-/round_status, /serve, /export.
+/round_status, /serve, /export; /round_review (diagnostics over rounds, warnings, the round awaiting review)
+and /set_review (review each round before it serves).
 
 /start_round takes every DPOConfig field by name, plus `processes`; any left out keeps its default:
 
@@ -159,6 +160,20 @@ class TrainTab:
     start_button: gr.Button
     export_file: gr.File
     export_message: gr.Markdown
+    review: gr.Checkbox  # review each round before it serves
+    diagnostics_plot: gr.LinePlot  # KL, distinct-2, repeated 4-grams, held-out scores over rounds
+    length_plot: gr.LinePlot  # mean answer length over rounds (its own scale)
+    no_diagnostics: gr.Markdown  # shown instead of empty plots
+    warnings: gr.Markdown
+    review_panel: gr.Markdown  # the candidate against the serving version
+    arena_button: gr.Button  # candidate vs serving in the Arena tab's pickers (wired by ui.build_demo)
+    seen_candidate: gr.State  # the candidate this page last picked in the serve picker
+
+    def review_outputs(self) -> list[gr.components.Component]:
+        return [
+            self.review, self.diagnostics_plot, self.length_plot, self.no_diagnostics, self.warnings,
+            self.review_panel, self.arena_button, self.seen_candidate, self.serve_choice,
+        ]  # fmt: skip
 
 
 # -- handlers --------------------------------------------------------------------------------------------------
@@ -205,6 +220,38 @@ def round_status(services: Services, tab: TrainTab) -> dict:
         tab.serving: views.serving_line(services.status().serving),
         tab.label_summary: views.label_summary(services.loop.label_counts()),
     }
+
+
+def round_review(services: Services, tab: TrainTab, seen: str | None) -> dict:
+    """Diagnostics over rounds, the warnings about the newest round and, with review on, the round awaiting
+    review against the serving version; a new candidate becomes the serve picker's choice (once, so a pick made
+    meanwhile stays)."""
+    rounds = services.store.rounds.list()
+    history = views.diagnostics_history(rounds)
+    shares, lengths = views.diagnostics_rows(history)
+    candidate, serving = services.candidate(), services.status().serving
+    panel = views.review_markdown(candidate, serving, views.diagnostics_history(rounds, candidate)) if candidate else ""
+    columns = ["version", "value", "metric"]
+    picked = candidate and candidate != seen
+    return {
+        tab.review: services.store.rounds.review(),
+        tab.diagnostics_plot: gr.update(value=pd.DataFrame(shares, columns=columns), visible=bool(shares)),
+        tab.length_plot: gr.update(value=pd.DataFrame(lengths, columns=columns), visible=bool(lengths)),
+        tab.no_diagnostics: gr.update(visible=not (shares or lengths)),
+        tab.warnings: views.warnings_markdown(history),
+        tab.review_panel: gr.update(value=panel, visible=bool(candidate)),
+        tab.arena_button: gr.update(visible=bool(candidate)),
+        tab.seen_candidate: candidate,
+        tab.serve_choice: gr.update(choices=services.loop.versions(), value=candidate) if picked else gr.update(),
+    }
+
+
+def set_review(services: Services, on: bool, request: gr.Request) -> str:
+    guard.require(services, request, "choose whether rounds are reviewed before serving")
+    services.set_review(bool(on))
+    if on:
+        return "Each new round now waits for review: it serves only when you serve it."
+    return "Each new round now serves as soon as it finishes."
 
 
 def serve(services: Services, version: str, request: gr.Request) -> str:
@@ -256,6 +303,35 @@ def _config_widgets(fields: list[ConfigField]) -> dict[str, gr.components.Compon
     return widgets
 
 
+def _review_widgets(services: Services) -> dict:
+    """The review setting, the diagnostics plots, the warnings and the review panel, as TrainTab fields."""
+    review = gr.Checkbox(
+        services.store.rounds.review(),
+        label="Review each round before serving",
+        info="On: a finished round waits as a candidate, with its diagnostics beside the serving version's, until "
+        "you serve it. Off: each round serves as soon as it finishes.",
+    )
+    review_panel = gr.Markdown(visible=False, elem_id="round-review")
+    arena_button = gr.Button("Compare in the Arena (candidate vs serving)", visible=False, size="sm")
+    warnings = gr.Markdown(elem_id="round-warnings")
+    with gr.Row():
+        diagnostics_plot = gr.LinePlot(
+            x="version", y="value", color="metric", title="Diagnostics over rounds", visible=False
+        )
+        length_plot = gr.LinePlot(x="version", y="value", color="metric", title="Answer length", visible=False)
+    no_diagnostics = gr.Markdown(views.NO_DIAGNOSTICS)
+    return {
+        "review": review,
+        "diagnostics_plot": diagnostics_plot,
+        "length_plot": length_plot,
+        "no_diagnostics": no_diagnostics,
+        "warnings": warnings,
+        "review_panel": review_panel,
+        "arena_button": arena_button,
+        "seen_candidate": gr.State(None),
+    }
+
+
 def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab:
     """The tab's widgets and events, inside `with gr.Tab(...)`; round_status, on load and every second, also
     refreshes the header's `serving` line."""
@@ -269,6 +345,7 @@ def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab
     plot = gr.LinePlot(x="step", y="value", color="metric", title="Loss · reward margin · accuracy", visible=False)
     no_plot = gr.Markdown(views.NO_ROUND_YET, elem_id="no-round-yet")
     rounds = gr.Dataframe(label="Rounds", interactive=False)
+    review_parts = _review_widgets(services)
     with gr.Row():
         serve_choice = gr.Dropdown(
             services.loop.versions(),
@@ -297,6 +374,7 @@ def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab
         start_button=start_button,
         export_file=export_file,
         export_message=export_message,
+        **review_parts,
     )
 
     start = start_round_handler(services, fields)
@@ -305,6 +383,15 @@ def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab
     serve_button.click(bind(serve, services), serve_choice, message, api_name="serve", concurrency_limit=1)
     export_button.click(
         bind(export, services, tab), [fmt, export_kind, include_arena], [export_file, export_message], api_name="export"
+    )
+    tab.review.input(bind(set_review, services), tab.review, message, api_name="set_review", concurrency_limit=1)
+    gr.on(
+        [gr.Timer(5.0).tick, demo.load],
+        partial(round_review, services, tab),
+        tab.seen_candidate,
+        tab.review_outputs(),
+        api_name="round_review",
+        show_progress="hidden",
     )
     gr.on(
         [gr.Timer(1.0).tick, demo.load],
