@@ -12,37 +12,54 @@ Pure functions over plain records (no database, model or gradio imports):
     python -m pytest tests/test_evaluation_*.py -q
 """
 
-from evaluation.arena import (
-    Battle,
-    Strength,
-    WinMatrix,
-    WinRate,
-    bootstrap_bradley_terry,
-    bradley_terry,
-    wilson_interval,
-    win_matrix,
-    win_rate,
-)
-from evaluation.audit import (
-    Agreement,
-    BiasTest,
-    Rates,
-    Vote,
-    agreement,
-    krippendorff_alpha_nominal,
-    length_bias,
-    position_bias,
-    rates,
-)
-from evaluation.diagnostics import (
-    Repetition,
-    RoundDiagnostics,
-    distinct_n,
-    kl_per_token,
-    mean_length,
-    repeated_ngram_rate,
-    warnings,
-)
+import importlib
+
+# Names load on first use (PEP 562): the arena's and the audits' statistics need scipy and scikit-learn (~2 s),
+# which the app and a round's process should not pay for at start just because the diagnostics (plain Python)
+# live in this package too.
+_WHERE = {
+    "evaluation.arena": (
+        "Battle",
+        "Strength",
+        "WinMatrix",
+        "WinRate",
+        "bootstrap_bradley_terry",
+        "bradley_terry",
+        "wilson_interval",
+        "win_matrix",
+        "win_rate",
+    ),
+    "evaluation.audit": (
+        "Agreement",
+        "BiasTest",
+        "Rates",
+        "Vote",
+        "agreement",
+        "krippendorff_alpha_nominal",
+        "length_bias",
+        "position_bias",
+        "rates",
+    ),
+    "evaluation.diagnostics": (
+        "Repetition",
+        "RoundDiagnostics",
+        "distinct_n",
+        "kl_per_token",
+        "mean_length",
+        "repeated_ngram_rate",
+        "warnings",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'evaluation' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Agreement",
