@@ -57,6 +57,10 @@ def test_battles_are_blind_votes_carry_the_labeler_and_results_count_them(tiny_m
         assert sorted(row[1] for row in board["data"]) == ["base", "round_001"]
         assert [row[4] for row in board["data"]] == [5, 5]
         assert {row[0] for row in matrix["data"]} == set(NAMES)
+        checks = client.predict("round_001", "base", "tester", api_name="/arena_checks")
+        assert checks.startswith("**What round_001 changed:** no diagnostics recorded for it"), checks
+        assert checks.endswith("**Your labels** (tester): not enough votes yet (0 of 10 picks) to tell a position or "
+                               "length bias.")  # fmt: skip
 
         # Which prompts battles are fought on: held out from labeling, at random or from a file.
         held = client.predict(3, api_name="/arena_hold_out")

@@ -59,3 +59,44 @@ def test_starting_the_app_does_not_load_the_arenas_statistics():
     repo = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=repo, check=True)
     assert out.stdout.strip() == "False False"
+
+
+def test_the_results_say_how_the_newer_version_moved_and_warn_in_plain_words():
+    from datetime import datetime
+
+    from storage import Round
+
+    def done(round_id: int, **sampled) -> Round:
+        metrics = {"diagnostics": {"policy": sampled}, "heldout_after": {"accuracy": 0.75, "margin": 0.4}}
+        if round_id == 1:
+            metrics["diagnostics"]["base"] = {"mean_length": 100.0, "distinct_2": 0.7, "kl_per_token": 0.0}
+        return Round(round_id, "done", {}, metrics, f"runs/round_00{round_id}/adapter", None, "tiny", 8,
+                     datetime(2026, 12, 6), datetime(2026, 12, 6), None)  # fmt: skip
+
+    rounds = [done(1, mean_length=90.0, distinct_2=0.72, kl_per_token=0.05), done(2, mean_length=20.0, kl_per_token=1)]
+    text = views.version_change_markdown("base", "round_002", rounds)  # either order: the newer is round_002
+    assert text == views.version_change_markdown("round_002", "base", rounds)
+    assert text.startswith("**What round_002 changed against base** (its answers to held-out prompts):")
+    assert "| mean length (tokens) | 100.0 | 20.0 |" in text
+    assert "| distinct-2 | 0.700 | – |" in text, "unknown values say so"
+    assert "⚠️" in text and "length" in text.lower(), "a length collapse is a warning in words"
+    calm = views.version_change_markdown("base", "round_001", rounds)
+    assert "| mean length (tokens) | 100.0 | 90.0 |" in calm and "No warnings about round_001." in calm
+    old = Round(3, "done", {}, {}, "a", None, "tiny", 8, datetime(2026, 12, 6), None, None)
+    assert "no diagnostics recorded for it" in views.version_change_markdown("round_001", "round_003", [*rounds, old])
+    assert views.version_change_markdown("base", "base", rounds) == ""
+
+
+def test_the_results_tell_a_labeler_whether_their_own_labels_lean():
+    from evaluation.audit import Vote
+    from ui import audit
+
+    always_left = [Vote("ana", "left", 10 + i % 2, 20, i) for i in range(12)]
+    fair = [Vote("bo", "left" if i % 2 else "right", 10, 20 + i % 3, 100 + i) for i in range(12)]
+    leaning = audit.own_labels_markdown("ana", always_left + fair)
+    assert "picks the left completion 100%" in leaning and "position bias" in leaning
+    fine = audit.own_labels_markdown("bo", always_left + fair)
+    assert fine.startswith("**Your labels** (bo): no sign of a position or length bias in 12 picks (left 50%")
+    assert audit.own_labels_markdown("cy", fair) == (
+        "**Your labels** (cy): not enough votes yet (0 of 10 picks) to tell a position or length bias."
+    )

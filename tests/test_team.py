@@ -64,6 +64,7 @@ LABELER_ROUTES = {
     "/arena_vote_both_bad",
     "/arena_latest",
     "/arena_results",
+    "/arena_checks",
     "/round_review",
     "/arena_candidate",
 }

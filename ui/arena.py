@@ -3,7 +3,8 @@ after the vote, and the results: win rates with intervals, a Bradley–Terry lea
 
 Built by `ui.build_demo`; every handler calls `services.arena`. Battles are sampled only once someone opens the
 tab or asks for one. API names: /arena_next, /arena_vote_a, /arena_vote_b, /arena_vote_tie,
-/arena_vote_both_bad, /arena_latest, /arena_results and /arena_candidate (the Train tab's "Compare in the Arena",
+/arena_vote_both_bad, /arena_latest, /arena_results, /arena_checks (what the newer version changed, and the
+viewer's own label biases) and /arena_candidate (the Train tab's "Compare in the Arena",
 which only picks the versions) are a labeler's; /arena_hold_out, /arena_give_back and
 /arena_import_held_out (which prompts are held out for battles) an admin's.
 """
@@ -22,7 +23,7 @@ from labeling.arena import ShownBattle
 from labeling.prompts import PromptFileError
 from services import Services
 from storage import StoreError
-from ui import guard, views
+from ui import audit, guard, views
 from ui.guard import bind
 
 VOTE_BUTTONS = (  # (side as stored, API name suffix, label, key)
@@ -44,6 +45,7 @@ class ArenaTab:
     status: gr.Markdown
     reveal: gr.Markdown
     win_rates: gr.Markdown
+    checks: gr.Markdown  # beside the win rates: how the newer version moved, and the viewer's own label biases
     leaderboard: gr.Dataframe
     plot: gr.LinePlot
     matrix: gr.Dataframe
@@ -215,6 +217,15 @@ def import_held_out(services: Services, file: str | None, request: gr.Request) -
     return f"Imported {added} new prompts from {Path(file).name}, held out. " + held_out_line(services)
 
 
+def checks(services: Services, first: str, second: str, typed: str, request: gr.Request) -> str:
+    """Beside the win rates, on the same screen: what the newer picked version changed (length, diversity, KL,
+    with warnings) and whether the viewer's own labels lean to a side or to length."""
+    name = guard.labeler(services, request, typed)
+    changed = views.version_change_markdown(first, second, services.store.rounds.list())
+    own = audit.own_labels_markdown(name, services.store.audit.votes())
+    return "\n\n".join(part for part in (changed, own) if part)
+
+
 # -- layout and wiring -------------------------------------------------------------------------------------
 def default_pair(services: Services) -> tuple[str, str | None]:
     """The newest version and the one before it; with only the base, the base and nothing."""
@@ -251,6 +262,7 @@ def build(services: Services, tab_block: gr.Tab, typed_name: gr.Textbox) -> Aren
     with gr.Accordion("Results", open=True):
         refresh = gr.Button("Refresh results", size="sm")
         win_rates = gr.Markdown()
+        checks_view = gr.Markdown()
         leaderboard = gr.Dataframe(label="Leaderboard (Bradley–Terry)", interactive=False)
         plot = gr.LinePlot(x="version", y="strength", color="line", title="Strength by version", visible=False)
         matrix = gr.Dataframe(label="How often the row's version beat the column's (ties half)", interactive=False)
@@ -275,6 +287,7 @@ def build(services: Services, tab_block: gr.Tab, typed_name: gr.Textbox) -> Aren
         status=status,
         reveal=reveal,
         win_rates=win_rates,
+        checks=checks_view,
         leaderboard=leaderboard,
         plot=plot,
         matrix=matrix,
@@ -305,4 +318,14 @@ def build(services: Services, tab_block: gr.Tab, typed_name: gr.Textbox) -> Aren
     opened = bind(open_battle, services, tab)
     tab_block.select(opened, [tab.battle, *picked], outputs, api_name=False, show_progress="hidden")
     tab_block.select(show_results, None, tab.results_outputs(), api_name=False, **one_at_a_time)
+    show_checks = bind(checks, services)
+    refresh.click(show_checks, picked, checks_view, api_name="arena_checks", show_progress="hidden")
+    gr.on(
+        [tab_block.select, first.change, second.change, *(b.click for b in buttons.values())],
+        show_checks,
+        picked,
+        checks_view,
+        api_name=False,
+        show_progress="hidden",
+    )
     return tab

@@ -129,6 +129,27 @@ def bias_warnings(labeler: str, round_name: str, votes: Sequence[Vote], min_vote
     return lines
 
 
+def own_labels_markdown(labeler: str, votes: Sequence[Vote], min_votes: int = MIN_VOTES) -> str:
+    """For the Arena's results: whether `labeler`'s own labels (all rounds) lean to one side or to length, in
+    plain words, so whoever judges a round also sees what their labels taught it."""
+    from evaluation.audit import length_bias, position_bias
+
+    mine = [v for v in votes if v.labeler == labeler]
+    who = f"**Your labels** ({labeler})"
+    left = next(iter(position_bias(mine)), None)  # None: no votes yet
+    if left is None or left.n < min_votes:
+        n = 0 if left is None else left.n
+        return f"{who}: not enough votes yet ({n} of {min_votes} picks) to tell a position or length bias."
+    found = bias_warnings(labeler, ALL_ROUNDS, mine, min_votes)
+    if found:
+        return "\n".join(f"- ⚠️ {line}" for line in found)
+    longer = length_bias(mine)
+    return (
+        f"{who}: no sign of a position or length bias in {left.n} picks (left {left.rate:.0%}, longer "
+        f"{longer.rate:.0%} of {longer.n})."
+    )
+
+
 def audit_summary(votes: Sequence[Vote], min_votes: int = MIN_VOTES) -> str:
     """The tab's first lines: how many votes by how many labelers, then each bias found, or that none was."""
     if not votes:

@@ -260,21 +260,50 @@ def review_markdown(candidate: str, serving: str, history: list[RoundDiagnostics
     by_version = {d.round: d for d in history}
     ours, theirs = by_version[candidate], by_version.get(serving)
 
-    def cell(d, name: str) -> str:
-        value = getattr(d, name) if d is not None else None
-        return "–" if value is None else f"{value:.3f}" if name != "mean_length" else f"{value:.1f}"
-
     lines = [
         f"### {candidate} is ready for review",
         f"It has not served yet; **{serving}** keeps serving until you serve {candidate} (the serve picker below "
         "has it picked). For a blind comparison first, press *Compare in the Arena* and vote in the Arena tab.",
         "",
-        f"| | {serving} (serving) | {candidate} |",
-        "|---|---|---|",
-        *(f"| {label} | {cell(theirs, name)} | {cell(ours, name)} |" for name, label in TABLE_METRICS),
+        *diagnostics_table([(f"{serving} (serving)", theirs), (candidate, ours)]),
     ]
     found = warnings_markdown(history)
     return "\n".join(lines) + (f"\n\n{found}" if found else f"\n\nNo warnings about {candidate}.")
+
+
+def diagnostics_table(columns: list[tuple[str, RoundDiagnostics | None]]) -> list[str]:
+    """A Markdown table, one column per (heading, diagnostics) and a row per measure; '–' where unknown."""
+
+    def cell(d, name: str) -> str:
+        value = getattr(d, name) if d is not None else None
+        return "–" if value is None else f"{value:.3f}" if name != "mean_length" else f"{value:.1f}"
+
+    return [
+        "| | " + " | ".join(heading for heading, _ in columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+        *(f"| {label} | " + " | ".join(cell(d, name) for _, d in columns) + " |" for name, label in TABLE_METRICS),
+    ]
+
+
+def version_change_markdown(first: str, second: str, rounds: Iterable[Round]) -> str:
+    """What the newer of two versions changed against the other, from the rounds' diagnostics (length,
+    diversity, repetition, KL, held-out scores), with the plain-language warnings about it: the Arena's win
+    rate says whether people prefer it, this says how it moved."""
+    history = diagnostics_history(rounds)
+    order = [d.round for d in history]
+    if first not in order or second not in order or first == second:
+        return ""
+    older, newer = sorted((first, second), key=order.index)
+    by_version = {d.round: d for d in history}
+    if by_version[newer].mean_length is None and by_version[newer].kl_per_token is None:
+        return (
+            f"**What {newer} changed:** no diagnostics recorded for it (rounds measure their answers to held-out "
+            "prompts when they finish, unless diagnostic_prompts is 0; older rounds did not)."
+        )
+    lines = [f"**What {newer} changed against {older}** (its answers to held-out prompts):", ""]
+    lines += diagnostics_table([(older, by_version[older]), (newer, by_version[newer])])
+    found = warnings_markdown(history[: order.index(newer) + 1])
+    return "\n".join(lines) + (f"\n\n{found}" if found else f"\n\nNo warnings about {newer}.")
 
 
 def progress_bar(done: float, width: int = BAR_WIDTH) -> str:
