@@ -14,8 +14,8 @@ Prompts are split as the app meets them (`--prompt-split random`, the default): 
 whole prompt pool in random order, and the prompts a round is judged on are drawn from the same pool (held out,
 like eval-only prompts). `--prompt-split ordered` is the split this benchmark used before: the starter file's
 first prompts train and its last ones evaluate, which are other categories (explanations, advice and stories
-train; opinions, comparisons, brainstorming and jokes evaluate), so it measured how far a taste carries to
-other kinds of prompt, and predicted far less change than users then saw in the app.
+train; opinions, comparisons, brainstorming and jokes evaluate), so it measures how far a taste carries to
+other kinds of prompt (docs/benchmarks.md has both, from one run).
 """
 
 from __future__ import annotations
