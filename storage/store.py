@@ -185,7 +185,10 @@ class Store:
         """Give every held-out prompt back to labeling; returns how many. Battles already fought on them stay."""
 
         def release(cur: Cursor) -> int:
-            return len(cur.execute("UPDATE prompts SET eval_only = FALSE WHERE eval_only RETURNING id").fetchall())
+            held = cur.execute("SELECT count(*) FROM prompts WHERE eval_only").fetchone()[0]
+            # No RETURNING: with it DuckDB checks the prompts' foreign keys as if the rows were deleted.
+            cur.execute("UPDATE prompts SET eval_only = FALSE WHERE eval_only")
+            return held
 
         return self.db.write(release)
 

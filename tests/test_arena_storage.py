@@ -154,6 +154,7 @@ def test_holding_out_picks_unlabeled_prompts_only_and_refuses_too_many_changing_
         store.hold_out(0)
     held = store.hold_out(3)
     assert len(held) == 3 and set(held) <= fresh and not set(held) & labeled_prompts
+    store.add_generation(held[0], "base", "sampled before it was held out", SETTINGS)  # referenced, as in the app
     assert {p.id for p in store.next_prompts(10)}.isdisjoint(held), "held-out prompts are not sampled"
     assert store.give_back_held_out() == 3 and store.count_eval_only() == 0
 
