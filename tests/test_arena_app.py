@@ -51,7 +51,7 @@ def test_battles_are_blind_votes_carry_the_labeler_and_results_count_them(tiny_m
         assert [int(r[0]) for r in reveals] == [1, 2, 3, 4, 5]
         assert all({left, right} == set(NAMES) for _, _, left, right in reveals)
 
-        text, board, plot, matrix = client.predict(api_name="/arena_results")
+        text, board, plot, win_plot, matrix = client.predict(api_name="/arena_results")
         assert "**5 voted battles.**" in text and "a tie or a *both bad* vote as half a win" in text
         assert "**round_001** vs base: not enough battles yet (5 of 10;" in text
         assert sorted(row[1] for row in board["data"]) == ["base", "round_001"]

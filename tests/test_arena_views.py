@@ -100,3 +100,21 @@ def test_the_results_tell_a_labeler_whether_their_own_labels_lean():
     assert audit.own_labels_markdown("cy", fair) == (
         "**Your labels** (cy): not enough votes yet (0 of 10 picks) to tell a position or length bias."
     )
+
+
+def test_the_win_rate_against_the_base_is_plotted_over_rounds_once_it_rests_on_enough_battles():
+    from labeling.arena import PairResult
+
+    pairs = [
+        PairResult("round_002", "base", 8, 2, 2, win_rate(8, 2, 2, min_battles=10)),
+        PairResult("round_002", "round_001", 3, 1, 0, win_rate(3, 1, 0, min_battles=10)),
+        PairResult("round_001", "base", 2, 1, 0, win_rate(2, 1, 0, min_battles=10)),  # too few: not plotted
+    ]
+    rows = views.win_rate_rows(pairs, ["base", "round_001", "round_002"])
+    assert [(r["version"], r["line"]) for r in rows] == [
+        ("round_002", "win rate"),
+        ("round_002", "95% low"),
+        ("round_002", "95% high"),
+    ]
+    assert rows[0]["win rate"] == 75.0 and rows[1]["win rate"] < 75.0 < rows[2]["win rate"]
+    assert views.win_rate_rows([], ["base"]) == []

@@ -1,5 +1,6 @@
 """The Arena tab: blind battles between two versions, votes A / B / tie / both bad (keys 1–4), names revealed
-after the vote, and the results: win rates with intervals, a Bradley–Terry leaderboard, a plot and a matrix.
+after the vote, and the results: win rates with intervals, a Bradley–Terry leaderboard, plots of strength and of
+the win rate against the base by version, and a matrix.
 
 Built by `ui.build_demo`; every handler calls `services.arena`. Battles are sampled only once someone opens the
 tab or asks for one. API names: /arena_next, /arena_vote_a, /arena_vote_b, /arena_vote_tie,
@@ -48,6 +49,7 @@ class ArenaTab:
     checks: gr.Markdown  # beside the win rates: how the newer version moved, and the viewer's own label biases
     leaderboard: gr.Dataframe
     plot: gr.LinePlot
+    win_plot: gr.LinePlot  # each version's win rate against the base, over rounds
     matrix: gr.Dataframe
     admin_only: tuple[gr.components.Component, ...]  # hidden from labelers (the handlers refuse them anyway)
 
@@ -55,7 +57,7 @@ class ArenaTab:
         return [self.battle, self.prompt, self.a_view, self.b_view, self.status]
 
     def results_outputs(self) -> list[gr.components.Component]:
-        return [self.win_rates, self.leaderboard, self.plot, self.matrix]
+        return [self.win_rates, self.leaderboard, self.plot, self.win_plot, self.matrix]
 
 
 # -- handlers --------------------------------------------------------------------------------------------------
@@ -168,12 +170,16 @@ def results(services: Services, tab: ArenaTab) -> dict:
     text = "\n\n".join([f"**{found.battles} voted battles.** {views.TIES_AS_HALF}", *lines])
     board = pd.DataFrame(views.leaderboard_rows(found.strengths), columns=list(views.LEADERBOARD_COLUMNS))
     plot_rows = views.strength_rows(found.strengths, services.arena.versions())
+    win_rows = views.win_rate_rows(found.pairs, services.arena.versions())
     matrix = views.matrix_rows(found.matrix) if found.matrix is not None else []
     return {
         tab.win_rates: text,
         tab.leaderboard: board,
         tab.plot: gr.update(
             value=pd.DataFrame(plot_rows, columns=["version", "strength", "line"]), visible=bool(plot_rows)
+        ),
+        tab.win_plot: gr.update(
+            value=pd.DataFrame(win_rows, columns=["version", "win rate", "line"]), visible=bool(win_rows)
         ),
         tab.matrix: pd.DataFrame(matrix),
     }
@@ -265,6 +271,9 @@ def build(services: Services, tab_block: gr.Tab, typed_name: gr.Textbox) -> Aren
         checks_view = gr.Markdown()
         leaderboard = gr.Dataframe(label="Leaderboard (Bradley–Terry)", interactive=False)
         plot = gr.LinePlot(x="version", y="strength", color="line", title="Strength by version", visible=False)
+        win_plot = gr.LinePlot(
+            x="version", y="win rate", color="line", title="Win rate against the base (%), by version", visible=False
+        )
         matrix = gr.Dataframe(label="How often the row's version beat the column's (ties half)", interactive=False)
     with gr.Accordion("Held-out prompts (admin)", open=False) as held_out:
         held_status = gr.Markdown(held_out_line(services))
@@ -290,6 +299,7 @@ def build(services: Services, tab_block: gr.Tab, typed_name: gr.Textbox) -> Aren
         checks=checks_view,
         leaderboard=leaderboard,
         plot=plot,
+        win_plot=win_plot,
         matrix=matrix,
         admin_only=(held_out,),
     )

@@ -399,6 +399,20 @@ def strength_rows(strengths, versions: list[str]) -> list[dict]:
     ]
 
 
+def win_rate_rows(pairs, versions: list[str], against: str = BASE_VERSION) -> list[dict]:
+    """Each version's win rate against `against` (ties half), oldest version first, in long form (version,
+    win rate in %, line) for a line plot over rounds: the rate and its 95% interval's ends, only for versions
+    past the battle threshold (below it the results say "not enough battles yet" instead)."""
+    rates = {p.version: p.rate for p in pairs if p.opponent == against}
+    lines = (("win rate", "rate"), ("95% low", "low"), ("95% high", "high"))
+    return [
+        {"version": v, "win rate": round(100 * getattr(rates[v], field), 1), "line": line}
+        for v in versions
+        if v in rates and rates[v].enough
+        for line, field in lines
+    ]
+
+
 def matrix_rows(matrix) -> list[dict]:
     """An evaluation.WinMatrix as rows: how often the row's version beat the column's (ties half), with the
     number of battles; '–' where they never met."""
