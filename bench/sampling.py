@@ -36,6 +36,7 @@ from labeling.sampler import PairSampler
 from models import prepare_default_model
 from serving import PolicyServer, SamplingSettings, chat_text
 from serving.onnx_backend import OnnxPolicyServer
+from serving.sampling import stop_ids
 from storage import Store
 from training.cli import DEFAULT_MODEL_CACHE
 
@@ -134,8 +135,7 @@ def hf_generate_fn(server: PolicyServer, prompts: list[str], settings: SamplingS
     tok = server.tokenizer
     batch = tok([chat_text(tok, p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
     batch = batch.to(server.device)
-    eos = server.model.generation_config.eos_token_id
-    stops = {tok.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+    stops = stop_ids(tok, server.model.generation_config.eos_token_id)
 
     def hf_generate() -> int:
         with torch.no_grad():

@@ -39,7 +39,7 @@ import torch
 from models import load_tokenizer
 from models.chat import prompt_ids
 from serving.errors import held
-from serving.sampling import Completion, SamplingSettings, decode_completions
+from serving.sampling import Completion, SamplingSettings, decode_completions, stop_ids
 from storage import BASE_VERSION
 
 EXPORT_FORMAT = 1  # raise when the exported graph changes: older exports are rebuilt
@@ -274,7 +274,7 @@ class OnnxPolicyServer:
         self.onnx_dir = ensure_export(model, cache_dir)
         self.lora_inputs: dict[str, int] = json.loads((self.onnx_dir / MARKER).read_text())["lora_inputs"]
         eos = json.loads((self.onnx_dir / "genai_config.json").read_text())["model"]["eos_token_id"]
-        self._stops = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+        self._stops = stop_ids(self.tokenizer, eos)
         self._adapter_files = Path(tempfile.mkdtemp(prefix="prefloop-onnx-adapters-"))
         self._adapters: dict[str, str] = {}  # version -> adapter folder
         self.version = BASE_VERSION

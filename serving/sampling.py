@@ -84,6 +84,12 @@ class NucleusSampler(LogitsProcessor):
         return torch.full_like(scores, float("-inf")).scatter_(-1, token, 0.0)
 
 
+def stop_ids(tokenizer, eos: int | list[int] | None) -> set[int]:
+    """The token ids that end a completion: the tokenizer's EOS and the model's (`eos`: one id, a list, or
+    None), as every backend and the round's diagnostics cut completions."""
+    return {tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+
+
 def chat_text(tokenizer, prompt: str) -> str:
     """`prompt` as one user turn in the model's chat template, ready for the assistant's answer."""
     return tokenizer.apply_chat_template(

@@ -46,7 +46,7 @@ from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteria
 from models import cpu_has_native_bf16, default_device, load_model, load_tokenizer
 from models.chat import prompt_ids
 from serving.errors import held
-from serving.sampling import Completion, NucleusSampler, SamplingSettings, decode_completions
+from serving.sampling import Completion, NucleusSampler, SamplingSettings, decode_completions, stop_ids
 from storage import BASE_VERSION
 
 BACKENDS = ("eager", "static")
@@ -367,6 +367,5 @@ class PolicyServer:
         return batch.to(self.device), kwargs
 
     def _until_eos(self, row: list[int]) -> list[int]:
-        eos = self.model.generation_config.eos_token_id
-        stops = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+        stops = stop_ids(self.tokenizer, self.model.generation_config.eos_token_id)
         return list(itertools.takewhile(lambda t: t not in stops, row))

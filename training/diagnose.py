@@ -28,7 +28,7 @@ from transformers import LogitsProcessorList
 
 from evaluation.diagnostics import distinct_n, kl_per_token, mean_length, repeated_ngram_rate
 from models.chat import prompt_ids
-from serving.sampling import NucleusSampler, SamplingSettings
+from serving.sampling import NucleusSampler, SamplingSettings, stop_ids
 
 SAMPLE_BATCH = 8  # prompts sampled together: a decoding step of 8 rows costs little more than one of 1
 
@@ -141,8 +141,7 @@ def token_logps(model, contexts: Sequence[list[int]], completions: Sequence[list
 
 def _stops(model, tokenizer) -> set[int]:
     """The token ids that end a completion: the tokenizer's EOS and the model's generation EOS ids."""
-    eos = model.generation_config.eos_token_id
-    return {tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+    return stop_ids(tokenizer, model.generation_config.eos_token_id)
 
 
 def _through_eos(row: list[int], stops: set[int]) -> list[int]:
