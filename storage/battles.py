@@ -23,6 +23,7 @@ from storage.db import Cursor, Database
 from storage.errors import StoreError
 from storage.labels import PreferencePair
 from storage.models import ArenaBattle, Prompt
+from storage.rounds import SERVING_LINEAGE
 
 ARENA_SIDES = ("left", "right", "tie", "both_bad")  # a vote as shown on screen (left is "A", right is "B")
 BATTLE_COLUMNS = (
@@ -39,9 +40,8 @@ TRAINED_PROMPTS = """SELECT j.prompt_id FROM round_judgements rj JOIN rounds r O
                      UNION
                      SELECT b.prompt_id FROM round_battles rb JOIN rounds r ON r.id = rb.round_id
                      JOIN battles b ON b.id = rb.battle_id WHERE r.status = 'done'"""
-# Battles that no finished round trained on (appended to a WHERE over battles b).
-UNUSED_BATTLE = """ AND b.id NOT IN (SELECT rb.battle_id FROM round_battles rb
-                                     JOIN rounds r ON r.id = rb.round_id WHERE r.status = 'done')"""
+# Battles the serving version has not trained on (appended to a WHERE over battles b), as for judgements.
+UNUSED_BATTLE = f""" AND b.id NOT IN (SELECT rb.battle_id FROM round_battles rb WHERE rb.round_id IN {SERVING_LINEAGE})"""
 
 
 def winner_of(side: str, left_version: str, version_a: str) -> str:

@@ -30,6 +30,14 @@ ROUND_COLUMNS = (
     "AS n_edited, "
     "(SELECT count(*) FROM round_battles rb WHERE rb.round_id = rounds.id) AS n_arena"
 )
+# The serving version's lineage: the serving round and every round it continued from (empty while the base
+# serves). A subquery of round ids, for "labels the serving policy has not trained on yet".
+SERVING_LINEAGE = """(WITH RECURSIVE lineage(id) AS (
+        SELECT CAST(regexp_extract(value, '^round_(\\d+)$', 1) AS BIGINT) FROM settings
+        WHERE key = 'serving_version' AND regexp_matches(value, '^round_\\d+$')
+        UNION ALL
+        SELECT r.parent_round FROM rounds r JOIN lineage l ON r.id = l.id WHERE r.parent_round IS NOT NULL)
+    SELECT id FROM lineage)"""
 FAIL_STATUSES = ("failed", "cancelled")
 INTERRUPTED = "interrupted: the app stopped during this round"
 ROUND_VERSION = re.compile(r"round_(\d+)")

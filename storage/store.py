@@ -37,7 +37,7 @@ from storage.labels import (
 from storage.migrations import applied_migrations as _applied_migrations
 from storage.migrations import apply_migrations
 from storage.models import Generation, Judgement, Prompt, Rating
-from storage.rounds import Rounds
+from storage.rounds import SERVING_LINEAGE, Rounds
 
 __all__ = ["DEFAULT_DB", "Store", "StoreError"]
 
@@ -45,12 +45,13 @@ DEFAULT_DB = "data/prefloop.duckdb"  # the app's database file, relative to wher
 # The labels that count: a pair's first judgement, a completion's first rating (see migration 003_one_label_each).
 COUNTED_JUDGEMENTS = "judged_pairs jp JOIN judgements j ON j.id = jp.judgement_id"
 COUNTED_RATINGS = "rated_generations rg JOIN ratings t ON t.id = rg.rating_id"
-# Judgements that no finished round trained on (appended to a WHERE over judgements j).
-UNUSED_JUDGEMENT = """ AND j.id NOT IN (SELECT rj.judgement_id FROM round_judgements rj
-                                        JOIN rounds r ON r.id = rj.round_id WHERE r.status = 'done')"""
+# Judgements the serving version has not trained on: no round of its lineage used them (appended to a WHERE
+# over judgements j). A round that finished but never served (held back by review or the health gate), or that
+# was rolled back, does not use up its labels: the next round from the serving version trains on them.
+UNUSED_JUDGEMENT = f""" AND j.id NOT IN (SELECT rj.judgement_id FROM round_judgements rj
+                                         WHERE rj.round_id IN {SERVING_LINEAGE})"""
 # The same for ratings (appended to a WHERE over ratings t).
-UNUSED_RATING = """ AND t.id NOT IN (SELECT rr.rating_id FROM round_ratings rr
-                                     JOIN rounds r ON r.id = rr.round_id WHERE r.status = 'done')"""
+UNUSED_RATING = f""" AND t.id NOT IN (SELECT rr.rating_id FROM round_ratings rr WHERE rr.round_id IN {SERVING_LINEAGE})"""
 
 
 class Store:

@@ -78,6 +78,7 @@ def test_a_round_that_trained_on_a_battle_uses_it_up_and_takes_its_prompt_out_of
     assert [p.battle_id for p in store.battles.preference_pairs(unused_only=True)] == [first, second]
     round_id = finish(store, [first])
     assert store.rounds.battle_ids(round_id) == [first] and store.rounds.get(round_id).n_arena == 1
+    store.rounds.set_serving(store.rounds.get(round_id).version)
     assert [p.battle_id for p in store.battles.preference_pairs(unused_only=True)] == [second]
     assert len(store.battles.preference_pairs()) == 2, "a fresh round may train on it again"
     assert [p.text for p in store.battles.held_out_prompts(10)] == ["unused"]

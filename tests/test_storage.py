@@ -23,6 +23,7 @@ from storage import (
     Store,
     StoreError,
     UnpairedExample,
+    round_version,
 )
 
 
@@ -108,10 +109,11 @@ def test_both_bad_votes_become_two_undesirable_examples(store):
     ]
     done = store.rounds.start({}, None, "m")
     store.rounds.finish(done, "adapter", {}, [left_vote, both_bad_vote])
+    store.rounds.set_serving(round_version(done))
     assert store.unpaired_examples(unused_only=True) == []
 
 
-def test_unused_pairs_exclude_a_done_round_but_not_failed_or_cancelled_ones(store):
+def test_unused_pairs_exclude_the_serving_lineage_but_not_failed_cancelled_or_unserved_rounds(store):
     first, second, third = votes(store, "left", "right", "left")
     failed = store.rounds.start({"beta": 0.1}, None, "m")
     store.rounds.fail(failed, "CUDA out of memory")
@@ -120,7 +122,18 @@ def test_unused_pairs_exclude_a_done_round_but_not_failed_or_cancelled_ones(stor
     assert [p.judgement_id for p in store.preference_pairs(unused_only=True)] == [first, second, third]
     done = store.rounds.start({"beta": 0.1}, None, "m")
     store.rounds.finish(done, "runs/round_003/adapter", {"loss": 0.4}, [first, third])
+    unused = [first, second, third]
+    assert [p.judgement_id for p in store.preference_pairs(unused_only=True)] == unused, (
+        "a round that finished but does not serve (held back for review or by the health gate) uses up nothing"
+    )
+    store.rounds.set_serving(round_version(done))
     assert [p.judgement_id for p in store.preference_pairs(unused_only=True)] == [second]
+    child = store.rounds.start({"beta": 0.1}, done, "m")
+    store.rounds.finish(child, "runs/round_004/adapter", {"loss": 0.3}, [second])
+    store.rounds.set_serving(round_version(child))
+    assert store.preference_pairs(unused_only=True) == [], "the serving round's ancestors count too"
+    store.rounds.set_serving("base")
+    assert [p.judgement_id for p in store.preference_pairs(unused_only=True)] == unused, "rolled back: all unused"
     assert len(store.preference_pairs()) == 3
 
 
@@ -172,6 +185,7 @@ def test_a_done_round_uses_up_its_ratings_and_records_them(store):
     assert [e.rating_id for e in store.unpaired_examples(unused_only=True)] == ids
     done = store.rounds.start({}, None, "m")
     store.rounds.finish(done, "runs/round_002/adapter", {}, [], rating_ids=[ids[2], ids[0], ids[0]])
+    store.rounds.set_serving(round_version(done))
     assert [e.rating_id for e in store.unpaired_examples(unused_only=True)] == [ids[1]]
     assert store.rounds.rating_ids(done) == [ids[0], ids[2]] and store.rounds.rating_ids(failed) == []
     round_ = store.rounds.get(done)
