@@ -13,6 +13,7 @@ sampled from the policy; no torch needed.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -90,6 +91,42 @@ def kl_per_token(policy_logps: Sequence[Sequence[float]], ref_logps: Sequence[Se
     return float(tokens.mean())
 
 
+def mean_nll(logps: Sequence[Sequence[float]]) -> float:
+    """Mean negative log-likelihood per token, pooled over sequences (long ones weigh more), in nats.
+
+    logps[s][t]: log p(token t of sequence s) under the judging model, e.g. the base model scoring a round's
+    answers: fluent text the base would write scores near the base's own answers; gibberish far above them.
+    NaN when there are no tokens.
+    """
+    tokens = [x for seq in logps for x in seq]
+    return -float(np.mean(tokens)) if tokens else float("nan")
+
+
+def _script(char: str) -> str:
+    """The writing system of a letter, from its Unicode name's first word (LATIN, CYRILLIC, CJK, ...)."""
+    name = unicodedata.name(char, "")
+    return name.split(" ", 1)[0] if name else "UNKNOWN"
+
+
+def _letters(text: str) -> list[str]:
+    return [c for c in text if unicodedata.category(c).startswith("L")]
+
+
+def foreign_script_share(prompts: Sequence[str], texts: Sequence[str]) -> float:
+    """Share of the answers' letters written in a script that their prompt does not use (Latin for a prompt
+    without letters), pooled over all answers: ~0 for a model that answers in the prompt's language, high when
+    it drifts into other scripts ("Васлушарь…" for an English prompt). NaN when the answers have no letters."""
+    if len(prompts) != len(texts):
+        raise ValueError(f"got {len(prompts)} prompts and {len(texts)} answers; pass one prompt per answer")
+    foreign = total = 0
+    for prompt, text in zip(prompts, texts, strict=True):
+        allowed = {_script(c) for c in _letters(prompt)} or {"LATIN"}
+        letters = _letters(text)
+        total += len(letters)
+        foreign += sum(_script(c) not in allowed for c in letters)
+    return foreign / total if total else float("nan")
+
+
 @dataclass(frozen=True)
 class RoundDiagnostics:
     """What one round (or the base model, first in a history) measured; any field may be unknown (None).
@@ -108,9 +145,11 @@ class RoundDiagnostics:
     train_accuracy: float | None = None
     chosen_reward: float | None = None
     rejected_reward: float | None = None
+    nll: float | None = None  # mean NLL per token of its answers under the base model (fluency; lower is better)
+    foreign_script: float | None = None  # share of letters in a script the prompt does not use
 
     def __post_init__(self):
-        for name in ("distinct_2", "repeated_4gram", "heldout_accuracy", "train_accuracy"):
+        for name in ("distinct_2", "repeated_4gram", "heldout_accuracy", "train_accuracy", "foreign_script"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:
                 raise ValueError(f"{name} is a share and must be in [0, 1], got {value}")
@@ -178,12 +217,14 @@ def _kl_jump(last: RoundDiagnostics, prev: RoundDiagnostics | None) -> str | Non
     )
 
 
-def _repetition(last: RoundDiagnostics, prev: RoundDiagnostics | None) -> str | None:
-    """Looping samples, or distinct-2 down by more than 30%."""
-    if _known(last.repeated_4gram) and last.repeated_4gram > 0.2:
+def _repetition(last: RoundDiagnostics, prev: RoundDiagnostics | None, base: RoundDiagnostics) -> str | None:
+    """Looping samples (more than 20% with a repeated 4-gram, and 10 points above the base's own share when it is
+    known), or distinct-2 down by more than 30%."""
+    usual = base.repeated_4gram if _known(base.repeated_4gram) and base is not last else 0.0
+    if _known(last.repeated_4gram) and last.repeated_4gram > max(0.2, usual + 0.1):
         return (
-            f"{last.repeated_4gram:.0%} of samples repeat a 4-gram: the policy is looping. Roll back to the previous "
-            "version; then raise beta or use fewer epochs."
+            f"{last.repeated_4gram:.0%} of samples repeat a 4-gram (the base: {usual:.0%}): the policy is looping. "
+            "Roll back to the previous version; then raise beta or use fewer epochs."
         )
     if prev and _known(last.distinct_2, prev.distinct_2) and last.distinct_2 < 0.7 * prev.distinct_2:
         return (
@@ -193,13 +234,38 @@ def _repetition(last: RoundDiagnostics, prev: RoundDiagnostics | None) -> str | 
     return None
 
 
+FLUENCY_WARNING = 0.25  # nats per token above the base's own answers: text the base finds unusual
+
+
+def _fluency(last: RoundDiagnostics, base: RoundDiagnostics) -> str | None:
+    """Answers less likely under the base than its own by more than FLUENCY_WARNING nats per token, or written
+    in another script."""
+    if last is base:
+        return None
+    if _known(last.nll, base.nll) and last.nll > base.nll + FLUENCY_WARNING:
+        return (
+            f"its answers score {last.nll:.2f} nats/token under the base model against {base.nll:.2f} for the base's "
+            "own: they read less fluently, and far above it, as gibberish. Read a few in Compare; roll back, or "
+            "train with a lower learning_rate, fewer epochs or a higher rpo_alpha."
+        )
+    if _known(last.foreign_script, base.foreign_script) and last.foreign_script > base.foreign_script + 0.01:
+        return (
+            f"{last.foreign_script:.1%} of its letters are in a script the prompts do not use (the base: "
+            f"{base.foreign_script:.1%}): it drifts into other languages. Roll back, or train more gently."
+        )
+    return None
+
+
 def warnings(history: Sequence[RoundDiagnostics]) -> list[str]:
     """Plain-language warnings about the latest round in `history` (oldest first; history[0] is the base).
 
-    Checks, each skipped when its numbers are unknown: chosen and rejected rewards both below 0; held-out
+    Checks, each skipped when its numbers are unknown: answers' NLL per token under the base more than
+    FLUENCY_WARNING above the base's own, or more than 1 point more letters in a foreign script; chosen and
+    rejected rewards both below 0; held-out
     accuracy flat (change < 0.02 from the previous round) while training accuracy is > 0.1 above it; mean
     length > 25% above or < 50% of the previous round's (else the base's); KL per token > 2x the previous
-    round's and > 0.05 nats; repeated-4-gram share > 0.2 or distinct-2 down > 30% from the previous round.
+    round's and > 0.05 nats; repeated-4-gram share > 0.2 and > the base's + 0.1, or distinct-2 down > 30% from
+    the previous round.
     Returns one sentence per problem, prefixed with the round name, saying what it means and what to do.
     """
     if not history:
@@ -207,10 +273,11 @@ def warnings(history: Sequence[RoundDiagnostics]) -> list[str]:
     last, base = history[-1], history[0]
     prev = history[-2] if len(history) >= 2 else None
     found = [
+        _fluency(last, base),
         _rewards_falling(last),
         _overfitting(last, prev),
         _length_drift(last, prev, base),
         _kl_jump(last, prev),
-        _repetition(last, prev),
+        _repetition(last, prev, base),
     ]
     return [f"{last.round}: {text}" for text in found if text]

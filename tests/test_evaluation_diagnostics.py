@@ -8,8 +8,10 @@ import pytest
 from evaluation.diagnostics import (
     RoundDiagnostics,
     distinct_n,
+    foreign_script_share,
     kl_per_token,
     mean_length,
+    mean_nll,
     repeated_ngram_rate,
     warnings,
 )
@@ -120,3 +122,32 @@ def test_degenerate_repetition_and_falling_diversity_are_flagged():
     (samey,) = warnings([base, RoundDiagnostics("round_001", distinct_2=0.5, repeated_4gram=0.05)])
     assert "distinct-2 fell from 0.80 to 0.50" in samey
     assert warnings([base, RoundDiagnostics("round_001", distinct_2=0.6, repeated_4gram=0.05)]) == []
+
+
+def test_repetition_is_judged_against_the_base_s_own_share():
+    base = RoundDiagnostics("base", repeated_4gram=0.31)
+    assert warnings([base, RoundDiagnostics("round_001", repeated_4gram=0.25)]) == [], "less than the base: no alarm"
+    (looping,) = warnings([base, RoundDiagnostics("round_001", repeated_4gram=0.45)])
+    assert "45% of samples repeat a 4-gram (the base: 31%)" in looping
+
+
+def test_mean_nll_pools_tokens_and_foreign_script_counts_letters_outside_the_prompt_s_scripts():
+    assert mean_nll([[-1.0, -2.0], [-3.0]]) == pytest.approx(2.0)
+    assert math.isnan(mean_nll([[], []]))
+    assert foreign_script_share(["Why is the sky blue?"], ["Because of Rayleigh scattering, café."]) == 0.0
+    share = foreign_script_share(["Suggest a name."], ["Name: Васлушарь"])  # 4 Latin letters, 9 Cyrillic
+    assert share == pytest.approx(9 / 13)
+    assert foreign_script_share(["Переведи: cat"], ["кот, cat"]) == 0.0, "a prompt in two scripts allows both"
+    assert foreign_script_share(["123?"], ["日本"]) == 1.0, "a prompt without letters expects Latin"
+    assert math.isnan(foreign_script_share(["Hi"], ["123"]))
+    with pytest.raises(ValueError, match="one prompt per answer"):
+        foreign_script_share(["a", "b"], ["x"])
+
+
+def test_answers_the_base_finds_unlikely_raise_the_fluency_warning():
+    base = RoundDiagnostics("base", nll=1.24, foreign_script=0.0)
+    assert warnings([base, RoundDiagnostics("round_001", nll=1.4, foreign_script=0.0)]) == []
+    (gibberish,) = warnings([base, RoundDiagnostics("round_001", nll=4.16, foreign_script=0.0)])
+    assert gibberish.startswith("round_001: its answers score 4.16 nats/token under the base model against 1.24")
+    (script,) = warnings([base, RoundDiagnostics("round_001", nll=1.3, foreign_script=0.05)])
+    assert "5.0% of its letters are in a script the prompts do not use" in script
