@@ -127,6 +127,25 @@ def test_round_progress_before_and_during_training():
     assert text == f"**running** · step 5/10\n\n`{'█' * 10}{'░' * 10}` 50% · 3s"
 
 
+def test_round_progress_shows_each_phase_with_its_own_bar_and_time_left():
+    phases = {
+        "load": {"done": 1, "total": 1, "seconds": 4.2},
+        "reference": {"done": 40, "total": 40, "seconds": 149},
+        "steps": {"done": 24, "total": 24, "seconds": 1478},
+        "diagnostics": {"done": 12, "total": 48, "seconds": 80},
+    }
+    text = views.round_progress({"state": "running", "message": "m", "history": [], "phases": phases})
+    assert text.split("\n\n")[1].split("  \n") == [
+        "✓ loading the model · 4 s",
+        "✓ scoring the labels with the reference · 2 min",
+        "✓ training · 25 min",
+        f"`{'█' * 5}{'░' * 15}` answering held-out prompts (diagnostics and the health check) · 12/48 · 25% · 80 s"
+        " · about 4 min left",
+    ], "no more '100 %' while the round still works: the phase after the steps has its own bar"
+    assert views.phase_line("reference", {"done": 0, "total": 40, "seconds": 0.5}).endswith("0/40 · 0% · 0 s")
+    assert views.duration(3725) == "1 h 02 min"
+
+
 def test_plot_rows_are_long_form_and_empty_before_a_round():
     assert views.plot_rows([]) == []
     rows = views.plot_rows([{"step": 1, "loss": 0.7, "margin": 0.0, "accuracy": 0.5, "seconds": 1}])
@@ -162,7 +181,8 @@ def test_every_field_round_trips_through_widget_values():
         target_modules=("q_proj", "v_proj"), heldout_fraction=0.1, min_pairs=6, continue_from_serving=False,
         reference="previous", quantization="none", compute_dtype="float32", gradient_checkpointing=True,
         memory_budget_gib=2.5, group_by_length=False, seed=3, arena_pairs=True, max_steps=7, target_margin=0.5,
-        eval_every=2, diagnostic_prompts=4, diagnostic_tokens=32,
+        eval_every=2, diagnostic_prompts=4, diagnostic_tokens=32, rpo_alpha=0.37, gate_nll_increase=0.7,
+        gate_foreign_script=0.05, gate_kl=0.9, gate_heldout_accuracy=0.4, gate_logratio_drop=77.0,
     )  # fmt: skip
     defaults = DPOConfig()
     for field in dataclasses.fields(DPOConfig):

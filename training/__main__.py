@@ -9,7 +9,9 @@ Like the app, it plans the round from the database, writes the round's folder (i
 labels) and trains it in a child process, `python -m training --round-dir runs/.round_NNN.tmp`, which never
 opens the database (several processes: the same under torchrun). The finished round becomes the serving
 version recorded in the store, so the app serves it on its next start (a running app holds the database
-lock: stop it first, or press "Start round" in its Train tab).
+lock: stop it first, or press "Start round" in its Train tab) — unless it fails the health check
+(training/gate.py): then it is held back as the candidate and the command exits with code 3 (`--serve-anyway`
+serves it all the same, recorded).
 """
 
 from __future__ import annotations
@@ -52,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fresh", action="store_true", help="Fresh adapter from the base on all labels.")
     parser.add_argument("--no-serve", action="store_true", help="Do not make the new round the serving version.")
     parser.add_argument(
+        "--serve-anyway",
+        action="store_true",
+        help="Serve the round even if it fails the health check (recorded); without it such a round is held back "
+        "as the candidate and the command exits with code 3.",
+    )
+    parser.add_argument(
         "--processes", type=int, default=None, help="Processes for the round (default: one per GPU, else 1)"
     )
     parser.add_argument("--round-dir", default=None, help="Train the round prepared in this folder (no database)")
@@ -77,6 +85,7 @@ def run_headless(args: argparse.Namespace) -> int:
     from models import ModelLoadError
     from services import ServiceConfig, open_services
     from storage import StoreError
+    from training.gate import failed
     from training.trainer import TrainingError
 
     names = {f.name for f in dataclasses.fields(DPOConfig)} - UI_ONLY
@@ -113,6 +122,17 @@ def run_headless(args: argparse.Namespace) -> int:
             print(f"error: {status['message']}", file=sys.stderr)
             return 2
         finished = services.store.rounds.get(round_id)
+        reasons = failed(finished.metrics)
+        if reasons and args.serve_anyway and not args.no_serve:
+            print(services.serve(finished.version, "python -m training --serve-anyway"), file=sys.stderr)
+        elif reasons:
+            print(
+                f"error: {finished.version} failed the health check and was not served; the previous version keeps "
+                f"serving. Failed: {'; '.join(reasons)}. Serve it anyway from the app's Train tab, or train again "
+                "with --serve-anyway.",
+                file=sys.stderr,
+            )
+            return 3
     summary = {
         "round": finished.version,
         "adapter": finished.adapter_path,
@@ -120,6 +140,7 @@ def run_headless(args: argparse.Namespace) -> int:
         "arena": finished.n_arena,
         "ratings": finished.n_ratings,
         "heldout_after": finished.metrics.get("heldout_after"),
+        "gate": finished.metrics.get("gate"),
     }
     print(json.dumps(summary))
     return 0
@@ -151,7 +172,14 @@ def run_prepared(job: Path, nice: int = 0) -> int:
 
     try:
         emit({"event": "stage", "message": "loading the model and scoring the labels before training…"})
-        run_round(**read_job(job), on_progress=lambda s: emit({"event": "step"} | s), should_stop=stop.is_set)
+        run_round(
+            **read_job(job),
+            on_progress=lambda s: emit({"event": "step"} | s),
+            on_phase=lambda name, done, total, seconds: emit(
+                {"event": "phase", "phase": name, "done": done, "total": total, "seconds": seconds}
+            ),
+            should_stop=stop.is_set,
+        )
         return 0
     except RoundCancelled as err:
         emit({"event": "cancelled", "message": str(err)})

@@ -19,14 +19,24 @@ the plot over rounds then starts from a "base" point.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import itertools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from transformers import LogitsProcessorList
 
-from evaluation.diagnostics import distinct_n, kl_per_token, mean_length, repeated_ngram_rate
+from evaluation.diagnostics import (
+    distinct_n,
+    foreign_script_share,
+    kl_per_token,
+    mean_length,
+    mean_nll,
+    repeated_ngram_rate,
+)
 from models.chat import prompt_ids
 from serving.sampling import NucleusSampler, SamplingSettings, stop_ids
 
@@ -44,6 +54,11 @@ class DiagnosticSettings:
     seed: int = 0
     max_prompt_tokens: int = 1024
 
+    @classmethod
+    def of(cls, config) -> DiagnosticSettings:
+        """How a round with this DPOConfig samples its diagnostics."""
+        return cls(config.diagnostic_tokens, seed=config.seed)
+
 
 def diagnose(
     policy,
@@ -53,6 +68,7 @@ def diagnose(
     device: str,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     with_base: bool = True,
+    tick: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Diagnostics of the trained `policy` (a PEFT model), and with `with_base` of its base, each sampling one
     completion per prompt. Returns {"prompts", "max_new_tokens", "policy": numbers, "base": numbers or None,
@@ -64,39 +80,86 @@ def diagnose(
     vocabulary). Measured once, the base is a fixed point to compare every round with.
     """
     policy.eval()
-    policy_ids = sample(policy, tokenizer, prompts, settings, device, autocast)
+    versions = 2 if with_base else 1
+    total = versions * len(prompts) + (versions + 1) * len(prompts)  # answers drawn, then answers scored
+    count = _Counter(tick, total)
+    policy_ids = sample(policy, tokenizer, prompts, settings, device, autocast, count)
     base_ids = None
     if with_base:
         with policy.disable_adapter():
-            base_ids = sample(policy, tokenizer, prompts, settings, device, autocast)
+            base_ids = sample(policy, tokenizer, prompts, settings, device, autocast, count)
     contexts = [prompt_ids(tokenizer, p, keep_last=settings.max_prompt_tokens) for p in prompts]
-    policy_logps = token_logps(policy, contexts, policy_ids, device, autocast)
+    policy_logps = token_logps(policy, contexts, policy_ids, device, autocast, count)
     with policy.disable_adapter():
-        ref_logps = token_logps(policy, contexts, policy_ids, device, autocast)
+        ref_logps = token_logps(policy, contexts, policy_ids, device, autocast, count)
+        base_logps = token_logps(policy, contexts, base_ids, device, autocast, count) if with_base else None
     eos = _stops(policy, tokenizer)
+
+    def measured(ids: list, under_base: list, kl: float) -> dict:
+        texts = [tokenizer.decode(_text(i, eos), skip_special_tokens=True) for i in ids]
+        return numbers([_text(i, eos) for i in ids], kl, under_base, prompts, texts)
+
     return {
         "prompts": len(prompts),
+        "prompts_key": prompts_key(prompts, settings),
         "max_new_tokens": settings.max_new_tokens,
-        "policy": numbers([_text(ids, eos) for ids in policy_ids], kl_per_token(policy_logps, ref_logps)),
-        "base": numbers([_text(ids, eos) for ids in base_ids], 0.0) if base_ids is not None else None,
+        "policy": measured(policy_ids, ref_logps, kl_per_token(policy_logps, ref_logps)),
+        "base": measured(base_ids, base_logps, 0.0) if base_ids is not None else None,
         "samples": [tokenizer.decode(_text(ids, eos), skip_special_tokens=True) for ids in policy_ids],
     }
 
 
-def numbers(completions: Sequence[Sequence[int]], kl: float) -> dict:
-    """The statistics of one version's samples (token ids without EOS), as `RoundDiagnostics` names them."""
+class _Counter:
+    """Counts units of work done and tells `tick(done, total)` after each batch (nothing when tick is None)."""
+
+    def __init__(self, tick: Callable[[int, int], None] | None, total: int) -> None:
+        self.tick, self.total, self.done = tick, total, 0
+
+    def __call__(self, units: int) -> None:
+        self.done += units
+        if self.tick is not None:
+            self.tick(self.done, self.total)
+
+
+def prompts_key(prompts: Sequence[str], settings: DiagnosticSettings) -> str:
+    """Names the prompts and sampling settings a measurement was made on: two rounds' numbers compare directly
+    (paired, prompt by prompt and seed by seed) when their keys are equal."""
+    payload = json.dumps([list(prompts), dataclasses.asdict(settings)], ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def numbers(
+    completions: Sequence[Sequence[int]],
+    kl: float,
+    under_base: Sequence[Sequence[float]] | None = None,
+    prompts: Sequence[str] = (),
+    texts: Sequence[str] = (),
+) -> dict:
+    """The statistics of one version's samples (token ids without EOS), as `RoundDiagnostics` names them; with
+    `under_base` (the base's log-probs of each sample's tokens, EOS included) their fluency, and with the
+    `prompts` and decoded `texts` the share of letters in a script the prompt does not use."""
     repetition = repeated_ngram_rate(completions, n=4)
     distinct = distinct_n(completions, n=2)
+    nll = mean_nll(under_base) if under_base is not None else float("nan")
+    script = foreign_script_share(prompts, texts) if texts else float("nan")
     return {
         "mean_length": mean_length(completions),
-        "distinct_2": None if distinct != distinct else distinct,  # NaN (no sample has 2 tokens): unknown
+        "distinct_2": _or_none(distinct),  # NaN (no sample has 2 tokens): unknown
         "repeated_4gram": repetition.share_with_repeats,
         "kl_per_token": kl,
+        "nll": _or_none(nll),
+        "foreign_script": _or_none(script),
     }
 
 
+def _or_none(value: float) -> float | None:
+    return None if value != value else value
+
+
 @torch.no_grad()
-def sample(model, tokenizer, prompts: Sequence[str], settings: DiagnosticSettings, device: str, autocast) -> list:
+def sample(
+    model, tokenizer, prompts: Sequence[str], settings: DiagnosticSettings, device: str, autocast, count=None
+) -> list:
     """One completion per prompt from `model` as it is now (adapter on or off): new token ids, up to and with
     the EOS that ended it. Seeded, so the base and the policy draw alike."""
     torch.manual_seed(settings.seed)
@@ -117,26 +180,32 @@ def sample(model, tokenizer, prompts: Sequence[str], settings: DiagnosticSetting
                     pad_token_id=tokenizer.pad_token_id,
                 )
             out += [_through_eos(row, eos) for row in generated[:, batch["input_ids"].shape[1] :].tolist()]
+            if count is not None:
+                count(len(rows))
     finally:
         tokenizer.padding_side = side
     return out
 
 
 @torch.no_grad()
-def token_logps(model, contexts: Sequence[list[int]], completions: Sequence[list[int]], device: str, autocast) -> list:
+def token_logps(
+    model, contexts: Sequence[list[int]], completions: Sequence[list[int]], device: str, autocast, count=None
+) -> list:
     """log p(token) of each completion token given its prompt and the tokens before it, one list per
     completion; one sequence at a time, so no padded [batch, length, vocab] tensor is ever built."""
     found = []
     for context, completion in zip(contexts, completions, strict=True):
-        if not completion:
-            found.append([])
-            continue
-        ids = torch.tensor([context + completion], device=device)
-        with autocast():
-            logits = model(input_ids=ids, use_cache=False).logits[0, len(context) - 1 : -1]
-        logps = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[0, len(context) :, None]).squeeze(-1)
-        found.append(logps.tolist())
+        found.append(_scored(model, context, completion, device, autocast) if completion else [])
+        if count is not None:
+            count(1)
     return found
+
+
+def _scored(model, context: list[int], completion: list[int], device: str, autocast) -> list[float]:
+    ids = torch.tensor([context + completion], device=device)
+    with autocast():
+        logits = model(input_ids=ids, use_cache=False).logits[0, len(context) - 1 : -1]
+    return torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[0, len(context) :, None]).squeeze(-1).tolist()
 
 
 def _stops(model, tokenizer) -> set[int]:

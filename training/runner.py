@@ -32,6 +32,7 @@ from pathlib import Path
 from models import linear_layer_names
 from storage import round_version
 from training.config import DPOConfig
+from training.gate import gate_record
 from training.plan import LOG_FILE, PROGRESS_FILE, plan_round, write_job
 from training.trainer import TrainingError
 
@@ -132,7 +133,7 @@ class RoundRunner:
         self._proc: subprocess.Popen | None = None
         self._watcher: threading.Thread | None = None
         self._cancelled = threading.Event()
-        self._status: dict = {"state": "idle", "history": [], "message": "", "round": None}
+        self._status: dict = {"state": "idle", "history": [], "phases": {}, "message": "", "round": None}
         self._pause_lock = threading.Lock()
         self._pausers = 0
         self._paused_at = self._resumed_at = self._last_pause_s = 0.0
@@ -141,7 +142,7 @@ class RoundRunner:
         return self._watcher is not None and self._watcher.is_alive()
 
     def status(self) -> dict:
-        return dict(self._status, history=list(self._status["history"]))
+        return dict(self._status, history=list(self._status["history"]), phases=dict(self._status["phases"]))
 
     def start(self, config: DPOConfig, processes: int | None = None) -> int:
         """Plan the round, record it as running, write its folder and start its process; returns the round id.
@@ -176,7 +177,7 @@ class RoundRunner:
                 self._proc = proc
                 if self._pausers:
                     _signal_group(proc, signal.SIGSTOP)
-            self._status = {"state": "running", "history": [], "message": "Starting…", "round": round_id}
+            self._status = {"state": "running", "history": [], "phases": {}, "message": "Starting…", "round": round_id}
             self._watcher = threading.Thread(
                 target=self._watch, args=(round_id, proc, job, out_dir), name="round-watcher", daemon=True
             )
@@ -284,9 +285,12 @@ class RoundRunner:
                 status["history"].clear()  # training started over (the out-of-memory retry): so does the plot
             stats = {k: v for k, v in event.items() if k != "event"}
             status["history"].append(stats)
+            status["phases"]["steps"] = {"done": stats["step"], "total": stats["total_steps"], "seconds": stats["seconds"]}
             status["message"] = f"step {stats['step']}/{stats['total_steps']} · loss {stats['loss']:.4f}"
             if self.on_progress is not None:
                 self.on_progress(stats)
+        elif event.get("event") == "phase":
+            status["phases"][event["phase"]] = {k: event[k] for k in ("done", "total", "seconds")}
         elif event.get("event") == "stage":
             status["message"] = f"{round_version(status['round'])}: {event['message']}"
 
@@ -295,6 +299,9 @@ class RoundRunner:
         ended = next((e for e in reversed(events) if e.get("event") in ("failed", "cancelled")), None)
         if returncode == 0 and out_dir.is_dir():
             metrics = json.loads((out_dir / "metrics.json").read_text())
+            config = DPOConfig.from_dict(json.loads((out_dir / "config.json").read_text())["dpo"])
+            earlier = [r.metrics for r in reversed(self.store.rounds.list()) if r.status == "done"]
+            metrics["gate"] = gate_record(metrics, config, earlier)  # kept in the store with the round
             ids = json.loads((out_dir / "judgements.json").read_text())
             adapter = (out_dir / "adapter").resolve()  # the store works from any folder the app starts in
             battles = ids.get("battles", {}).get("train", [])  # rounds written before arena votes trained: none

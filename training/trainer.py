@@ -98,6 +98,7 @@ def run_round(
     device: str | None = None,
     on_progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_phase: Callable[[str, int, int | None, float], None] | None = None,
     diagnostic_prompts: Sequence[str] = (),
     diagnose_base: bool = True,
 ) -> RoundResult:
@@ -106,7 +107,9 @@ def run_round(
     Training stops early at config.max_steps or config.target_margin (metrics["stopped"] says which). Then the
     trained policy and the base each answer `diagnostic_prompts` (held-out prompts, picked by training/plan.py)
     once (the base only with `diagnose_base`), for metrics["diagnostics"] (training/diagnose.py); with none, or
-    config.diagnostic_prompts 0, no diagnostics are measured.
+    config.diagnostic_prompts 0, no diagnostics are measured. `on_phase(name, done, total, seconds)` hears how
+    each phase (load, reference, heldout_before, steps, heldout_after, diagnostics) gets on; `on_progress` each
+    optimizer step's metrics.
     """
     out_dir = Path(out_dir)
     if out_dir.exists():
@@ -122,14 +125,7 @@ def run_round(
     config = resolve_micro_batch(config, device)
     torch.manual_seed(config.seed)
     started = time.monotonic()
-    phases: dict[str, float] = {}  # where the round's time went, in seconds (saved with its metrics)
-
-    @contextlib.contextmanager
-    def phase(name: str):
-        start = time.monotonic()
-        yield
-        phases[name] = round(time.monotonic() - start, 2)
-
+    phase = Phases(on_phase)  # where the round's time goes, reported as it goes and saved with its metrics
     tokenizer = load_tokenizer(model)
 
     def tokenize(items: list) -> list[TokenizedPair]:
@@ -140,7 +136,7 @@ def run_round(
     def desirable(items: list) -> torch.Tensor | None:
         return torch.tensor([e.desirable for e in items], dtype=torch.bool) if kto else None
 
-    with phase("load"):
+    with phase("load", 1):
         train_tok, heldout_tok = tokenize(train), tokenize(heldout)
         base = load_model(model, quantization, device)
     memory_plan = None
@@ -157,12 +153,15 @@ def run_round(
     )
     # Reference log-probs once per round, no second copy of the weights: the base is the policy with its
     # adapter off; the previous policy is the adapter as loaded, before the first step.
-    with phase("reference"), policy.disable_adapter() if config.reference == "base" else contextlib.nullcontext():
-        ref_train, ref_heldout = batch_logps(train_tok), batch_logps(heldout_tok)
+    reference = policy.disable_adapter() if config.reference == "base" else contextlib.nullcontext()
+    with phase("reference", len(train_tok) + len(heldout_tok)) as tick, reference:
+        ref_train = batch_logps(train_tok, tick=tick)
+        ref_heldout = batch_logps(heldout_tok, tick=lambda done: tick(len(train_tok) + done))
     heldout_labels = desirable(heldout)
     # With the previous policy as reference, the policy before training is the reference itself.
-    with phase("heldout_before"):
-        policy_heldout = ref_heldout if config.reference == "previous" else batch_logps(heldout_tok)
+    before = config.reference == "previous" or not heldout
+    with phase("heldout_before", 0 if before else len(heldout_tok)) as tick:
+        policy_heldout = ref_heldout if before else batch_logps(heldout_tok, tick=tick)
         heldout_before = _score(policy_heldout, ref_heldout, config, heldout_labels) if heldout else None
 
     def heldout_margin() -> float:
@@ -174,18 +173,19 @@ def run_round(
 
     train_ref = (*ref_train, desirable(train))
     train_fn = _train_with_oom_retry if w.size == 1 else _train_as_is
-    with phase("steps"):
+    with phase("steps", None):  # steps report themselves, as "step" events
         history, trained = train_fn(
             policy, train_tok, train_ref, config, batch_logps, on_progress, should_stop, heldout_margin
         )
     oom_retry, config = trained is not config, trained  # the retry finishes with a new, smaller config
-    with phase("heldout_after"):
-        heldout_after = _score(batch_logps(heldout_tok), ref_heldout, config, heldout_labels) if heldout else None
+    with phase("heldout_after", len(heldout_tok)) as tick:
+        after = batch_logps(heldout_tok, tick=tick) if heldout else None
+        heldout_after = _score(after, ref_heldout, config, heldout_labels) if heldout else None
     diagnostics = samples = None
     if diagnostic_prompts and config.diagnostic_prompts and w.main:  # the other processes wait at the barrier
-        with phase("diagnostics"):
+        with phase("diagnostics", None) as tick:
             diagnostics, samples = _diagnostics(
-                policy, tokenizer, diagnostic_prompts, config, (device, quantization), diagnose_base
+                policy, tokenizer, diagnostic_prompts, config, (device, quantization), diagnose_base, tick
             )
     metrics = {
         "train": history[-1] if history else {},
@@ -204,7 +204,7 @@ def run_round(
         "bf16_autocast": uses_bf16(device, config.compute_dtype, quantization),
         "memory_plan": memory_plan.to_dict() if memory_plan else None,
         "seconds": round(time.monotonic() - started, 2),
-        "phases": phases,
+        "phases": phase.seconds,
     }
     record = {"dpo": config.to_dict(), "base_model": model, "parent_adapter": parent_adapter} | (lineage or {})
     ids = {"train": _unique_ids(train, "judgement_id"), "heldout": _unique_ids(heldout, "judgement_id")}
@@ -218,15 +218,49 @@ def run_round(
     return RoundResult(out_dir / "adapter", metrics, *labels, battle_ids["train"], battle_ids["heldout"])
 
 
-def _diagnostics(policy, tokenizer, prompts, config: DPOConfig, where: tuple[str, str], with_base: bool):
+def _diagnostics(
+    policy, tokenizer, prompts, config: DPOConfig, where: tuple[str, str], with_base: bool, tick=None
+):
     """(metrics["diagnostics"], the samples as diagnostics.json keeps them) for the trained policy (and the
     base) on the first config.diagnostic_prompts of `prompts`; `where` is (device, quantization)."""
     device, quantization = where
     prompts = list(prompts)[: config.diagnostic_prompts]
-    settings = DiagnosticSettings(config.diagnostic_tokens, seed=config.seed)
+    settings = DiagnosticSettings.of(config)
     autocast = functools.partial(compute_autocast, device, config.compute_dtype, quantization)
-    found = diagnose(policy, tokenizer, prompts, settings, device, autocast, with_base)
+    found = diagnose(policy, tokenizer, prompts, settings, device, autocast, with_base, tick)
     return found, {"prompts": prompts, "completions": found.pop("samples")}
+
+
+class Phases:
+    """Times a round's phases and reports each as it goes: `on_phase(name, done, total, seconds)` when it starts,
+    at each tick (`done` of `total` units: pairs scored, samples drawn…) and when it ends. A phase whose total is
+    None reports its own totals through the tick (`tick(done, total)`); one of total 0 is skipped in reports.
+
+        phase = Phases(print)
+        with phase("reference", 40) as tick:
+            ...; tick(8)
+        phase.seconds  # {"reference": 12.3}
+    """
+
+    def __init__(self, on_phase: Callable[[str, int, int | None, float], None] | None = None) -> None:
+        self.on_phase = on_phase
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str, total: int | None):
+        start, known = time.monotonic(), {"total": total}
+
+        def tick(done: int, total: int | None = None) -> None:
+            known["total"] = total if total is not None else known["total"]
+            if self.on_phase is not None and known["total"] != 0:
+                self.on_phase(name, done, known["total"], round(time.monotonic() - start, 2))
+
+        if total is not None:
+            tick(0)
+        yield tick
+        self.seconds[name] = round(time.monotonic() - start, 2)
+        if known["total"] is not None:
+            tick(known["total"])
 
 
 def stop_record(history: list[dict]) -> dict:
@@ -326,13 +360,13 @@ class _BatchLogps:
         return logps, batch["completion_mask"].sum(dim=1).float()
 
     @torch.no_grad()
-    def __call__(self, items: Sequence[TokenizedPair], sides=SIDES) -> tuple[torch.Tensor, ...]:
+    def __call__(self, items: Sequence[TokenizedPair], sides=SIDES, tick=None) -> tuple[torch.Tensor, ...]:
         """All items' log-probs, one (n,) tensor per side; with several processes each computes every
         world.size-th item, then all share.
 
         Items go through in order of length, so each micro-batch pads little; results come back in item order.
         Out of memory halves the micro-batch for this and later passes (the longest items come last), down to
-        one pair; then it fails with what to lower.
+        one pair; then it fails with what to lower. `tick(done)` hears how many items are scored so far.
         """
         w = self.world
         mine = sorted(range(w.rank, len(items), w.size), key=lambda i: row_length(items[i]))
@@ -353,6 +387,8 @@ class _BatchLogps:
                 continue
             rows += zip(idx, *(side.tolist() for side in logps.chunk(len(sides))), strict=True)
             i += len(idx)
+            if tick is not None:
+                tick(i * w.size)  # this process's share, times the processes: about the whole
         rows = sorted(distributed.gather(rows, w))
         return tuple(torch.tensor([r[k] for r in rows]) for k in range(1, len(sides) + 1))
 
@@ -527,6 +563,8 @@ def _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_st
                 chosen_lengths=lengths[: len(idx)],
                 rejected_lengths=lengths[len(idx) :],
             )
+            if config.rpo_alpha:  # RPO: NLL per token of the chosen answers (TRL's rpo_alpha)
+                loss = loss - config.rpo_alpha * logps[: len(idx)] / lengths[: len(idx)].clamp(min=1)
             first.append(cr.cpu())
             second.append(rr.cpu())
         if not torch.isfinite(loss).all():

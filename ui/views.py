@@ -11,7 +11,7 @@ ui/label.py, ui/train.py, ui/compare.py and ui/arena.py only move these between 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from markdown_it import MarkdownIt
@@ -31,6 +31,7 @@ ROUND_COLUMNS = (
     "arena",
     "edited",
     "ratings",
+    "health check",
     "held-out accuracy",
     "held-out margin",
     "final loss",
@@ -169,6 +170,7 @@ def round_row(r: Round) -> dict:
         "arena": r.n_arena,
         "edited": r.n_edited,
         "ratings": r.n_ratings,
+        "health check": health_cell(r.metrics),
         "held-out accuracy": before_after(r.metrics, "accuracy", reference),
         "held-out margin": before_after(r.metrics, "margin", reference),
         "final loss": "" if loss is None else f"{loss:.4f}",
@@ -176,6 +178,19 @@ def round_row(r: Round) -> dict:
         "started": r.started_at.strftime("%Y-%m-%d %H:%M"),
         "error": r.error or "",
     }
+
+
+def health_cell(metrics: dict) -> str:
+    """The health gate's verdict on a done round, in the rounds table: passed, or failed with the checks it failed
+    and who served it anyway; '' for rounds from before the gate."""
+    gate = (metrics or {}).get("gate")
+    if not gate:
+        return ""
+    if gate.get("passed"):
+        return "passed"
+    served = gate.get("served_anyway") or []
+    by = f" · served anyway by {served[-1]['by']} ({served[-1]['at']})" if served else ""
+    return "failed: " + "; ".join(gate.get("reasons", [])) + by
 
 
 def round_rows(rounds: Iterable[Round]) -> list[dict]:
@@ -192,6 +207,7 @@ def stopped_early(metrics: dict) -> str:
 
 # -- round diagnostics -----------------------------------------------------------------------------------------
 DIAGNOSTIC_METRICS = (  # (RoundDiagnostics field, how the plot and the review table name it)
+    ("nll", "NLL per token under the base (nats; fluency, lower reads better)"),
     ("kl_per_token", "KL per token (nats)"),
     ("distinct_2", "distinct-2"),
     ("repeated_4gram", "repeated 4-grams"),
@@ -203,6 +219,9 @@ TABLE_METRICS = (LENGTH_METRIC, *DIAGNOSTIC_METRICS)
 NO_DIAGNOSTICS = "No round diagnostics yet: each round measures its answers to held-out prompts when it finishes."
 
 
+SAMPLED = ("kl_per_token", "mean_length", "distinct_2", "repeated_4gram", "nll", "foreign_script")  # of answers
+
+
 def round_diagnostics(r: Round) -> RoundDiagnostics:
     """What a finished round measured (its samples' statistics, held-out and training scores), as the warnings
     read it; unknown values (an older round, diagnostics off) stay None."""
@@ -210,7 +229,7 @@ def round_diagnostics(r: Round) -> RoundDiagnostics:
     after, train = r.metrics.get("heldout_after") or {}, r.metrics.get("train") or {}
     return RoundDiagnostics(
         r.version,
-        **{name: sampled.get(name) for name in ("kl_per_token", "mean_length", "distinct_2", "repeated_4gram")},
+        **{name: sampled.get(name) for name in SAMPLED},
         heldout_accuracy=after.get("accuracy"),
         heldout_margin=after.get("margin"),
         train_accuracy=train.get("accuracy"),
@@ -220,12 +239,12 @@ def round_diagnostics(r: Round) -> RoundDiagnostics:
 
 
 def diagnostics_history(rounds: Iterable[Round], until: str | None = None) -> list[RoundDiagnostics]:
-    """The base (as the first round that measured it saw it), then every done round oldest first, up to and
+    """The base (as the newest round that measured it saw it), then every done round oldest first, up to and
     including `until` when given: the history `evaluation.diagnostics.warnings` reads."""
     done = [r for r in rounds if r.status == "done"]
     measured = [(r.metrics.get("diagnostics") or {}).get("base") for r in done]
-    base = next((m for m in measured if m), {})
-    history = [RoundDiagnostics(BASE_VERSION, **{k: v for k, v in base.items() if k != "samples"})]
+    base = next((m for m in reversed(measured) if m), {})  # the newest measurement
+    history = [RoundDiagnostics(BASE_VERSION, **{k: base.get(k) for k in SAMPLED})]
     for r in done:
         history.append(round_diagnostics(r))
         if r.version == until:
@@ -254,16 +273,27 @@ def warnings_markdown(history: list[RoundDiagnostics]) -> str:
     return "\n".join(f"- ⚠️ {line}" for line in warnings(history))
 
 
-def review_markdown(candidate: str, serving: str, history: list[RoundDiagnostics]) -> str:
+def review_markdown(
+    candidate: str, serving: str, history: list[RoundDiagnostics], gate_failures: Sequence[str] = ()
+) -> str:
     """The candidate awaiting review: its diagnostics beside the serving version's, the warnings about it, and
-    what to do. `history` ends with the candidate (diagnostics_history(rounds, until=candidate))."""
+    what to do. `history` ends with the candidate (diagnostics_history(rounds, until=candidate));
+    `gate_failures`: the health checks it failed, which held it back."""
     by_version = {d.round: d for d in history}
     ours, theirs = by_version[candidate], by_version.get(serving)
-
-    lines = [
+    held = [
+        f"### {candidate} failed the health check and was not served",
+        "Failed: " + "; ".join(gate_failures) + ".",
+        f"**{serving}** keeps serving. Read its answers in Compare (or press *Compare in the Arena*); serving it "
+        "anyway is up to an admin, and is recorded.",
+    ]
+    review = [
         f"### {candidate} is ready for review",
         f"It has not served yet; **{serving}** keeps serving until you serve {candidate} (the serve picker below "
         "has it picked). For a blind comparison first, press *Compare in the Arena* and vote in the Arena tab.",
+    ]
+    lines = [
+        *(held if gate_failures else review),
         "",
         *diagnostics_table([(f"{serving} (serving)", theirs), (candidate, ours)]),
     ]
@@ -312,9 +342,45 @@ def progress_bar(done: float, width: int = BAR_WIDTH) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
+PHASES = {  # a round's phases in order, as the Train tab names them
+    "load": "loading the model",
+    "reference": "scoring the labels with the reference",
+    "heldout_before": "scoring held-out pairs before training",
+    "steps": "training",
+    "heldout_after": "scoring held-out pairs after training",
+    "diagnostics": "answering held-out prompts (diagnostics and the health check)",
+}
+
+
+def duration(seconds: float) -> str:
+    """'45 s', '3 min', '1 h 05 min'."""
+    seconds = max(0, round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds // 3600} h {round(seconds % 3600 / 60):02d} min"
+
+
+def phase_line(name: str, phase: dict) -> str:
+    """One phase of a running round: done, or a bar with its count, share, time so far and time left."""
+    done, total, seconds = phase["done"], phase["total"], phase["seconds"]
+    label = PHASES.get(name, name)
+    if total and done >= total:
+        return f"✓ {label} · {duration(seconds)}"
+    share = done / total if total else 0.0
+    left = f" · about {duration(seconds / done * (total - done))} left" if done else ""
+    return f"`{progress_bar(share)}` {label} · {done}/{total} · {share:.0%} · {duration(seconds)}{left}"
+
+
 def round_progress(status: dict) -> str:
-    """`RoundRunner.status()` as Markdown: state and message, then a bar, percent and seconds once steps run."""
+    """`RoundRunner.status()` as Markdown: state and message, then a line per phase so far (each with its own
+    bar, count and time left), or, without phase reports, a bar of the training steps."""
     text = f"**{status['state']}** · {status['message']}"
+    phases = status.get("phases") or {}
+    if phases:
+        names = [n for n in PHASES if n in phases] + [n for n in phases if n not in PHASES]
+        return text + "\n\n" + "  \n".join(phase_line(name, phases[name]) for name in names)
     history = status["history"]
     if history:
         last = history[-1]
