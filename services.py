@@ -28,6 +28,7 @@ from models import default_device, resolve_model, resolve_quantization
 from serving import DEFAULT_MAX_PROMPT_TOKENS, SamplingSettings, open_policy_server
 from storage import BASE_VERSION, Round, Store, StoreError
 from storage.export import check_format
+from training.gate import failed
 from training.runner import RoundRunner
 
 EXPORT_KINDS = {  # kind: its rows, as a message and the export choice say
@@ -125,15 +126,44 @@ class Services:
     # -- policies the app and the CLI share -----------------------------------------------------------
     def round_finished(self, finished: Round) -> str:
         """A finished round serves: handed over live when a model serves, else recorded for the next start. With
-        review on (`set_review`), it waits as the candidate until someone serves it. Returns what happened."""
+        review on (`set_review`), or when it failed the health gate (training/gate.py), it waits as the candidate
+        until someone serves it. Returns what happened."""
+        reasons = failed(finished.metrics)
+        if reasons:
+            self.store.rounds.set_candidate(finished.version)
+            return (
+                f"{finished.version} failed the health check and was not served; the previous version keeps "
+                f"serving. Failed: {'; '.join(reasons)}. Compare it first; an admin can still serve it on purpose "
+                "(recorded)."
+            )
         if self.store.rounds.review():
             self.store.rounds.set_candidate(finished.version)
             return f"{finished.version} is ready for review; the previous version keeps serving."
-        if self.loop is not None:
-            self.loop.serve(finished.version)
-        else:
-            self.store.rounds.set_serving(finished.version)
+        self._serve(finished.version)
         return f"{finished.version} is now serving."
+
+    def serve(self, version: str, who: str) -> str:
+        """Serve `version` (base or a done round) on someone's say-so; serving a round that failed the health gate
+        is recorded with who served it and when. Returns what happened, in words."""
+        reasons = failed(self._round(version).metrics) if version != BASE_VERSION else []
+        if reasons:
+            self.store.rounds.record_served_anyway(self._round(version).id, who)
+        self._serve(version)
+        if reasons:
+            return f"{version} is now serving, although it failed the health check ({'; '.join(reasons)}); recorded."
+        return f"{version} is now serving."
+
+    def _serve(self, version: str) -> None:
+        if self.loop is not None:
+            self.loop.serve(version)
+        else:
+            self.store.rounds.set_serving(version)
+
+    def _round(self, version: str) -> Round:
+        found = {r.version: r for r in self.store.rounds.list()}.get(version)
+        if found is None:
+            raise StoreError(f"No round {version!r}; pick base or a finished round from the list.")
+        return found
 
     def set_review(self, on: bool) -> None:
         """Review each round before it serves (on), or serve each as it finishes (off, the default); kept in the

@@ -187,21 +187,23 @@ class Battles:
         """Every battle, voted or not, oldest first."""
         return [ArenaBattle(*row) for row in self.db.read(f"SELECT {BATTLE_COLUMNS} FROM battles ORDER BY id")]
 
-    def held_out_prompts(self, n: int, exclude_ids: Collection[int] = ()) -> list[Prompt]:
+    def held_out_prompts(self, n: int, exclude_ids: Collection[int] = (), by_id: bool = False) -> list[Prompt]:
         """Up to `n` prompts for arena battles: held out from training, so a battle shows how versions do on
         prompts none of them learned from.
 
         The pool is every prompt marked eval-only (never sampled for labeling, never trained on) and every
         prompt that no finished round trained on (no judgement or rating of it is in a done round's lineage).
         Eval-only prompts come first, so once there are any the arena uses only them; among equals, the
-        prompts with the fewest battles so far, random among those. `exclude_ids` (battles already queued)
-        are left out."""
+        prompts with the fewest battles so far, random among those; with `by_id`, the oldest first instead (the
+        same prompts each time while they stay held out: what round diagnostics compare on). `exclude_ids`
+        (battles already queued) are left out."""
+        order = "p.id" if by_id else "coalesce(b.n, 0), random()"
         rows = self.db.read(
             f"""SELECT p.id, p.text, p.source FROM prompts p
                 LEFT JOIN (SELECT prompt_id, count(*) AS n FROM battles GROUP BY prompt_id) b ON b.prompt_id = p.id
                 WHERE NOT list_contains(?::BIGINT[], p.id)
                   AND (p.eval_only OR p.id NOT IN ({TRAINED_PROMPTS}))
-                ORDER BY p.eval_only DESC, coalesce(b.n, 0), random() LIMIT ?""",
+                ORDER BY p.eval_only DESC, {order} LIMIT ?""",
             [list(exclude_ids), max(n, 0)],
         )
         return [Prompt(*row) for row in rows]

@@ -164,6 +164,20 @@ class Rounds:
         rows = self.db.read("SELECT battle_id FROM round_battles WHERE round_id = ? ORDER BY battle_id", [round_id])
         return [battle_id for (battle_id,) in rows]
 
+    def record_served_anyway(self, round_id: int, who: str) -> None:
+        """Note in a round's metrics (its gate record) that `who` served it although it failed the health gate."""
+
+        def note(cur) -> None:
+            row = cur.execute("SELECT metrics FROM rounds WHERE id = ?", [round_id]).fetchone()
+            if row is None:
+                raise StoreError(f"No round {round_id}; pick one from the round history.")
+            metrics = json.loads(row[0] or "{}")
+            gate = metrics.setdefault("gate", {})
+            gate.setdefault("served_anyway", []).append({"by": who, "at": datetime.now().isoformat(timespec="seconds")})
+            cur.execute("UPDATE rounds SET metrics = ? WHERE id = ?", [json.dumps(metrics), round_id])
+
+        self.db.write(note)
+
     # -- serving version ------------------------------------------------------------------------------
     def set_serving(self, version: str) -> None:
         """Remember the serving version, 'base' or 'round_NNN' of a done round, so a restart serves it again.

@@ -32,7 +32,7 @@ DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "
 class DPOConfig:
     """Hyper-parameters of one DPO round, recorded in `runs/round_NNN/config.json`."""
 
-    # beta, learning_rate and epochs: chosen with bench/defaults.py (docs/benchmarks.md, "Choosing the defaults").
+    # beta, learning_rate, epochs and rpo_alpha: chosen with bench/tastes.py (docs/benchmarks.md, "Tastes").
     beta: float = field(
         default=0.05, metadata={"help": "DPO temperature β: how far the policy may move from the reference."}
     )
@@ -58,6 +58,13 @@ class DPOConfig:
     label_smoothing: float = field(
         default=0.0,
         metadata={"help": "Conservative DPO: assumed label-noise rate in [0, 0.5); sigmoid loss only."},
+    )
+    rpo_alpha: float = field(
+        default=0.5,
+        metadata={
+            "help": "Weight of an NLL term on the chosen answers, per token (RPO, Pang et al. 2024; TRL's rpo_alpha): "
+            "keeps the answers people liked likely, against likelihood displacement. 0: plain DPO. The kto loss has no pairs and ignores it."
+        },
     )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
@@ -96,6 +103,31 @@ class DPOConfig:
     )
     diagnostic_tokens: int = field(
         default=96, metadata={"help": "Most new tokens per diagnostic sample (the app's temperature and top_p)."}
+    )
+    # The health gate (training/gate.py): a round failing any check is not served by itself. None: check off.
+    gate_nll_increase: float | None = field(
+        default=0.5,
+        metadata={
+            "help": "Gate: most the round's answers' NLL per token under the base may exceed the base's own answers' "
+            "(nats), on the diagnostic prompts."
+        },
+    )
+    gate_foreign_script: float | None = field(
+        default=0.02,
+        metadata={"help": "Gate: most share of letters in a script the prompt does not use, above the base's."},
+    )
+    gate_kl: float | None = field(
+        default=1.0, metadata={"help": "Gate: most KL per token from the base on the round's own answers (nats)."}
+    )
+    gate_heldout_accuracy: float | None = field(
+        default=0.5, metadata={"help": "Gate: least held-out preference accuracy (with held-out pairs)."}
+    )
+    gate_logratio_drop: float | None = field(
+        default=50.0,
+        metadata={
+            "help": "Gate: most both held-out answers (chosen and rejected) may lose in log π/π_ref, in nats summed "
+            "over an answer (likelihood displacement)."
+        },
     )
     continue_from_serving: bool = field(
         default=True,
@@ -162,6 +194,9 @@ class DPOConfig:
             f"label_smoothing applies to loss_type 'sigmoid' (conservative DPO) only; set it to 0 for "
             f"{self.loss_type!r}, or use loss_type 'sigmoid', got label_smoothing={self.label_smoothing}",
         )
+        _check(
+            math.isfinite(self.rpo_alpha) and self.rpo_alpha >= 0, f"rpo_alpha must be >= 0, got {self.rpo_alpha}"
+        )
         _check(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         _check(0 <= self.heldout_fraction < 1, f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")
         self._check_stopping()
@@ -204,6 +239,12 @@ class DPOConfig:
             "diagnostic_prompts must be a whole number from 0 (no diagnostics) to 1024, "
             f"got {self.diagnostic_prompts!r}",
         )
+        for name in ("gate_nll_increase", "gate_foreign_script", "gate_kl", "gate_heldout_accuracy", "gate_logratio_drop"):
+            value = getattr(self, name)
+            _check(
+                value is None or (isinstance(value, int | float) and math.isfinite(value) and value >= 0),
+                f"{name} must be a number >= 0 (or empty: that check off), got {value!r}",
+            )
         _check(
             isinstance(self.diagnostic_tokens, int) and 1 <= self.diagnostic_tokens <= 2048,
             f"diagnostic_tokens must be a whole number from 1 to 2048, got {self.diagnostic_tokens!r}",

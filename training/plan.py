@@ -21,6 +21,8 @@ from pathlib import Path
 from storage import BASE_VERSION, StoreError
 from storage.labels import PreferencePair, UnpairedExample, items_from_rows, kto_rows, training_items, trl_rows
 from training.config import DPOConfig
+from training.diagnose import DiagnosticSettings, prompts_key
+from training.gate import base_numbers
 from training.trainer import enough_items
 
 REQUEST_FILE, INPUT_FILE, PROGRESS_FILE, LOG_FILE = "request.json", "input.jsonl", "progress.jsonl", "log.txt"
@@ -55,21 +57,26 @@ def plan_round(store, config: DPOConfig) -> RoundPlan:
     items = training_items(config.loss_type, pairs, unpaired)
     enough_items(items, config)
     prompts = diagnostic_prompts(store, config.diagnostic_prompts, items)
-    measured = any((r.metrics.get("diagnostics") or {}).get("base") for r in store.rounds.list() if r.status == "done")
+    # The base is measured again unless a round measured it (fluency included) on the same prompts and settings:
+    # the health gate compares the round with the base prompt by prompt.
+    done = [r.metrics for r in store.rounds.list() if r.status == "done"]
+    key = prompts_key(prompts, DiagnosticSettings.of(config))
+    measured = base_numbers({"prompts_key": key}, done) is not None
     if parent is None:
         return RoundPlan(None, None, items, prompts, not measured)
     return RoundPlan(parent.id, parent.adapter_path, items, prompts, not measured)
 
 
 def diagnostic_prompts(store, n: int, items) -> tuple[str, ...]:
-    """Up to `n` held-out prompts for the round's diagnostics, as the arena picks them (eval-only ones first,
-    else prompts no finished round trained on: `store.battles.held_out_prompts`, random among equals), leaving
-    out the prompts this round trains on; in id order. Written into the round's folder, so its process needs no
+    """Up to `n` held-out prompts for the round's diagnostics, from the arena's pool (eval-only ones first, else
+    prompts no finished round trained on: `store.battles.held_out_prompts`), the oldest first, so that rounds
+    answer the same prompts while they stay held out and the base need not be measured again; leaving out the
+    prompts this round trains on; in id order. Written into the round's folder, so its process needs no
     database."""
     if n == 0:
         return ()
     training = {item.prompt for item in items}
-    found = [p for p in store.battles.held_out_prompts(n + len(training)) if p.text not in training][:n]
+    found = [p for p in store.battles.held_out_prompts(n + len(training), by_id=True) if p.text not in training][:n]
     return tuple(p.text for p in sorted(found, key=lambda p: p.id))
 
 

@@ -31,6 +31,7 @@ import pandas as pd
 from services import EXPORT_KINDS, Services
 from storage import StoreError
 from training.config import COMPUTE_DTYPES, LOSS_TYPES, QUANTIZATION, REFERENCES, DPOConfig
+from training.gate import failed
 from training.trainer import TrainingError
 from ui import guard, views
 from ui.guard import bind
@@ -230,7 +231,9 @@ def round_review(services: Services, tab: TrainTab, seen: str | None) -> dict:
     history = views.diagnostics_history(rounds)
     shares, lengths = views.diagnostics_rows(history)
     candidate, serving = services.candidate(), services.status().serving
-    panel = views.review_markdown(candidate, serving, views.diagnostics_history(rounds, candidate)) if candidate else ""
+    failures = failed(next((r.metrics for r in rounds if r.version == candidate), {}))
+    history = views.diagnostics_history(rounds, candidate)
+    panel = views.review_markdown(candidate, serving, history, failures) if candidate else ""
     columns = ["version", "value", "metric"]
     picked = candidate and candidate != seen
     return {
@@ -257,10 +260,10 @@ def set_review(services: Services, on: bool, request: gr.Request) -> str:
 def serve(services: Services, version: str, request: gr.Request) -> str:
     guard.require(services, request, "serve a version")
     try:
-        services.loop.serve(version)
+        done = services.serve(version, guard.user_of(request) or "admin (no logins)")
     except (ValueError, StoreError, OSError) as err:
         raise gr.Error(str(err)) from err
-    return f"Serving **{version}**; new pairs come from it."
+    return f"{done} New pairs come from it."
 
 
 def export(services: Services, tab: TrainTab, fmt: str, kind: str, include_arena: bool, request: gr.Request) -> dict:
