@@ -41,7 +41,7 @@ def test_autocast_log_probs_match_fp32(tiny_qlora_model_dir):
 
 
 def test_qlora_round_on_cuda_starts_at_ln2_and_learns(tiny_qlora_model_dir, tmp_path):
-    config = DPOConfig(learning_rate=5e-3, epochs=3, batch_size=4, heldout_fraction=0.25, min_pairs=4)
+    config = DPOConfig(learning_rate=5e-3, epochs=3, batch_size=4, heldout_fraction=0.25, min_pairs=4, rpo_alpha=0.0)
     history = []
     model = str(tiny_qlora_model_dir)
     result = run_round(config, PAIRS, tmp_path / "round_001", model=model, device="cuda", on_progress=history.append)

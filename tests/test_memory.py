@@ -79,7 +79,9 @@ def deeper_model_dir(tmp_path_factory, tokenizer_dir):
 def test_a_cpu_round_over_budget_trains_with_checkpointing_and_records_it(deeper_model_dir, tmp_path):
     model_dir = str(deeper_model_dir)
     shape = ModelShape.of(load_model(model_dir, "none", "cpu"))
-    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, micro_batch=4, heldout_fraction=0.0, min_pairs=4)
+    config = DPOConfig(
+        learning_rate=5e-3, epochs=1, batch_size=4, micro_batch=4, heldout_fraction=0.0, min_pairs=4, rpo_alpha=0.0
+    )
     tokenizer = load_tokenizer(model_dir)
     tokenized = [tokenize_pair(tokenizer, p, config.max_length, config.max_prompt_length) for p in TEXT_PAIRS]
     # Just under what one pair at a time needs without checkpointing, computed as the round does.

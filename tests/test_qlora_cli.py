@@ -22,6 +22,7 @@ def test_qlora_round_trains_lora_on_a_4bit_base(tiny_qlora_model_dir, tmp_path):
     history = []
     config = DPOConfig(
         quantization="nf4",
+        rpo_alpha=0.0,  # plain DPO: the first loss is ln 2
         learning_rate=5e-3,
         epochs=2,
         batch_size=4,

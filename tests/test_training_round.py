@@ -20,7 +20,9 @@ from training.data import collate, split_heldout, step_batches, tokenize_pair
 from training.runner import memory_note
 from training.trainer import RoundResult, TrainingError, run_round
 
-CONFIG = DPOConfig(learning_rate=5e-3, epochs=3, batch_size=4, heldout_fraction=0.25, min_pairs=4, seed=0)
+CONFIG = DPOConfig(
+    learning_rate=5e-3, epochs=3, batch_size=4, heldout_fraction=0.25, min_pairs=4, seed=0, rpo_alpha=0.0
+)  # plain DPO
 
 
 class FinishedRound(NamedTuple):
@@ -104,7 +106,8 @@ def continue_round(parent_adapter, model_dir, out, reference: str):
     """One epoch continuing `parent_adapter`; returns (result, per-step history)."""
     history = []
     config = DPOConfig(
-        learning_rate=5e-3, epochs=1, batch_size=4, heldout_fraction=0.25, min_pairs=4, reference=reference
+        learning_rate=5e-3, epochs=1, batch_size=4, heldout_fraction=0.25, min_pairs=4, reference=reference,
+        rpo_alpha=0.0,
     )
     result = run_round(
         config,
@@ -450,3 +453,24 @@ def test_kto_round_learns_from_pairs_and_both_bad_votes(tiny_model_dir, tmp_path
     assert after["accuracy"] > 0.5 and after["margin"] > result.metrics["heldout_before"]["margin"]
     ids = json.loads((tmp_path / "round_001" / "judgements.json").read_text())
     assert set(ids["train"] + ids["heldout"]) == set(range(8)) | {100, 101, 102, 103}
+
+
+def test_rpo_adds_the_chosen_answers_nll_per_token_to_the_first_loss(tiny_model_dir, tmp_path):
+    pairs = taste_pairs(4)
+    config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, heldout_fraction=0.0, min_pairs=4, rpo_alpha=0.5)
+    history = []
+    run_round(config, pairs, tmp_path / "r", model=str(tiny_model_dir), device="cpu", on_progress=history.append)
+    # At the first step the policy is the base (a fresh adapter adds nothing), so its chosen answers' NLL per
+    # token is the base's.
+    from models import load_model
+    from training.logps import completion_logps
+
+    tokenizer, base = load_tokenizer(str(tiny_model_dir)), load_model(str(tiny_model_dir), "none", "cpu")
+    tokenized = [tokenize_pair(tokenizer, p, config.max_length, config.max_prompt_length) for p in pairs]
+    batch = collate(tokenized, tokenizer.pad_token_id, ("chosen",))
+    with torch.no_grad():
+        logps = completion_logps(base, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+    nll_per_token = (-logps / batch["completion_mask"].sum(dim=1)).mean().item()
+    assert history[0]["loss"] == pytest.approx(math.log(2) + 0.5 * nll_per_token, abs=1e-4)
+    with pytest.raises(ValueError, match="rpo_alpha must be >= 0"):
+        DPOConfig(rpo_alpha=-1)
