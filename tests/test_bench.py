@@ -51,17 +51,55 @@ def test_dpo_bench_reports_ours_against_both_trl_configs(tokenizer_dir):
     )
 
 
-def test_defaults_bench_splits_prompts_as_the_app_meets_them():
-    from bench.defaults import split_prompts
+def test_each_simulated_labeler_picks_by_its_taste_and_ties_when_it_cannot_tell():
+    from bench.tastes import TASTES
 
-    rows = [json.loads(line) for line in (REPO / "labeling" / "starter_prompts.jsonl").read_text().splitlines()]
-    prompts, category = [r["prompt"] for r in rows], {r["prompt"]: r["category"] for r in rows}
-    train, held = split_prompts(prompts, 40, 24, "random")
-    assert len(train) == 40 and len(held) == 24 and not set(train) & set(held)
-    # drawn from the whole pool, as the app samples: the held-out prompts share the training prompts' kinds
-    assert {category[p] for p in held} & {category[p] for p in train}
-    assert split_prompts(prompts, 40, 24, "random") == (train, held), "seeded"
-    train, held = split_prompts(prompts, 40, 24, "ordered")  # the old split: other kinds of prompt
-    assert not {category[p] for p in held} & {category[p] for p in train}
-    with pytest.raises(ValueError, match="at most 133"):
-        split_prompts(prompts, 120, 24, "random")
+    prompt = "Why do cats purr when they are happy?"
+    cases = {  # taste: (the answer it prefers, the other)
+        "shorter": ("Cats purr to show they feel safe.", "Cats purr for many reasons, and scientists still argue about "
+                    "which of them matters most in a given moment."),
+        "longer": ("Cats purr for many reasons, and scientists still argue about which of them matters most.",
+                   "They feel safe."),
+        "structured": ("Cats purr when:\n\n- they feel safe\n- they are fed", "Cats purr when they feel safe and fed."),
+        "casual": ("You'll hear it when your cat's relaxed.", "The animal produces the sound during relaxation."),
+        "plain": ("They do it when they feel good and safe.", "Felines vocalize contentment through laryngeal "
+                  "oscillation."),
+        "on_topic": ("Cats purr when happy because purring calms them.", "The ocean is vast and deep."),
+    }  # fmt: skip
+    assert set(cases) == set(TASTES)
+    for name, (better, worse) in cases.items():
+        taste = TASTES[name]
+        assert taste.judge(prompt, better, worse) == "a", name
+        assert taste.judge(prompt, worse, better) == "b", name
+        assert taste.judge(prompt, better, better) == "tie", name
+    assert TASTES["shorter"].judge(prompt, "one two three four five six seven eight nine ten", "one " * 11) == "tie"
+    assert len({t.kind for t in TASTES.values()}) == 4, "length, format, tone and content"
+
+
+def test_simulated_labels_show_random_sides_drop_ties_and_keep_the_taste_s_pick():
+    import random
+
+    from bench.tastes import TASTES, label_pairs
+
+    sampled = [("Say hi.", "Hi.", "Hello there, how are you doing today?")] * 20 + [("Say hi.", "Hi.", "Yo.")] * 5
+    pairs, ties = label_pairs(TASTES["shorter"], sampled, random.Random(0))
+    assert ties == 5 and len(pairs) == 20
+    assert {(p.chosen, p.rejected) for p in pairs} == {("Hi.", "Hello there, how are you doing today?")}
+    assert [p.judgement_id for p in pairs] == list(range(1, 21))
+
+
+def test_fluency_and_the_gate_see_gibberish_that_distinct_2_would_reward():
+    from bench.tastes import Answers, fluency
+    from training.config import DPOConfig
+    from training.gate import health_check
+
+    prompts = ["Suggest a name for a friendly robot vacuum."] * 2
+    base = Answers(prompts, ["How about Dusty? It sounds friendly.", "Maybe Sweepy, a cheerful name."], [[1, 2, 3, 4]] * 2)
+    gibberish = Answers(prompts, ["Васлушарь и длясмусоти", "Aubergus. Camelitus."], [[5, 6, 7, 8], [9, 10, 11, 12]])
+    ours = fluency(base, [[-1.2] * 5, [-1.3] * 5])
+    theirs = fluency(gibberish, [[-4.0] * 5, [-4.3] * 5])
+    assert theirs["distinct_2"] > ours["distinct_2"], "diversity rises as text turns into short gibberish"
+    assert theirs["nll"] == pytest.approx(4.15) and ours["nll"] == pytest.approx(1.25)
+    assert theirs["foreign_script"] > 0.5 and ours["foreign_script"] == 0.0
+    reasons = health_check(theirs | {"kl_per_token": 1.52}, ours, {"accuracy": 0.62, "n": 8}, DPOConfig())
+    assert [r.split(":")[0] for r in reasons] == ["fluency", "script", "KL"]

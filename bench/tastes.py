@@ -1,0 +1,386 @@
+"""Does a round learn what its labelers prefer, and stay fluent? Simulated labelers of several tastes, judged
+on prompts the round never saw.
+
+    python -m bench.tastes                          # every taste, 40 labels, the old and the current defaults
+    python -m bench.tastes --quick                  # 16 prompts x 1 seed for the judging (~1/4 of the sampling)
+    python -m bench.tastes --labels 20 40 80 --tastes shorter casual --configs default
+
+Each simulated labeler has one deterministic taste (TASTES below: length both ways, format, tone, plain words
+and staying on topic). Pairs are sampled from the base exactly as the app samples them (the serving backend
+this CPU gets, two completions a prompt at the app's settings), shown with random sides, and judged by the
+taste: the better one is chosen, or a tie (never trained on) when the taste cannot tell them apart. For each
+taste and number of labels, each config (CONFIGS) trains one round from the base on those labels; then the
+round and the base answer the judging prompts (disjoint from the labels' prompts) with the same settings and
+seed per prompt, `--seeds` times each. Measured:
+
+- win rate: the taste judges the round's answer against the base's on each prompt and seed (a tie counts
+  half), with a 95 % Wilson interval;
+- fluency: mean NLL per token of each side's answers under the base model given the prompt (the base's own
+  answers are the reference; gibberish scores far above them), the share of letters in a script the prompt
+  does not use, distinct-2, the share of answers with a repeated 4-gram, mean length, and KL(round || base)
+  per token on the round's own answers;
+- the health gate a finished round passes before it serves (`training/gate.py`), on these numbers and the
+  round's held-out preference scores: `served` and its reasons.
+
+Prints a row per run as it finishes, a table, and one final JSON line. docs/benchmarks.md has the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.startup import cpu_flags
+from evaluation.arena import win_rate
+from evaluation.diagnostics import distinct_n, foreign_script_share, kl_per_token, mean_nll, repeated_ngram_rate
+from labeling.prompts import starter_prompts
+from models import load_model, prepare_default_model
+from models.chat import prompt_ids
+from serving import SamplingSettings, open_policy_server
+from storage.labels import PreferencePair
+from training.cli import DEFAULT_MODEL_CACHE
+from training.config import DPOConfig
+from training.diagnose import token_logps
+from training.gate import health_check
+from training.trainer import run_round
+
+WORD = re.compile(r"[A-Za-z']+")
+STOPWORDS = set(
+    "a an the is are was were be do does did what why how when where which who to of in on at for and or but "
+    "with as if i me my we our you your it its this that these those explain give write describe tell about "
+    "some one two three can could would should will please like make".split()
+)
+
+
+def _words(text: str) -> list[str]:
+    return WORD.findall(text)
+
+
+def _per_100_words(count: int, text: str) -> float:
+    return 100 * count / max(len(_words(text)), 1)
+
+
+def n_words(prompt: str, text: str) -> float:
+    return len(_words(text))
+
+
+def structure(prompt: str, text: str) -> float:
+    """Paragraphs plus list items: how broken up an answer is."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
+    items = [line for line in text.splitlines() if re.match(r"\s*([-*\u2022]|\d+[.)])\s", line)]
+    return len(paragraphs) + len(items)
+
+
+def casual(prompt: str, text: str) -> float:
+    """Talks to the reader: 'you' / 'your' and contractions per 100 words."""
+    words = [w.lower() for w in _words(text)]
+    hits = sum(w in ("you", "your", "yours", "you're", "you'll", "you've") for w in words)
+    hits += sum("'" in w and not w.endswith("'s") and not w.startswith("you") for w in words)
+    return _per_100_words(hits, text)
+
+
+def plain_words(prompt: str, text: str) -> float:
+    """Short words: minus the mean letters per word (higher is plainer)."""
+    words = _words(text)
+    return -statistics.mean(len(w) for w in words) if words else float("-inf")
+
+
+def on_topic(prompt: str, text: str) -> float:
+    """Share of the prompt's content words that the answer's first 40 words use."""
+    wanted = {w.lower() for w in _words(prompt)} - STOPWORDS
+    used = {w.lower() for w in _words(text)[:40]}
+    return len(wanted & used) / len(wanted) if wanted else 0.0
+
+
+@dataclass(frozen=True)
+class Taste:
+    """A simulated labeler: `score` (higher is better, or lower with `lower_wins`); two answers whose scores
+    differ by no more than `tie` (absolute, or relative with `relative`) are a tie."""
+
+    kind: str
+    describe: str
+    score: Callable[[str, str], float]
+    tie: float
+    lower_wins: bool = False
+    relative: bool = False
+
+    def judge(self, prompt: str, a: str, b: str) -> str:
+        """'a', 'b' or 'tie'."""
+        sa, sb = self.score(prompt, a), self.score(prompt, b)
+        if self.lower_wins:
+            sa, sb = -sa, -sb
+        margin = self.tie * max(abs(sa), abs(sb)) if self.relative else self.tie
+        if abs(sa - sb) <= margin or sa == sb:
+            return "tie"
+        return "a" if sa > sb else "b"
+
+
+TASTES = {
+    "shorter": Taste("length", "fewer words (within 10 %: a tie)", n_words, 0.10, lower_wins=True, relative=True),
+    "longer": Taste("length", "more words (within 10 %: a tie)", n_words, 0.10, relative=True),
+    "structured": Taste("format", "more paragraphs and list items (equal: a tie)", structure, 0.0),
+    "casual": Taste("tone", "talks to the reader: 'you' and contractions per 100 words (within 0.5)", casual, 0.5),
+    "plain": Taste("tone", "plain words: fewer letters per word (within 0.1)", plain_words, 0.1),
+    "on_topic": Taste(
+        "content", "uses the prompt's own content words in its first 40 words (within 5 points)", on_topic, 0.05
+    ),
+}
+CHOSEN_ON = ("shorter", "casual", "on_topic")  # the tastes the defaults were chosen on; the others only report
+
+OLD_DEFAULTS = dict(beta=0.05, learning_rate=1e-3, epochs=3, rpo_alpha=0.0)  # the Train tab's before 2026-12-06
+CONFIGS = {  # names become adapter names, which may not contain dots
+    "old": OLD_DEFAULTS,
+    "default": {},  # DPOConfig's defaults as they are now
+    "dpo-lr1e-4": dict(beta=0.1, learning_rate=1e-4, epochs=2, rpo_alpha=0.0),
+    "rpo-lr5e-4-ep3": dict(beta=0.1, learning_rate=5e-4, epochs=3, rpo_alpha=1.0),
+    "rpo-lr1e-3-ep2": dict(beta=0.1, learning_rate=1e-3, epochs=2, rpo_alpha=1.0),
+    "rpo-lr1e-3-ep3": dict(beta=0.1, learning_rate=1e-3, epochs=3, rpo_alpha=1.0),
+}
+
+
+@dataclass
+class Answers:
+    """One version's answers to the judging prompts: texts, token ids (no EOS), prompt of each."""
+
+    prompts: list[str]
+    texts: list[str]
+    ids: list[list[int]]
+
+
+def sample_answers(server, prompts: list[str], seeds: list[int], max_new_tokens: int, version=None) -> Answers:
+    found = Answers([], [], [])
+    for seed in seeds:
+        settings = SamplingSettings(max_new_tokens=max_new_tokens, seed=seed)
+        for start in range(0, len(prompts), 8):
+            batch = prompts[start : start + 8]
+            ids = server.generate_tokens(batch, 1, settings, version=version)
+            found.prompts += batch
+            found.ids += [row[0] for row in ids]
+    found.texts = [server.tokenizer.decode(ids, skip_special_tokens=True) for ids in found.ids]
+    return found
+
+
+def label_pairs(taste: Taste, sampled: list[tuple[str, str, str]], rng: random.Random) -> tuple[list, int]:
+    """(PreferencePairs, ties): each sampled (prompt, a, b) shown with random sides and judged by `taste`."""
+    pairs, ties = [], 0
+    for i, (prompt, a, b) in enumerate(sampled):
+        left, right = (a, b) if rng.random() < 0.5 else (b, a)
+        verdict = taste.judge(prompt, left, right)
+        if verdict == "tie":
+            ties += 1
+            continue
+        chosen, rejected = (left, right) if verdict == "a" else (right, left)
+        pairs.append(PreferencePair(prompt, chosen, rejected, judgement_id=i + 1))
+    return pairs, ties
+
+
+class Scorer:
+    """Per-token log-probs of answers under the base model, and under a round (its adapter on top)."""
+
+    def __init__(self, model: str, tokenizer) -> None:
+        self.base = load_model(model, "none", "cpu")
+        self.base.eval()
+        self.tokenizer = tokenizer
+
+    def contexts(self, answers: Answers) -> list[list[int]]:
+        return [prompt_ids(self.tokenizer, p, keep_last=1024) for p in answers.prompts]
+
+    def base_logps(self, answers: Answers) -> list[list[float]]:
+        return token_logps(self.base, self.contexts(answers), answers.ids, "cpu", _nothing)
+
+    def round_logps(self, answers: Answers, adapter: Path) -> list[list[float]]:
+        from peft import PeftModel
+
+        policy = PeftModel.from_pretrained(self.base, str(adapter))
+        try:
+            return token_logps(policy, self.contexts(answers), answers.ids, "cpu", _nothing)
+        finally:
+            self.base = policy.unload()
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def fluency(answers: Answers, base_logps: list[list[float]]) -> dict:
+    lengths = [len(ids) for ids in answers.ids]
+    return {
+        "nll": mean_nll(base_logps),
+        "foreign_script": foreign_script_share(answers.prompts, answers.texts),
+        "distinct_2": distinct_n(answers.ids, 2),
+        "repeated_4gram": repeated_ngram_rate(answers.ids, 4).share_with_repeats,
+        "mean_length": statistics.mean(lengths),
+    }
+
+
+def taste_win_rate(taste: Taste, round_answers: Answers, base_answers: Answers) -> dict:
+    verdicts = [
+        taste.judge(p, r, b) for p, r, b in zip(base_answers.prompts, round_answers.texts, base_answers.texts, strict=True)
+    ]
+    rate = win_rate(verdicts.count("a"), verdicts.count("b"), verdicts.count("tie"))
+    return {"win_rate": rate.rate, "win_low": rate.low, "win_high": rate.high, "judged": rate.n}
+
+
+def run_one(args, ctx: dict, taste_name: str, n_labels: int, config_name: str) -> dict:
+    """One round: label, train, answer, judge; returns its JSON row."""
+    taste = TASTES[taste_name]
+    pairs, ties = label_pairs(taste, ctx["sampled"][:n_labels], random.Random(args.seed))
+    values = {"seed": args.seed, "compute_dtype": args.compute_dtype, "diagnostic_prompts": 0} | CONFIGS[config_name]
+    config = DPOConfig(**values)
+    started = time.monotonic()
+    name = f"{taste_name}-{n_labels}-{config_name}"
+    result = run_round(config, pairs, Path(ctx["tmp"]) / name, model=ctx["model"], device="cpu")
+    train_s = time.monotonic() - started
+    server = ctx["server"]
+    server.load(name, str(result.adapter_dir))
+    answers = sample_answers(server, ctx["eval_prompts"], ctx["seeds"], args.max_new_tokens, version=name)
+    base = ctx["base"]
+    under_base = ctx["scorer"].base_logps(answers)
+    under_round = ctx["scorer"].round_logps(answers, result.adapter_dir)
+    numbers = fluency(answers, under_base) | {"kl": kl_per_token(under_round, under_base)}
+    heldout = result.metrics.get("heldout_after") or {}
+    reasons = health_check(
+        {"nll": numbers["nll"], "foreign_script": numbers["foreign_script"], "kl_per_token": numbers["kl"]},
+        {"nll": base["nll"], "foreign_script": base["foreign_script"]},
+        heldout,
+        config,
+    )
+    row = {
+        "labels": n_labels,
+        "pairs": len(pairs),
+        "ties": ties,
+        **taste_win_rate(taste, answers, ctx["base_answers"]),
+        "nll_base": base["nll"],
+        "nll_round": numbers["nll"],
+        "foreign_script_base": base["foreign_script"],
+        "foreign_script": numbers["foreign_script"],
+        "length_ratio": numbers["mean_length"] / base["mean_length"],
+        "distinct_2": numbers["distinct_2"],
+        "repeated_4gram": numbers["repeated_4gram"],
+        "repeated_4gram_base": base["repeated_4gram"],
+        "kl": numbers["kl"],
+        "heldout_accuracy": heldout.get("accuracy"),
+        "heldout_margin": heldout.get("margin"),
+        "chosen_reward": heldout.get("chosen_reward"),
+        "rejected_reward": heldout.get("rejected_reward"),
+        "served": not reasons,
+        "gate_reasons": reasons,
+        "train_s": round(train_s, 1),
+        "steps": result.metrics["stopped"]["step"],
+        "samples": [{"prompt": p, "round": r, "base": b} for p, r, b in
+                    zip(answers.prompts[:3], answers.texts[:3], ctx["base_answers"].texts[:3], strict=True)],
+    }  # fmt: skip
+    ctx["server"].serve("base")
+    return row
+
+
+def _round(value):
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_round(v) for v in value]
+    return value
+
+
+def print_table(results: dict) -> None:
+    print(
+        f"{'config':12s} {'taste':10s} {'labels':>6s} {'win':>5s} {'95% CI':>12s} {'nll b/r':>11s} "
+        f"{'foreign':>7s} {'len':>5s} {'KL':>6s} {'acc':>5s} served"
+    )
+    for config, tastes in results.items():
+        for key, r in tastes.items():
+            print(
+                f"{config:12s} {key.split('@')[0]:10s} {r['labels']:6d} {r['win_rate']:5.2f} "
+                f"[{r['win_low']:.2f}, {r['win_high']:.2f}] {r['nll_base']:5.2f}/{r['nll_round']:5.2f} "
+                f"{r['foreign_script']:7.3f} {r['length_ratio']:5.2f} {r['kl']:6.3f} "
+                f"{(r['heldout_accuracy'] or 0):5.2f} {'yes' if r['served'] else 'no: ' + '; '.join(r['gate_reasons'])[:60]}"
+            )
+
+
+def main(args: argparse.Namespace) -> dict:
+    started = time.monotonic()
+    if args.quick:
+        args.eval_prompts, args.seeds = min(args.eval_prompts, 16), 1
+    model = str(prepare_default_model(Path(args.model_cache)))
+    server = open_policy_server(model, "cpu", backend=args.backend, cache_dir=args.model_cache)
+    prompts = random.Random(0).sample(starter_prompts(), len(starter_prompts()))
+    eval_prompts, pool = prompts[: args.eval_prompts], prompts[args.eval_prompts :]
+    if max(args.labels) > len(pool):
+        raise SystemExit(f"--labels at most {len(pool)} with --eval-prompts {args.eval_prompts} (the starter prompts)")
+    sampled = []
+    for start in range(0, max(args.labels), 8):  # seeded per batch, so a run can be repeated
+        batch = pool[start : min(start + 8, max(args.labels))]
+        settings = SamplingSettings(max_new_tokens=args.max_new_tokens, seed=1000 + start)
+        for prompt, (a, b) in zip(batch, server.generate(batch, 2, settings), strict=True):
+            sampled.append((prompt, a, b))
+    seeds = list(range(1, args.seeds + 1))
+    base_answers = sample_answers(server, eval_prompts, seeds, args.max_new_tokens)
+    scorer = Scorer(model, server.tokenizer)
+    base_logps = scorer.base_logps(base_answers)
+    print(f"sampled {len(sampled)} pairs and the base's {len(base_answers.ids)} answers in "
+          f"{time.monotonic() - started:.0f} s", flush=True)  # fmt: skip
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="prefloop-tastes-") as tmp:
+        ctx = {
+            "model": model, "server": server, "sampled": sampled, "eval_prompts": eval_prompts, "seeds": seeds,
+            "base_answers": base_answers, "base": fluency(base_answers, base_logps), "scorer": scorer, "tmp": tmp,
+        }  # fmt: skip
+        for config in args.configs:  # in the order given: the defaults first, so they are measured on every taste
+            for taste in args.tastes if config != "old" else args.old_tastes or args.tastes:
+                for n_labels in args.labels:
+                    row = run_one(args, ctx, taste, n_labels, config)
+                    key = taste if len(args.labels) == 1 else f"{taste}@{n_labels}"
+                    results.setdefault(config, {})[key] = row
+                    print(json.dumps({"config": config, "taste": taste} | _round(row), ensure_ascii=False), flush=True)
+    print_table(results)
+    summary = {
+        "cpu": cpu_flags(),
+        "backend": getattr(server, "backend", type(server).__name__),
+        "config": {name: DPOConfig(**CONFIGS[name]).to_dict() for name in args.configs},
+        "chosen_on": list(CHOSEN_ON),
+        "eval_prompts": len(eval_prompts),
+        "seeds": len(seeds),
+        "max_new_tokens": args.max_new_tokens,
+        "seconds": round(time.monotonic() - started),
+        "results": {c: {t: {k: v for k, v in r.items() if k != "samples"} for t, r in rows.items()}
+                    for c, rows in _round(results).items()},
+    }  # fmt: skip
+    summary["tastes"] = summary["results"].get("default", next(iter(summary["results"].values())))
+    print(json.dumps(summary, ensure_ascii=False))
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.tastes", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tastes", nargs="+", default=list(TASTES), choices=list(TASTES))
+    parser.add_argument("--labels", nargs="+", type=int, default=[40], help="labels per taste (ties included)")
+    parser.add_argument("--configs", nargs="+", default=["default", "old"], choices=list(CONFIGS))
+    parser.add_argument(
+        "--old-tastes", nargs="+", default=None, choices=list(TASTES), help="the tastes the old defaults run on "
+        "(default: --tastes)"
+    )
+    parser.add_argument("--eval-prompts", type=int, default=32, help="judging prompts, never labeled")
+    parser.add_argument("--seeds", type=int, default=2, help="answers per judging prompt and version")
+    parser.add_argument("--quick", action="store_true", help="16 judging prompts, one seed")
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="as the app samples")
+    parser.add_argument("--seed", type=int, default=0, help="the rounds' seed and the labelers' side flips")
+    parser.add_argument("--backend", default="auto", help="the serving backend that samples (the app's default)")
+    parser.add_argument("--compute-dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    parser.add_argument("--model-cache", default=DEFAULT_MODEL_CACHE)
+    return parser
+
+
+if __name__ == "__main__":
+    main(build_parser().parse_args())
