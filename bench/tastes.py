@@ -225,7 +225,8 @@ def fluency(answers: Answers, base_logps: list[list[float]]) -> dict:
 
 def taste_win_rate(taste: Taste, round_answers: Answers, base_answers: Answers) -> dict:
     verdicts = [
-        taste.judge(p, r, b) for p, r, b in zip(base_answers.prompts, round_answers.texts, base_answers.texts, strict=True)
+        taste.judge(p, r, b)
+        for p, r, b in zip(base_answers.prompts, round_answers.texts, base_answers.texts, strict=True)
     ]
     rate = win_rate(verdicts.count("a"), verdicts.count("b"), verdicts.count("tie"))
     return {"win_rate": rate.rate, "win_low": rate.low, "win_high": rate.high, "judged": rate.n}
@@ -305,7 +306,8 @@ def print_table(results: dict) -> None:
                 f"{config:12s} {key.split('@')[0]:10s} {r['labels']:6d} {r['win_rate']:5.2f} "
                 f"[{r['win_low']:.2f}, {r['win_high']:.2f}] {r['nll_base']:5.2f}/{r['nll_round']:5.2f} "
                 f"{r['foreign_script']:7.3f} {r['length_ratio']:5.2f} {r['kl']:6.3f} "
-                f"{(r['heldout_accuracy'] or 0):5.2f} {'yes' if r['served'] else 'no: ' + '; '.join(r['gate_reasons'])[:60]}"
+                f"{(r['heldout_accuracy'] or 0):5.2f} "
+                f"{'yes' if r['served'] else 'no: ' + '; '.join(r['gate_reasons'])[:60]}"
             )
 
 
@@ -368,8 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--labels", nargs="+", type=int, default=[40], help="labels per taste (ties included)")
     parser.add_argument("--configs", nargs="+", default=["default", "old"], choices=list(CONFIGS))
     parser.add_argument(
-        "--old-tastes", nargs="+", default=None, choices=list(TASTES), help="the tastes the old defaults run on "
-        "(default: --tastes)"
+        "--old-tastes",
+        nargs="+",
+        default=None,
+        choices=list(TASTES),
+        help="the tastes the old defaults run on (default: --tastes)",
     )
     parser.add_argument("--eval-prompts", type=int, default=32, help="judging prompts, never labeled")
     parser.add_argument("--seeds", type=int, default=2, help="answers per judging prompt and version")

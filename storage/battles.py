@@ -41,7 +41,8 @@ TRAINED_PROMPTS = """SELECT j.prompt_id FROM round_judgements rj JOIN rounds r O
                      SELECT b.prompt_id FROM round_battles rb JOIN rounds r ON r.id = rb.round_id
                      JOIN battles b ON b.id = rb.battle_id WHERE r.status = 'done'"""
 # Battles the serving version has not trained on (appended to a WHERE over battles b), as for judgements.
-UNUSED_BATTLE = f""" AND b.id NOT IN (SELECT rb.battle_id FROM round_battles rb WHERE rb.round_id IN {SERVING_LINEAGE})"""
+UNUSED_BATTLE = f""" AND b.id NOT IN (SELECT rb.battle_id FROM round_battles rb
+                                      WHERE rb.round_id IN {SERVING_LINEAGE})"""
 
 
 def winner_of(side: str, left_version: str, version_a: str) -> str:

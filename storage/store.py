@@ -51,7 +51,8 @@ COUNTED_RATINGS = "rated_generations rg JOIN ratings t ON t.id = rg.rating_id"
 UNUSED_JUDGEMENT = f""" AND j.id NOT IN (SELECT rj.judgement_id FROM round_judgements rj
                                          WHERE rj.round_id IN {SERVING_LINEAGE})"""
 # The same for ratings (appended to a WHERE over ratings t).
-UNUSED_RATING = f""" AND t.id NOT IN (SELECT rr.rating_id FROM round_ratings rr WHERE rr.round_id IN {SERVING_LINEAGE})"""
+UNUSED_RATING = f""" AND t.id NOT IN (SELECT rr.rating_id FROM round_ratings rr
+                                      WHERE rr.round_id IN {SERVING_LINEAGE})"""
 
 
 class Store:

@@ -94,7 +94,8 @@ def test_fluency_and_the_gate_see_gibberish_that_distinct_2_would_reward():
     from training.gate import health_check
 
     prompts = ["Suggest a name for a friendly robot vacuum."] * 2
-    base = Answers(prompts, ["How about Dusty? It sounds friendly.", "Maybe Sweepy, a cheerful name."], [[1, 2, 3, 4]] * 2)
+    texts = ["How about Dusty? It sounds friendly.", "Maybe Sweepy, a cheerful name."]
+    base = Answers(prompts, texts, [[1, 2, 3, 4]] * 2)
     gibberish = Answers(prompts, ["Васлушарь и длясмусоти", "Aubergus. Camelitus."], [[5, 6, 7, 8], [9, 10, 11, 12]])
     ours = fluency(base, [[-1.2] * 5, [-1.3] * 5])
     theirs = fluency(gibberish, [[-4.0] * 5, [-4.3] * 5])

@@ -63,7 +63,8 @@ class DPOConfig:
         default=0.5,
         metadata={
             "help": "Weight of an NLL term on the chosen answers, per token (RPO, Pang et al. 2024; TRL's rpo_alpha): "
-            "keeps the answers people liked likely, against likelihood displacement. 0: plain DPO. The kto loss has no pairs and ignores it."
+            "keeps the answers people liked likely, against likelihood displacement. 0: plain DPO. The kto loss has "
+            "no pairs and ignores it."
         },
     )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
@@ -239,7 +240,8 @@ class DPOConfig:
             "diagnostic_prompts must be a whole number from 0 (no diagnostics) to 1024, "
             f"got {self.diagnostic_prompts!r}",
         )
-        for name in ("gate_nll_increase", "gate_foreign_script", "gate_kl", "gate_heldout_accuracy", "gate_logratio_drop"):
+        gates = ("gate_nll_increase", "gate_foreign_script", "gate_kl", "gate_heldout_accuracy", "gate_logratio_drop")
+        for name in gates:
             value = getattr(self, name)
             _check(
                 value is None or (isinstance(value, int | float) and math.isfinite(value) and value >= 0),

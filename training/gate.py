@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-
 MIN_HELDOUT = 4  # held-out pairs below which their accuracy says too little to hold a round back
 
 
@@ -42,7 +41,9 @@ def health_check(policy: dict, base: dict | None, heldout: dict | None, config) 
         )
     kl = policy.get("kl_per_token")
     if config.gate_kl is not None and _known(kl) and kl > config.gate_kl:
-        found.append(f"KL: {kl:.2f} nats/token from the base (more than {config.gate_kl:g}): it moved too far in one round")
+        found.append(
+            f"KL: {kl:.2f} nats/token from the base (more than {config.gate_kl:g}): it moved too far in one round"
+        )
     accuracy, n = heldout.get("accuracy"), heldout.get("n", MIN_HELDOUT)
     low = config.gate_heldout_accuracy
     if low is not None and _known(accuracy) and n >= MIN_HELDOUT and accuracy < low:
@@ -59,8 +60,6 @@ def health_check(policy: dict, base: dict | None, heldout: dict | None, config) 
                 f"{rejected:+.0f} for the rejected (allowed -{drop:g}): it made even the answers people liked unlikely"
             )
     return found
-
-
 
 
 def base_numbers(diagnostics: dict | None, earlier: Iterable[dict]) -> dict | None:
