@@ -142,16 +142,14 @@ class Services:
         self._serve(finished.version)
         return f"{finished.version} is now serving."
 
-    def serve(self, version: str, who: str) -> str:
+    def serve(self, version: str, who: str) -> list[str]:
         """Serve `version` (base or a done round) on someone's say-so; serving a round that failed the health gate
-        is recorded with who served it and when. Returns what happened, in words."""
+        is recorded with who served it and when. Returns the checks it had failed ([] when none)."""
         reasons = failed(self._round(version).metrics) if version != BASE_VERSION else []
         if reasons:
             self.store.rounds.record_served_anyway(self._round(version).id, who)
         self._serve(version)
-        if reasons:
-            return f"{version} is now serving, although it failed the health check ({'; '.join(reasons)}); recorded."
-        return f"{version} is now serving."
+        return reasons
 
     def _serve(self, version: str) -> None:
         if self.loop is not None:

@@ -99,8 +99,7 @@ def test_a_harmful_round_is_held_back_with_its_reasons_until_an_admin_serves_it(
     assert set(status["phases"]) == {"load", "reference", "heldout_before", "steps", "heldout_after", "diagnostics"}
     assert all(p["done"] == p["total"] for p in status["phases"].values()), status["phases"]
 
-    said = services.serve("round_001", "ada")
-    assert said.startswith("round_001 is now serving, although it failed the health check")
+    assert services.serve("round_001", "ada") == reasons
     assert services.status().serving == "round_001" and services.candidate() is None
     (override,) = services.store.rounds.get(1).metrics["gate"]["served_anyway"]
     assert override["by"] == "ada"

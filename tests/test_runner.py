@@ -128,7 +128,7 @@ def test_a_round_that_fails_in_its_process_says_why(loop, tiny_model_dir, tmp_pa
 def test_the_live_plot_starts_over_when_training_restarts(tmp_path, steps, kept):
     """After an out-of-memory retry training starts again from step 1: the Train tab shows that attempt only."""
     runner = RoundRunner(None, "m", tmp_path)
-    runner._status = {"state": "running", "history": [], "message": "", "round": 1}
+    runner._status = {"state": "running", "history": [], "phases": {}, "message": "", "round": 1}
     for step in steps:
         runner._on_event({"event": "step", "step": step, "total_steps": 9, "loss": 0.5}, [])
     assert [s["step"] for s in runner.status()["history"]] == kept

@@ -124,7 +124,12 @@ def run_headless(args: argparse.Namespace) -> int:
         finished = services.store.rounds.get(round_id)
         reasons = failed(finished.metrics)
         if reasons and args.serve_anyway and not args.no_serve:
-            print(services.serve(finished.version, "python -m training --serve-anyway"), file=sys.stderr)
+            services.serve(finished.version, "python -m training --serve-anyway")
+            print(
+                f"{finished.version} is now serving, although it failed the health check: {'; '.join(reasons)} "
+                "(recorded).",
+                file=sys.stderr,
+            )
         elif reasons:
             print(
                 f"error: {finished.version} failed the health check and was not served; the previous version keeps "

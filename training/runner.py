@@ -285,7 +285,7 @@ class RoundRunner:
                 status["history"].clear()  # training started over (the out-of-memory retry): so does the plot
             stats = {k: v for k, v in event.items() if k != "event"}
             status["history"].append(stats)
-            steps = {"done": stats["step"], "total": stats["total_steps"], "seconds": stats["seconds"]}
+            steps = {"done": stats["step"], "total": stats["total_steps"], "seconds": stats.get("seconds", 0.0)}
             status["phases"]["steps"] = steps
             status["message"] = f"step {stats['step']}/{stats['total_steps']} · loss {stats['loss']:.4f}"
             if self.on_progress is not None:

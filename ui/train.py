@@ -260,10 +260,11 @@ def set_review(services: Services, on: bool, request: gr.Request) -> str:
 def serve(services: Services, version: str, request: gr.Request) -> str:
     guard.require(services, request, "serve a version")
     try:
-        done = services.serve(version, guard.user_of(request) or "admin (no logins)")
+        failures = services.serve(version, guard.user_of(request) or "admin (no logins)")
     except (ValueError, StoreError, OSError) as err:
         raise gr.Error(str(err)) from err
-    return f"{done} New pairs come from it."
+    served = f"Serving **{version}**; new pairs come from it."
+    return served + (f" It failed the health check ({'; '.join(failures)}); serving it is recorded." if failures else "")
 
 
 def export(services: Services, tab: TrainTab, fmt: str, kind: str, include_arena: bool, request: gr.Request) -> dict:
