@@ -264,7 +264,8 @@ def serve(services: Services, version: str, request: gr.Request) -> str:
     except (ValueError, StoreError, OSError) as err:
         raise gr.Error(str(err)) from err
     served = f"Serving **{version}**; new pairs come from it."
-    return served + (f" It failed the health check ({'; '.join(failures)}); serving it is recorded." if failures else "")
+    anyway = f" It failed the health check ({'; '.join(failures)}); serving it is recorded." if failures else ""
+    return served + anyway
 
 
 def export(services: Services, tab: TrainTab, fmt: str, kind: str, include_arena: bool, request: gr.Request) -> dict:
