@@ -1,8 +1,9 @@
 """Round diagnostics, measured at the end of a round in its own process, where the trained policy is in memory.
 
     found = diagnose(policy, tokenizer, prompts, DiagnosticSettings(max_new_tokens=96), device="cpu")
-    found["policy"]   # {"mean_length": ..., "distinct_2": ..., "repeated_4gram": ..., "kl_per_token": ...}
+    found["policy"]   # {"mean_length", "distinct_2", "repeated_4gram", "kl_per_token", "nll", "foreign_script"}
     found["base"]     # with_base: the same for the base (its adapter off) on the same prompts; KL 0 by definition
+    found["prompts_key"]  # names the prompts and settings: numbers with equal keys compare prompt by prompt
 
 Each version samples one completion per held-out prompt with the app's sampling settings (temperature 0.8,
 top-p 0.95, as labelers see it); `evaluation.diagnostics` turns the token ids into numbers. KL(π‖π_ref) per
@@ -12,8 +13,14 @@ trained against, so every round's KL is measured from the same place. The sample
 0.8 with a nucleus, so this is the KL seen on what labelers are shown, close to but not exactly the
 untempered KL.
 
-The base is measured only until one round has measured it (training/plan.py decides; see `diagnose` for why):
-the plot over rounds then starts from a "base" point.
+Fluency: "nll" is the mean NLL per token of a version's answers (EOS included) under the base model, given the
+prompt; the base's own answers are the reference, and gibberish scores far above them. "foreign_script" is the
+share of the answers' letters in a script their prompt does not use. The health gate (training/gate.py) holds
+a round's numbers against the base's.
+
+The base is measured only until a round has measured it on the same prompts and settings (training/plan.py
+decides; see `diagnose` for why): the plot over rounds starts from a "base" point, and the gate compares a
+round with the base prompt by prompt.
 """
 
 from __future__ import annotations
