@@ -32,8 +32,13 @@ def test_a_healthy_round_passes_and_each_check_fails_with_its_numbers():
     assert [r.split(":")[0] for r in gibberish] == ["fluency", "script", "KL"]
     assert "4.16 nats/token under the base model against the base's own 1.25" in gibberish[0]
     assert "30.0% of its letters" in gibberish[1]
-    unlearned = health_check(HEALTHY, BASE, LEARNED | {"accuracy": 0.25}, config)
-    assert unlearned == ["held-out accuracy 25% is below 50%: it did not learn the taste of labels it never saw"]
+    unlearned = health_check(HEALTHY, BASE, LEARNED | {"accuracy": 0.125}, config)
+    assert unlearned == [
+        "held-out accuracy 12% of 8 pairs is below 50%, more than chance explains: it did not learn the taste of "
+        "labels it never saw"
+    ]
+    assert health_check(HEALTHY, BASE, LEARNED | {"accuracy": 0.4, "n": 5}, config) == [], "2 of 5: a coin does that"
+    assert health_check(HEALTHY, BASE, LEARNED | {"accuracy": 0.25, "n": 8}, config) == [], "p = 0.14"
     displaced = LEARNED | {"chosen_reward": -9.2, "rejected_reward": -6.3}  # beta 0.1: -92 and -63 nats
     (falling,) = health_check(HEALTHY, BASE, displaced, DPOConfig(beta=0.1))
     assert falling.startswith("both held-out answers became less likely: log π/π_ref -92 nats for the chosen")
@@ -46,6 +51,7 @@ def test_checks_are_skipped_when_unknown_turned_off_or_on_too_few_held_out_pairs
     assert health_check({"nll": 9.0, "kl_per_token": 3.0}, BASE, {}, config) == [], "both checks off"
     assert health_check({"nll": 9.0}, None, None, DPOConfig()) == [], "no base measured: fluency unknown"
     assert health_check(HEALTHY, BASE, LEARNED | {"accuracy": 0.0, "n": 2}, DPOConfig()) == [], "2 pairs: too few"
+    assert health_check(HEALTHY, BASE, {"accuracy": 0.0}, DPOConfig()) == [], "how many pairs: unknown"
     with pytest.raises(ValueError, match="gate_kl must be a number >= 0"):
         DPOConfig(gate_kl=-1)
 

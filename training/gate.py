@@ -6,7 +6,7 @@
 (`training/diagnose.py`): "nll" (mean NLL per token under the base model), "foreign_script" (share of letters
 in a script the prompt does not use) and, for the policy, "kl_per_token" (from the base). `heldout` is the
 round's held-out preference scores after training (accuracy, chosen / rejected rewards, and "n", how many
-pairs: with fewer than MIN_HELDOUT the accuracy check is skipped, too few to tell). The thresholds are
+pairs: accuracy fails only when significantly below its threshold, as a few pairs tell little). The thresholds are
 `DPOConfig`'s gate_* fields (None turns a check off); a check whose numbers are unknown is skipped. A round
 that fails waits as the candidate, whatever the review setting, until an admin serves it on purpose.
 """
@@ -16,7 +16,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-MIN_HELDOUT = 4  # held-out pairs below which their accuracy says too little to hold a round back
+SIGNIFICANCE = 0.05  # how unlikely a held-out accuracy must be at the threshold for the gate to hold a round back
+
+
+def below(accuracy: float, n: int | None, threshold: float) -> bool:
+    """Whether `accuracy` on `n` held-out pairs is significantly below `threshold` (one-sided exact binomial test
+    at SIGNIFICANCE): 2 right of 5 is not (a fair coin does that half the time), 1 of 8 is. Unknown n: not."""
+    if not n:
+        return False
+    right = round(accuracy * n)
+    p = sum(math.comb(n, k) * threshold**k * (1 - threshold) ** (n - k) for k in range(right + 1))
+    return p < SIGNIFICANCE
 
 
 def _known(*values) -> bool:
@@ -44,11 +54,12 @@ def health_check(policy: dict, base: dict | None, heldout: dict | None, config) 
         found.append(
             f"KL: {kl:.2f} nats/token from the base (more than {config.gate_kl:g}): it moved too far in one round"
         )
-    accuracy, n = heldout.get("accuracy"), heldout.get("n", MIN_HELDOUT)
+    accuracy, n = heldout.get("accuracy"), heldout.get("n")
     low = config.gate_heldout_accuracy
-    if low is not None and _known(accuracy) and n >= MIN_HELDOUT and accuracy < low:
+    if low is not None and _known(accuracy) and accuracy < low and below(accuracy, n, low):
         found.append(
-            f"held-out accuracy {accuracy:.0%} is below {low:.0%}: it did not learn the taste of labels it never saw"
+            f"held-out accuracy {accuracy:.0%} of {n} pairs is below {low:.0%}, more than chance explains: it did "
+            "not learn the taste of labels it never saw"
         )
     chosen, rejected = heldout.get("chosen_reward"), heldout.get("rejected_reward")
     drop = config.gate_logratio_drop
