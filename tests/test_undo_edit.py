@@ -83,6 +83,8 @@ def test_counters_count_today_mine_and_since_the_last_round(store):
     assert store.label_counters("bob")["mine"] == 0
     round_id = store.rounds.start({}, parent_round=None, base_model="m")
     store.rounds.finish(round_id, "runs/round_001/adapter", {}, ids[:2])
+    assert store.label_counters("ana")["since_round"] == 3, "not served yet: the next round would still use them"
+    store.rounds.set_serving("round_001")
     assert store.label_counters("ana")["since_round"] == 1
 
 
