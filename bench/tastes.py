@@ -133,7 +133,7 @@ TASTES = {
         "content", "uses the prompt's own content words in its first 40 words (within 5 points)", on_topic, 0.05
     ),
 }
-CHOSEN_ON = ("shorter", "casual", "on_topic")  # the tastes the defaults were chosen on; the others only report
+CHOSEN_ON = ("casual", "on_topic", "plain")  # the tastes the defaults were chosen on; the others only report
 
 OLD_DEFAULTS = dict(beta=0.05, learning_rate=1e-3, epochs=3, rpo_alpha=0.0)  # the Train tab's before 2026-12-06
 CONFIGS = {  # names become adapter names, which may not contain dots
