@@ -195,6 +195,7 @@ def test_kto_rounds_count_examples_not_pairs_before_starting(loop, tiny_model_di
     config = DPOConfig(loss_type="kto", learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
     finished = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
     assert finished.status == "done" and finished.n_pairs == 2
+    loop.store.rounds.set_serving(finished.version)  # its labels count as used once it serves
     label(loop, 1)  # with the pair the last round held out (not trained on): 4 examples, 3 after holding out
     with pytest.raises(TrainingError, match="Too few new labels for KTO: 4 👍 / 👎 examples"):
         train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
@@ -218,6 +219,7 @@ def test_single_ratings_train_a_kto_round_and_are_used_up_by_it(loop, tiny_model
     finished = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
     trained = loop.store.rounds.rating_ids(finished.id)
     assert finished.status == "done" and (finished.n_pairs, finished.n_ratings) == (0, 5)
+    loop.store.rounds.set_serving(finished.version)  # its labels count as used once it serves
     heldout = json.loads((tmp_path / finished.version / "judgements.json").read_text())["ratings"]["heldout"]
     assert sorted(trained + heldout) == rated and len(heldout) == 1
     assert [e.rating_id for e in loop.store.unpaired_examples(unused_only=True)] == heldout
