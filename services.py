@@ -145,9 +145,10 @@ class Services:
     def serve(self, version: str, who: str) -> list[str]:
         """Serve `version` (base or a done round) on someone's say-so; serving a round that failed the health gate
         is recorded with who served it and when. Returns the checks it had failed ([] when none)."""
-        reasons = failed(self._round(version).metrics) if version != BASE_VERSION else []
+        found = self._round(version) if version != BASE_VERSION else None
+        reasons = failed(found.metrics) if found is not None else []
         if reasons:
-            self.store.rounds.record_served_anyway(self._round(version).id, who)
+            self.store.rounds.record_served_anyway(found.id, who)
         self._serve(version)
         return reasons
 

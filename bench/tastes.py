@@ -28,6 +28,7 @@ Prints a row per run as it finishes, a table, and one final JSON line. docs/benc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import re
@@ -194,22 +195,16 @@ class Scorer:
         return [prompt_ids(self.tokenizer, p, keep_last=1024) for p in answers.prompts]
 
     def base_logps(self, answers: Answers) -> list[list[float]]:
-        return token_logps(self.base, self.contexts(answers), answers.ids, "cpu", _nothing)
+        return token_logps(self.base, self.contexts(answers), answers.ids, "cpu", contextlib.nullcontext)
 
     def round_logps(self, answers: Answers, adapter: Path) -> list[list[float]]:
         from peft import PeftModel
 
         policy = PeftModel.from_pretrained(self.base, str(adapter))
         try:
-            return token_logps(policy, self.contexts(answers), answers.ids, "cpu", _nothing)
+            return token_logps(policy, self.contexts(answers), answers.ids, "cpu", contextlib.nullcontext)
         finally:
             self.base = policy.unload()
-
-
-def _nothing():
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def fluency(answers: Answers, base_logps: list[list[float]]) -> dict:
