@@ -162,3 +162,18 @@ def test_the_export_guard_knows_exports_by_name_and_folder(tmp_path):
     assert not guard.is_export("/tmp/gradio/0a1b/prompts.jsonl")
     match = FILE_ROUTE.search("/gradio_api/file=/tmp/gradio/0a1b/pairs-20261129-101500.jsonl")
     assert match["path"] == "/tmp/gradio/0a1b/pairs-20261129-101500.jsonl"
+
+
+def test_the_export_guard_judges_the_path_gradio_serves_not_the_one_asked_for():
+    pytest.importorskip("gradio")
+    from ui.guard import file_paths
+
+    export = "/tmp/gradio/0a1b/pairs-20261129-101500.jsonl"
+    for route in (
+        f"/gradio_api/file={export}/x/..",  # the ASGI path, already percent-decoded once
+        f"/gradio_api/file={export}/x/%2e%2e",  # encoded twice
+        f"/gradio_api/file={export}/./",
+        "/gradio_api/file=/tmp/gradio/0a1b/other/../pairs-20261129-101500.jsonl",
+    ):
+        assert export in file_paths(route), route
+    assert file_paths("/gradio_api/info") == set()

@@ -149,6 +149,8 @@ def test_export_downloads_need_an_admins_session(team_app):
     as_labeler = httpx.get(link, cookies=labeler.cookies)
     assert as_labeler.status_code == 403 and "admin" in as_labeler.json()["detail"]
     assert httpx.get(link).status_code in (401, 403), "no session, no file"
+    for detour in ("/x/%2e%2e", "/x/%252e%252e", "/./"):  # gradio serves the normalized path: so must the guard
+        assert httpx.get(link + detour, cookies=labeler.cookies).status_code == 403, detour
     as_admin = httpx.get(link, cookies=raw_admin.cookies)
     assert as_admin.status_code == 200 and len(as_admin.text.splitlines()) == 3
     # The exports folder itself is no way around it, under any name.

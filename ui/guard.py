@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import posixpath
 import re
 import typing
 from pathlib import Path
+from urllib.parse import unquote
 
 import anyio
 import gradio as gr
@@ -109,10 +111,25 @@ class AccessGuard:
         if user is not None and role is None:  # removed from the users file since logging in
             tokens.pop(token, None)
             return 401, f"User {user!r} no longer exists: ask an admin for a login."
-        match = FILE_ROUTE.search(scope.get("path", ""))
-        if match and self.is_export(match["path"]) and role != "admin":
+        if role != "admin" and any(self.is_export(path) for path in file_paths(scope.get("path", ""))):
             return 403, "Export downloads need an admin's login: log in as an admin and export again."
         return None
+
+
+def file_paths(route: str) -> set[str]:
+    """The paths a file route may serve: as requested, with dot segments resolved (gradio serves the normalized
+    path, so `…/export.jsonl/x/..` is the export itself) and with any percent-encoding left undone."""
+    seen, path = set(), route
+    while path not in seen:
+        seen.add(path)
+        path = unquote(path)
+    found = set()
+    for candidate in seen:
+        for form in (candidate, posixpath.normpath(candidate)):
+            match = FILE_ROUTE.search(form)
+            if match:
+                found.update({match["path"], posixpath.normpath(match["path"])})
+    return found
 
 
 def launch_options(services: Services) -> dict:
