@@ -145,10 +145,11 @@ class Loop:
     def check_prompt_length(self, text: str) -> None:
         """Refuse a typed prompt longer than the model samples from (imported ones keep their last tokens)."""
         limit = self.server.max_prompt_tokens
-        n = count_tokens(self.server.tokenizer, text or "")
+        n = count_tokens(self.server.tokenizer, text or "", at_most=limit)
         if n > limit:
+            size = f"{n} tokens" if n != limit + 1 else f"more than {limit} tokens ({len(text):,} characters)"
             raise ValueError(
-                f"This prompt is {n} tokens; prompts are sampled from at most {limit} tokens. Shorten it, or start "
+                f"This prompt is {size}; prompts are sampled from at most {limit} tokens. Shorten it, or start "
                 f"the app with a larger --max-prompt-tokens."
             )
 

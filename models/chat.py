@@ -43,6 +43,19 @@ def prompt_ids(tokenizer, prompt: str, keep_last: int | None = None) -> list[int
     return template_ids(tokenizer, [{"role": "user", "content": prompt}], True, keep_last)
 
 
-def count_tokens(tokenizer, text: str) -> int:
-    """How many tokens `text` is, read as text."""
+def count_tokens(tokenizer, text: str, at_most: int | None = None) -> int:
+    """How many tokens `text` is, read as text. With `at_most`, a text too long to fit in that many tokens
+    whatever it says is not tokenized (that would take minutes for megabytes): it counts as at_most + 1."""
+    if at_most is not None and len(text) > at_most * longest_token(tokenizer):
+        return at_most + 1
     return len(tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"])
+
+
+def longest_token(tokenizer) -> int:
+    """At least as many characters as any one token reads as: the longest entry of the vocabulary (a byte-level
+    or sentencepiece symbol stands for at least one character). Computed once per tokenizer."""
+    longest = getattr(tokenizer, "_prefloop_longest_token", None)
+    if longest is None:
+        longest = max(map(len, tokenizer.get_vocab()), default=1)
+        tokenizer._prefloop_longest_token = longest
+    return longest

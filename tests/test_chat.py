@@ -53,3 +53,13 @@ def test_a_long_prompt_keeps_its_last_tokens(tokenizer):
     ids = prompt_ids(tokenizer, prompt, keep_last=64)
     assert len(ids) == len(prompt_ids(tokenizer, "")) + 64
     assert tokenizer.decode(ids).rstrip().endswith("so what is the question?<|im_end|>\n<|im_start|>assistant")
+
+
+def test_a_text_too_long_for_any_tokenizing_is_counted_as_over_without_tokenizing(tokenizer):
+    vocab = sorted(tokenizer.get_vocab(), key=len)
+    longest_text = tokenizer.convert_tokens_to_string([vocab[-1]])
+    for text in ("word " * 300, longest_text * 40, " " * 5000, "Здравствуйте мир " * 100):
+        exact = count_tokens(tokenizer, text)
+        bounded = count_tokens(tokenizer, text, at_most=32)
+        assert bounded == exact or (bounded == 33 and exact > 32), text[:40]  # the shortcut never undercounts
+    assert count_tokens(tokenizer, "x" * 10_000_000, at_most=1024) == 1025

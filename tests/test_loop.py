@@ -416,6 +416,9 @@ def test_prompts_are_bounded_in_tokens_and_compare_waits_a_bounded_time(tiny_mod
         loop.add_prompt(long_prompt)
     with pytest.raises(ValueError, match="at most 32 tokens.*--max-prompt-tokens"):
         loop.compare(long_prompt, "base", "base", SamplingSettings(max_new_tokens=4))
+    # megabytes are refused by their length alone, before any tokenizing (which would take minutes)
+    with pytest.raises(ValueError, match=r"more than 32 tokens \(20,000,000 characters\); .* Shorten it"):
+        loop.add_prompt("x" * 20_000_000)
     assert store.count_prompts() == 0
     # an imported long prompt is sampled from its last 32 tokens
     store.add_prompts([long_prompt], source="file.jsonl")
