@@ -87,7 +87,11 @@ def _connect(path: str) -> duckdb.DuckDBPyConnection:
     try:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if os.path.getsize(path) if os.path.exists(path) else 0:
+                _read_everything(path)
         return duckdb.connect(path)
+    except StoreError:
+        raise
     except duckdb.IOException as err:
         message = str(err).lower()
         if "lock" in message:
@@ -103,6 +107,36 @@ def _connect(path: str) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"Cannot open {path}: {err}. Check the path, or pass --db with a new file name.") from err
     except (duckdb.Error, OSError) as err:
         raise StoreError(f"Cannot open {path}: {err}. Check the path, or pass --db with a new file name.") from err
+
+
+def _read_everything(path: str) -> None:
+    """Read every table of an existing file once, read-only, so that a damaged file (truncated, overwritten) is
+    refused before anything writes to it rather than failing at the first query that reaches the damage."""
+    try:
+        con = duckdb.connect(path, read_only=True)
+    except duckdb.ConnectionException:  # this process has it open already: it was read then
+        return
+    except duckdb.IOException as err:
+        if "lock" in str(err).lower() or "not a valid duckdb database" in str(err).lower():
+            raise  # said by _connect
+        raise _damaged(path, err) from err
+    try:
+        tables = con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database()"
+        ).fetchall()
+        for schema, table in tables:  # hashing each whole row reads every column's data
+            con.execute(f'SELECT max(hash(t)) FROM "{schema}"."{table}" AS t').fetchall()
+    except duckdb.Error as err:
+        raise _damaged(path, err) from err
+    finally:
+        con.close()
+
+
+def _damaged(path: str, err: Exception) -> StoreError:
+    return StoreError(
+        f"{path} is damaged and cannot be read ({str(err).splitlines()[0]}); nothing was written to it. "
+        "Restore it from a backup, or start the app with --db pointing at a new file name."
+    )
 
 
 def _is_write_conflict(err: duckdb.Error) -> bool:

@@ -173,6 +173,24 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path):
     assert path.read_text() == "my notes, not a database"
 
 
+def test_a_damaged_file_is_refused_at_start_up_and_left_as_it_was(tmp_path):
+    path = tmp_path / "loop.duckdb"
+    with Store(path) as store:
+        store.add_prompts([f"prompt {i}: " + "words " * 40 for i in range(20_000)], source="big.jsonl")
+    with path.open("r+b") as f:  # cut short, as a full disk or a copy that stopped half-way leaves it
+        f.truncate(path.stat().st_size // 10)
+    damaged = path.read_bytes()
+    with pytest.raises(StoreError, match=r"is damaged and cannot be read .* nothing was written to it\. Restore"):
+        Store(path)
+    started = subprocess.run(
+        [sys.executable, "app.py", "--db", str(path), "--runs", str(tmp_path / "runs"), "--no-browser"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert started.returncode != 0
+    assert "is damaged and cannot be read" in started.stderr and "Traceback" not in started.stderr, started.stderr
+    assert path.read_bytes() == damaged and sorted(p.name for p in tmp_path.iterdir()) == ["loop.duckdb"]
+
+
 def read_back(path: Path, fmt: str) -> Dataset:
     if fmt == "hf":
         return load_from_disk(str(path))
