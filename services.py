@@ -118,6 +118,13 @@ class Services:
         self.loop.sampler.set_settings(settings)
         if self.arena is not None:
             self.arena.sampler.set_settings(settings)
+        kept = settings.to_dict()
+        kept.pop("seed")
+        self.store.save_sampling_settings(kept)  # the next start samples with them too
+
+    def sampling(self) -> SamplingSettings:
+        """The settings new pairs sample with."""
+        return self.loop.sampler.settings
 
     def training_mode(self) -> str:
         """How rounds train on this device, in words."""
@@ -245,6 +252,12 @@ def _open_loop(store: Store, model: str, device: str, config: ServiceConfig, rou
         keep_stale=config.keep_stale_pairs,
         while_sampling=pause,
     )
+    saved = store.sampling_settings()
+    if saved:
+        try:
+            sampler.set_settings(SamplingSettings(**saved))
+        except (TypeError, ValueError) as err:
+            print(f"prefloop: the stored sampling settings {saved} are not usable ({err}); using the defaults.")
     loop = Loop(store, server, sampler)
     loop.restore_serving()
     sampler.start()

@@ -86,6 +86,17 @@ class Store:
         with self.db.cursor() as cur:
             return _applied_migrations(cur)
 
+    # -- app settings ---------------------------------------------------------------------------------
+    def sampling_settings(self) -> dict | None:
+        """The sampling settings an admin last applied (temperature, top_p, max_new_tokens), or None."""
+        value = self.db.value("SELECT value FROM settings WHERE key = 'sampling'")
+        return json.loads(value) if value else None
+
+    def save_sampling_settings(self, settings: dict) -> None:
+        """Keep `settings` for the next start (`sampling_settings`)."""
+        value = json.dumps(settings)
+        self.db.write(lambda cur: cur.execute("INSERT OR REPLACE INTO settings VALUES ('sampling', ?)", [value]))
+
     # -- prompts --------------------------------------------------------------------------------------
     def add_prompt(self, text: str, source: str = "typed") -> int:
         """Store a prompt (stripped) and return its id; the same text again returns the existing id."""

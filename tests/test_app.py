@@ -322,3 +322,30 @@ def test_votes_fired_at_once_on_one_pair_store_one_judgement(tiny_model_dir, tmp
         with Store(tmp_path / "loop.duckdb") as store:
             judged = store.list_judgements()
             assert len(judged) == 8 == store.count_judgements(), judged
+
+
+def test_sampling_settings_survive_a_restart(tiny_model_dir, tmp_path):
+    import httpx
+
+    from storage import Store
+
+    for client, proc in launch(tiny_model_dir, tmp_path):
+        assert "applied" in client.predict(0.5, 0.9, 24, api_name="/apply_settings")
+        proc.terminate()
+        proc.wait(timeout=60)
+    with Store(tmp_path / "loop.duckdb") as store:
+        before = store.db.value("SELECT max(id) FROM generations") or 0
+    for client, proc in launch(tiny_model_dir, tmp_path):
+        client.predict(api_name="/next_pair")
+        config = httpx.get(f"{client.src}config").json()
+        shown = {c["props"].get("label"): c["props"].get("value") for c in config["components"]}
+        assert (shown["Temperature"], shown["Top-p"], shown["Max new tokens"]) == (0.5, 0.9, 24)
+        proc.terminate()
+        proc.wait(timeout=60)
+    with Store(tmp_path / "loop.duckdb") as store:
+        rows = store.db.read("SELECT settings FROM generations WHERE id > ?", [before])
+    assert rows, "the restarted app sampled pairs"
+    for (settings,) in rows:
+        assert {k: json.loads(settings)[k] for k in ("temperature", "top_p", "max_new_tokens")} == {
+            "temperature": 0.5, "top_p": 0.9, "max_new_tokens": 24
+        }

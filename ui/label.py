@@ -470,9 +470,11 @@ def _edit_panel() -> tuple[gr.Column, gr.Radio, gr.Textbox, gr.Button, gr.Button
 def _sampling_settings(services: Services) -> tuple[tuple[gr.Slider, gr.Slider, gr.Slider], gr.Button]:
     """The sampling accordion: its sliders, which the Compare tab uses as well, and its Apply button."""
     with gr.Accordion("Sampling settings", open=False):
-        temperature = gr.Slider(0.05, 2.0, value=0.8, step=0.05, label="Temperature")
-        top_p = gr.Slider(0.05, 1.0, value=0.95, step=0.05, label="Top-p")
-        max_new_tokens = gr.Slider(8, 1024, value=128, step=8, label="Max new tokens")
+        # Each page load shows the settings new pairs sample with (kept in the store across restarts).
+        current = services.sampling
+        temperature = gr.Slider(0.05, 2.0, value=lambda: current().temperature, step=0.05, label="Temperature")
+        top_p = gr.Slider(0.05, 1.0, value=lambda: current().top_p, step=0.05, label="Top-p")
+        max_new_tokens = gr.Slider(8, 1024, value=lambda: current().max_new_tokens, step=8, label="Max new tokens")
         settings_status = gr.Markdown()
         apply_button = gr.Button("Apply to new pairs (admin)")
         apply_button.click(
