@@ -17,6 +17,7 @@ from pathlib import Path
 from access import labeler_name
 from labeling.prompts import read_prompts
 from labeling.sampler import Pair, PairSampler
+from models.adapters import check_adapter
 from models.chat import count_tokens
 from serving import ModelBusy, PolicyServer, SamplingSettings
 from storage import BASE_VERSION, BOTH_BAD_CHOICES, PAIR_CHOICES, Store, StoreError
@@ -30,6 +31,7 @@ class Loop:
         self.store, self.server, self.sampler = store, server, sampler
         self.rng = random.Random(seed)  # which pairs are second looks, and their sides
         self.notice: str | None = None  # what the UI should say about serving (a version that did not load)
+        self._checked: set[str] = set()  # versions whose adapter passed `check_adapter` and loaded
 
     def restore_serving(self) -> str | None:
         """Serve the version the store records (after a restart). If its adapter does not load (gone, damaged),
@@ -181,7 +183,11 @@ class Loop:
         rounds = {r.version: r for r in self.store.rounds.list() if r.status == "done"}
         if version not in rounds:
             raise ValueError(f"Unknown version {version!r}; pick one of {self.versions()}")
-        self.server.load(version, rounds[version].adapter_path)
+        found = rounds[version]
+        if version not in self._checked:  # once loaded, the server keeps the weights it read
+            check_adapter(found.adapter_path, found.metrics.get("adapter_sha256"), version)
+        self.server.load(version, found.adapter_path)
+        self._checked.add(version)
 
     def serve(self, version: str) -> None:
         """Make `version` (the base or a finished round) the serving policy, e.g. after a round or to roll back.

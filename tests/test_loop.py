@@ -1,6 +1,8 @@
 """The labeling loop on a real store and a tiny model: pairs, votes, serving versions, comparisons."""
 
 import json
+import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from labeling.loop import Loop
 from labeling.sampler import PairSampler, next_batch_prompts
+from models.adapters import adapter_digest
 from serving import PolicyServer, SamplingSettings
 from storage import Store, StoreError
 from training.config import DPOConfig
@@ -340,7 +343,10 @@ def test_a_version_that_cannot_sample_is_not_served(make_loop, tiny_model_dir, t
     finished = trained_round(loop, tiny_model_dir, tmp_path, train_round)
     weights_file = Path(finished.adapter_path) / "adapter_model.safetensors"
     weights = load_file(weights_file)
-    save_file({k: torch.full_like(v, float("nan")) for k, v in weights.items()}, weights_file)  # top-p draw fails
+    # Finite weights that overflow to inf in the forward pass (the top-p draw fails), recorded as the round's own.
+    save_file({k: torch.full_like(v, 1e30) for k, v in weights.items()}, weights_file)
+    metrics = finished.metrics | {"adapter_sha256": adapter_digest(finished.adapter_path)}
+    loop.store.db.write(lambda cur: cur.execute("UPDATE rounds SET metrics = ? WHERE id = ?", [json.dumps(metrics), 1]))
     loop.sampler.start()
     wait_queued(loop.sampler, 4)
     with pytest.raises(ValueError, match="round_001 could not sample pairs .*so base keeps serving"):
@@ -385,6 +391,36 @@ def test_a_take_from_a_full_queue_starts_no_one_prompt_batch(make_loop):
         loop.next_pair()
     wait_queued(loop.sampler, 8)
     assert loop.server.calls == [("pair-sampler", 4)] * 3
+
+
+@pytest.mark.parametrize("damage", ["bytes", "nan"])
+def test_damaged_weights_are_never_loaded_and_the_app_falls_back_saying_so(tiny_model_dir, tmp_path, damage):
+    store = Store(tmp_path / "loop.duckdb")
+    first = fake_round(store, tiny_model_dir, tmp_path / "one")
+    second = fake_round(store, tiny_model_dir, tmp_path / "two")
+    for round_ in store.rounds.list():  # as the runner records them when a round finishes
+        metrics = {"adapter_sha256": adapter_digest(round_.adapter_path)}
+        store.db.write(lambda cur, r=round_, m=metrics: cur.execute(
+            "UPDATE rounds SET metrics = ? WHERE id = ?", [json.dumps(m), r.id]))  # fmt: skip
+    store.rounds.set_serving(second)
+    weights_file = tmp_path / "two" / "adapter_model.safetensors"
+    if damage == "bytes":  # random bytes inside the tensors; the header stays intact, so it still loads
+        data = bytearray(weights_file.read_bytes())
+        data[-64:] = os.urandom(64)
+        weights_file.write_bytes(bytes(data))
+    else:  # NaN weights, in a round recorded before checksums were (only the finiteness check can tell)
+        save_file({k: torch.full_like(v, float("nan")) for k, v in load_file(weights_file).items()}, weights_file)
+        store.db.write(lambda cur: cur.execute("UPDATE rounds SET metrics = '{}' WHERE id = 2"))
+    server = PolicyServer(str(tiny_model_dir), device="cpu")
+    loop = Loop(store, server, PairSampler(store, server, depth=2))
+    notice = loop.restore_serving()
+    assert server.version == first, notice
+    expected = "its checksum differs" if damage == "bytes" else "not finite \\(NaN or inf\\)"
+    assert re.search(f"Could not load {second} .*{expected}.*serving {first} instead", notice), notice
+    with pytest.raises(ValueError, match=expected):
+        loop.serve(second)
+    assert server.version == first and store.rounds.get_serving() == second
+    store.close()
 
 
 def test_a_damaged_serving_adapter_falls_back_to_the_last_version_that_loads(tiny_model_dir, tmp_path):

@@ -9,6 +9,7 @@ import torch
 from conftest import label
 from safetensors.torch import load_file
 
+from models.adapters import adapter_digest
 from storage.labels import items_from_rows, trl_rows
 from training.config import DPOConfig
 from training.plan import INPUT_FILE, PROGRESS_FILE, REQUEST_FILE, read_job, staging_dir
@@ -41,6 +42,7 @@ def test_a_round_trains_in_a_child_process_from_a_rerunnable_folder(loop, tiny_m
     status = runner.status()
     assert status["state"] == "done" and served[0].version == "round_001", status
     assert served[0].adapter_path == str((tmp_path / "round_001" / "adapter").resolve()), "works from any folder"
+    assert served[0].metrics["adapter_sha256"] == adapter_digest(served[0].adapter_path), "checked when it loads"
     assert priorities == [0] or priorities == [CHILD_NICE]  # read before or after the child lowered it
     out = tmp_path / "round_001"
     assert {REQUEST_FILE, INPUT_FILE, PROGRESS_FILE, "log.txt", "adapter", "metrics.json"} <= {

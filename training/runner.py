@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from models import linear_layer_names
+from models.adapters import adapter_digest
 from storage import round_version
 from training.config import DPOConfig
 from training.gate import gate_record
@@ -305,6 +306,7 @@ class RoundRunner:
             metrics["gate"] = gate_record(metrics, config, earlier)  # kept in the store with the round
             ids = json.loads((out_dir / "judgements.json").read_text())
             adapter = (out_dir / "adapter").resolve()  # the store works from any folder the app starts in
+            metrics["adapter_sha256"] = adapter_digest(adapter)  # checked whenever the version loads
             battles = ids.get("battles", {}).get("train", [])  # rounds written before arena votes trained: none
             self.store.rounds.finish(round_id, str(adapter), metrics, ids["train"], ids["ratings"]["train"], battles)
             finished = self.store.rounds.get(round_id)
