@@ -6,7 +6,7 @@ import time
 
 import pytest
 import torch
-from conftest import label
+from conftest import REPO, label
 from safetensors.torch import load_file
 
 from models.adapters import adapter_digest
@@ -202,3 +202,60 @@ def test_on_a_cpu_the_round_pauses_while_the_sampler_samples(loop, tiny_model_di
         assert services.loop.sampler.while_sampling == services.rounds.paused, "the app wires it on a CPU"
     finally:
         services.close()
+
+
+def test_a_round_paused_when_the_app_dies_dies_with_it(tiny_model_dir, tmp_path):
+    """A paused (stopped) round cannot run its own orphan watch: the kernel ends it with the app. Rounds start
+    from gradio's worker threads, which come and go: a thread that ends must not take its round with it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    import psutil
+
+    app = textwrap.dedent(
+        f"""
+        import sys, threading, time
+        sys.path.insert(0, "tests")
+        from conftest import label
+        from labeling.loop import Loop
+        from labeling.sampler import PairSampler
+        from serving import PolicyServer, SamplingSettings
+        from storage import Store
+        from training.config import DPOConfig
+        from training.runner import RoundRunner
+
+        store = Store(":memory:")
+        store.add_prompts([f"Tell me about topic {{i}}." for i in range(12)], source="test")
+        server = PolicyServer({str(tiny_model_dir)!r}, device="cpu")
+        sampler = PairSampler(store, server, depth=3, seed=0)
+        sampler.set_settings(SamplingSettings(max_new_tokens=8))
+        label(Loop(store, server, sampler), 10)
+        runner = RoundRunner(store, {str(tiny_model_dir)!r}, {str(tmp_path)!r}, device="cpu")
+        worker = threading.Thread(target=runner.start, args=(DPOConfig(learning_rate=5e-3, epochs=200,
+                                  batch_size=1, min_pairs=4),))
+        worker.start()
+        worker.join()  # the thread that asked for the round has ended, as gradio's do
+        while not runner.status()["history"]:
+            time.sleep(0.2)
+        with runner.paused():
+            print(runner._proc.pid, flush=True)
+            time.sleep(600)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", app], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        child = psutil.Process(int(proc.stdout.readline()))
+        assert wait_until(lambda: child.status() == psutil.STATUS_STOPPED, 30), "paused, and alive"
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+
+    def gone() -> bool:
+        try:
+            return child.status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    assert wait_until(gone, 30), "the stopped round outlived the app"

@@ -162,6 +162,10 @@ def run_prepared(job: Path, nice: int = 0) -> int:
     _stop_when_orphaned(stop)
 
     from training import distributed
+    from training.runner import die_with_parent
+
+    if distributed.world().size > 1:  # a rank under torchrun: the app's SIGKILL on its death reached torchrun
+        die_with_parent()
     from training.plan import PROGRESS_FILE, read_job
     from training.trainer import RoundCancelled, TrainingError, run_round
 

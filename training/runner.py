@@ -16,6 +16,8 @@ cancelled or failed with a message that says so, and the previous policy keeps s
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import logging
 import os
@@ -26,6 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -159,7 +162,8 @@ class RoundRunner:
             try:
                 job = write_job(out_dir, plan, config, model=self.model, round_id=round_id, device=self.device)
                 log_file = open(job / LOG_FILE, "w")
-                proc = subprocess.Popen(
+                proc = _SPAWNER.submit(  # from a thread that lives as long as the app: see _SPAWNER
+                    subprocess.Popen,
                     round_command(job, processes),
                     cwd=REPO,
                     stdout=log_file,
@@ -167,7 +171,8 @@ class RoundRunner:
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,  # its own process group: cancel reaches every rank
                     env=os.environ | {"PYTHONUNBUFFERED": "1"},
-                )
+                    preexec_fn=functools.partial(die_with_parent, os.getpid()),
+                ).result()
                 log_file.close()
             except BaseException as err:
                 self.store.rounds.fail(round_id, f"Could not start the round's process: {err}")
@@ -329,6 +334,23 @@ class RoundRunner:
                 message += f" Its last output: {last_lines}"
         self.store.rounds.fail(round_id, message)
         status.update(state="failed", message=message)
+
+
+# The kernel sends a child its parent-death signal when the *thread* that forked it ends, so rounds are
+# started from this one thread, which ends only with the app (gradio's worker threads come and go).
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="round-spawner")
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """In a round's process: SIGKILL it when its parent dies (the app; torchrun for each rank). A round paused
+    (SIGSTOP) while the sampler samples cannot run its own orphan watch, and would otherwise stay stopped
+    forever. `parent`: the pid it must still have, else it ends now (the parent died before this ran)."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
 
 
 def _end_orphan(job: Path) -> None:
