@@ -29,7 +29,7 @@ from serving import DEFAULT_MAX_PROMPT_TOKENS, SamplingSettings, open_policy_ser
 from storage import BASE_VERSION, Round, Store, StoreError
 from storage.export import check_format
 from training.gate import failed
-from training.runner import RoundRunner
+from training.runner import RoundRunner, claim_runs_folder
 
 EXPORT_KINDS = {  # kind: its rows, as a message and the export choice say
     "pairs": "pairs (prompt / chosen / rejected, for DPO)",
@@ -204,19 +204,24 @@ class Services:
         if self.loop is not None:
             self.loop.sampler.stop()
         self.store.close()
+        if self.rounds.claim is not None:
+            self.rounds.claim.close()
 
 
 def open_services(config: ServiceConfig, serving: bool = True) -> Services:
     """Open everything and run start-up; raises StoreError / ModelLoadError / ValueError with what to do."""
     access = Access.from_file(config.users) if config.users else Access.open()  # before the model loads
     store = Store(config.db)
+    claim = None
     try:
+        claim = claim_runs_folder(Path(config.runs))  # before anything in it is cleaned up or written
         store.rounds.mark_interrupted()
         if store.count_prompts() == 0:
             store.add_prompts(starter_prompts(), source="starter")
         model = resolve_model(config.model, Path(config.model_cache))
         device = config.device or default_device()
         rounds = RoundRunner(store, model, Path(config.runs), device=device, processes=config.round_processes)
+        rounds.claim = claim
         rounds.clean_leftovers()  # rounds that were running are marked failed above: nothing will finish them
         services = Services(store, rounds, model, device, Path(config.exports), access=access)
         rounds.on_done = services.round_finished
@@ -225,6 +230,8 @@ def open_services(config: ServiceConfig, serving: bool = True) -> Services:
             services.arena = Arena.for_loop(services.loop)  # samples only while someone is in the arena
     except BaseException:
         store.close()
+        if claim is not None:
+            claim.close()
         raise
     return services
 

@@ -259,3 +259,56 @@ def test_a_round_paused_when_the_app_dies_dies_with_it(tiny_model_dir, tmp_path)
             return True
 
     assert wait_until(gone, 30), "the stopped round outlived the app"
+
+
+def test_a_second_app_on_the_same_runs_folder_is_refused_and_ends_nothing(tiny_model_dir, tmp_path):
+    import subprocess
+    import sys
+    import textwrap
+
+    runs = tmp_path / "runs"
+    job = runs / ".round_001.tmp"
+    job.mkdir(parents=True)
+    first_app = textwrap.dedent(
+        f"""
+        import subprocess, sys, time
+        from pathlib import Path
+        from training.runner import claim_runs_folder
+        claim = claim_runs_folder(Path({str(runs)!r}))
+        # its round, running (its command line names its folder, like a real one)
+        round_ = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", "--round-dir", {str(job)!r}])
+        Path({str(job / "pid")!r}).write_text(str(round_.pid))
+        print(round_.pid, flush=True)
+        time.sleep(600)
+        """
+    )
+    first = subprocess.Popen([sys.executable, "-c", first_app], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        round_pid = int(first.stdout.readline())
+        second = subprocess.run(
+            [sys.executable, "app.py", "--model", str(tiny_model_dir), "--db", str(tmp_path / "other.duckdb"),
+             "--runs", str(runs), "--no-browser"],
+            cwd=REPO, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert second.returncode != 0
+        assert f"The runs folder {runs} is in use by another running prefloop app (process {first.pid})" in (
+            second.stderr
+        ), second.stderr
+        assert "--runs pointing at another folder" in second.stderr and "Traceback" not in second.stderr
+        assert psutil_running(round_pid) and job.is_dir(), "the first app's round and its folder are untouched"
+    finally:
+        first.kill()
+        first.wait()
+        first.stdout.close()
+    from training.runner import claim_runs_folder
+
+    claim_runs_folder(runs).close()  # the lock went with the process that held it
+
+
+def psutil_running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return False

@@ -17,6 +17,7 @@ cancelled or failed with a message that says so, and the previous policy keeps s
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import functools
 import json
 import logging
@@ -43,6 +44,7 @@ from training.trainer import TrainingError
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 PID_FILE = "pid"  # in a round's staging folder: its process group
+CLAIM_FILE = ".app.lock"  # in the runs folder: held by the app using it (claim_runs_folder)
 CHILD_NICE = 10  # CPU priority of a round's process, below the app's sampler and web server
 CANCEL_GRACE_S = 10.0  # after SIGTERM, how long a round's process may take to stop before SIGKILL
 # The least share of the time a paused round still gets: when labelers take pairs as fast as the sampler makes
@@ -138,6 +140,7 @@ class RoundRunner:
         self._watcher: threading.Thread | None = None
         self._cancelled = threading.Event()
         self._status: dict = {"state": "idle", "history": [], "phases": {}, "message": "", "round": None}
+        self.claim = None  # the runs folder's lock file while this app holds it (claim_runs_folder)
         self._pause_lock = threading.Lock()
         self._pausers = 0
         self._paused_at = self._resumed_at = self._last_pause_s = 0.0
@@ -334,6 +337,33 @@ class RoundRunner:
                 message += f" Its last output: {last_lines}"
         self.store.rounds.fail(round_id, message)
         status.update(state="failed", message=message)
+
+
+class RunsFolderBusy(ValueError):
+    """Another running app holds the runs folder."""
+
+
+def claim_runs_folder(runs_dir: Path):
+    """Hold `runs_dir` for as long as the returned file stays open (the app's lifetime): a second app on the same
+    folder (with another database) would clean up, and end, the first one's running round. Raises RunsFolderBusy
+    with what to do. The lock goes with the process, however it ends."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(runs_dir / CLAIM_FILE, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip()
+        handle.close()
+        raise RunsFolderBusy(
+            f"The runs folder {runs_dir} is in use by another running prefloop app"
+            f"{f' (process {holder})' if holder else ''}. Stop that app, or start this one with --runs pointing "
+            "at another folder."
+        ) from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 # The kernel sends a child its parent-death signal when the *thread* that forked it ends, so rounds are
