@@ -32,9 +32,15 @@ def adapter_digest(path: str | os.PathLike) -> str:
 
 
 def check_adapter(path: str | os.PathLike, digest: str | None, version: str = "this round") -> None:
-    """Raise AdapterDamaged unless the files match `digest` (None: recorded before checksums were) and every
-    weight is finite. OSError when a file is missing."""
+    """Raise AdapterDamaged unless the files are there, match `digest` (None: recorded before checksums were)
+    and every weight is finite."""
     advice = "Serve another version from the Train tab, or train the round again."
+    missing = [name for name in CHECKED_FILES if not (Path(path) / name).is_file()]
+    if missing:
+        raise AdapterDamaged(
+            f"The adapter of {version} is missing from {path} (no {', '.join(missing)}): its folder was moved or "
+            f"deleted. Put it back where it was, or serve another version from the Train tab."
+        )
     if digest is not None and adapter_digest(path) != digest:
         raise AdapterDamaged(
             f"The adapter of {version} in {path} is not the one its round wrote (its checksum differs): it was "

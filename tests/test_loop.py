@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -393,7 +394,7 @@ def test_a_take_from_a_full_queue_starts_no_one_prompt_batch(make_loop):
     assert loop.server.calls == [("pair-sampler", 4)] * 3
 
 
-@pytest.mark.parametrize("damage", ["bytes", "nan"])
+@pytest.mark.parametrize("damage", ["bytes", "nan", "gone"])
 def test_damaged_weights_are_never_loaded_and_the_app_falls_back_saying_so(tiny_model_dir, tmp_path, damage):
     store = Store(tmp_path / "loop.duckdb")
     first = fake_round(store, tiny_model_dir, tmp_path / "one")
@@ -408,6 +409,8 @@ def test_damaged_weights_are_never_loaded_and_the_app_falls_back_saying_so(tiny_
         data = bytearray(weights_file.read_bytes())
         data[-64:] = os.urandom(64)
         weights_file.write_bytes(bytes(data))
+    elif damage == "gone":  # the round's folder was moved away
+        shutil.rmtree(tmp_path / "two")
     else:  # NaN weights, in a round recorded before checksums were (only the finiteness check can tell)
         save_file({k: torch.full_like(v, float("nan")) for k, v in load_file(weights_file).items()}, weights_file)
         store.db.write(lambda cur: cur.execute("UPDATE rounds SET metrics = '{}' WHERE id = 2"))
@@ -415,7 +418,11 @@ def test_damaged_weights_are_never_loaded_and_the_app_falls_back_saying_so(tiny_
     loop = Loop(store, server, PairSampler(store, server, depth=2))
     notice = loop.restore_serving()
     assert server.version == first, notice
-    expected = "its checksum differs" if damage == "bytes" else "not finite \\(NaN or inf\\)"
+    expected = {
+        "bytes": "its checksum differs",
+        "nan": "not finite \\(NaN or inf\\)",
+        "gone": "missing from .* its folder was moved or deleted",
+    }[damage]
     assert re.search(f"Could not load {second} .*{expected}.*serving {first} instead", notice), notice
     with pytest.raises(ValueError, match=expected):
         loop.serve(second)
