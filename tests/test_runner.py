@@ -312,3 +312,20 @@ def psutil_running(pid: int) -> bool:
         return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_round_whose_process_cannot_start_leaves_no_folder_and_says_so(loop, tiny_model_dir, tmp_path, monkeypatch):
+    import training.runner as runner_module
+
+    label(loop, 10)
+    runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, device="cpu")
+    # as when the Python the app runs on was removed or replaced under it
+    monkeypatch.setattr(runner_module, "round_command", lambda job, processes: [str(tmp_path / "no-python")])
+    with pytest.raises(TrainingError, match="Could not start the round's process: .*no-python"):
+        runner.start(QUICK)  # the Train tab shows TrainingError's message
+    status = runner.status()
+    assert status["state"] == "failed" and status["message"].startswith("Could not start the round's process"), status
+    assert "previous policy keeps serving" in status["message"]
+    assert list(tmp_path.iterdir()) == [], "no staging folder is left behind"
+    (failed,) = loop.store.rounds.list()
+    assert failed.status == "failed" and failed.error == status["message"]

@@ -38,7 +38,7 @@ from models.adapters import adapter_digest
 from storage import round_version
 from training.config import DPOConfig
 from training.gate import gate_record
-from training.plan import LOG_FILE, PROGRESS_FILE, plan_round, write_job
+from training.plan import LOG_FILE, PROGRESS_FILE, plan_round, staging_dir, write_job
 from training.trainer import TrainingError
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,12 @@ class RoundRunner:
                 ).result()
                 log_file.close()
             except BaseException as err:
-                self.store.rounds.fail(round_id, f"Could not start the round's process: {err}")
+                message = f"Could not start the round's process: {err}. The previous policy keeps serving."
+                shutil.rmtree(staging_dir(out_dir), ignore_errors=True)
+                self.store.rounds.fail(round_id, message)
+                self._status = {"state": "failed", "history": [], "phases": {}, "message": message, "round": round_id}
+                if isinstance(err, Exception):
+                    raise TrainingError(message) from err
                 raise
             self._cancelled.clear()
             (job / PID_FILE).write_text(str(proc.pid))  # so a later start can end it if this app dies first
