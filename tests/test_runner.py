@@ -89,6 +89,23 @@ def test_cancel_stops_the_process_by_signal_leaving_no_folder(loop, tiny_model_d
     assert not any(tmp_path.iterdir()), "no round folder, no staging folder"
 
 
+def test_a_round_stopped_from_outside_the_app_is_not_reported_as_cancelled(loop, tiny_model_dir, tmp_path):
+    import signal
+
+    label(loop, 10)
+    runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, device="cpu")
+    runner.start(LONG)
+    assert wait_until(lambda: runner.status()["history"], 180), runner.status()
+    os.kill(runner._proc.pid, signal.SIGTERM)  # a shutdown, `kill`, a job manager: not the Cancel button
+    runner.wait(120)
+    status = runner.status()
+    assert status["state"] == "failed", status
+    assert status["message"].startswith("The round's process was stopped by SIGTERM from outside the app")
+    assert "previous policy keeps serving" in status["message"]
+    (round_,) = loop.store.rounds.list()
+    assert round_.status == "failed" and round_.error == status["message"]
+
+
 def test_a_killed_round_leaves_the_previous_policy_serving_and_labelers_labeling(loop, tiny_model_dir, tmp_path):
     label(loop, 10)
     runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, on_done=lambda r: loop.serve(r.version))

@@ -157,8 +157,14 @@ def run_prepared(job: Path, nice: int = 0) -> int:
     if nice:
         os.nice(nice)
     stop = threading.Event()
+    heard: list[str] = []  # the signals that asked it to stop: the app's Cancel, or someone outside it
+
+    def on_signal(number, _frame) -> None:
+        heard.append(signal.Signals(number).name)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     _stop_when_orphaned(stop)
 
     from training import distributed
@@ -191,7 +197,7 @@ def run_prepared(job: Path, nice: int = 0) -> int:
         )
         return 0
     except RoundCancelled as err:
-        emit({"event": "cancelled", "message": str(err)})
+        emit({"event": "cancelled", "message": str(err), "signal": heard[0] if heard else None})
         return 3
     except (TrainingError, ValueError) as err:
         emit({"event": "failed", "message": str(err)})

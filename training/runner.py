@@ -329,10 +329,18 @@ class RoundRunner:
             return
         last_lines = _tail(job / LOG_FILE)
         shutil.rmtree(job, ignore_errors=True)
-        if self._cancelled.is_set() or (ended or {}).get("event") == "cancelled":
+        if self._cancelled.is_set():
             message = "Round cancelled; the previous policy keeps serving."
             self.store.rounds.fail(round_id, message, status="cancelled")
             status.update(state="cancelled", message=message)
+            return
+        if (ended or {}).get("event") == "cancelled":  # a stop nobody asked for in the app
+            message = (
+                f"The round's process was stopped by {ended.get('signal') or 'a signal'} from outside the app (a "
+                "shutdown, `kill`, or a job manager); the previous policy keeps serving. Start the round again."
+            )
+            self.store.rounds.fail(round_id, message)
+            status.update(state="failed", message=message)
             return
         if ended is not None:
             message = ended["message"]
