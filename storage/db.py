@@ -62,6 +62,11 @@ class Database:
                     return result
                 except duckdb.Error as err:
                     rollback_quietly(cur)
+                    if _is_io_failure(err):
+                        raise StoreError(
+                            f"Could not save to {self.path}: the disk is full or the file cannot grow "
+                            f"({str(err).splitlines()[0]}). Nothing was saved: free some disk space, then try again."
+                        ) from err
                     if attempt == WRITE_ATTEMPTS or not _is_write_conflict(err):
                         raise
                 except BaseException:
@@ -137,6 +142,14 @@ def _damaged(path: str, err: Exception) -> StoreError:
         f"{path} is damaged and cannot be read ({str(err).splitlines()[0]}); nothing was written to it. "
         "Restore it from a backup, or start the app with --db pointing at a new file name."
     )
+
+
+IO_FAILURES = ("could not write", "no space left", "file too large", "disk full", "read-only file system")
+
+
+def _is_io_failure(err: duckdb.Error) -> bool:
+    """The file could not be written (a full disk, a size limit), as opposed to a conflict or a bad statement."""
+    return isinstance(err, duckdb.IOException) or any(text in str(err).lower() for text in IO_FAILURES)
 
 
 def _is_write_conflict(err: duckdb.Error) -> bool:

@@ -191,6 +191,39 @@ def test_a_damaged_file_is_refused_at_start_up_and_left_as_it_was(tmp_path):
     assert path.read_bytes() == damaged and sorted(p.name for p in tmp_path.iterdir()) == ["loop.duckdb"]
 
 
+def test_a_full_disk_says_so_saves_nothing_half_and_the_store_works_once_there_is_room(tmp_path):
+    """A file size limit stands in for a full disk: DuckDB's write fails the same way, at commit."""
+    path = tmp_path / "loop.duckdb"
+    then = textwrap.dedent(
+        """
+        import resource, signal
+        gens = [store.add_generation(prompt, "base", t, {}) for t in ("maybe", "never")]
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        limit = os.path.getsize(sys.argv[1]) + 4096
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+        for attempt in (lambda: store.add_prompts(["x" * 500 + str(i) for i in range(20000)], source="big"),
+                        lambda: store.add_judgement(prompt, gens[0], gens[1], "right", "bob", "base")):
+            try:
+                attempt()
+            except Exception as err:
+                print(type(err).__name__, err, flush=True)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        store.add_judgement(prompt, gens[0], gens[1], "right", "bob", "base")  # room again: the vote saves
+        print("saved", flush=True)
+        """
+    )
+    proc = start_store_process(path, then.replace("\n", "\n        "))
+    out, _ = proc.communicate(timeout=300)
+    lines = out.splitlines()
+    assert lines[0] == "ok" and lines[-1] == "saved", out
+    for line in lines[1:3]:
+        assert line.startswith(f"StoreError Could not save to {path}: the disk is full or the file cannot grow"), out
+        assert line.endswith("Nothing was saved: free some disk space, then try again."), out
+    with Store(path) as store:
+        assert store.count_prompts() == 1, "the failed import left no prompt behind"
+        assert [j.labeler for j in store.list_judgements()] == ["ana", "bob"]
+
+
 def read_back(path: Path, fmt: str) -> Dataset:
     if fmt == "hf":
         return load_from_disk(str(path))
