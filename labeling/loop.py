@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 from pathlib import Path
 
 from access import labeler_name
@@ -24,6 +25,7 @@ from storage import BASE_VERSION, BOTH_BAD_CHOICES, PAIR_CHOICES, Store, StoreEr
 
 log = logging.getLogger(__name__)
 COMPARE_WAIT_S = 60.0  # how long Compare waits for the model before it says it is busy
+AFTER_VOTE_KEPT = 4096  # votes whose next pair is remembered, so a repeated vote gets the same one
 
 
 class Loop:
@@ -32,6 +34,8 @@ class Loop:
         self.rng = random.Random(seed)  # which pairs are second looks, and their sides
         self.notice: str | None = None  # what the UI should say about serving (a version that did not load)
         self._checked: set[str] = set()  # versions whose adapter passed `check_adapter` and loaded
+        self._after: dict[tuple[str, int], list] = {}  # vote -> [lock, the pair shown after it]
+        self._after_lock = threading.Lock()
 
     def restore_serving(self) -> str | None:
         """Serve the version the store records (after a restart). If its adapter does not load (gone, damaged),
@@ -83,6 +87,20 @@ class Loop:
                 )
                 return pair.swapped() if self.rng.random() < 0.5 else pair
         return self.sampler.take()
+
+    def next_pair_after(self, vote: tuple[str, int], labeler: str | None = None) -> Pair:
+        """The pair to show after `vote` (its kind and id, as `vote`'s caller knows them): one pair however often
+        the vote is repeated (a double click, a retried request), so a repeated vote takes no pair from the
+        queue that nobody will see. Waits while the first asker picks it."""
+        with self._after_lock:
+            entry = self._after.pop(vote, None) or [threading.Lock(), None]
+            self._after[vote] = entry  # newest last; the oldest are forgotten
+            while len(self._after) > AFTER_VOTE_KEPT:
+                self._after.pop(next(iter(self._after)))
+        with entry[0]:
+            if entry[1] is None:  # none yet, or picking it failed (nothing queued): try again
+                entry[1] = self.next_pair(labeler)
+            return entry[1]
 
     def vote(self, pair: Pair, choice: str, labeler: str) -> int:
         """Store a judgement on `pair` as it was shown (a second vote, for a second look); returns its id once it

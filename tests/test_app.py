@@ -317,6 +317,8 @@ def test_votes_fired_at_once_on_one_pair_store_one_judgement(tiny_model_dir, tmp
                     answers.append(err)
             saved = {a[0] for a in answers if isinstance(a, tuple)}
             assert len({a.split(" ")[2] for a in saved}) == 1, answers  # 'Saved vote #N ...': one id
+            shown_next = {(a[1], a[4], a[5]) for a in answers if isinstance(a, tuple)}  # prompt, left, right
+            assert len(shown_next) == 1, "a repeated vote gets the same next pair, not one nobody sees again"
         proc.kill()
         proc.wait()
         with Store(tmp_path / "loop.duckdb") as store:

@@ -98,10 +98,13 @@ def waiting(services: Services, tab: LabelTab, shown: dict | None) -> dict:
     return update
 
 
-def next_pair_after(services: Services, tab: LabelTab, raw: bool, done: dict, name: str) -> Iterator[dict]:
-    """`done` (what was saved) at once, then `name`'s next pair; if none can come, `done` and why not."""
+def next_pair_after(
+    services: Services, tab: LabelTab, raw: bool, done: dict, name: str, vote: tuple[str, int]
+) -> Iterator[dict]:
+    """`done` (what was saved) at once, then `name`'s next pair, the same one for a repeated `vote`; if none can
+    come, `done` and why not."""
     try:
-        yield done | show_pair(services, tab, services.loop.next_pair(name), raw)
+        yield done | show_pair(services, tab, services.loop.next_pair_after(vote, name), raw)
     except Exception as err:  # the vote is stored whatever happens to the next pair: say why there is none
         empty = {tab.prompt: "", tab.left_view: "", tab.right_view: "", tab.left: "", tab.right: ""}
         yield done | empty | {tab.pair: None, tab.pair_status: f"No next pair: {err}"}
@@ -147,7 +150,8 @@ def vote(
         tab.history: [*(history or []), [[judgement_id], pair_state]],
     }
     yield done | waiting(services, tab, pair_state)
-    yield from next_pair_after(services, tab, raw, done, name)
+    kind = "second look" if second_look else "vote"
+    yield from next_pair_after(services, tab, raw, done, name, (kind, judgement_id))
 
 
 def undo(
@@ -210,7 +214,7 @@ def save_edit(
         tab.edit_text: "",
     }
     yield done | waiting(services, tab, pair_state)
-    yield from next_pair_after(services, tab, raw, done, name)
+    yield from next_pair_after(services, tab, raw, done, name, ("edit", judgement_ids[0]))
 
 
 def rerender(tab: LabelTab, pair_state: dict | None, raw: bool) -> dict:
