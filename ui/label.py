@@ -328,6 +328,12 @@ def apply_settings(
     return "Sampling settings applied; new pairs use them."
 
 
+def current_sampling(services: Services) -> tuple[float, float, int]:
+    """The sampling settings new pairs use now (stored: they survive a restart), for the sliders on page load."""
+    settings = services.sampling()
+    return settings.temperature, settings.top_p, settings.max_new_tokens
+
+
 def queue_status(services: Services) -> str:
     """The sampler as labelers see it, refreshed by a timer: pairs ready, from which version, any error."""
     return views.queue_status(services.status())
@@ -378,6 +384,7 @@ def build(services: Services, demo: gr.Blocks) -> LabelTab:
     gr.Markdown(f"{LABEL_USE} {KEYS_HELP}", elem_id="keys-help")
     queue = gr.Markdown()
     sampling, apply_button = _sampling_settings(services)
+    demo.load(partial(current_sampling, services), None, list(sampling), api_name=False)  # kept across restarts
     new_prompt, prompt_status, add_button, import_group = _prompts(services)
     tab = LabelTab(
         pair=pair,
@@ -474,11 +481,10 @@ def _edit_panel() -> tuple[gr.Column, gr.Radio, gr.Textbox, gr.Button, gr.Button
 def _sampling_settings(services: Services) -> tuple[tuple[gr.Slider, gr.Slider, gr.Slider], gr.Button]:
     """The sampling accordion: its sliders, which the Compare tab uses as well, and its Apply button."""
     with gr.Accordion("Sampling settings", open=False):
-        # Each page load shows the settings new pairs sample with (kept in the store across restarts).
-        current = services.sampling
-        temperature = gr.Slider(0.05, 2.0, value=lambda: current().temperature, step=0.05, label="Temperature")
-        top_p = gr.Slider(0.05, 1.0, value=lambda: current().top_p, step=0.05, label="Top-p")
-        max_new_tokens = gr.Slider(8, 1024, value=lambda: current().max_new_tokens, step=8, label="Max new tokens")
+        now = current_sampling(services)  # as restored at start; each page load shows them anew
+        temperature = gr.Slider(0.05, 2.0, value=now[0], step=0.05, label="Temperature")
+        top_p = gr.Slider(0.05, 1.0, value=now[1], step=0.05, label="Top-p")
+        max_new_tokens = gr.Slider(8, 1024, value=now[2], step=8, label="Max new tokens")
         settings_status = gr.Markdown()
         apply_button = gr.Button("Apply to new pairs (admin)")
         apply_button.click(
