@@ -212,9 +212,11 @@ class Store:
     def count_prompts(self) -> int:
         return self.db.value("SELECT count(*) FROM prompts")
 
-    def list_prompts(self, limit: int | None = None) -> list[Prompt]:
-        """Prompts in the order they were added, at most `limit` of them."""
-        rows = self.db.read("SELECT id, text, source FROM prompts ORDER BY id LIMIT ?", [_limit(limit)])
+    def list_prompts(self, limit: int | None = None, held_out: bool = True) -> list[Prompt]:
+        """Prompts in the order they were added, at most `limit` of them; without the arena's held-out
+        (eval-only) ones unless `held_out`."""
+        where = "" if held_out else "WHERE NOT eval_only "
+        rows = self.db.read(f"SELECT id, text, source FROM prompts {where}ORDER BY id LIMIT ?", [_limit(limit)])
         return [Prompt(*row) for row in rows]
 
     def get_prompt(self, prompt_id: int) -> Prompt:

@@ -4,6 +4,8 @@ Every admin route refuses a labeler on the server and changes nothing; anonymous
 carry the login; export downloads need an admin's session.
 """
 
+import time
+
 import httpx
 import pytest
 
@@ -185,6 +187,34 @@ def test_a_labeler_may_pick_versions_and_see_arena_results(team_app):
     with pytest.raises(Exception, match="only the base: train a round first"):  # not an admin refusal
         labeler.predict(api_name="/arena_latest")
     assert labeler.predict(api_name="/arena_results")[0].startswith("**0 voted battles.**")
+
+
+def test_labelers_see_neither_held_out_prompts_nor_why_a_round_failed(team_app):
+    admin, _, _, url = team_app
+    labeler = gradio_client.Client(url, verbose=False, auth=LABELER)
+
+    def listed(client) -> list[str]:
+        choices = client.predict(api_name="/stored_prompts")["choices"]
+        return [c[0] if isinstance(c, (list, tuple)) else c for c in choices]
+
+    admin.predict(4, api_name="/arena_hold_out")
+    everything, labelers = listed(admin), listed(labeler)
+    assert len(everything) - len(labelers) == 4 and set(labelers) < set(everything), "the arena's test set is hidden"
+    admin.predict(api_name="/arena_give_back")
+    assert listed(labeler) == everything
+
+    # a round that fails in its process: no memory for even one pair
+    admin.predict(min_pairs=1, memory_budget_gib=1e-6, api_name="/start_round")
+    for _ in range(240):
+        progress = admin.predict(api_name="/round_status")[0]
+        if progress.startswith("**failed**"):
+            break
+        time.sleep(0.5)
+    assert "GiB are available for it" in progress, progress
+    progress, _, _, table, _, _ = labeler.predict(api_name="/round_status")
+    assert progress.startswith("**failed**") and "an admin can see why" in progress and "GiB" not in progress
+    assert [row[-1] for row in table["data"]] == ["failed (an admin can see why)"]
+    assert "GiB are available" in admin.predict(api_name="/round_status")[3]["data"][0][-1]
 
 
 def test_votes_in_duckdb_carry_the_login(team_app):

@@ -14,6 +14,8 @@ import gradio as gr
 from services import Services
 from serving import SamplingSettings
 from storage import BASE_VERSION, StoreError
+from ui import guard
+from ui.guard import bind
 
 STORED_PROMPTS_SHOWN = 500
 
@@ -27,8 +29,11 @@ class CompareTab:
 
 
 # -- handlers --------------------------------------------------------------------------------------------------
-def stored_prompts(services: Services) -> dict:
-    return gr.update(choices=[p.text for p in services.store.list_prompts(limit=STORED_PROMPTS_SHOWN)])
+def stored_prompts(services: Services, request: gr.Request) -> dict:
+    """The stored prompts to pick from; the arena's held-out ones only for admins (labelers must not see the
+    test set their votes are judged on)."""
+    shown = services.store.list_prompts(limit=STORED_PROMPTS_SHOWN, held_out=guard.is_admin(services, request))
+    return gr.update(choices=[p.text for p in shown])
 
 
 def pick_prompt(text: str | None) -> str | None:
@@ -74,7 +79,7 @@ def build(services: Services, tab_block: gr.Tab, settings: tuple[gr.Slider, gr.S
     tab = CompareTab(version_a=version_a, version_b=version_b, out_a=out_a, out_b=out_b)
 
     stored.change(pick_prompt, stored, prompt, api_name=False)
-    tab_block.select(partial(stored_prompts, services), None, stored, api_name="stored_prompts")
+    tab_block.select(bind(stored_prompts, services), None, stored, api_name="stored_prompts")
     generate.click(
         partial(compare, services, tab),
         [prompt, version_a, version_b, seed, *settings],

@@ -67,6 +67,11 @@ def require(services: Services, request: gr.Request | None, action: str) -> None
         raise gr.Error(str(err)) from err
 
 
+def is_admin(services: Services, request: gr.Request | None) -> bool:
+    """Whether the request's user is an admin (everyone is, with logins off): what a view may show."""
+    return services.access.role(user_of(request)) == "admin"
+
+
 def labeler(services: Services, request: gr.Request | None, typed: str | None = None) -> str:
     """The name a vote is stored under: the login when logins are on (the typed name is ignored)."""
     try:

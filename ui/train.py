@@ -22,7 +22,6 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import gradio as gr
@@ -208,11 +207,17 @@ def cancel_round(services: Services, request: gr.Request) -> str:
     return "Cancelling… the round stops at its next micro-batch."
 
 
-def round_status(services: Services, tab: TrainTab) -> dict:
-    """The running round (state, bar, plot), the rounds table, the serving version and the label counts."""
+def round_status(services: Services, tab: TrainTab, request: gr.Request) -> dict:
+    """The running round (state, bar, plot), the rounds table, the serving version and the label counts. Why a
+    round failed (errors, log lines, paths) is for admins: labelers see that it failed."""
     status = services.rounds.status()
+    table = views.round_rows(services.store.rounds.list())
+    if not guard.is_admin(services, request):
+        table = [row | {"error": "failed (an admin can see why)" if row["error"] else ""} for row in table]
+        if status["state"] == "failed":
+            status = status | {"message": "The last round did not finish; an admin can see why."}
     rows = views.plot_rows(status["history"])
-    rounds = pd.DataFrame(views.round_rows(services.store.rounds.list()), columns=list(views.ROUND_COLUMNS))
+    rounds = pd.DataFrame(table, columns=list(views.ROUND_COLUMNS))
     return {
         tab.progress: views.round_progress(status),
         tab.plot: gr.update(value=pd.DataFrame(rows, columns=["step", "value", "metric"]), visible=bool(rows)),
@@ -223,7 +228,7 @@ def round_status(services: Services, tab: TrainTab) -> dict:
     }
 
 
-def round_review(services: Services, tab: TrainTab, seen: str | None) -> dict:
+def round_review(services: Services, tab: TrainTab, seen: str | None, request: gr.Request) -> dict:
     """Diagnostics over rounds, the warnings about the newest round and, with review on, the round awaiting
     review against the serving version; a new candidate becomes the serve picker's choice (once, so a pick made
     meanwhile stays)."""
@@ -233,6 +238,7 @@ def round_review(services: Services, tab: TrainTab, seen: str | None) -> dict:
     candidate, serving = services.candidate(), services.status().serving
     failures = failed(next((r.metrics for r in rounds if r.version == candidate), {}))
     history = views.diagnostics_history(rounds, candidate)
+    candidate = candidate if guard.is_admin(services, request) else None  # the review is the admins' to do
     panel = views.review_markdown(candidate, serving, history, failures) if candidate else ""
     columns = ["version", "value", "metric"]
     picked = candidate and candidate != seen
@@ -392,7 +398,7 @@ def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab
     tab.review.input(bind(set_review, services), tab.review, message, api_name="set_review", concurrency_limit=1)
     gr.on(
         [gr.Timer(5.0).tick, demo.load],
-        partial(round_review, services, tab),
+        bind(round_review, services, tab),
         tab.seen_candidate,
         tab.review_outputs(),
         api_name="round_review",
@@ -400,7 +406,7 @@ def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab
     )
     gr.on(
         [gr.Timer(1.0).tick, demo.load],
-        partial(round_status, services, tab),
+        bind(round_status, services, tab),
         None,
         [progress, plot, no_plot, rounds, serving, label_summary],
         api_name="round_status",
