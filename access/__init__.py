@@ -15,9 +15,10 @@ back a version, import prompts, export, change sampling settings, edit the guide
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from access.throttle import LoginThrottle
 from access.users import MIN_PASSWORD, ROLES, User, UsersError, UsersFile
 
 ADMIN_ACTIONS = (
@@ -50,6 +51,7 @@ class AccessDenied(PermissionError):
 @dataclass(frozen=True)
 class Access:
     users: UsersFile | None = None  # None: logins off
+    throttle: LoginThrottle = field(default_factory=LoginThrottle, compare=False)
 
     @classmethod
     def open(cls) -> Access:
@@ -72,8 +74,22 @@ class Access:
     def logins(self) -> bool:
         return self.users is not None
 
-    def login(self, name: str, password: str) -> bool:
-        return self.users is not None and self.users.verify(name, password)
+    def login(self, name: str, password: str, address: str | None = None) -> bool:
+        """Whether `password` is `name`'s. While `name` or `address` has failed too often lately (LoginThrottle)
+        the answer is False at once, without hashing: wait and try again."""
+        if self.users is None:
+            return False
+        keys = [f"name:{name}"] + ([f"address:{address}"] if address else [])
+        if any(self.throttle.wait_s(key) > 0 for key in keys):
+            return False
+        ok = self.users.verify(name, password)
+        for key in keys:
+            (self.throttle.succeeded if ok else self.throttle.failed)(key)
+        return ok
+
+    def login_wait_s(self, address: str) -> float:
+        """Seconds until `address` may try to log in again (0: now)."""
+        return self.throttle.wait_s(f"address:{address}")
 
     def role(self, user: str | None) -> str | None:
         """`user`'s role now; with logins off everyone is an admin."""

@@ -177,3 +177,47 @@ def test_the_export_guard_judges_the_path_gradio_serves_not_the_one_asked_for():
     ):
         assert export in file_paths(route), route
     assert file_paths("/gradio_api/info") == set()
+
+
+def test_failed_logins_slow_down_after_a_few_and_a_success_forgets_them():
+    from access.throttle import FREE_FAILURES, LoginThrottle, delay_s
+
+    assert [delay_s(n) for n in range(FREE_FAILURES + 4)] == [0.0] * FREE_FAILURES + [1.0, 2.0, 4.0, 8.0]
+    assert delay_s(100) == 900.0
+    now = [0.0]
+    throttle = LoginThrottle(clock=lambda: now[0])
+    for _ in range(FREE_FAILURES):
+        assert throttle.wait_s("name:bob") == 0.0
+        throttle.failed("name:bob")
+    assert throttle.wait_s("name:bob") == 1.0 and throttle.wait_s("name:ada") == 0.0
+    now[0] += 1.0
+    throttle.failed("name:bob")
+    assert throttle.wait_s("name:bob") == 2.0
+    throttle.succeeded("name:bob")
+    assert throttle.wait_s("name:bob") == 0.0
+    for _ in range(FREE_FAILURES + 3):
+        throttle.failed("name:eve")
+    now[0] += 3601.0  # an hour later the old failures are forgotten
+    throttle.failed("name:eve")
+    assert throttle.wait_s("name:eve") == 0.0
+
+
+def test_a_throttled_login_is_refused_before_any_hash_is_computed(users, monkeypatch):
+    from access.throttle import FREE_FAILURES
+
+    hashed, verify = [], users.hasher.verify
+
+    class Counting:  # the real Argon2 hasher, counted
+        def verify(self, *args):
+            hashed.append(1)
+            return verify(*args)
+
+    monkeypatch.setattr(users, "hasher", Counting())
+    access = Access(users)
+    for _ in range(FREE_FAILURES):
+        assert not access.login("bob", "wrong password", "10.0.0.9")
+    assert len(hashed) == FREE_FAILURES
+    assert not access.login("bob", "battery staple", "10.0.0.7"), "bob's name waits, from any address"
+    assert not access.login("ada", "correct horse", "10.0.0.9"), "the address waits, for any name"
+    assert len(hashed) == FREE_FAILURES, "no hash while throttled"
+    assert access.login("ada", "correct horse", "10.0.0.8") and len(hashed) == FREE_FAILURES + 1

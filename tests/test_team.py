@@ -217,6 +217,22 @@ def test_labelers_see_neither_held_out_prompts_nor_why_a_round_failed(team_app):
     assert "GiB are available" in admin.predict(api_name="/round_status")[3]["data"][0][-1]
 
 
+def test_failed_logins_slow_down_and_a_success_forgets_them(team_app):
+    from access.throttle import FREE_FAILURES
+
+    _, _, _, url = team_app
+    right = {"username": LABELER[0], "password": LABELER[1]}
+    for _ in range(FREE_FAILURES):
+        assert httpx.post(f"{url}login", data=right | {"password": "not bob's password"}).status_code == 400
+    refused = httpx.post(f"{url}login", data=right)  # even the right password waits now
+    assert refused.status_code == 429 and "Too many failed logins from this address" in refused.json()["detail"]
+    assert refused.headers["Retry-After"] == "1"
+    time.sleep(1.1)
+    assert httpx.post(f"{url}login", data=right).status_code == 200
+    assert httpx.post(f"{url}login", data=right | {"password": "wrong"}).status_code == 400, "a fresh start"
+    assert httpx.post(f"{url}login", data=right).status_code == 200
+
+
 def test_votes_in_duckdb_carry_the_login(team_app):
     _, proc, work, _ = team_app
     proc.kill()

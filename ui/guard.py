@@ -10,6 +10,7 @@ Who may do what is decided by `access.Access`; this module only adapts it to gra
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import posixpath
@@ -27,6 +28,7 @@ from starlette.responses import JSONResponse
 from access import Access, AccessDenied
 from services import EXPORT_KINDS, Services
 
+CLIENT_ADDRESS: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_address", default=None)
 EXPORT_NAME = re.compile(rf"^({'|'.join(EXPORT_KINDS)})-\d{{8}}-\d{{6}}")  # as Services.export names them
 FILE_ROUTE = re.compile(r"/file[=/](?P<path>.+)$")
 
@@ -99,6 +101,14 @@ class AccessGuard:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and self.access.logins:
+            address = (scope.get("client") or ("", 0))[0]
+            CLIENT_ADDRESS.set(address)  # the login route runs in this context: its auth reads it
+            wait = self.access.login_wait_s(address) if scope.get("path", "").rstrip("/").endswith("/login") else 0
+            if wait > 0 and scope.get("method") == "POST":
+                message = f"Too many failed logins from this address: try again in {wait:.0f} s."
+                headers = {"Retry-After": str(max(1, round(wait)))}
+                await JSONResponse({"detail": message}, status_code=429, headers=headers)(scope, receive, send)
+                return
             refusal = self.refusal(scope)
             if refusal is not None:
                 status, message = refusal
@@ -147,7 +157,8 @@ def launch_options(services: Services) -> dict:
     if services.access.logins:
 
         async def login(name: str, password: str) -> bool:  # Argon2 takes ~0.1 s: off the event loop
-            return await anyio.to_thread.run_sync(services.access.login, name, password)
+            address = CLIENT_ADDRESS.get()
+            return await anyio.to_thread.run_sync(services.access.login, name, password, address)
 
         options |= {"auth": login, "auth_message": "prefloop: log in with the name and password an admin gave you."}
     return options
