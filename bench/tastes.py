@@ -144,6 +144,10 @@ CONFIGS = {  # names become adapter names, which may not contain dots
     "rpo-lr5e-4-ep3": dict(beta=0.1, learning_rate=5e-4, epochs=3, rpo_alpha=1.0),
     "rpo-lr1e-3-ep2": dict(beta=0.1, learning_rate=1e-3, epochs=2, rpo_alpha=1.0),
     "rpo-lr1e-3-ep3": dict(beta=0.1, learning_rate=1e-3, epochs=3, rpo_alpha=1.0),
+    "rpo-alpha02": dict(beta=0.05, learning_rate=1e-3, epochs=3, rpo_alpha=0.2),
+    "rpo-alpha05": dict(beta=0.05, learning_rate=1e-3, epochs=3, rpo_alpha=0.5),
+    "rpo-alpha05-lr2e-3": dict(beta=0.05, learning_rate=2e-3, epochs=3, rpo_alpha=0.5),
+    "dpop-5": dict(beta=0.05, learning_rate=1e-3, epochs=3, rpo_alpha=0.0, dpop_lambda=5.0),
 }
 
 

@@ -24,6 +24,21 @@ def test_sigmoid_loss_matches_the_paper_formula():
     assert chosen.item() == pytest.approx(0.5) and rejected.item() == pytest.approx(-0.25)
 
 
+def test_dpo_positive_penalizes_only_a_chosen_answer_that_lost_likelihood():
+    beta, lam = 0.5, 5.0
+    # the chosen answer 2 nats less likely than under the reference: the margin loses lam * 2
+    pc, pr, rc, rr = (torch.tensor([v]) for v in (-7.0, -9.0, -5.0, -5.5))
+    losses, chosen, _ = dpo_loss(pc, pr, rc, rr, beta=beta, dpop_lambda=lam)
+    delta = (-7.0 + 5.0) - (-9.0 + 5.5) - lam * 2.0
+    assert losses.item() == pytest.approx(-math.log(1 / (1 + math.exp(-beta * delta))), rel=1e-6)
+    assert chosen.item() == pytest.approx(-1.0), "the rewards stay DPO's"
+    # chosen above the reference: exactly DPO
+    pc = torch.tensor([-4.0])
+    assert torch.equal(dpo_loss(pc, pr, rc, rr, beta=beta, dpop_lambda=lam)[0], dpo_loss(pc, pr, rc, rr, beta=beta)[0])
+    with pytest.raises(ValueError, match="dpop_lambda works with loss_type 'sigmoid' or 'hinge'"):
+        dpo_loss(pc, pr, rc, rr, beta=beta, loss_type="ipo", dpop_lambda=lam, chosen_lengths=pc, rejected_lengths=pc)
+
+
 def test_label_smoothing_mixes_both_directions():
     pc, pr, rc, rr = (torch.tensor([v]) for v in (-1.0, -3.0, -2.0, -2.0))
     plain, _, _ = dpo_loss(pc, pr, rc, rr, beta=1.0)

@@ -67,6 +67,13 @@ class DPOConfig:
             "no pairs and ignores it."
         },
     )
+    dpop_lambda: float = field(
+        default=0.0,
+        metadata={
+            "help": "DPO-Positive (Pal et al. 2024): weight of a penalty, inside the DPO margin, on the chosen answer "
+            "becoming less likely than under the reference; another guard against likelihood displacement. 0: off."
+        },
+    )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA path."})
@@ -197,6 +204,14 @@ class DPOConfig:
         )
         _check(
             math.isfinite(self.rpo_alpha) and self.rpo_alpha >= 0, f"rpo_alpha must be >= 0, got {self.rpo_alpha}"
+        )
+        _check(
+            math.isfinite(self.dpop_lambda) and self.dpop_lambda >= 0,
+            f"dpop_lambda must be >= 0, got {self.dpop_lambda}",
+        )
+        _check(
+            self.dpop_lambda == 0 or self.loss_type in ("sigmoid", "hinge"),
+            f"dpop_lambda applies to loss_type 'sigmoid' or 'hinge'; set it to 0 for {self.loss_type!r}",
         )
         _check(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         _check(0 <= self.heldout_fraction < 1, f"heldout_fraction must be in [0, 1), got {self.heldout_fraction}")

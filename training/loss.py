@@ -1,7 +1,8 @@
 """DPO-family losses as pure functions over per-sequence log-probabilities.
 
 Rafailov et al. 2023, "Direct Preference Optimization" (eq. 7); IPO: Azar et al. 2023 (eq. 17);
-conservative DPO (label smoothing): Mitchell 2023, "A note on DPO with noisy preferences".
+conservative DPO (label smoothing): Mitchell 2023, "A note on DPO with noisy preferences"; DPO-Positive (DPOP):
+Pal et al. 2024, "Smaug: Fixing Failure Modes of Preference Optimisation with DPO-Positive" (eq. 3).
 """
 
 from __future__ import annotations
@@ -20,17 +21,24 @@ def dpo_loss(
     label_smoothing: float = 0.0,
     chosen_lengths: torch.Tensor | None = None,
     rejected_lengths: torch.Tensor | None = None,
+    dpop_lambda: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pair loss and implicit rewards.
 
     All inputs have shape (batch,): log π(y|x) summed over completion tokens. IPO normalizes the
     log-ratios by completion length, so it needs `chosen_lengths` / `rejected_lengths` (batch,).
+    dpop_lambda = λ > 0 (sigmoid and hinge): DPO-Positive, which subtracts λ·max(0, log π_ref(y_w) − log π(y_w))
+    from the margin, so the loss rises as soon as the chosen answer becomes less likely than under the reference.
     Returns (losses, chosen_rewards, rejected_rewards), each (batch,); rewards are
     β·(log π − log π_ref), detached.
     """
     chosen_logratios = policy_chosen_logps - ref_chosen_logps
     rejected_logratios = policy_rejected_logps - ref_rejected_logps
     delta = chosen_logratios - rejected_logratios
+    if dpop_lambda:
+        if loss_type == "ipo":
+            raise ValueError("dpop_lambda works with loss_type 'sigmoid' or 'hinge', not 'ipo'")
+        delta = delta - dpop_lambda * torch.relu(-chosen_logratios)
     if loss_type == "sigmoid":
         # label_smoothing = ε: the label is flipped with probability ε (conservative DPO).
         losses = -F.logsigmoid(beta * delta) * (1 - label_smoothing) - F.logsigmoid(-beta * delta) * label_smoothing

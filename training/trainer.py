@@ -562,6 +562,7 @@ def _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_st
                 label_smoothing=config.label_smoothing,
                 chosen_lengths=lengths[: len(idx)],
                 rejected_lengths=lengths[len(idx) :],
+                dpop_lambda=config.dpop_lambda,
             )
             if config.rpo_alpha:  # RPO: NLL per token of the chosen answers (TRL's rpo_alpha)
                 loss = loss - config.rpo_alpha * logps[: len(idx)] / lengths[: len(idx)].clamp(min=1)
