@@ -96,6 +96,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Users file (create it with: python -m access --users FILE add NAME --role admin): logins on, "
         "labelers label, admins also train, serve, import, export and manage users. Without it: no logins",
     )
+    parser.add_argument(
+        "--session-hours",
+        type=float,
+        default=12.0,
+        help="With --users: a login lasts this long; a password reset or role change ends it at once",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on; 0.0.0.0 opens it to the network")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--no-browser", action="store_true", help="Do not open a browser tab")

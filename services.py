@@ -58,12 +58,15 @@ class ServiceConfig:
     round_processes: int | None = None  # processes per round; None: one per GPU, else 1
     max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS  # longer prompts are refused when typed, cut when sampled
     users: str | None = None  # a users file (python -m access): logins on; None: no logins, everyone is admin
+    session_hours: float = 12.0  # with logins, a session ends this long after its login
 
     def __post_init__(self) -> None:
         if self.queue_depth < 1 or self.sample_batch < 1:
             raise ValueError(f"queue_depth and sample_batch must be >= 1, got {self.queue_depth}, {self.sample_batch}")
         if self.max_prompt_tokens < 1:
             raise ValueError(f"max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
+        if not self.session_hours > 0:
+            raise ValueError(f"session_hours must be > 0, got {self.session_hours}")
         if self.round_processes is not None and self.round_processes < 1:
             raise ValueError(f"round_processes must be >= 1, got {self.round_processes}")
 
@@ -210,7 +213,8 @@ class Services:
 
 def open_services(config: ServiceConfig, serving: bool = True) -> Services:
     """Open everything and run start-up; raises StoreError / ModelLoadError / ValueError with what to do."""
-    access = Access.from_file(config.users) if config.users else Access.open()  # before the model loads
+    # before the model loads
+    access = Access.from_file(config.users, session_hours=config.session_hours) if config.users else Access.open()
     store = Store(config.db)
     claim = None
     try:

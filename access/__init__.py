@@ -52,13 +52,14 @@ class AccessDenied(PermissionError):
 class Access:
     users: UsersFile | None = None  # None: logins off
     throttle: LoginThrottle = field(default_factory=LoginThrottle, compare=False)
+    session_hours: float = 12.0  # a login lasts this long (logins on)
 
     @classmethod
     def open(cls) -> Access:
         return cls(None)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> Access:
+    def from_file(cls, path: str | Path, session_hours: float = 12.0) -> Access:
         """Logins on, from `path`, which must name at least one admin (else nobody could run a round)."""
         users = UsersFile(path)
         if not users.exists():
@@ -68,7 +69,7 @@ class Access:
             )
         if not users.admins():
             raise UsersError(f"{path} names no admin. Make one: python -m access --users {path} role NAME admin")
-        return cls(users)
+        return cls(users, session_hours=session_hours)
 
     @property
     def logins(self) -> bool:
@@ -86,6 +87,16 @@ class Access:
         for key in keys:
             (self.throttle.succeeded if ok else self.throttle.failed)(key)
         return ok
+
+    def session_ended(self, user: str, logged_in_at: float, now: float) -> str | None:
+        """Why the session `user` started at `logged_in_at` (epoch seconds) is over by `now`, or None: it ran
+        `session_hours`, or the user's password or role changed since."""
+        if now - logged_in_at > self.session_hours * 3600:
+            return f"Your session ended after {self.session_hours:g} hours: log in again."
+        changed = self.users.changed_at(user) if self.users is not None else None
+        if changed is not None and changed >= logged_in_at:
+            return "Your password or role changed since you logged in: log in again."
+        return None
 
     def login_wait_s(self, address: str) -> float:
         """Seconds until `address` may try to log in again (0: now)."""

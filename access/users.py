@@ -124,6 +124,12 @@ class UsersFile:
             entry = self._refresh().get(name)
         return entry["role"] if entry else None
 
+    def changed_at(self, name: str) -> float | None:
+        """When `name`'s password or role last changed (epoch seconds), or None (never, or no such user)."""
+        with self._lock:
+            entry = self._refresh().get(name)
+        return entry.get("credentials_changed") if entry else None
+
     def admins(self) -> list[str]:
         return [user.name for user in self.users() if user.role == "admin"]
 
@@ -152,7 +158,8 @@ class UsersFile:
 
     def set_password(self, name: str, password: str) -> None:
         check_password(password)
-        self._change(name, lambda entry: entry | {"hash": self.hasher.hash(password)})
+        new_hash = self.hasher.hash(password)
+        self._change(name, lambda entry: entry | {"hash": new_hash, "credentials_changed": time.time()})
 
     def set_role(self, name: str, role: str) -> None:
         check_role(role)
@@ -160,7 +167,8 @@ class UsersFile:
             users = self._refresh()
             if name in users and role != "admin" and self._last_admin(users, name):
                 raise UsersError(f"{name!r} is the last admin: make another user admin first.")
-        self._change(name, lambda entry: entry | {"role": role})
+        changed = {"credentials_changed": time.time()}
+        self._change(name, lambda entry: entry | {"role": role} | (changed if entry["role"] != role else {}))
 
     def remove(self, name: str) -> None:
         with self._lock:

@@ -5,6 +5,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 from argon2 import PasswordHasher
@@ -221,3 +222,19 @@ def test_a_throttled_login_is_refused_before_any_hash_is_computed(users, monkeyp
     assert not access.login("ada", "correct horse", "10.0.0.9"), "the address waits, for any name"
     assert len(hashed) == FREE_FAILURES, "no hash while throttled"
     assert access.login("ada", "correct horse", "10.0.0.8") and len(hashed) == FREE_FAILURES + 1
+
+
+def test_a_session_ends_when_the_password_or_role_changes_or_after_its_hours(users):
+    access = Access(users, session_hours=2.0)
+    before = time.time() - 1
+    assert access.session_ended("bob", before, time.time()) is None
+    users.set_password("bob", "a new staple")
+    assert "password or role changed" in access.session_ended("bob", before, time.time())
+    after = time.time() + 0.001
+    assert access.session_ended("bob", after, after) is None, "a login after the change stands"
+    users.set_role("ada", "admin")  # no change: sessions stand
+    assert access.session_ended("ada", before, time.time()) is None
+    users.set_role("bob", "admin")
+    assert "password or role changed" in access.session_ended("bob", after, time.time())
+    ended = access.session_ended("ada", before, before + 2 * 3600 + 1)
+    assert ended == "Your session ended after 2 hours: log in again."

@@ -173,8 +173,14 @@ def test_an_admin_manages_users_from_the_team_tab(team_app):
     with pytest.raises(Exception, match="at least 8"):
         admin.predict("carol", "short", api_name="/reset_password")
     admin.predict("carol", "carol's new passphrase", api_name="/reset_password")
+    ended = httpx.get(f"{url}gradio_api/info", cookies=carol.cookies)  # her session from before the reset
+    assert ended.status_code == 401 and "password or role changed" in ended.json()["detail"]
     with pytest.raises(Exception):  # noqa: B017
         gradio_client.Client(url, verbose=False, auth=("carol", "carol passphrase"))
+    carol = gradio_client.Client(url, verbose=False, auth=("carol", "carol's new passphrase"))
+    assert carol.predict(api_name="/next_pair")[0].startswith(PROMPT)
+    admin.predict("carol", "admin", api_name="/set_role")
+    assert httpx.get(f"{url}gradio_api/info", cookies=carol.cookies).status_code == 401, "a role change ends it too"
     carol = gradio_client.Client(url, verbose=False, auth=("carol", "carol's new passphrase"))
     admin.predict("carol", api_name="/remove_user")
     with pytest.raises(Exception):  # noqa: B017 (logged out at her next request)

@@ -15,6 +15,7 @@ import functools
 import inspect
 import posixpath
 import re
+import time
 import typing
 from pathlib import Path
 from urllib.parse import unquote
@@ -89,6 +90,7 @@ class AccessGuard:
 
     def __init__(self, app, access: Access, exports_dir: Path):
         self.app, self.access, self.exports_dir = app, access, exports_dir.resolve()
+        self.logged_in: dict[str, float] = {}  # session token -> when its login succeeded (epoch seconds)
 
     def is_export(self, path: str) -> bool:
         target = Path(path)
@@ -114,7 +116,22 @@ class AccessGuard:
                 status, message = refusal
                 await JSONResponse({"detail": message}, status_code=status)(scope, receive, send)
                 return
+            if scope.get("method") == "POST" and scope.get("path", "").rstrip("/").endswith("/login"):
+                send = self.noting_logins(send)
         await self.app(scope, receive, send)
+
+    def noting_logins(self, send):
+        """`send`, noting the session token a successful login sets, and when."""
+
+        async def noting(message):
+            if message["type"] == "http.response.start":
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"set-cookie" and value.startswith(b"access-token-"):
+                        token = value.split(b";", 1)[0].split(b"=", 1)[1].decode()
+                        self.logged_in[token] = time.time()
+            await send(message)
+
+        return noting
 
     def refusal(self, scope) -> tuple[int, str] | None:
         app = scope.get("app")
@@ -126,6 +143,13 @@ class AccessGuard:
         if user is not None and role is None:  # removed from the users file since logging in
             tokens.pop(token, None)
             return 401, f"User {user!r} no longer exists: ask an admin for a login."
+        if user is not None:
+            now = time.time()
+            ended = self.access.session_ended(user, self.logged_in.setdefault(token, now), now)
+            if ended:
+                tokens.pop(token, None)
+                self.logged_in.pop(token, None)
+                return 401, ended
         if role != "admin" and any(self.is_export(path) for path in file_paths(scope.get("path", ""))):
             return 403, "Export downloads need an admin's login: log in as an admin and export again."
         return None
