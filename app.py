@@ -102,6 +102,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=12.0,
         help="With --users: a login lasts this long; a password reset or role change ends it at once",
     )
+    parser.add_argument(
+        "--allowed-origins",
+        nargs="*",
+        default=[],
+        help="Web origins besides the app's own that may use it, e.g. https://prefloop.example.org behind a TLS "
+        "reverse proxy; requests from any other site's pages get 403",
+    )
+    parser.add_argument(
+        "--allowed-hosts",
+        nargs="*",
+        default=[],
+        help="Names (besides IP addresses and localhost) the app answers to in the Host header; the hosts of "
+        "--allowed-origins are added. Other names get 403 (DNS rebinding)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on; 0.0.0.0 opens it to the network")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--no-browser", action="store_true", help="Do not open a browser tab")
@@ -128,7 +142,7 @@ def main(args: argparse.Namespace) -> None:
             head=KEYS_JS,
             css=CSS,
             show_error=True,
-            **launch_options(services),  # logins, the export-download guard, the exports folder
+            **launch_options(services, args.allowed_origins, args.allowed_hosts),  # origins, logins, exports
         )
     except KeyboardInterrupt:
         pass

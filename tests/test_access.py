@@ -238,3 +238,20 @@ def test_a_session_ends_when_the_password_or_role_changes_or_after_its_hours(use
     assert "password or role changed" in access.session_ended("bob", after, time.time())
     ended = access.session_ended("ada", before, before + 2 * 3600 + 1)
     assert ended == "Your session ended after 2 hours: log in again."
+
+
+def test_hosts_and_origins_other_than_the_apps_own_are_refused():
+    pytest.importorskip("gradio")
+    from ui.guard import host_name, refuse_origin
+
+    assert [host_name(h) for h in ("127.0.0.1:7860", "[::1]:7860", "::1", "Box.Local:80", "localhost")] == [
+        "127.0.0.1", "::1", "::1", "box.local", "localhost"
+    ]  # fmt: skip
+    ok = dict(hosts={"prefloop.example.org"}, origins={"https://prefloop.example.org"})
+    for host in ("127.0.0.1:7860", "192.168.1.20:7860", "[::1]:7860", "localhost:7860", "prefloop.example.org"):
+        assert refuse_origin(host, None, **ok) is None, host
+    assert "does not answer to the name 'evil.example'" in refuse_origin("evil.example:7860", None, **ok)
+    assert refuse_origin("192.168.1.20:7860", "http://192.168.1.20:7860", **ok) is None, "its own page"
+    assert refuse_origin("127.0.0.1:7860", "https://prefloop.example.org", **ok) is None, "behind a proxy"
+    for origin in ("http://evil.example", "null", "http://127.0.0.1:9999"):
+        assert "--allowed-origins" in refuse_origin("127.0.0.1:7860", origin, **ok), origin

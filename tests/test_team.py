@@ -239,6 +239,17 @@ def test_failed_logins_slow_down_and_a_success_forgets_them(team_app):
     assert httpx.post(f"{url}login", data=right).status_code == 200
 
 
+def test_an_admins_session_used_from_another_site_is_refused(team_app):
+    admin, _, _, url = team_app
+    body = {"data": ["A prompt another site slipped in."]}
+    for origin in ("http://evil.example", "null"):
+        refused = httpx.post(f"{url}gradio_api/call/add_prompt", json=body, cookies=admin.cookies,
+                             headers={"Origin": origin})  # fmt: skip
+        assert refused.status_code == 403 and "--allowed-origins" in refused.json()["detail"], origin
+    listed = admin.predict(api_name="/stored_prompts")["choices"]
+    assert body["data"][0] not in [c[0] if isinstance(c, (list, tuple)) else c for c in listed]
+
+
 def test_votes_in_duckdb_carry_the_login(team_app):
     _, proc, work, _ = team_app
     proc.kill()

@@ -13,15 +13,18 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
+import ipaddress
 import posixpath
 import re
 import time
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import anyio
 import gradio as gr
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse
@@ -171,12 +174,81 @@ def file_paths(route: str) -> set[str]:
     return found
 
 
-def launch_options(services: Services) -> dict:
-    """`demo.launch` keywords for access: the guard always, a login page when logins are on."""
+class OriginGuard:
+    """ASGI middleware, logins on or off: a request whose Host is not this app's (DNS rebinding: a page on
+    evil.example whose name now points at this machine) or whose Origin is another site's (a page on another site
+    using the visitor's session, cross-site request forgery) gets 403 before anything runs. Hosts: IP addresses,
+    localhost, and `allowed_hosts` (with the hosts of `allowed_origins`). Origins: the app's own (the Host it was
+    reached on) and `allowed_origins` (e.g. https://prefloop.example.org behind a TLS reverse proxy). Requests
+    without an Origin (API clients, the browser's own navigation) pass."""
+
+    def __init__(self, app, allowed_origins: Sequence[str] = (), allowed_hosts: Sequence[str] = ()):
+        self.app = app
+        self.origins = {o.rstrip("/").lower() for o in allowed_origins}
+        self.hosts = {h.lower() for h in allowed_hosts} | {urlsplit(o).hostname or "" for o in self.origins}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            headers = Headers(scope=scope)
+            refusal = refuse_origin(headers.get("host", ""), headers.get("origin"), self.hosts, self.origins)
+            if refusal is not None:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                await JSONResponse({"detail": refusal}, status_code=403)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def refuse_origin(host: str, origin: str | None, hosts: set[str], origins: set[str]) -> str | None:
+    """Why a request with these Host and Origin headers is refused (see OriginGuard), or None."""
+    name = host_name(host)
+    if not (name == "localhost" or is_ip_address(name) or name in hosts):
+        return (
+            f"This app does not answer to the name {name!r}. Reach it by its IP address, or start it with "
+            f"--allowed-hosts {name} (or --allowed-origins with that name's URL)."
+        )
+    if origin is None:
+        return None
+    origin = origin.rstrip("/").lower()
+    if origin in origins or origin in (f"http://{host.lower()}", f"https://{host.lower()}"):
+        return None
+    return (
+        f"Requests from the page {origin!r} are not allowed: use the app from its own address, or start it with "
+        f"--allowed-origins {origin}."
+    )
+
+
+def host_name(host: str) -> str:
+    """The name in a Host header, without its port ('[::1]:7860' -> '::1')."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+def launch_options(
+    services: Services, allowed_origins: Sequence[str] = (), allowed_hosts: Sequence[str] = ()
+) -> dict:
+    """`demo.launch` keywords for access: the origin and host guard and the export guard always, a login page
+    when logins are on."""
     exports = services.exports_dir.resolve()
     options = {
         "allowed_paths": [str(exports)],  # exports may live outside the working folder
-        "app_kwargs": {"middleware": [Middleware(AccessGuard, access=services.access, exports_dir=exports)]},
+        "app_kwargs": {
+            "middleware": [
+                Middleware(OriginGuard, allowed_origins=allowed_origins, allowed_hosts=allowed_hosts),
+                Middleware(AccessGuard, access=services.access, exports_dir=exports),
+            ]
+        },
     }
     if services.access.logins:
 
