@@ -103,6 +103,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="With --users: a login lasts this long; a password reset or role change ends it at once",
     )
     parser.add_argument(
+        "--max-upload-mb",
+        type=positive_int,
+        default=100,
+        help="Largest file anyone may upload (a prompts file to import), in MB; larger ones are refused",
+    )
+    parser.add_argument(
         "--allowed-origins",
         nargs="*",
         default=[],
@@ -142,6 +148,7 @@ def main(args: argparse.Namespace) -> None:
             head=KEYS_JS,
             css=CSS,
             show_error=True,
+            max_file_size=f"{args.max_upload_mb}mb",  # larger uploads get 413 before they are stored
             **launch_options(services, args.allowed_origins, args.allowed_hosts),  # origins, logins, exports
         )
     except KeyboardInterrupt:

@@ -78,7 +78,7 @@ def team_app(tiny_model_dir, tmp_path_factory):
     users = UsersFile(work / "users.json", hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     users.add(*ADMIN, role="admin")
     users.add(*LABELER, role="labeler")
-    args = ("--users", str(users.path), "--host", "0.0.0.0")
+    args = ("--users", str(users.path), "--host", "0.0.0.0", "--max-upload-mb", "1")
     for admin, proc in launch(tiny_model_dir, work, args=args, auth=ADMIN):
         admin.predict(0.8, 0.95, 8, api_name="/apply_settings")
         yield admin, proc, work, admin.src
@@ -248,6 +248,20 @@ def test_an_admins_session_used_from_another_site_is_refused(team_app):
         assert refused.status_code == 403 and "--allowed-origins" in refused.json()["detail"], origin
     listed = admin.predict(api_name="/stored_prompts")["choices"]
     assert body["data"][0] not in [c[0] if isinstance(c, (list, tuple)) else c for c in listed]
+
+
+def test_uploads_are_capped(team_app):
+    _, _, work, url = team_app
+    labeler = gradio_client.Client(url, verbose=False, auth=LABELER)
+    big = work / "big.txt"
+    big.write_bytes(b"a prompt\n" * 250_000)  # 2.25 MB, over --max-upload-mb 1
+    with big.open("rb") as f:
+        refused = httpx.post(f"{url}gradio_api/upload", files={"files": f}, cookies=labeler.cookies)
+    assert refused.status_code == 413, refused.text
+    small = work / "small.txt"
+    small.write_bytes(b"a prompt\n" * 1000)
+    with small.open("rb") as f:
+        assert httpx.post(f"{url}gradio_api/upload", files={"files": f}, cookies=labeler.cookies).status_code == 200
 
 
 def test_votes_in_duckdb_carry_the_login(team_app):

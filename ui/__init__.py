@@ -78,7 +78,8 @@ def who_is_here(
 
 
 def build_demo(services: Services) -> gr.Blocks:
-    with gr.Blocks(title="prefloop") as demo:
+    # Uploads and files handed out go to gradio's cache: each hour, those older than a day are deleted.
+    with gr.Blocks(title="prefloop", delete_cache=(3600, 86400)) as demo:
         gr.Markdown(
             f"# prefloop\nModel `{services.model}` on **{services.device}** · training: **{services.training_mode()}**"
         )
