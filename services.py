@@ -201,6 +201,8 @@ class Services:
 
     def close(self) -> None:
         self.rounds.cancel()
+        if self.loop is not None:  # a batch in flight ends at its next token instead of running to its end
+            getattr(self.loop.server, "interrupt", lambda: None)()
         self.rounds.wait(timeout=30)
         if self.arena is not None:
             self.arena.close()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from access import labeler_name
 from labeling.sampler import next_batch_prompts
-from serving import SamplingSettings
+from serving import ModelInterrupted, SamplingSettings
 from storage import BASE_VERSION, ArenaBattle
 
 if TYPE_CHECKING:  # evaluation imports scikit-learn (~2 s): loaded only when results are asked for
@@ -205,6 +205,8 @@ class ArenaSampler:
             try:
                 ready = self._sample(key, n, exclude=busy)
                 error = None if ready else NO_PROMPTS
+            except ModelInterrupted:  # the app is stopping
+                return
             except Exception as err:  # keep the app serving; the arena shows the error
                 log.exception("arena sampling failed")
                 ready, error = [], f"Arena sampling failed: {err}"

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 
-from serving import PolicyServer, SamplingSettings
+from serving import ModelInterrupted, PolicyServer, SamplingSettings
 
 log = logging.getLogger(__name__)
 
@@ -234,6 +234,8 @@ class PairSampler:
             error = None
             try:
                 pairs = self._sample(n_prompts, exclude=busy)
+            except ModelInterrupted:  # the app is stopping
+                return
             except Exception as err:  # keep serving labelers; show the error in the UI
                 log.exception("sampling failed")
                 pairs, error = [], f"Sampling failed: {err}"

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from models import cpu_has_native_bf16
-from serving.errors import ModelBusy
+from serving.errors import ModelBusy, ModelInterrupted
 from serving.onnx_backend import OnnxPolicyServer
 from serving.sampling import NucleusSampler, SamplingSettings, chat_text
 from serving.torch_backend import (
@@ -34,6 +34,7 @@ __all__ = [
     "DEFAULT_BATCH_ROWS",
     "DEFAULT_MAX_PROMPT_TOKENS",
     "ModelBusy",
+    "ModelInterrupted",
     "SERVER_BACKENDS",
     "GenerationWorker",
     "NucleusSampler",

@@ -10,6 +10,10 @@ class ModelBusy(TimeoutError):
     """The model did not become free within the time a request allows; the message says to try again."""
 
 
+class ModelInterrupted(RuntimeError):
+    """The app is stopping (`interrupt`): the batch in flight ended early and nothing more is generated."""
+
+
 @contextmanager
 def held(lock, wait_s: float | None) -> Iterator[None]:
     """Hold `lock` (the model's), waiting at most `wait_s` seconds for it (None: as long as it takes)."""

@@ -38,7 +38,7 @@ import torch
 
 from models import load_tokenizer
 from models.chat import prompt_ids
-from serving.errors import held
+from serving.errors import ModelInterrupted, held
 from serving.sampling import Completion, SamplingSettings, decode_completions, stop_ids
 from storage import BASE_VERSION
 
@@ -299,6 +299,7 @@ class OnnxPolicyServer:
         os.close(to_child), os.close(from_child)
         self._outbox = Connection(from_parent, readable=False)
         self._inbox = Connection(to_parent, writable=False)
+        self._interrupted = False
         weakref.finalize(self, _close, self._outbox, self._inbox, self._process, self._adapter_files)
         try:  # the process's "ready", then one token: a model the export took but ONNX Runtime cannot load or
             self._call(None)  # run fails here, not on a labeler
@@ -314,6 +315,8 @@ class OnnxPolicyServer:
                 self._outbox.send(message)
             status, result = self._inbox.recv()
         except (EOFError, OSError) as err:
+            if self._interrupted:
+                raise ModelInterrupted("The app is stopping: generation was interrupted.") from err
             code = self._process.poll()
             raise RuntimeError(
                 f"The onnx backend's generation process stopped (exit code {code}); restart the app, or start it "
@@ -325,6 +328,12 @@ class OnnxPolicyServer:
 
     def close(self) -> None:
         _close(self._outbox, self._inbox, self._process, self._adapter_files)
+
+    def interrupt(self) -> None:
+        """The app is stopping: end the generation process now (a batch in flight gets ModelInterrupted)."""
+        self._interrupted = True
+        self._process.kill()
+        self.close()
 
     # -- versions -------------------------------------------------------------------------------------------
     def load(self, version: str, adapter_path: str | None) -> None:

@@ -45,7 +45,7 @@ from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteria
 
 from models import cpu_has_native_bf16, default_device, load_model, load_tokenizer
 from models.chat import prompt_ids
-from serving.errors import held
+from serving.errors import ModelInterrupted, held
 from serving.sampling import Completion, NucleusSampler, SamplingSettings, decode_completions, stop_ids
 from storage import BASE_VERSION
 
@@ -71,6 +71,16 @@ def bucket_length(length: int, buckets: Sequence[int] = PROMPT_BUCKETS) -> int:
         if length <= bucket:
             return bucket
     return -(-length // buckets[-1]) * buckets[-1]
+
+
+class _Interrupted(StoppingCriteria):
+    """Marks every row finished once `event` is set (the app is stopping): a batch ends at its next token."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 class _PaddingRowsFinished(StoppingCriteria):
@@ -178,6 +188,7 @@ class PolicyServer:
         self.version = BASE_VERSION
         self._lock = threading.RLock()
         self._worker = GenerationWorker()
+        self._interrupted = threading.Event()  # set by `interrupt`, for good
         weakref.finalize(self, self._worker.close)
         self._backend = "eager"
         self.backend = backend
@@ -326,12 +337,15 @@ class PolicyServer:
                 if settings.seed is not None:
                     torch.manual_seed(settings.seed)
                 processors = LogitsProcessorList([NucleusSampler(settings.temperature, settings.top_p)])
+                stopping = StoppingCriteriaList([*kwargs.pop("stopping_criteria", []), _Interrupted(self._interrupted)])
 
                 @torch.no_grad()  # grad mode is per thread: the caller's does not reach the worker
                 def run():
+                    self._check_interrupted()
                     return self.model.generate(
                         **batch,
                         **kwargs,
+                        stopping_criteria=stopping,
                         do_sample=False,  # NucleusSampler draws the token; greedy selection then takes it
                         logits_processor=processors,
                         max_new_tokens=settings.max_new_tokens,
@@ -340,11 +354,21 @@ class PolicyServer:
 
                 # the lock stays with the caller, so a swap still waits for this batch
                 out = self._worker.call(run)
+                self._check_interrupted()
             finally:
                 self._activate(self.version)
         new = out[: len(texts), batch["input_ids"].shape[1] :].tolist()
         rows = [self._until_eos(row) for row in new]
         return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def interrupt(self) -> None:
+        """The app is stopping: a batch in flight ends at its next token (its caller gets ModelInterrupted), and
+        no batch starts after."""
+        self._interrupted.set()
+
+    def _check_interrupted(self) -> None:
+        if self._interrupted.is_set():
+            raise ModelInterrupted("The app is stopping: generation was interrupted.")
 
     def _prepare_batch(self, texts: list[list[int]]) -> tuple[dict, dict]:
         """Left-padded rows of token ids and the backend's extra `generate` arguments. Static: `batch_rows` rows

@@ -158,6 +158,28 @@ def test_a_stopped_generation_process_is_reported_with_what_to_do(tiny_model_dir
     server.close()
 
 
+def test_interrupt_ends_the_generation_in_flight_when_the_app_stops(tiny_model_dir):
+    import threading
+
+    from serving import ModelInterrupted
+
+    server = OnnxPolicyServer(str(tiny_model_dir))
+    raised = []
+
+    def long_batch():
+        try:
+            server.generate(PROMPTS * 8, n=2, settings=SamplingSettings(max_new_tokens=2048, seed=0))
+        except Exception as err:
+            raised.append(err)
+
+    batch = threading.Thread(target=long_batch)
+    batch.start()
+    server.interrupt()
+    batch.join(timeout=120)
+    assert not batch.is_alive() and len(raised) == 1 and isinstance(raised[0], ModelInterrupted), raised
+    assert server._process.poll() is not None, "the generation process is gone"
+
+
 @pytest.mark.slow
 def test_default_model_and_a_real_round_agree_with_torch(default_model_dir, tmp_path):
     config = DPOConfig(learning_rate=5e-4, epochs=1, batch_size=4, heldout_fraction=0.0, min_pairs=4, seed=0)

@@ -16,6 +16,7 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopP
 
 from models.chat import prompt_ids
 from serving import (
+    ModelInterrupted,
     NucleusSampler,
     PolicyServer,
     SamplingSettings,
@@ -104,6 +105,28 @@ def test_generation_runs_on_one_worker_thread_and_its_errors_reach_the_caller(ti
         server.generate(["Hi"], 1, settings)
     hook.remove()
     assert len(server.generate(["Hi"], 1, settings)[0]) == 1, "the worker and the lock outlive an error"
+
+
+@pytest.mark.parametrize("backend", ["eager", "static"])
+def test_interrupt_ends_a_batch_in_flight_at_its_next_token_and_starts_no_other(tiny_model_dir, backend):
+    """What the app does when it stops: it does not wait for a batch of labelers' pairs to run to its end."""
+    server = PolicyServer(str(tiny_model_dir), device="cpu", backend=backend)
+    steps = []
+    started = threading.Event()
+
+    def count(module, args):
+        steps.append(1)
+        if len(steps) == 3:
+            started.set()
+            server.interrupt()  # from another thread in the app; here, once the batch is under way
+
+    hook = server.model.register_forward_pre_hook(count)
+    with pytest.raises(ModelInterrupted, match="The app is stopping"):
+        server.generate(["Hi"], 2, SamplingSettings(max_new_tokens=200, seed=0))
+    assert started.is_set() and len(steps) <= 4, "it stopped at the next token, not after 200"
+    hook.remove()
+    with pytest.raises(ModelInterrupted):
+        server.generate(["Hi"], 1, SamplingSettings(max_new_tokens=4))
 
 
 def test_vllm_refuses_an_adapter_above_its_max_lora_rank(adapters, tmp_path):
