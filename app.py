@@ -154,6 +154,7 @@ def main(args: argparse.Namespace) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not break the (short) clean-up
         services.close()  # cancel a running round, stop the sampler between batches, close the database
     print("prefloop stopped.", file=sys.stderr)
 
