@@ -92,6 +92,29 @@ def test_bad_input_gets_a_clear_error_in_the_ui(app):
     assert "Describe a lighthouse in one sentence." in choices
 
 
+def test_other_sites_and_other_host_names_are_refused_without_logins(app):
+    """Cross-site requests with the visitor's browser, and DNS rebinding (a foreign name pointing at loopback)."""
+    import httpx
+
+    client, _, _ = app
+    url = client.src
+    port = url.rstrip("/").rsplit(":", 1)[1]
+    text = "A prompt another site slipped in."
+    body = {"data": [text]}
+    for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Host": f"evil.example:{port}"}):
+        refused = httpx.post(f"{url}gradio_api/call/add_prompt", json=body, headers=headers)
+        assert refused.status_code == 403, headers
+        assert "access-control-allow-origin" not in refused.headers or (
+            refused.headers["access-control-allow-origin"] != headers.get("Origin")
+            or "access-control-allow-credentials" not in refused.headers
+        ), "nothing readable by that site"
+    assert httpx.get(f"{url}gradio_api/info", headers={"Host": f"evil.example:{port}"}).status_code == 403
+    listed = client.predict(api_name="/stored_prompts")["choices"]
+    assert text not in [c[0] if isinstance(c, (list, tuple)) else c for c in listed], "nothing ran"
+    own = httpx.post(f"{url}gradio_api/call/queue_status", json={"data": []}, headers={"Origin": url.rstrip("/")})
+    assert own.status_code == 200, "the app's own page may"
+
+
 def test_start_round_takes_every_config_field_by_name(app):
     from ui.train import config_fields
 
@@ -351,26 +374,3 @@ def test_sampling_settings_survive_a_restart(tiny_model_dir, tmp_path):
         assert {k: json.loads(settings)[k] for k in ("temperature", "top_p", "max_new_tokens")} == {
             "temperature": 0.5, "top_p": 0.9, "max_new_tokens": 24
         }
-
-
-def test_other_sites_and_other_host_names_are_refused_without_logins(app):
-    """Cross-site requests with the visitor's browser, and DNS rebinding (a foreign name pointing at loopback)."""
-    import httpx
-
-    client, _, _ = app
-    url = client.src
-    port = url.rstrip("/").rsplit(":", 1)[1]
-    text = "A prompt another site slipped in."
-    body = {"data": [text]}
-    for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"}, {"Host": f"evil.example:{port}"}):
-        refused = httpx.post(f"{url}gradio_api/call/add_prompt", json=body, headers=headers)
-        assert refused.status_code == 403, headers
-        assert "access-control-allow-origin" not in refused.headers or (
-            refused.headers["access-control-allow-origin"] != headers.get("Origin")
-            or "access-control-allow-credentials" not in refused.headers
-        ), "nothing readable by that site"
-    assert httpx.get(f"{url}gradio_api/info", headers={"Host": f"evil.example:{port}"}).status_code == 403
-    listed = client.predict(api_name="/stored_prompts")["choices"]
-    assert text not in [c[0] if isinstance(c, (list, tuple)) else c for c in listed], "nothing ran"
-    own = httpx.post(f"{url}gradio_api/call/add_prompt", json=body, headers={"Origin": url.rstrip("/")})
-    assert own.status_code == 200, "the app's own page may"
