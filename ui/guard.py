@@ -108,8 +108,9 @@ class AccessGuard:
         if scope["type"] == "http" and self.access.logins:
             address = (scope.get("client") or ("", 0))[0]
             CLIENT_ADDRESS.set(address)  # the login route runs in this context: its auth reads it
-            wait = self.access.login_wait_s(address) if scope.get("path", "").rstrip("/").endswith("/login") else 0
-            if wait > 0 and scope.get("method") == "POST":
+            login = scope.get("method") == "POST" and scope.get("path", "").rstrip("/").endswith("/login")
+            wait = self.access.login_wait_s(address) if login else 0
+            if wait > 0:
                 message = f"Too many failed logins from this address: try again in {wait:.0f} s."
                 headers = {"Retry-After": str(max(1, round(wait)))}
                 await JSONResponse({"detail": message}, status_code=429, headers=headers)(scope, receive, send)
@@ -119,7 +120,7 @@ class AccessGuard:
                 status, message = refusal
                 await JSONResponse({"detail": message}, status_code=status)(scope, receive, send)
                 return
-            if scope.get("method") == "POST" and scope.get("path", "").rstrip("/").endswith("/login"):
+            if login:
                 send = self.noting_logins(send)
         await self.app(scope, receive, send)
 
