@@ -123,7 +123,7 @@ class Services:
             self.arena.sampler.set_settings(settings)
         kept = settings.to_dict()
         kept.pop("seed")
-        self.store.save_sampling_settings(kept)  # the next start samples with them too
+        self.store.settings.set_sampling(kept)  # the next start samples with them too
 
     def sampling(self) -> SamplingSettings:
         """The settings new pairs sample with."""
@@ -146,7 +146,7 @@ class Services:
                 f"serving. Failed: {'; '.join(reasons)}. Compare it first; an admin can still serve it on purpose "
                 "(recorded)."
             )
-        if self.store.rounds.review():
+        if self.store.settings.review():
             self.store.rounds.set_candidate(finished.version)
             return f"{finished.version} is ready for review; the previous version keeps serving."
         self._serve(finished.version)
@@ -177,7 +177,7 @@ class Services:
     def set_review(self, on: bool) -> None:
         """Review each round before it serves (on), or serve each as it finishes (off, the default); kept in the
         store, so it holds after a restart."""
-        self.store.rounds.set_review(on)
+        self.store.settings.set_review(on)
 
     def candidate(self) -> str | None:
         """The finished round awaiting review, unless it serves already; None when there is none."""
@@ -265,7 +265,7 @@ def _open_loop(store: Store, model: str, device: str, config: ServiceConfig, rou
         keep_stale=config.keep_stale_pairs,
         while_sampling=pause,
     )
-    saved = store.sampling_settings()
+    saved = store.settings.sampling()
     if saved:
         try:
             sampler.set_settings(SamplingSettings(**saved))

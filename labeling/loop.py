@@ -70,7 +70,7 @@ class Loop:
         """A pair to judge, sides randomized. For a named `labeler`, a share of them (`store.audit`'s second-look
         share, 0 by default) are second looks: a pair someone else judged, its sides randomized anew, whose vote
         measures agreement between labelers and never trains. Otherwise, or with none left, a new pair."""
-        if labeler is not None and self.rng.random() < self.store.audit.second_look_share():
+        if labeler is not None and self.rng.random() < self.store.settings.second_look_share():
             look = self.store.audit.second_look(labeler_name(labeler))
             if look is not None:
                 pair = Pair(

@@ -1,5 +1,5 @@
 """The one DuckDB file: prompts, generations, judgements and ratings here; rounds in `store.rounds`, arena
-battles in `store.battles`, label audits and second looks in `store.audit`.
+battles in `store.battles`, label audits and second looks in `store.audit`, app settings in `store.settings`.
 
     store = Store("data/prefloop.duckdb")      # or Store() / Store(":memory:") in tests
     store.add_judgement(prompt_id, left_id, right_id, "left", labeler="ana", policy_version="base")
@@ -38,6 +38,7 @@ from storage.migrations import applied_migrations as _applied_migrations
 from storage.migrations import apply_migrations
 from storage.models import Generation, Judgement, Prompt, Rating
 from storage.rounds import SERVING_LINEAGE, Rounds
+from storage.settings import Settings
 
 __all__ = ["DEFAULT_DB", "Store", "StoreError"]
 
@@ -67,6 +68,7 @@ class Store:
         except BaseException:
             self.db.close()
             raise
+        self.settings = Settings(self.db)
         self.rounds = Rounds(self.db)
         self.battles = Battles(self.db)
         self.audit = Audit(self.db)
@@ -85,17 +87,6 @@ class Store:
         """Names of the schema migrations this database has, in the order they were applied."""
         with self.db.cursor() as cur:
             return _applied_migrations(cur)
-
-    # -- app settings ---------------------------------------------------------------------------------
-    def sampling_settings(self) -> dict | None:
-        """The sampling settings an admin last applied (temperature, top_p, max_new_tokens), or None."""
-        value = self.db.value("SELECT value FROM settings WHERE key = 'sampling'")
-        return json.loads(value) if value else None
-
-    def save_sampling_settings(self, settings: dict) -> None:
-        """Keep `settings` for the next start (`sampling_settings`)."""
-        value = json.dumps(settings)
-        self.db.write(lambda cur: cur.execute("INSERT OR REPLACE INTO settings VALUES ('sampling', ?)", [value]))
 
     # -- prompts --------------------------------------------------------------------------------------
     def add_prompt(self, text: str, source: str = "typed") -> int:

@@ -67,4 +67,4 @@ def test_the_audit_tab_shows_bias_and_agreement_from_second_looks(tiny_model_dir
         proc.wait()
     with Store(tmp_path / "loop.duckdb") as store:
         assert store.preference_pairs() == pairs, "second looks never train"
-        assert store.audit.count_second_votes() == 10 and store.audit.second_look_share() == 1.0
+        assert store.audit.count_second_votes() == 10 and store.settings.second_look_share() == 1.0

@@ -62,12 +62,12 @@ def test_votes_with_known_biases_give_the_expected_audit(store):
 
 def test_the_second_look_share_is_a_setting_kept_in_the_file(tmp_path):
     with Store(tmp_path / "loop.duckdb") as store:
-        assert store.audit.second_look_share() == 0.0, "off by default"
-        store.audit.set_second_look_share(0.25)
+        assert store.settings.second_look_share() == 0.0, "off by default"
+        store.settings.set_second_look_share(0.25)
         with pytest.raises(ValueError, match="between 0 and 1, got 1.5; 0 turns them off"):
-            store.audit.set_second_look_share(1.5)
+            store.settings.set_second_look_share(1.5)
     with Store(tmp_path / "loop.duckdb") as store:
-        assert store.audit.second_look_share() == 0.25
+        assert store.settings.second_look_share() == 0.25
         assert store.applied_migrations()[-1] == "007_second_votes"
 
 
@@ -140,7 +140,7 @@ def test_the_loop_serves_second_looks_with_sides_rerandomized_and_stores_them_ap
     pairs, judgements = loop.store.preference_pairs(), loop.store.list_judgements()
     first_shown = {j.id: (j.left_generation_id, j.right_generation_id) for j in judgements}
     ana_chose = {j.id: j.left_generation_id if j.choice == "left" else j.right_generation_id for j in judgements}
-    loop.store.audit.set_second_look_share(1.0)
+    loop.store.settings.set_second_look_share(1.0)
     loop.rng = random.Random(3)
     assert loop.next_pair(labeler="ana").second_look_of is None, "nobody else's pairs to look at"
 

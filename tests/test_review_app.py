@@ -64,4 +64,4 @@ def test_a_reviewed_round_waits_for_its_serve(tiny_model_dir, tmp_path):
         proc.wait()
     with Store(tmp_path / "loop.duckdb") as store:
         assert store.rounds.get_serving() == "round_001" and store.rounds.get_candidate() is None
-        assert store.rounds.review() is True, "the setting is kept"
+        assert store.settings.review() is True, "the setting is kept"

@@ -230,7 +230,7 @@ def show_audit(services: Services, tab: AuditTab, request: gr.Request) -> dict:
     return {
         tab.summary: audit_summary(votes),
         tab.table: pd.DataFrame(audit_rows(votes), columns=list(AUDIT_COLUMNS)),
-        tab.share: services.store.audit.second_look_share(),
+        tab.share: services.store.settings.second_look_share(),
         tab.agreement: f"**{second} second looks.** {text}",
         tab.kappas: pd.DataFrame(rows, columns=list(AGREEMENT_COLUMNS)),
     }
@@ -239,7 +239,7 @@ def show_audit(services: Services, tab: AuditTab, request: gr.Request) -> dict:
 def set_share(services: Services, share: float, request: gr.Request) -> str:
     guard.require(services, request, "set second looks")
     try:
-        services.store.audit.set_second_look_share(share)
+        services.store.settings.set_second_look_share(share)
     except ValueError as err:
         raise gr.Error(str(err)) from err
     if not share:
@@ -259,7 +259,7 @@ def build(services: Services, tab_block: gr.Tab) -> AuditTab:
         share = gr.Slider(
             0.0,
             1.0,
-            value=services.store.audit.second_look_share(),
+            value=services.store.settings.second_look_share(),
             step=0.05,
             label="Share of pairs shown again to a second labeler (0: off); their votes never train",
             scale=3,
