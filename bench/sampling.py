@@ -62,7 +62,7 @@ def simulate_labelers(loop: Loop, labelers: int, votes_each: int, seed: int) -> 
             with lock:
                 waits.append(time.perf_counter() - start)
 
-    generated_before = loop.store.count_generations()
+    generated_before = loop.store.generations.count()
     start = time.perf_counter()
     threads = [threading.Thread(target=person, args=(i,)) for i in range(labelers)]
     for t in threads:
@@ -75,7 +75,7 @@ def simulate_labelers(loop: Loop, labelers: int, votes_each: int, seed: int) -> 
         "vote_to_pair_p95_ms": 1000 * percentile(waits, 0.95),
         "vote_to_pair_max_ms": 1000 * max(waits),
         "pairs_per_min": len(waits) / minutes,
-        "sampler_pairs_per_min": (loop.store.count_generations() - generated_before) / 2 / minutes,
+        "sampler_pairs_per_min": (loop.store.generations.count() - generated_before) / 2 / minutes,
     }
 
 

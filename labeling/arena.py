@@ -238,7 +238,7 @@ class ArenaSampler:
             ids, cuts = [], []
             for version, text in zip(key, (a, b), strict=True):
                 cuts.append(getattr(text, "cut_at", None))
-                ids.append(self.store.add_generation(prompt.id, version, str(text), settings.to_dict(), cuts[-1]))
+                ids.append(self.store.generations.add(prompt.id, version, str(text), settings.to_dict(), cuts[-1]))
             battles.append(ReadyBattle(prompt.id, prompt.text, *key, ids[0], str(a), ids[1], str(b), *cuts))
         return battles
 

@@ -108,7 +108,7 @@ class Loop:
         labeler = labeler_name(labeler)
         if pair.second_look_of is not None:
             return self.store.audit.add_second_vote(pair.second_look_of, pair.left_id, pair.right_id, choice, labeler)
-        return self.store.add_judgement(pair.prompt_id, pair.left_id, pair.right_id, choice, labeler, pair.version)
+        return self.store.judgements.add(pair.prompt_id, pair.left_id, pair.right_id, choice, labeler, pair.version)
 
     def rate(self, pair: Pair, side: str, rating: str, labeler: str) -> int:
         """Store a 👍 ("up") or 👎 ("down") on one completion of `pair` (side "left" or "right"); returns its id."""
@@ -116,14 +116,14 @@ class Loop:
             raise ValueError(f"side must be 'left' or 'right'; got {side!r}")
         labeler = labeler_name(labeler)
         generation_id = pair.left_id if side == "left" else pair.right_id
-        return self.store.add_rating(generation_id, rating, labeler, pair.version)
+        return self.store.ratings.add(generation_id, rating, labeler, pair.version)
 
     def undo(self, judgement_ids: list[int], labeler: str, second_look: bool = False) -> None:
         """Withdraw `labeler`'s judgements (one vote, or an edit's one or two pairs), or with `second_look` their
         second votes: kept for the record, never trained on; the first that cannot be withdrawn stops the rest
         (StoreError says why)."""
         labeler = labeler_name(labeler)
-        withdraw = self.store.audit.withdraw_second_vote if second_look else self.store.withdraw_judgement
+        withdraw = self.store.audit.withdraw_second_vote if second_look else self.store.judgements.withdraw
         for judgement_id in judgement_ids:
             withdraw(judgement_id, labeler)
 
@@ -136,7 +136,7 @@ class Loop:
         labeler = labeler_name(labeler)
         originals = {"left": [pair.left_id], "right": [pair.right_id], "blank": [pair.left_id, pair.right_id]}
         return [
-            self.store.add_edited_pair(pair.prompt_id, original, text, labeler, pair.version)
+            self.store.judgements.add_edited_pair(pair.prompt_id, original, text, labeler, pair.version)
             for original in originals[source]
         ]
 
@@ -148,13 +148,13 @@ class Loop:
 
     def label_counts(self) -> dict[str, int]:
         """What the store holds for training: pairs (left/right votes), both-bad votes, ties and 👍 / 👎 ratings."""
-        count = self.store.count_judgements
+        count = self.store.judgements.count
         return {
             "pairs": sum(count(choice) for choice in PAIR_CHOICES),
             "both_bad": sum(count(choice) for choice in BOTH_BAD_CHOICES),
             "tie": count("tie"),
-            "up": self.store.count_ratings("up"),
-            "down": self.store.count_ratings("down"),
+            "up": self.store.ratings.count("up"),
+            "down": self.store.ratings.count("down"),
         }
 
     # -- prompts --------------------------------------------------------------------------------------

@@ -260,7 +260,7 @@ class PairSampler:
         for prompt, (a, b) in zip(prompts, completions, strict=True):
             cuts = [getattr(text, "cut_at", None) for text in (a, b)]
             ids = [
-                self.store.add_generation(prompt.id, version, str(text), settings.to_dict(), cut_at=cut)
+                self.store.generations.add(prompt.id, version, str(text), settings.to_dict(), cut_at=cut)
                 for text, cut in zip((a, b), cuts, strict=True)
             ]
             pairs.append(Pair(prompt.id, prompt.text, version, ids[0], str(a), ids[1], str(b), *cuts))

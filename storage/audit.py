@@ -22,7 +22,7 @@ from storage.db import Cursor, Database
 from storage.errors import StoreError
 from storage.labels import CHOICES
 
-# Counted judgements (see COUNTED_JUDGEMENTS in storage/store.py) between two model-written completions: an edit
+# Counted judgements (see COUNTED_JUDGEMENTS in storage/judgements.py) between two model-written completions: an edit
 # to chosen is always shown on the left and chosen, so it says nothing about sides or length.
 AUDITED_JUDGEMENTS = """judged_pairs jp JOIN judgements j ON j.id = jp.judgement_id
     JOIN prompts p ON p.id = j.prompt_id

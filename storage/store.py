@@ -1,9 +1,10 @@
-"""The one DuckDB file: prompts, generations, judgements and ratings here; rounds in `store.rounds`, arena
-battles in `store.battles`, label audits and second looks in `store.audit`, app settings in `store.settings`.
+"""The one DuckDB file: prompts, guidelines and training data here; completions in `store.generations`, votes
+on pairs (with withdrawals and edits) in `store.judgements`, 👍 / 👎 in `store.ratings`, rounds in `store.rounds`,
+arena battles in `store.battles`, label audits and second looks in `store.audit`, app settings in `store.settings`.
 
     store = Store("data/prefloop.duckdb")      # or Store() / Store(":memory:") in tests
-    store.add_judgement(prompt_id, left_id, right_id, "left", labeler="ana", policy_version="base")
-    store.add_rating(generation_id, "up", labeler="ana", policy_version="base")   # one completion, 👍
+    store.judgements.add(prompt_id, left_id, right_id, "left", labeler="ana", policy_version="base")
+    store.ratings.add(generation_id, "up", labeler="ana", policy_version="base")  # one completion, 👍
     store.preference_pairs(unused_only=True)   # what the next round trains on
     store.rounds.start(config, parent_round=None, base_model="...")               # see storage/rounds.py
     store.battles.vote(battle_id, "left", labeler="ana")                          # the arena: storage/battles.py
@@ -14,7 +15,6 @@ in a transaction that commits before the call returns, retried on write conflict
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Collection, Sequence
 from datetime import datetime
@@ -24,11 +24,11 @@ from storage.battles import TRAINED_PROMPTS, Battles
 from storage.db import Cursor, Database
 from storage.errors import StoreError
 from storage.export import check_format, write_rows
+from storage.generations import Generations
+from storage.judgements import COUNTED_JUDGEMENTS, UNUSED_JUDGEMENT, Judgements
 from storage.labels import (
     BOTH_BAD_CHOICES,
-    CHOICES,
     PAIR_CHOICES,
-    RATINGS,
     PreferencePair,
     UnpairedExample,
     kto_rows,
@@ -36,24 +36,14 @@ from storage.labels import (
 )
 from storage.migrations import applied_migrations as _applied_migrations
 from storage.migrations import apply_migrations
-from storage.models import Generation, Judgement, Prompt, Rating
-from storage.rounds import SERVING_LINEAGE, Rounds
+from storage.models import Prompt
+from storage.ratings import COUNTED_RATINGS, UNUSED_RATING, Ratings
+from storage.rounds import Rounds
 from storage.settings import Settings
 
 __all__ = ["DEFAULT_DB", "Store", "StoreError"]
 
 DEFAULT_DB = "data/prefloop.duckdb"  # the app's database file, relative to where it starts
-# The labels that count: a pair's first judgement, a completion's first rating (see migration 003_one_label_each).
-COUNTED_JUDGEMENTS = "judged_pairs jp JOIN judgements j ON j.id = jp.judgement_id"
-COUNTED_RATINGS = "rated_generations rg JOIN ratings t ON t.id = rg.rating_id"
-# Judgements the serving version has not trained on: no round of its lineage used them (appended to a WHERE
-# over judgements j). A round that finished but never served (held back by review or the health gate), or that
-# was rolled back, does not use up its labels: the next round from the serving version trains on them.
-UNUSED_JUDGEMENT = f""" AND j.id NOT IN (SELECT rj.judgement_id FROM round_judgements rj
-                                         WHERE rj.round_id IN {SERVING_LINEAGE})"""
-# The same for ratings (appended to a WHERE over ratings t).
-UNUSED_RATING = f""" AND t.id NOT IN (SELECT rr.rating_id FROM round_ratings rr
-                                      WHERE rr.round_id IN {SERVING_LINEAGE})"""
 
 
 class Store:
@@ -69,6 +59,9 @@ class Store:
             self.db.close()
             raise
         self.settings = Settings(self.db)
+        self.generations = Generations(self.db)
+        self.judgements = Judgements(self.db)
+        self.ratings = Ratings(self.db)
         self.rounds = Rounds(self.db)
         self.battles = Battles(self.db)
         self.audit = Audit(self.db)
@@ -232,156 +225,6 @@ class Store:
         )
         return [Prompt(*row) for row in rows]
 
-    # -- generations ----------------------------------------------------------------------------------
-    def add_generation(self, prompt_id: int, version: str, text: str, settings: dict, cut_at: int | None = None) -> int:
-        """Store one completion of a prompt by policy `version` with its sampling settings; returns its id.
-        cut_at: the token limit stopped it after that many new tokens."""
-
-        def insert(cur: Cursor) -> int:
-            return _insert_generation(cur, prompt_id, version, text, settings, "model", cut_at)
-
-        return self.db.write(insert)
-
-    def count_generations(self) -> int:
-        """Completions stored so far (the sampler stores two per pair)."""
-        return self.db.value("SELECT count(*) FROM generations")
-
-    def get_generation(self, generation_id: int) -> Generation:
-        rows = self.db.read(
-            "SELECT id, prompt_id, version, text, settings, author, cut_at FROM generations WHERE id = ?",
-            [generation_id],
-        )
-        if not rows:
-            raise StoreError(f"No generation with id {generation_id}; fetch a new pair.")
-        gid, prompt_id, version, text, settings, author, cut_at = rows[0]
-        return Generation(gid, prompt_id, version, text, json.loads(settings), author or "model", cut_at)
-
-    # -- judgements -----------------------------------------------------------------------------------
-    def add_judgement(
-        self,
-        prompt_id: int,
-        left_generation_id: int,
-        right_generation_id: int,
-        choice: str,
-        labeler: str,
-        policy_version: str,
-    ) -> int:
-        """Record a vote on a pair as shown (left / right generation ids); committed before returning.
-
-        A pair is judged once: the same vote again (a double key press, a retried request) returns the first
-        one's id and stores nothing; a different vote on an already judged pair is refused."""
-        if choice not in CHOICES:
-            raise ValueError(f"choice must be one of {', '.join(CHOICES)}; got {choice!r}")
-
-        def insert(cur: Cursor) -> int:
-            owned = cur.execute(
-                "SELECT count(*) FROM generations WHERE id IN (?, ?) AND prompt_id = ?",
-                [left_generation_id, right_generation_id, prompt_id],
-            ).fetchone()[0]
-            if owned != 2 or left_generation_id == right_generation_id:
-                raise StoreError(
-                    f"Generations {left_generation_id} and {right_generation_id} are not two completions of prompt "
-                    f"{prompt_id}; fetch a new pair and vote again."
-                )
-            low, high = sorted([left_generation_id, right_generation_id])
-            prior = cur.execute(
-                "SELECT j.id, j.choice, j.labeler FROM judged_pairs p JOIN judgements j ON j.id = p.judgement_id "
-                "WHERE p.low_generation_id = ? AND p.high_generation_id = ?",
-                [low, high],
-            ).fetchone()
-            if prior is not None:
-                if prior[1:] == (choice, labeler):
-                    return prior[0]
-                raise StoreError(
-                    f"This pair already has vote #{prior[0]} ({prior[1]}, by {prior[2]}); each pair is judged once. "
-                    "Fetch the next pair."
-                )
-            judgement_id = cur.execute(
-                "INSERT INTO judgements (prompt_id, left_generation_id, right_generation_id, choice, labeler, "
-                "policy_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                [prompt_id, left_generation_id, right_generation_id, choice, labeler, policy_version, datetime.now()],
-            ).fetchone()[0]
-            # the primary key on (low, high): of two votes on this pair racing each other, one commits; the
-            # other is retried (a write conflict) and then finds this one above
-            cur.execute("INSERT INTO judged_pairs VALUES (?, ?, ?)", [low, high, judgement_id])
-            return judgement_id
-
-        return self.db.write(insert)
-
-    def withdraw_judgement(self, judgement_id: int, labeler: str) -> None:
-        """Undo a vote: it stays as a row (the audit) with a withdrawal beside it, never counts, trains or
-        exports again, and its pair can be judged anew. Only its labeler may, and not once a round used it."""
-
-        def withdraw(cur: Cursor) -> None:
-            row = cur.execute(
-                "SELECT j.labeler, j.created_at, w.judgement_id IS NOT NULL FROM judgements j "
-                "LEFT JOIN withdrawals w ON w.judgement_id = j.id WHERE j.id = ?",
-                [judgement_id],
-            ).fetchone()
-            if row is None:
-                raise StoreError(f"No vote #{judgement_id} to undo.")
-            owner, created_at, withdrawn = row
-            if withdrawn:
-                raise StoreError(f"Vote #{judgement_id} is already undone.")
-            if owner != labeler:
-                raise StoreError(f"Vote #{judgement_id} is {owner}'s; you can undo only your own votes.")
-            used = cur.execute(
-                "SELECT min(r.id) FROM rounds r LEFT JOIN round_judgements rj ON rj.round_id = r.id "
-                "WHERE (r.status = 'done' AND rj.judgement_id = ?) OR (r.status = 'running' AND r.started_at > ?)",
-                [judgement_id, created_at],
-            ).fetchone()[0]
-            if used is not None:
-                raise StoreError(
-                    f"Vote #{judgement_id} is in round {used}'s training data, so it cannot be undone; "
-                    "a later round can outweigh it."
-                )
-            cur.execute("DELETE FROM judged_pairs WHERE judgement_id = ?", [judgement_id])
-            cur.execute("INSERT INTO withdrawals VALUES (?, ?, ?)", [judgement_id, labeler, datetime.now()])
-
-        self.db.write(withdraw)
-
-    def withdrawn_judgements(self) -> list[int]:
-        return [jid for (jid,) in self.db.read("SELECT judgement_id FROM withdrawals ORDER BY judgement_id")]
-
-    def add_edited_pair(
-        self, prompt_id: int, original_id: int, edited_text: str, labeler: str, policy_version: str
-    ) -> int:
-        """Edit to chosen: store `edited_text` as a human-written completion of the prompt and a judgement
-        with it as chosen (left) and the original completion `original_id` as rejected. Returns its id."""
-        edited_text = (edited_text or "").strip()
-        if not edited_text:
-            raise StoreError("The edited answer is empty: write the better answer, or cancel the edit.")
-
-        def insert(cur: Cursor) -> int:
-            original = cur.execute(
-                "SELECT text FROM generations WHERE id = ? AND prompt_id = ?", [original_id, prompt_id]
-            ).fetchone()
-            if original is None:
-                raise StoreError(f"Generation {original_id} is not a completion of prompt {prompt_id}.")
-            if original[0].strip() == edited_text:
-                raise StoreError("The edit is the same as the original: change it, or vote instead.")
-            edited_id = _insert_generation(cur, prompt_id, policy_version, edited_text, {}, "human", None)
-            judgement_id = cur.execute(
-                "INSERT INTO judgements (prompt_id, left_generation_id, right_generation_id, choice, labeler, "
-                "policy_version, created_at) VALUES (?, ?, ?, 'left', ?, ?, ?) RETURNING id",
-                [prompt_id, edited_id, original_id, labeler, policy_version, datetime.now()],
-            ).fetchone()[0]
-            cur.execute("INSERT INTO judged_pairs VALUES (?, ?, ?)", [*sorted([edited_id, original_id]), judgement_id])
-            return judgement_id
-
-        return self.db.write(insert)
-
-    def label_counters(self, labeler: str | None = None) -> dict[str, int]:
-        """Counted votes today (since local midnight), by `labeler`, and since the last finished round."""
-        midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
-        today, mine = self.db.read(
-            f"SELECT count(*) FILTER (WHERE j.created_at >= ?), count(*) FILTER (WHERE j.labeler = ?) "
-            f"FROM {COUNTED_JUDGEMENTS}",
-            [midnight, labeler or ""],
-        )[0]
-        unused = self.db.value(f"SELECT count(*) FROM {COUNTED_JUDGEMENTS} WHERE true{UNUSED_JUDGEMENT}")
-        return {"today": today, "mine": mine, "since_round": unused}
-
     # -- guidelines -----------------------------------------------------------------------------------
     def set_guidelines(self, text: str, author: str) -> int:
         """A new version of the labeling guidelines (Markdown); earlier versions stay. Returns its id."""
@@ -401,70 +244,6 @@ class Store:
 
     def guideline_history(self) -> list[tuple[int, str, datetime]]:
         return self.db.read("SELECT id, author, created_at FROM guidelines ORDER BY id")
-
-    def count_judgements(self, choice: str | None = None) -> int:
-        """How many votes there are, or how many with this `choice`."""
-        if choice is None:
-            return self.db.value("SELECT count(*) FROM judged_pairs")
-        if choice not in CHOICES:
-            raise ValueError(f"choice must be one of {', '.join(CHOICES)}; got {choice!r}")
-        return self.db.value(f"SELECT count(*) FROM {COUNTED_JUDGEMENTS} WHERE j.choice = ?", [choice])
-
-    def list_judgements(self) -> list[Judgement]:
-        rows = self.db.read(
-            "SELECT id, prompt_id, left_generation_id, right_generation_id, choice, labeler, policy_version, "
-            "created_at FROM judgements ORDER BY id"
-        )
-        return [Judgement(*row) for row in rows]
-
-    # -- ratings --------------------------------------------------------------------------------------
-    def add_rating(self, generation_id: int, rating: str, labeler: str, policy_version: str) -> int:
-        """Record a 👍 ("up") or 👎 ("down") on one completion; committed before returning. Returns its id.
-
-        A completion is rated once: the same rating again returns the first one's id and stores nothing; a
-        different rating of an already rated completion is refused."""
-        if rating not in RATINGS:
-            raise ValueError(f"rating must be one of {', '.join(RATINGS)}; got {rating!r}")
-
-        def insert(cur: Cursor) -> int:
-            row = cur.execute("SELECT prompt_id FROM generations WHERE id = ?", [generation_id]).fetchone()
-            if row is None:
-                raise StoreError(f"No generation with id {generation_id}; fetch a new pair and rate again.")
-            prior = cur.execute(
-                "SELECT t.id, t.rating, t.labeler FROM rated_generations g JOIN ratings t ON t.id = g.rating_id "
-                "WHERE g.generation_id = ?",
-                [generation_id],
-            ).fetchone()
-            if prior is not None:
-                if prior[1:] == (rating, labeler):
-                    return prior[0]
-                raise StoreError(
-                    f"This completion already has rating #{prior[0]} ({prior[1]}, by {prior[2]}); each completion "
-                    "is rated once. Go on to the next one."
-                )
-            rating_id = cur.execute(
-                "INSERT INTO ratings (prompt_id, generation_id, rating, labeler, policy_version, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                [row[0], generation_id, rating, labeler, policy_version, datetime.now()],
-            ).fetchone()[0]
-            cur.execute("INSERT INTO rated_generations VALUES (?, ?)", [generation_id, rating_id])  # one per completion
-            return rating_id
-
-        return self.db.write(insert)
-
-    def count_ratings(self, rating: str | None = None) -> int:
-        """How many ratings there are, or how many 👍 ("up") or 👎 ("down")."""
-        if rating is None:
-            return self.db.value("SELECT count(*) FROM rated_generations")
-        if rating not in RATINGS:
-            raise ValueError(f"rating must be one of {', '.join(RATINGS)}; got {rating!r}")
-        return self.db.value(f"SELECT count(*) FROM {COUNTED_RATINGS} WHERE t.rating = ?", [rating])
-
-    def list_ratings(self) -> list[Rating]:
-        rows = self.db.read(
-            "SELECT id, prompt_id, generation_id, rating, labeler, policy_version, created_at FROM ratings ORDER BY id"
-        )
-        return [Rating(*row) for row in rows]
 
     # -- training data --------------------------------------------------------------------------------
     def preference_pairs(
@@ -536,18 +315,6 @@ class Store:
         if not rows:
             raise StoreError("Nothing to export yet: vote on pairs or rate completions 👍 / 👎 first.")
         return write_rows(rows, path, fmt)
-
-
-def _insert_generation(
-    cur: Cursor, prompt_id: int, version: str, text: str, settings: dict, author: str, cut_at: int | None
-) -> int:
-    if cur.execute("SELECT 1 FROM prompts WHERE id = ?", [prompt_id]).fetchone() is None:
-        raise StoreError(f"No prompt with id {prompt_id}; add the prompt before its completions.")
-    return cur.execute(
-        "INSERT INTO generations (prompt_id, version, text, settings, created_at, author, cut_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        [prompt_id, version, text, json.dumps(settings), datetime.now(), author, cut_at],
-    ).fetchone()[0]
 
 
 def _insert_prompt(cur: Cursor, text: str, source: str) -> int:

@@ -193,9 +193,9 @@ def vote(store, choice: str, prompt: str = "prompt 0", left: str = "left 0", rig
     """A new prompt with completions `left` / `right` shown in that order, and ana's `choice` on them; returns
     the judgement id."""
     prompt_id = store.add_prompt(prompt)
-    left_id = store.add_generation(prompt_id, "base", left, SETTINGS)
-    right_id = store.add_generation(prompt_id, "base", right, SETTINGS)
-    return store.add_judgement(prompt_id, left_id, right_id, choice, "ana", "base")
+    left_id = store.generations.add(prompt_id, "base", left, SETTINGS)
+    right_id = store.generations.add(prompt_id, "base", right, SETTINGS)
+    return store.judgements.add(prompt_id, left_id, right_id, choice, "ana", "base")
 
 
 def votes(store, *choices: str) -> list[int]:

@@ -70,7 +70,7 @@ def test_sides_are_random_and_each_battle_goes_to_one_labeler(arena):
         record = stored[shown.id]
         assert record.labeler == name
         left_id = record.generation_a if record.left_version == record.version_a else record.generation_b
-        assert arena.store.get_generation(left_id).text == shown.left, "A is the left version's completion"
+        assert arena.store.generations.get(left_id).text == shown.left, "A is the left version's completion"
     lefts = Counter(b.left_version for b in stored.values())
     assert set(lefts) == {"base", "round_001"} and min(lefts.values()) >= 3, lefts
 
@@ -78,7 +78,7 @@ def test_sides_are_random_and_each_battle_goes_to_one_labeler(arena):
 def test_a_battle_is_both_versions_answer_to_one_prompt_with_the_same_settings(arena):
     shown = arena.next_battle(VERSIONS, "ana")
     record = arena.store.battles.get(shown.id)
-    a, b = arena.store.get_generation(record.generation_a), arena.store.get_generation(record.generation_b)
+    a, b = arena.store.generations.get(record.generation_a), arena.store.generations.get(record.generation_b)
     assert (record.version_a, record.version_b) == ("base", "round_001"), "stored in sorted order"
     assert (a.version, b.version) == ("base", "round_001") and a.prompt_id == b.prompt_id == record.prompt_id
     assert a.settings == b.settings and a.settings["max_new_tokens"] == 8
@@ -87,7 +87,7 @@ def test_a_battle_is_both_versions_answer_to_one_prompt_with_the_same_settings(a
 
 
 def test_the_arena_samples_only_once_asked_and_takes_from_its_queue_while_the_model_is_busy(arena):
-    assert not arena.sampler.running() and arena.store.count_generations() == 0, "nothing before a request"
+    assert not arena.sampler.running() and arena.store.generations.count() == 0, "nothing before a request"
     arena.next_battle(VERSIONS, "ana")
     wait_queued(arena, 3)  # batches of 2 wait for room: 3 of 4, then no more
     time.sleep(1.0)
@@ -102,15 +102,15 @@ def test_an_idle_arena_stops_sampling_until_asked_again(arena):
     arena.sampler.idle_s = 0.5
     arena.next_battle(VERSIONS, "ana")  # then nobody asks: the batch in flight ends, and no other starts
     time.sleep(3.0)
-    made = arena.store.count_generations()
+    made = arena.store.generations.count()
     time.sleep(2.0)
-    assert arena.store.count_generations() == made, "no battles sampled without requests"
+    assert arena.store.generations.count() == made, "no battles sampled without requests"
     for _ in range(2):  # room for a full batch, however many were queued when it went idle
         arena.next_battle(VERSIONS, "ana")
     deadline = time.monotonic() + 120
-    while arena.store.count_generations() == made and time.monotonic() < deadline:
+    while arena.store.generations.count() == made and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert arena.store.count_generations() > made, "asked again, it samples again"
+    assert arena.store.generations.count() > made, "asked again, it samples again"
 
 
 def test_a_vote_reveals_the_names_and_the_results_count_it(arena):

@@ -19,8 +19,8 @@ from storage import Store, StoreError, winner_of
 def battle(store: Store, prompt: str = "Explain tides.", left: str = "round_001", labeler: str = "ana") -> int:
     """A battle base vs round_001 on `prompt` (added if new), `left` shown on the left, handed to `labeler`."""
     prompt_id = store.add_prompt(prompt)
-    a = store.add_generation(prompt_id, "base", f"base on {prompt}", SETTINGS)
-    b = store.add_generation(prompt_id, "round_001", f"round_001 on {prompt}", SETTINGS)
+    a = store.generations.add(prompt_id, "base", f"base on {prompt}", SETTINGS)
+    b = store.generations.add(prompt_id, "round_001", f"round_001 on {prompt}", SETTINGS)
     return store.battles.add(prompt_id, "base", "round_001", a, b, left, labeler)
 
 
@@ -100,8 +100,8 @@ def test_the_side_shown_maps_to_the_winner_in_one_place():
 
 def test_a_battle_must_name_its_versions_completions(store):
     prompt_id = store.add_prompt("p")
-    a = store.add_generation(prompt_id, "base", "x", SETTINGS)
-    b = store.add_generation(prompt_id, "base", "y", SETTINGS)
+    a = store.generations.add(prompt_id, "base", "x", SETTINGS)
+    b = store.generations.add(prompt_id, "base", "y", SETTINGS)
     with pytest.raises(StoreError, match="is not round_001's completion"):
         store.battles.add(prompt_id, "base", "round_001", a, b, "base", "ana")
     with pytest.raises(StoreError, match="two different versions"):
@@ -126,7 +126,7 @@ def test_eval_only_prompts_are_never_sampled_for_labeling(tmp_path):
 def test_labels_on_a_prompt_held_out_later_never_train_or_export(store):
     kept, held = vote(store, "left", "kept"), vote(store, "right", "held")
     both_bad = vote(store, "both_bad", "held too")
-    held_prompts = [j.prompt_id for j in store.list_judgements() if j.id in (held, both_bad)]
+    held_prompts = [j.prompt_id for j in store.judgements.list() if j.id in (held, both_bad)]
     store.set_eval_only(held_prompts)
     assert [p.judgement_id for p in store.preference_pairs(unused_only=True)] == [kept]
     assert store.unpaired_examples() == []
@@ -135,7 +135,7 @@ def test_labels_on_a_prompt_held_out_later_never_train_or_export(store):
 def test_a_prompt_a_round_trained_on_cannot_be_held_out(store):
     trained = vote(store, "left", "trained")
     train_on(store, [trained])
-    (judgement,) = store.list_judgements()
+    (judgement,) = store.judgements.list()
     with pytest.raises(StoreError, match="has trained a round, so it cannot be held out"):
         store.set_eval_only([judgement.prompt_id])
     with pytest.raises(StoreError, match="No prompt with id 99"):
@@ -145,7 +145,7 @@ def test_a_prompt_a_round_trained_on_cannot_be_held_out(store):
 
 def test_holding_out_picks_unlabeled_prompts_only_and_refuses_too_many_changing_nothing(store):
     labeled = {vote(store, "left", f"labeled {i}") for i in range(3)}
-    labeled_prompts = {j.prompt_id for j in store.list_judgements() if j.id in labeled}
+    labeled_prompts = {j.prompt_id for j in store.judgements.list() if j.id in labeled}
     fresh = {store.add_prompt(f"fresh {i}") for i in range(4)}
     with pytest.raises(StoreError, match="Only 4 prompts have no label"):
         store.hold_out(5)
@@ -154,7 +154,7 @@ def test_holding_out_picks_unlabeled_prompts_only_and_refuses_too_many_changing_
         store.hold_out(0)
     held = store.hold_out(3)
     assert len(held) == 3 and set(held) <= fresh and not set(held) & labeled_prompts
-    store.add_generation(held[0], "base", "sampled before it was held out", SETTINGS)  # referenced, as in the app
+    store.generations.add(held[0], "base", "sampled before it was held out", SETTINGS)  # referenced, as in the app
     assert {p.id for p in store.next_prompts(10)}.isdisjoint(held), "held-out prompts are not sampled"
     assert store.give_back_held_out() == 3 and store.count_eval_only() == 0
 

@@ -28,8 +28,8 @@ def battle(store: Store, side: str | None, prompt: str, left: str = "round_001",
     `left` shown on the left, voted `side` as shown (None: not voted yet); returns its id."""
     store.add_prompts([prompt], source="test", eval_only=eval_only)
     (prompt_id,) = [p.id for p in store.list_prompts() if p.text == prompt]
-    a = store.add_generation(prompt_id, "base", f"base: {prompt}", SETTINGS)
-    b = store.add_generation(prompt_id, "round_001", f"round_001: {prompt}", SETTINGS)
+    a = store.generations.add(prompt_id, "base", f"base: {prompt}", SETTINGS)
+    b = store.generations.add(prompt_id, "round_001", f"round_001: {prompt}", SETTINGS)
     battle_id = store.battles.add(prompt_id, "base", "round_001", a, b, left, "ana")
     if side is not None:
         store.battles.vote(battle_id, side, "ana")

@@ -24,9 +24,9 @@ def ada_votes(store: Store, n: int = 12) -> None:
     for i in range(n):
         prompt_id = store.add_prompt(f"Audit prompt {i}.")
         texts = [f"Pick me {i}.", f"Not me {i}, a longer answer."]
-        ids = [store.add_generation(prompt_id, "base", t, SETTINGS) for t in (texts if i % 2 else texts[::-1])]
+        ids = [store.generations.add(prompt_id, "base", t, SETTINGS) for t in (texts if i % 2 else texts[::-1])]
         chosen, other = ids if i % 2 else ids[::-1]
-        store.add_judgement(prompt_id, chosen, other, "left", "ada", "base")
+        store.judgements.add(prompt_id, chosen, other, "left", "ada", "base")
 
 
 def test_the_audit_tab_shows_bias_and_agreement_from_second_looks(tiny_model_dir, tmp_path):

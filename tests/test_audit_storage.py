@@ -22,9 +22,9 @@ _prompts = itertools.count()
 def judge(store, labeler: str, choice: str, left: str = SHORT, right: str = LONG, version: str = "base") -> int:
     """A new prompt whose completions `left` / `right` are shown in that order, and `labeler`'s `choice`."""
     prompt_id = store.add_prompt(f"prompt {next(_prompts)}")
-    left_id = store.add_generation(prompt_id, version, left, SETTINGS)
-    right_id = store.add_generation(prompt_id, version, right, SETTINGS)
-    return store.add_judgement(prompt_id, left_id, right_id, choice, labeler, version)
+    left_id = store.generations.add(prompt_id, version, left, SETTINGS)
+    right_id = store.generations.add(prompt_id, version, right, SETTINGS)
+    return store.judgements.add(prompt_id, left_id, right_id, choice, labeler, version)
 
 
 def biased_store(store) -> None:
@@ -41,9 +41,10 @@ def biased_store(store) -> None:
 def test_votes_with_known_biases_give_the_expected_audit(store):
     biased_store(store)
     undone = judge(store, "lefty", "right")  # undone: never audited
-    store.withdraw_judgement(undone, "lefty")
-    edited = store.get_generation(store.list_judgements()[0].right_generation_id)
-    store.add_edited_pair(edited.prompt_id, edited.id, "A better answer.", "longy", "base")  # an edit: left out
+    store.judgements.withdraw(undone, "lefty")
+    edited = store.generations.get(store.judgements.list()[0].right_generation_id)
+    # an edit: left out
+    store.judgements.add_edited_pair(edited.prompt_id, edited.id, "A better answer.", "longy", "base")
     votes = store.audit.votes()
     assert len(votes) == 50 and undone not in {v.pair_id for v in votes}
     assert {v.batch for v in votes if v.labeler == "lefty"} == {"base", "round_001"}
@@ -76,8 +77,8 @@ def test_a_second_look_is_someone_elses_judged_pair_and_its_vote_never_trains(st
     judge(store, "ana", "skip")  # a skip says nothing to agree with
     bobs = judge(store, "bob", "right")  # bob's own
     judge(store, "ana", "tie")  # on a prompt then held out for the arena
-    store.set_eval_only([store.list_judgements()[-1].prompt_id])
-    pairs, count = store.preference_pairs(), store.count_judgements()
+    store.set_eval_only([store.judgements.list()[-1].prompt_id])
+    pairs, count = store.preference_pairs(), store.judgements.count()
 
     look = store.audit.second_look("bob")
     assert look.judgement_id == picked and (look.left, look.right) == (SHORT, LONG) and look.version == "base"
@@ -91,7 +92,7 @@ def test_a_second_look_is_someone_elses_judged_pair_and_its_vote_never_trains(st
     with pytest.raises(StoreError, match="already gave this pair a second look"):
         store.audit.add_second_vote(picked, look.right_id, look.left_id, "left", "bob")
 
-    assert store.preference_pairs() == pairs and store.count_judgements() == count, "a second vote never trains"
+    assert store.preference_pairs() == pairs and store.judgements.count() == count, "a second vote never trains"
     assert store.export_pairs(tmp_path / "pairs.jsonl") == len(pairs)
     assert store.audit.second_look("bob") is None, "nothing else of someone else's to look at"
     assert store.audit.second_look("cy").judgement_id == bobs, "the pairs with the fewest second looks first"
@@ -110,7 +111,7 @@ def test_a_second_look_is_someone_elses_judged_pair_and_its_vote_never_trains(st
         store.audit.withdraw_second_vote(second, "bob")
     assert store.audit.count_second_votes() == 0 and store.audit.agreement_labels() == ({}, {})
     assert store.audit.second_look("bob").judgement_id == picked, "undone: it may be shown again"
-    store.withdraw_judgement(picked, "ana")
+    store.judgements.withdraw(picked, "ana")
     with pytest.raises(StoreError, match="was undone or never existed"):
         store.audit.add_second_vote(picked, look.left_id, look.right_id, "left", "bob")
 
@@ -137,7 +138,7 @@ def test_the_loop_serves_second_looks_with_sides_rerandomized_and_stores_them_ap
         pair = loop.next_pair(labeler="ana")
         assert pair.second_look_of is None, "off by default"
         loop.vote(pair, "left" if i % 2 else "right", labeler="ana")
-    pairs, judgements = loop.store.preference_pairs(), loop.store.list_judgements()
+    pairs, judgements = loop.store.preference_pairs(), loop.store.judgements.list()
     first_shown = {j.id: (j.left_generation_id, j.right_generation_id) for j in judgements}
     ana_chose = {j.id: j.left_generation_id if j.choice == "left" else j.right_generation_id for j in judgements}
     loop.store.settings.set_second_look_share(1.0)
@@ -153,7 +154,7 @@ def test_the_loop_serves_second_looks_with_sides_rerandomized_and_stores_them_ap
         vote_id = loop.vote(pair, same, labeler="bob")
     assert any(swapped) and not all(swapped), "sides are re-randomized"
     assert loop.next_pair(labeler="bob").second_look_of is None, "all seen: a new pair"
-    assert loop.store.preference_pairs() == pairs and loop.store.count_judgements() == 6
+    assert loop.store.preference_pairs() == pairs and loop.store.judgements.count() == 6
     assert loop.store.audit.count_second_votes() == 6
 
     labels, completions = loop.store.audit.agreement_labels()
@@ -161,4 +162,4 @@ def test_the_loop_serves_second_looks_with_sides_rerandomized_and_stores_them_ap
     result = agreement(labels, completions)
     assert result.shared[("ana", "bob")] == 6 and result.kappa[("ana", "bob")] == 1.0 and result.alpha == 1.0
     loop.undo([vote_id], "bob", second_look=True)
-    assert loop.store.audit.count_second_votes() == 5 and loop.store.count_judgements() == 6
+    assert loop.store.audit.count_second_votes() == 5 and loop.store.judgements.count() == 6

@@ -42,7 +42,7 @@ def test_queued_pairs_are_tagged_and_never_handed_out_twice(loop):
     ids = [frozenset((p.left_id, p.right_id)) for p in taken]
     assert len(set(ids)) == len(ids) == 9
     assert all(p.version == "base" for p in taken)
-    generation = loop.store.get_generation(taken[0].left_id)
+    generation = loop.store.generations.get(taken[0].left_id)
     assert generation.version == "base" and generation.settings["max_new_tokens"] == 8
 
 
@@ -57,7 +57,7 @@ def test_sides_are_randomized(loop):
 def test_votes_are_stored_as_shown(loop):
     pair = loop.next_pair()
     judgement_id = loop.vote(pair, "right", labeler="  ")
-    (judgement,) = loop.store.list_judgements()
+    (judgement,) = loop.store.judgements.list()
     assert judgement.id == judgement_id and judgement.labeler == "anonymous"
     assert (judgement.left_generation_id, judgement.right_generation_id) == (pair.left_id, pair.right_id)
     (pp,) = loop.store.preference_pairs()
@@ -187,7 +187,7 @@ def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_pat
     pair = loop.next_pair()
     assert pair.version == "base", "a queued base pair was kept"
     loop.vote(pair, "left", labeler="t")
-    assert store.list_judgements()[-1].policy_version == "base"
+    assert store.judgements.list()[-1].policy_version == "base"
     sampler.stop()
 
 
@@ -209,7 +209,7 @@ def test_kto_rounds_count_examples_not_pairs_before_starting(loop, tiny_model_di
 def test_single_ratings_train_a_kto_round_and_are_used_up_by_it(loop, tiny_model_dir, tmp_path, train_round):
     pairs = [loop.next_pair() for _ in range(3)]
     rated = [loop.rate(p, side, r, labeler="t") for p in pairs for side, r in (("left", "up"), ("right", "down"))]
-    (first, *_) = loop.store.list_ratings()
+    (first, *_) = loop.store.ratings.list()
     assert (first.generation_id, first.rating, first.policy_version) == (pairs[0].left_id, "up", "base")
     assert loop.label_counts() == {"pairs": 0, "both_bad": 0, "tie": 0, "up": 3, "down": 3}
     with pytest.raises(ValueError, match="side must be 'left' or 'right'"):
@@ -515,4 +515,4 @@ def test_completions_stopped_by_the_token_limit_are_marked_cut(loop):
     pair = loop.next_pair()
     cut = [c for c in (pair.left_cut, pair.right_cut) if c is not None]
     assert cut and set(cut) == {8}
-    assert loop.store.get_generation(pair.left_id).cut_at == pair.left_cut
+    assert loop.store.generations.get(pair.left_id).cut_at == pair.left_cut

@@ -30,11 +30,11 @@ from storage import (
 def test_prompts_generations_and_judgements_round_trip(store):
     prompt = store.add_prompt("  Explain tides.\n")
     assert store.get_prompt(prompt) == Prompt(prompt, "Explain tides.", "typed")
-    gen = store.add_generation(prompt, "round_001", "The moon pulls.", SETTINGS)
-    other = store.add_generation(prompt, "round_001", "Wind.", SETTINGS)
-    assert store.get_generation(gen) == Generation(gen, prompt, "round_001", "The moon pulls.", SETTINGS)
-    judgement = store.add_judgement(prompt, other, gen, "right", "bo", "round_001")
-    (stored,) = store.list_judgements()
+    gen = store.generations.add(prompt, "round_001", "The moon pulls.", SETTINGS)
+    other = store.generations.add(prompt, "round_001", "Wind.", SETTINGS)
+    assert store.generations.get(gen) == Generation(gen, prompt, "round_001", "The moon pulls.", SETTINGS)
+    judgement = store.judgements.add(prompt, other, gen, "right", "bo", "round_001")
+    (stored,) = store.judgements.list()
     assert isinstance(stored, Judgement) and isinstance(stored.created_at, datetime)
     assert (stored.id, stored.left_generation_id, stored.right_generation_id) == (judgement, other, gen)
     assert (stored.choice, stored.labeler, stored.policy_version) == ("right", "bo", "round_001")
@@ -59,7 +59,7 @@ def test_bulk_import_is_all_or_nothing_and_counts_only_new_prompts(store):
 
 def test_prompts_sampled_least_come_first_even_before_their_vote(store):
     skipped = store.add_prompt("sampled once")
-    store.add_generation(skipped, "base", "a", SETTINGS)  # on a labeler's screen, not voted on yet
+    store.generations.add(skipped, "base", "a", SETTINGS)  # on a labeler's screen, not voted on yet
     store.add_prompts([f"fresh {i}" for i in range(5)], source="file")
     fresh = [p.id for p in store.list_prompts() if p.id != skipped]
     first_three = store.next_prompts(3)
@@ -85,16 +85,16 @@ def test_a_vote_must_name_two_completions_of_its_prompt(store):
     votes(store, "left")
     other = store.add_prompt("other")
     with pytest.raises(StoreError, match="not two completions of prompt"):
-        store.add_judgement(other, 1, 2, "left", "ana", "base")
+        store.judgements.add(other, 1, 2, "left", "ana", "base")
     with pytest.raises(ValueError, match="choice must be one of"):
-        store.add_judgement(1, 1, 2, "meh", "ana", "base")
+        store.judgements.add(1, 1, 2, "meh", "ana", "base")
 
 
 def test_tie_both_bad_and_skip_votes_are_stored_but_are_not_training_pairs(store):
     assert PAIR_CHOICES == ("left", "right") and set(PAIR_CHOICES) < set(CHOICES)
     ids = votes(store, "tie", "both_bad", "skip", "left")
-    assert store.count_judgements() == 4
-    counts = {c: store.count_judgements(c) for c in CHOICES}
+    assert store.judgements.count() == 4
+    counts = {c: store.judgements.count(c) for c in CHOICES}
     assert counts == {"left": 1, "right": 0, "tie": 1, "both_bad": 1, "skip": 1}
     assert [p.judgement_id for p in store.preference_pairs()] == [ids[3]]
     assert store.preference_pairs(judgement_ids=ids[:3]) == []
@@ -158,16 +158,16 @@ def test_single_ratings_round_trip_and_become_unpaired_examples_after_both_bad_v
     (both_bad,) = votes(store, "both_bad")
     pair = vote(store, "left", "prompt 1", "left 1", "right 1")
     prompt = store.add_prompt("Rate me.")
-    good = store.add_generation(prompt, "round_001", "Short and right.", SETTINGS)
-    bad = store.add_generation(prompt, "round_001", "Long and wrong.", SETTINGS)
-    up = store.add_rating(good, "up", "ana", "round_001")
-    down = store.add_rating(bad, "down", "bo", "round_001")
-    (first, second) = store.list_ratings()
+    good = store.generations.add(prompt, "round_001", "Short and right.", SETTINGS)
+    bad = store.generations.add(prompt, "round_001", "Long and wrong.", SETTINGS)
+    up = store.ratings.add(good, "up", "ana", "round_001")
+    down = store.ratings.add(bad, "down", "bo", "round_001")
+    (first, second) = store.ratings.list()
     assert isinstance(first, Rating) and isinstance(first.created_at, datetime)
     assert (first.id, first.prompt_id, first.generation_id) == (up, prompt, good)
     assert (first.rating, first.labeler) == ("up", "ana")
     assert (second.id, second.rating, second.policy_version) == (down, "down", "round_001")
-    assert (store.count_ratings(), store.count_ratings("up"), store.count_ratings("down")) == (2, 1, 1)
+    assert (store.ratings.count(), store.ratings.count("up"), store.ratings.count("down")) == (2, 1, 1)
     assert store.unpaired_examples() == [
         UnpairedExample("prompt 0", "left 0", False, both_bad),
         UnpairedExample("prompt 0", "right 0", False, both_bad),
@@ -179,7 +179,7 @@ def test_single_ratings_round_trip_and_become_unpaired_examples_after_both_bad_v
 
 def test_a_done_round_uses_up_its_ratings_and_records_them(store):
     prompt = store.add_prompt("Rate me.")
-    ids = [store.add_rating(store.add_generation(prompt, "base", t, SETTINGS), "up", "ana", "base") for t in "abc"]
+    ids = [store.ratings.add(store.generations.add(prompt, "base", t, SETTINGS), "up", "ana", "base") for t in "abc"]
     failed = store.rounds.start({}, None, "m")
     store.rounds.fail(failed, "boom")
     assert [e.rating_id for e in store.unpaired_examples(unused_only=True)] == ids
@@ -243,13 +243,13 @@ def test_serving_version_defaults_to_base_and_only_takes_done_rounds(store):
     [
         (lambda s: s.add_prompt(" \n "), ValueError, "Prompt is empty: type some text first"),
         (lambda s: s.get_prompt(42), StoreError, "No prompt with id 42"),
-        (lambda s: s.get_generation(42), StoreError, "No generation with id 42"),
-        (lambda s: s.add_generation(42, "base", "x", {}), StoreError, "No prompt with id 42; add the prompt"),
-        (lambda s: s.add_judgement(1, 1, 2, "meh", "ana", "base"), ValueError, "choice must be one of left, right"),
-        (lambda s: s.add_judgement(2, 1, 2, "left", "ana", "base"), StoreError, "not two completions of prompt 2"),
-        (lambda s: s.add_judgement(1, 1, 1, "left", "ana", "base"), StoreError, "fetch a new pair and vote again"),
-        (lambda s: s.add_judgement(1, 1, 9, "left", "ana", "base"), StoreError, "not two completions"),
-        (lambda s: s.count_judgements("lft"), ValueError, "choice must be one of"),
+        (lambda s: s.generations.get(42), StoreError, "No generation with id 42"),
+        (lambda s: s.generations.add(42, "base", "x", {}), StoreError, "No prompt with id 42; add the prompt"),
+        (lambda s: s.judgements.add(1, 1, 2, "meh", "ana", "base"), ValueError, "choice must be one of left, right"),
+        (lambda s: s.judgements.add(2, 1, 2, "left", "ana", "base"), StoreError, "not two completions of prompt 2"),
+        (lambda s: s.judgements.add(1, 1, 1, "left", "ana", "base"), StoreError, "fetch a new pair and vote again"),
+        (lambda s: s.judgements.add(1, 1, 9, "left", "ana", "base"), StoreError, "not two completions"),
+        (lambda s: s.judgements.count("lft"), ValueError, "choice must be one of"),
         (lambda s: s.list_prompts(limit=-1), ValueError, "limit must be >= 0"),
         (lambda s: s.rounds.start({}, 7, "m"), StoreError, "No round 7"),
         (lambda s: s.rounds.get(7), StoreError, "No round 7; pick one from the round history"),
@@ -260,19 +260,19 @@ def test_serving_version_defaults_to_base_and_only_takes_done_rounds(store):
         (lambda s: s.rounds.set_serving("round_007"), StoreError, "No round 7"),
         (lambda s: s.export_pairs("pairs.csv", "csv"), StoreError, "Unknown export format 'csv'"),
         (lambda s: s.export_unpaired("rows.csv", "csv"), StoreError, "Unknown export format 'csv'"),
-        (lambda s: s.add_rating(1, "meh", "ana", "base"), ValueError, "rating must be one of up, down; got 'meh'"),
-        (lambda s: s.add_rating(99, "up", "ana", "base"), StoreError, "No generation with id 99; fetch a new pair"),
-        (lambda s: s.count_ratings("meh"), ValueError, "rating must be one of up, down"),
+        (lambda s: s.ratings.add(1, "meh", "ana", "base"), ValueError, "rating must be one of up, down; got 'meh'"),
+        (lambda s: s.ratings.add(99, "up", "ana", "base"), StoreError, "No generation with id 99; fetch a new pair"),
+        (lambda s: s.ratings.count("meh"), ValueError, "rating must be one of up, down"),
     ],
 )
 def test_bad_input_is_refused_with_what_to_do(store, call, error, message):
     prompt = store.add_prompt("p")
     store.add_prompt("q")
-    store.add_generation(prompt, "base", "a", SETTINGS)
-    store.add_generation(prompt, "base", "b", SETTINGS)
+    store.generations.add(prompt, "base", "a", SETTINGS)
+    store.generations.add(prompt, "base", "b", SETTINGS)
     with pytest.raises(error, match=message):
         call(store)
-    assert store.count_judgements() == 0 and store.count_ratings() == 0
+    assert store.judgements.count() == 0 and store.ratings.count() == 0
 
 
 def test_exporting_with_no_pairs_says_to_label_first(store, tmp_path):
@@ -292,10 +292,10 @@ def test_concurrent_votes_imports_and_reads_from_many_threads_all_land(store):
     def labeler(n: int) -> None:
         try:
             for i in range(25):
-                a, b = (store.add_generation(prompt, "base", f"{n}.{i}{side}", SETTINGS) for side in "ab")
-                store.add_judgement(prompt, a, b, CHOICES[i % len(CHOICES)], f"labeler {n}", "base")
+                a, b = (store.generations.add(prompt, "base", f"{n}.{i}{side}", SETTINGS) for side in "ab")
+                store.judgements.add(prompt, a, b, CHOICES[i % len(CHOICES)], f"labeler {n}", "base")
                 own = store.add_prompt(f"thread {n} prompt {i}")
-                store.add_generation(own, "base", "text", SETTINGS)
+                store.generations.add(own, "base", "text", SETTINGS)
                 store.add_prompt("the same prompt from every thread")
                 store.add_prompts(["bulk x", "bulk y"], source="file")
                 store.rounds.set_serving("base")
@@ -310,8 +310,8 @@ def test_concurrent_votes_imports_and_reads_from_many_threads_all_land(store):
     for thread in threads:
         thread.join()
     assert errors == []
-    assert store.count_judgements() == 200 and store.count_judgements("left") == 40
-    assert len({j.id for j in store.list_judgements()}) == 200
+    assert store.judgements.count() == 200 and store.judgements.count("left") == 40
+    assert len({j.id for j in store.judgements.list()}) == 200
     assert store.count_prompts() == 1 + 8 * 25 + 3
     assert len(store.preference_pairs()) == 80
 
@@ -325,24 +325,24 @@ def test_a_closed_store_says_to_open_it_again():
 
 def test_generations_are_counted(store):
     prompt = store.add_prompt("count me")
-    assert store.count_generations() == 0
+    assert store.generations.count() == 0
     for text in "ab":
-        store.add_generation(prompt, "base", text, SETTINGS)
-    assert store.count_generations() == 2
+        store.generations.add(prompt, "base", text, SETTINGS)
+    assert store.generations.count() == 2
 
 
 def test_a_pair_is_judged_once_and_a_completion_rated_once(store):
     prompt = store.add_prompt("Name a colour.")
-    a, b = (store.add_generation(prompt, "base", t, SETTINGS) for t in ("Red.", "Blue."))
-    first = store.add_judgement(prompt, a, b, "left", "ana", "base")
-    assert store.add_judgement(prompt, a, b, "left", "ana", "base") == first, "a repeated vote stores nothing"
+    a, b = (store.generations.add(prompt, "base", t, SETTINGS) for t in ("Red.", "Blue."))
+    first = store.judgements.add(prompt, a, b, "left", "ana", "base")
+    assert store.judgements.add(prompt, a, b, "left", "ana", "base") == first, "a repeated vote stores nothing"
     with pytest.raises(
         StoreError, match=f"This pair already has vote #{first} \\(left, by ana\\); each pair is judged"
     ):
-        store.add_judgement(prompt, b, a, "right", "bo", "base")  # the same pair, shown the other way round
-    assert store.count_judgements() == 1
-    rated = store.add_rating(a, "up", "ana", "base")
-    assert store.add_rating(a, "up", "ana", "base") == rated
+        store.judgements.add(prompt, b, a, "right", "bo", "base")  # the same pair, shown the other way round
+    assert store.judgements.count() == 1
+    rated = store.ratings.add(a, "up", "ana", "base")
+    assert store.ratings.add(a, "up", "ana", "base") == rated
     with pytest.raises(StoreError, match=f"This completion already has rating #{rated} \\(up, by ana\\)"):
-        store.add_rating(a, "down", "ana", "base")
-    assert store.count_ratings() == 1 and store.add_rating(b, "down", "ana", "base") != rated
+        store.ratings.add(a, "down", "ana", "base")
+    assert store.ratings.count() == 1 and store.ratings.add(b, "down", "ana", "base") != rated

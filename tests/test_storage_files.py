@@ -42,9 +42,9 @@ def start_store_process(path: Path, then: str) -> subprocess.Popen:
         from storage import Store
         store = Store(sys.argv[1])
         prompt = store.add_prompt("durable?")
-        a = store.add_generation(prompt, "base", "yes", {{}})
-        b = store.add_generation(prompt, "base", "no", {{}})
-        store.add_judgement(prompt, a, b, "left", "ana", "base")
+        a = store.generations.add(prompt, "base", "yes", {{}})
+        b = store.generations.add(prompt, "base", "no", {{}})
+        store.judgements.add(prompt, a, b, "left", "ana", "base")
         print("ok", flush=True)
         {then}
         """
@@ -97,15 +97,15 @@ def test_reopening_a_file_applies_only_missing_migrations_and_keeps_data(tmp_pat
     monkeypatch.setattr(storage.migrations, "MIGRATIONS", shipped)
     with Store(path) as store:
         assert store.applied_migrations() == names
-        assert store.rounds.get(round_id).n_ratings == 0 and store.count_ratings() == 0
-        store.add_rating(store.get_generation(1).id, "up", "ana", "base")
+        assert store.rounds.get(round_id).n_ratings == 0 and store.ratings.count() == 0
+        store.ratings.add(store.generations.get(1).id, "up", "ana", "base")
     extra = ("999_labeler_notes", "CREATE TABLE labeler_notes (judgement_id BIGINT, note VARCHAR)")
     monkeypatch.setattr(storage.migrations, "MIGRATIONS", [*shipped, extra])
     for _ in range(2):
         with Store(path) as store:
             assert store.applied_migrations() == [*names, "999_labeler_notes"]
             assert store.preference_pairs()[0].chosen == "a" and store.rounds.get_serving() == "round_001"
-            assert store.rounds.judgement_ids(round_id) == [judgement] and store.count_ratings("up") == 1
+            assert store.rounds.judgement_ids(round_id) == [judgement] and store.ratings.count("up") == 1
     assert migration_rows(path) == [*names, "999_labeler_notes"]
 
 
@@ -145,7 +145,7 @@ def test_an_acknowledged_vote_survives_the_process_dying(tmp_path, ending):
         process.wait(timeout=30)
         process.stdout.close()
     with Store(path) as store:
-        (judgement,) = store.list_judgements()
+        (judgement,) = store.judgements.list()
         assert judgement.choice == "left"
         assert [(p.prompt, p.chosen, p.rejected) for p in store.preference_pairs()] == [("durable?", "yes", "no")]
 
@@ -162,7 +162,7 @@ def test_a_file_held_by_another_app_is_refused_with_what_to_do(tmp_path):
         holder.wait(timeout=30)
         holder.stdout.close()
     with Store(path) as store:
-        assert store.count_judgements() == 1
+        assert store.judgements.count() == 1
 
 
 def test_a_file_that_is_not_a_database_is_refused(tmp_path):
@@ -197,18 +197,18 @@ def test_a_full_disk_says_so_saves_nothing_half_and_the_store_works_once_there_i
     then = textwrap.dedent(
         """
         import resource, signal
-        gens = [store.add_generation(prompt, "base", t, {}) for t in ("maybe", "never")]
+        gens = [store.generations.add(prompt, "base", t, {}) for t in ("maybe", "never")]
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         limit = os.path.getsize(sys.argv[1]) + 4096
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
         for attempt in (lambda: store.add_prompts(["x" * 500 + str(i) for i in range(20000)], source="big"),
-                        lambda: store.add_judgement(prompt, gens[0], gens[1], "right", "bob", "base")):
+                        lambda: store.judgements.add(prompt, gens[0], gens[1], "right", "bob", "base")):
             try:
                 attempt()
             except Exception as err:
                 print(type(err).__name__, err, flush=True)
         resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-        store.add_judgement(prompt, gens[0], gens[1], "right", "bob", "base")  # room again: the vote saves
+        store.judgements.add(prompt, gens[0], gens[1], "right", "bob", "base")  # room again: the vote saves
         print("saved", flush=True)
         """
     )
@@ -221,7 +221,7 @@ def test_a_full_disk_says_so_saves_nothing_half_and_the_store_works_once_there_i
         assert line.endswith("Nothing was saved: free some disk space, then try again."), out
     with Store(path) as store:
         assert store.count_prompts() == 1, "the failed import left no prompt behind"
-        assert [j.labeler for j in store.list_judgements()] == ["ana", "bob"]
+        assert [j.labeler for j in store.judgements.list()] == ["ana", "bob"]
 
 
 def read_back(path: Path, fmt: str) -> Dataset:
@@ -255,8 +255,8 @@ def test_export_matches_trls_conversational_preference_format(store_with_votes, 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
 def test_unpaired_export_is_what_a_kto_round_trains_on_in_trls_format(store_with_votes, tmp_path, fmt):
     prompt = store_with_votes.add_prompt("Rate me.")
-    fine = store_with_votes.add_generation(prompt, "base", "Fine.", SETTINGS)
-    rating = store_with_votes.add_rating(fine, "up", "ana", "base")
+    fine = store_with_votes.generations.add(prompt, "base", "Fine.", SETTINGS)
+    rating = store_with_votes.ratings.add(fine, "up", "ana", "base")
     target = tmp_path / {"jsonl": "kto.jsonl", "parquet": "kto.parquet", "hf": "kto"}[fmt]
     # two pairs (a 👍 and a 👎 each), one both-bad vote (two 👎), one rating
     assert store_with_votes.export_unpaired(target, fmt) == 7

@@ -142,7 +142,7 @@ def vote(
         judgement_id = services.loop.vote(Pair(**pair_state), choice, name)
     except (ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
-    total = services.store.count_judgements()
+    total = services.store.judgements.count()
     second_look = pair_state.get("second_look_of") is not None
     message = audit.second_look_message if second_look else views.vote_message
     done = {
@@ -287,7 +287,7 @@ def switch_mode(services: Services, tab: LabelTab, mode: str, pair_state: dict |
 def counters(services: Services, typed: str, request: gr.Request) -> str:
     """Labeled today, by me, since the last round, pairs ready (refreshed by a timer)."""
     name = guard.user_of(request) if services.access.logins else labeler_name(typed)
-    numbers = services.store.label_counters(name)
+    numbers = services.store.judgements.counters(name)
     return views.counters_line(numbers, services.status(), services.store.count_unjudged_prompts())
 
 
