@@ -222,8 +222,8 @@ def open_services(config: ServiceConfig, serving: bool = True) -> Services:
     try:
         claim = claim_runs_folder(Path(config.runs))  # before anything in it is cleaned up or written
         store.rounds.mark_interrupted()
-        if store.count_prompts() == 0:
-            store.add_prompts(starter_prompts(), source="starter")
+        if store.prompts.count() == 0:
+            store.prompts.add_many(starter_prompts(), source="starter")
         model = resolve_model(config.model, Path(config.model_cache))
         device = config.device or default_device()
         rounds = RoundRunner(store, model, Path(config.runs), device=device, processes=config.round_processes)

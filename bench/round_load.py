@@ -46,7 +46,7 @@ def add_labels(store: Store, n: int, seed: int = 0) -> None:
         return " ".join(rng.choice(words) for _ in range(rng.randint(lo, hi)))
 
     for i in range(n):
-        prompt = store.add_prompt(f"Question {i}: {text(20, 200)}?", source="bench")
+        prompt = store.prompts.add(f"Question {i}: {text(20, 200)}?", source="bench")
         good, bad = (store.generations.add(prompt, "base", text(20, 250), {}) for _ in range(2))
         store.judgements.add(prompt, good, bad, "left", "bench", "base")
 

@@ -191,9 +191,9 @@ def run_backend(backend: str, model_dir: str, adapter: str, args: argparse.Names
     """One backend's figures: throughput, adapter swap, and labelers voting through the loop."""
     settings = SamplingSettings(temperature=0.8, top_p=0.95, max_new_tokens=args.max_new_tokens)
     store = Store()
-    store.add_prompts(starter_prompts(), source="starter")
+    store.prompts.add_many(starter_prompts(), source="starter")
     server = open_server(backend, model_dir, args)
-    prompts = [p.text for p in store.list_prompts(limit=args.batch_prompts)]
+    prompts = [p.text for p in store.prompts.list(limit=args.batch_prompts)]
     figures = throughput(server, prompts, settings, args.repeats)
     dtype = str(server.dtype).removeprefix("torch.")
     reference = (

@@ -6,7 +6,7 @@
     arena.vote(battle.id, "left", labeler="ana").left_version     # the vote reveals who was who
     arena.results().pairs[0].rate                                 # win rate, ties as half, 95% interval
 
-A battle is one held-out prompt (`store.battles.held_out_prompts`) answered once by each version, with the same
+A battle is one held-out prompt (`store.prompts.for_arena`) answered once by each version, with the same
 sampling settings, stored as `generations` rows as a pair's completions are. The sampler keeps a small queue per
 pair of versions and refills only pairs someone asked for in the last `idle_s` seconds: it starts at the first
 request and then sleeps until the next, so it takes the model from the label sampler (the server runs one
@@ -224,7 +224,7 @@ class ArenaSampler:
 
     def _sample(self, key: tuple[str, str], n_prompts: int, exclude=()) -> list[ReadyBattle]:
         """Answer up to `n_prompts` held-out prompts once by each version of `key`, stored as generations."""
-        prompts = self.store.battles.held_out_prompts(n_prompts, exclude_ids=exclude)
+        prompts = self.store.prompts.for_arena(n_prompts, exclude_ids=exclude)
         if not prompts:
             return []
         settings, texts = self.settings, [p.text for p in prompts]

@@ -160,7 +160,7 @@ class Loop:
     # -- prompts --------------------------------------------------------------------------------------
     def add_prompt(self, text: str) -> int:
         self.check_prompt_length(text)
-        return self.store.add_prompt(text, source="typed")
+        return self.store.prompts.add(text, source="typed")
 
     def check_prompt_length(self, text: str) -> None:
         """Refuse a typed prompt longer than the model samples from (imported ones keep their last tokens)."""
@@ -182,11 +182,11 @@ class Loop:
         texts = read_prompts(path)
         if on_progress is not None:
             on_progress(0.5, f"Storing {len(texts)} prompts from {name}…")
-        return self.store.add_prompts(texts, source=name, eval_only=eval_only)
+        return self.store.prompts.add_many(texts, source=name, eval_only=eval_only)
 
     def hold_out(self, n: int) -> list[int]:
-        """Hold out `n` unlabeled prompts for the arena (`Store.hold_out`) and drop their queued pairs."""
-        ids = self.store.hold_out(n)
+        """Hold out `n` unlabeled prompts for the arena (`store.prompts.hold_out`) and drop their queued pairs."""
+        ids = self.store.prompts.hold_out(n)
         self.sampler.drop_prompts(ids)
         return ids
 

@@ -25,7 +25,7 @@ def arena(tiny_model_dir, tmp_path):
     """An arena beside a labeling loop on the tiny model: base and round_001 (a random LoRA), 12 prompts,
     8 new tokens, battles queued 4 deep, sides drawn with seed 0."""
     store = Store(":memory:")
-    store.add_prompts([f"Tell me about topic {i}." for i in range(12)], source="test")
+    store.prompts.add_many([f"Tell me about topic {i}." for i in range(12)], source="test")
     fake_round(store, tiny_model_dir, tmp_path / "round_001", init_lora_weights=False)
     server = PolicyServer(str(tiny_model_dir), device="cpu")
     sampler = PairSampler(store, server, depth=3, seed=0)
@@ -82,7 +82,7 @@ def test_a_battle_is_both_versions_answer_to_one_prompt_with_the_same_settings(a
     assert (record.version_a, record.version_b) == ("base", "round_001"), "stored in sorted order"
     assert (a.version, b.version) == ("base", "round_001") and a.prompt_id == b.prompt_id == record.prompt_id
     assert a.settings == b.settings and a.settings["max_new_tokens"] == 8
-    assert arena.store.get_prompt(record.prompt_id).text == shown.prompt
+    assert arena.store.prompts.get(record.prompt_id).text == shown.prompt
     assert "base" not in repr(shown) and "round_001" not in repr(shown), "what a labeler gets names no version"
 
 
@@ -149,9 +149,9 @@ def test_versions_are_checked_and_latest_vs_previous_is_the_two_newest(arena):
 
 def test_the_label_sampler_never_picks_a_held_out_prompt_and_the_arena_prefers_them(arena, tiny_model_dir):
     store = arena.store
-    prompts = store.list_prompts()
+    prompts = store.prompts.list()
     held = {p.id for p in prompts[:9]}
-    store.set_eval_only(held)
+    store.prompts.set_eval_only(held)
     loop_sampler = PairSampler(store, arena.sampler.server, depth=2, seed=1)
     loop_sampler.set_settings(SamplingSettings(max_new_tokens=4))
     pairs = [loop_sampler.take() for _ in range(4)]
@@ -166,7 +166,7 @@ def test_holding_out_drops_the_queued_pairs_of_those_prompts(loop):
     deadline = time.monotonic() + 120
     while loop.sampler.queued() < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    held = set(loop.hold_out(loop.store.count_unjudged_prompts()))  # every prompt without a label
+    held = set(loop.hold_out(loop.store.prompts.count_unjudged()))  # every prompt without a label
     assert first.prompt_id in held, "a pair on screen has no vote yet"
     loop.sampler.stop()
     queued = [loop.sampler.take(timeout=0) for _ in range(loop.sampler.queued())]

@@ -26,8 +26,8 @@ from training.trainer import TrainingError
 def battle(store: Store, side: str | None, prompt: str, left: str = "round_001", eval_only: bool = False) -> int:
     """A battle base vs round_001 on a new `prompt` (completions "base: <prompt>" / "round_001: <prompt>"), with
     `left` shown on the left, voted `side` as shown (None: not voted yet); returns its id."""
-    store.add_prompts([prompt], source="test", eval_only=eval_only)
-    (prompt_id,) = [p.id for p in store.list_prompts() if p.text == prompt]
+    store.prompts.add_many([prompt], source="test", eval_only=eval_only)
+    (prompt_id,) = [p.id for p in store.prompts.list() if p.text == prompt]
     a = store.generations.add(prompt_id, "base", f"base: {prompt}", SETTINGS)
     b = store.generations.add(prompt_id, "round_001", f"round_001: {prompt}", SETTINGS)
     battle_id = store.battles.add(prompt_id, "base", "round_001", a, b, left, "ana")
@@ -72,7 +72,7 @@ def test_ties_both_bad_unvoted_and_eval_only_battles_are_not_training_pairs(stor
 
 def test_a_round_that_trained_on_a_battle_uses_it_up_and_takes_its_prompt_out_of_the_arena(store):
     first, second = battle(store, "left", "used"), battle(store, "left", "unused")
-    assert store.battles.count_held_out() == (0, 2)
+    assert store.prompts.count_held_out() == (0, 2)
     failed = store.rounds.start({}, None, "tiny")
     store.rounds.fail(failed, "out of memory")
     assert [p.battle_id for p in store.battles.preference_pairs(unused_only=True)] == [first, second]
@@ -81,9 +81,9 @@ def test_a_round_that_trained_on_a_battle_uses_it_up_and_takes_its_prompt_out_of
     store.rounds.set_serving(store.rounds.get(round_id).version)
     assert [p.battle_id for p in store.battles.preference_pairs(unused_only=True)] == [second]
     assert len(store.battles.preference_pairs()) == 2, "a fresh round may train on it again"
-    assert [p.text for p in store.battles.held_out_prompts(10)] == ["unused"]
+    assert [p.text for p in store.prompts.for_arena(10)] == ["unused"]
     with pytest.raises(StoreError, match="Prompt 1 has trained a round, so it cannot be held out"):
-        store.set_eval_only([1])
+        store.prompts.set_eval_only([1])
     with pytest.raises(StoreError, match=r"names battles that do not exist \(99\)"):
         finish(store, [99])
 
@@ -168,7 +168,7 @@ def test_a_round_trains_on_arena_votes_only_when_ticked_and_records_them(tiny_mo
     rows = [json.loads(line) for line in (folder / INPUT_FILE).read_text().splitlines()]
     assert [(r["source"], r["battle_id"]) for r in rows] == [("label", None)] * 2 + [("arena", b) for b in battles]
     assert json.loads((folder / "judgements.json").read_text())["battles"] == {"train": battles, "heldout": []}
-    assert store.battles.count_held_out() == (0, 0), "the trained prompts left the arena's pool"
+    assert store.prompts.count_held_out() == (0, 0), "the trained prompts left the arena's pool"
 
     without = train_round(store, small, model=tiny_model_dir, runs_dir=tmp_path / "runs")
     assert (without.n_pairs, without.n_arena) == (2, 0)

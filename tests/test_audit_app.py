@@ -22,7 +22,7 @@ def ada_votes(store: Store, n: int = 12) -> None:
     """`n` pairs ada judged, always picking the left one ("Pick me …"); every other pair was stored other side
     first, so her chosen completion is the first of the pair half the time and the second otherwise."""
     for i in range(n):
-        prompt_id = store.add_prompt(f"Audit prompt {i}.")
+        prompt_id = store.prompts.add(f"Audit prompt {i}.")
         texts = [f"Pick me {i}.", f"Not me {i}, a longer answer."]
         ids = [store.generations.add(prompt_id, "base", t, SETTINGS) for t in (texts if i % 2 else texts[::-1])]
         chosen, other = ids if i % 2 else ids[::-1]

@@ -21,7 +21,7 @@ _prompts = itertools.count()
 
 def judge(store, labeler: str, choice: str, left: str = SHORT, right: str = LONG, version: str = "base") -> int:
     """A new prompt whose completions `left` / `right` are shown in that order, and `labeler`'s `choice`."""
-    prompt_id = store.add_prompt(f"prompt {next(_prompts)}")
+    prompt_id = store.prompts.add(f"prompt {next(_prompts)}")
     left_id = store.generations.add(prompt_id, version, left, SETTINGS)
     right_id = store.generations.add(prompt_id, version, right, SETTINGS)
     return store.judgements.add(prompt_id, left_id, right_id, choice, labeler, version)
@@ -77,7 +77,7 @@ def test_a_second_look_is_someone_elses_judged_pair_and_its_vote_never_trains(st
     judge(store, "ana", "skip")  # a skip says nothing to agree with
     bobs = judge(store, "bob", "right")  # bob's own
     judge(store, "ana", "tie")  # on a prompt then held out for the arena
-    store.set_eval_only([store.judgements.list()[-1].prompt_id])
+    store.prompts.set_eval_only([store.judgements.list()[-1].prompt_id])
     pairs, count = store.preference_pairs(), store.judgements.count()
 
     look = store.audit.second_look("bob")

@@ -32,7 +32,7 @@ def fire_at_once(calls) -> list:
 
 
 def a_pair(store: Store, i: int) -> tuple[int, int, int]:
-    prompt = store.add_prompt(f"Prompt {i}")
+    prompt = store.prompts.add(f"Prompt {i}")
     left = store.generations.add(prompt, "base", f"a{i}", {})
     return prompt, left, store.generations.add(prompt, "base", f"b{i}", {})
 

@@ -58,7 +58,7 @@ def test_the_app_runner_trains_a_qlora_round_on_cuda_in_its_own_process(tiny_qlo
 
     store = Store(":memory:")
     for pair in PAIRS:
-        prompt = store.add_prompt(pair.prompt)
+        prompt = store.prompts.add(pair.prompt)
         chosen, rejected = (store.generations.add(prompt, "base", text, {}) for text in (pair.chosen, pair.rejected))
         store.judgements.add(prompt, chosen, rejected, "left", "ana", "base")
     served = []

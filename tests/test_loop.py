@@ -166,7 +166,7 @@ def test_a_new_version_takes_over_with_its_pairs_already_queued(loop, tiny_model
 @pytest.mark.slow  # trains a round in its own process
 def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_path, train_round):
     store = Store(":memory:")
-    store.add_prompts([f"Tell me about topic {i}." for i in range(12)], source="test")
+    store.prompts.add_many([f"Tell me about topic {i}." for i in range(12)], source="test")
     server = PolicyServer(str(tiny_model_dir), device="cpu")
     sampler = PairSampler(store, server, depth=4, batch_prompts=4, seed=0, keep_stale=True)
     sampler.set_settings(SamplingSettings(max_new_tokens=8))
@@ -267,7 +267,7 @@ def make_loop(tiny_model_dir):
 
     def make(depth: int, batch_prompts: int) -> Loop:
         store = Store(":memory:")
-        store.add_prompts([f"Tell me about topic {i}." for i in range(12)], source="test")
+        store.prompts.add_many([f"Tell me about topic {i}." for i in range(12)], source="test")
         sampler = PairSampler(store, RecordingServer(str(tiny_model_dir), device="cpu"), depth, batch_prompts, seed=0)
         sampler.set_settings(SamplingSettings(max_new_tokens=8))
         made.append(Loop(store, sampler.server, sampler))
@@ -462,9 +462,9 @@ def test_prompts_are_bounded_in_tokens_and_compare_waits_a_bounded_time(tiny_mod
     # megabytes are refused by their length alone, before any tokenizing (which would take minutes)
     with pytest.raises(ValueError, match=r"more than 32 tokens \(20,000,000 characters\); .* Shorten it"):
         loop.add_prompt("x" * 20_000_000)
-    assert store.count_prompts() == 0
+    assert store.prompts.count() == 0
     # an imported long prompt is sampled from its last 32 tokens
-    store.add_prompts([long_prompt], source="file.jsonl")
+    store.prompts.add_many([long_prompt], source="file.jsonl")
     (row,) = server.generate_tokens([long_prompt], 1, SamplingSettings(max_new_tokens=4, seed=0))
     assert len(row[0]) <= 4
     # Compare gives up after a bounded wait while the model is busy, saying so

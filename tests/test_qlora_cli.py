@@ -42,7 +42,7 @@ def test_qlora_round_trains_lora_on_a_4bit_base(tiny_qlora_model_dir, tmp_path):
 def votes(db: Path, n: int) -> None:
     with Store(db) as store:
         for i in range(n):
-            prompt = store.add_prompt(f"Tell me about topic {i}.")
+            prompt = store.prompts.add(f"Tell me about topic {i}.")
             good = store.generations.add(prompt, "base", f"Gladly! Topic {i} is interesting.", {})
             bad = store.generations.add(prompt, "base", "No.", {})
             store.judgements.add(prompt, good, bad, "left", "ana", "base")

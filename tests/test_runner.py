@@ -243,7 +243,7 @@ def test_a_round_paused_when_the_app_dies_dies_with_it(tiny_model_dir, tmp_path)
         from training.runner import RoundRunner
 
         store = Store(":memory:")
-        store.add_prompts([f"Tell me about topic {{i}}." for i in range(12)], source="test")
+        store.prompts.add_many([f"Tell me about topic {{i}}." for i in range(12)], source="test")
         server = PolicyServer({str(tiny_model_dir)!r}, device="cpu")
         sampler = PairSampler(store, server, depth=3, seed=0)
         sampler.set_settings(SamplingSettings(max_new_tokens=8))

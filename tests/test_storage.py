@@ -28,8 +28,8 @@ from storage import (
 
 
 def test_prompts_generations_and_judgements_round_trip(store):
-    prompt = store.add_prompt("  Explain tides.\n")
-    assert store.get_prompt(prompt) == Prompt(prompt, "Explain tides.", "typed")
+    prompt = store.prompts.add("  Explain tides.\n")
+    assert store.prompts.get(prompt) == Prompt(prompt, "Explain tides.", "typed")
     gen = store.generations.add(prompt, "round_001", "The moon pulls.", SETTINGS)
     other = store.generations.add(prompt, "round_001", "Wind.", SETTINGS)
     assert store.generations.get(gen) == Generation(gen, prompt, "round_001", "The moon pulls.", SETTINGS)
@@ -41,33 +41,33 @@ def test_prompts_generations_and_judgements_round_trip(store):
 
 
 def test_the_same_prompt_text_is_stored_once(store):
-    first = store.add_prompt("Name a colour.", source="typed")
-    assert store.add_prompt("  Name a colour.  ", source="file.txt") == first
-    assert store.count_prompts() == 1 and store.list_prompts() == [Prompt(first, "Name a colour.", "typed")]
+    first = store.prompts.add("Name a colour.", source="typed")
+    assert store.prompts.add("  Name a colour.  ", source="file.txt") == first
+    assert store.prompts.count() == 1 and store.prompts.list() == [Prompt(first, "Name a colour.", "typed")]
 
 
 def test_bulk_import_is_all_or_nothing_and_counts_only_new_prompts(store):
-    store.add_prompt("a")
+    store.prompts.add("a")
     with pytest.raises(ValueError, match="Prompt 3 is empty; nothing was imported"):
-        store.add_prompts(["b", "c", "  ", "d"], source="file.txt")
-    assert store.count_prompts() == 1
-    assert store.add_prompts(["a", "b", " b ", "c"], source="file.txt") == 2
-    assert [p.text for p in store.list_prompts()] == ["a", "b", "c"]
-    assert [p.text for p in store.list_prompts(limit=2)] == ["a", "b"]
-    assert {p.source for p in store.list_prompts()[1:]} == {"file.txt"}
+        store.prompts.add_many(["b", "c", "  ", "d"], source="file.txt")
+    assert store.prompts.count() == 1
+    assert store.prompts.add_many(["a", "b", " b ", "c"], source="file.txt") == 2
+    assert [p.text for p in store.prompts.list()] == ["a", "b", "c"]
+    assert [p.text for p in store.prompts.list(limit=2)] == ["a", "b"]
+    assert {p.source for p in store.prompts.list()[1:]} == {"file.txt"}
 
 
 def test_prompts_sampled_least_come_first_even_before_their_vote(store):
-    skipped = store.add_prompt("sampled once")
+    skipped = store.prompts.add("sampled once")
     store.generations.add(skipped, "base", "a", SETTINGS)  # on a labeler's screen, not voted on yet
-    store.add_prompts([f"fresh {i}" for i in range(5)], source="file")
-    fresh = [p.id for p in store.list_prompts() if p.id != skipped]
-    first_three = store.next_prompts(3)
+    store.prompts.add_many([f"fresh {i}" for i in range(5)], source="file")
+    fresh = [p.id for p in store.prompts.list() if p.id != skipped]
+    first_three = store.prompts.for_labeling(3)
     assert len(first_three) == 3 and skipped not in {p.id for p in first_three}
-    assert store.next_prompts(10)[-1].id == skipped
-    assert {p.id for p in store.next_prompts(10, exclude_ids=fresh)} == {skipped}
-    assert store.next_prompts(0) == []
-    orders = {tuple(p.id for p in store.next_prompts(5)) for _ in range(30)}
+    assert store.prompts.for_labeling(10)[-1].id == skipped
+    assert {p.id for p in store.prompts.for_labeling(10, exclude_ids=fresh)} == {skipped}
+    assert store.prompts.for_labeling(0) == []
+    orders = {tuple(p.id for p in store.prompts.for_labeling(5)) for _ in range(30)}
     assert len(orders) > 1, "prompts with equal counts come in random order"
 
 
@@ -83,7 +83,7 @@ def test_left_and_right_votes_become_pairs_with_the_picked_side_chosen(store):
 
 def test_a_vote_must_name_two_completions_of_its_prompt(store):
     votes(store, "left")
-    other = store.add_prompt("other")
+    other = store.prompts.add("other")
     with pytest.raises(StoreError, match="not two completions of prompt"):
         store.judgements.add(other, 1, 2, "left", "ana", "base")
     with pytest.raises(ValueError, match="choice must be one of"):
@@ -157,7 +157,7 @@ def test_finish_round_records_results_and_lineage(store):
 def test_single_ratings_round_trip_and_become_unpaired_examples_after_both_bad_votes(store):
     (both_bad,) = votes(store, "both_bad")
     pair = vote(store, "left", "prompt 1", "left 1", "right 1")
-    prompt = store.add_prompt("Rate me.")
+    prompt = store.prompts.add("Rate me.")
     good = store.generations.add(prompt, "round_001", "Short and right.", SETTINGS)
     bad = store.generations.add(prompt, "round_001", "Long and wrong.", SETTINGS)
     up = store.ratings.add(good, "up", "ana", "round_001")
@@ -178,7 +178,7 @@ def test_single_ratings_round_trip_and_become_unpaired_examples_after_both_bad_v
 
 
 def test_a_done_round_uses_up_its_ratings_and_records_them(store):
-    prompt = store.add_prompt("Rate me.")
+    prompt = store.prompts.add("Rate me.")
     ids = [store.ratings.add(store.generations.add(prompt, "base", t, SETTINGS), "up", "ana", "base") for t in "abc"]
     failed = store.rounds.start({}, None, "m")
     store.rounds.fail(failed, "boom")
@@ -241,8 +241,8 @@ def test_serving_version_defaults_to_base_and_only_takes_done_rounds(store):
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
-        (lambda s: s.add_prompt(" \n "), ValueError, "Prompt is empty: type some text first"),
-        (lambda s: s.get_prompt(42), StoreError, "No prompt with id 42"),
+        (lambda s: s.prompts.add(" \n "), ValueError, "Prompt is empty: type some text first"),
+        (lambda s: s.prompts.get(42), StoreError, "No prompt with id 42"),
         (lambda s: s.generations.get(42), StoreError, "No generation with id 42"),
         (lambda s: s.generations.add(42, "base", "x", {}), StoreError, "No prompt with id 42; add the prompt"),
         (lambda s: s.judgements.add(1, 1, 2, "meh", "ana", "base"), ValueError, "choice must be one of left, right"),
@@ -250,7 +250,7 @@ def test_serving_version_defaults_to_base_and_only_takes_done_rounds(store):
         (lambda s: s.judgements.add(1, 1, 1, "left", "ana", "base"), StoreError, "fetch a new pair and vote again"),
         (lambda s: s.judgements.add(1, 1, 9, "left", "ana", "base"), StoreError, "not two completions"),
         (lambda s: s.judgements.count("lft"), ValueError, "choice must be one of"),
-        (lambda s: s.list_prompts(limit=-1), ValueError, "limit must be >= 0"),
+        (lambda s: s.prompts.list(limit=-1), ValueError, "limit must be >= 0"),
         (lambda s: s.rounds.start({}, 7, "m"), StoreError, "No round 7"),
         (lambda s: s.rounds.get(7), StoreError, "No round 7; pick one from the round history"),
         (lambda s: s.rounds.finish(7, "a", {}, []), StoreError, "No round 7"),
@@ -266,8 +266,8 @@ def test_serving_version_defaults_to_base_and_only_takes_done_rounds(store):
     ],
 )
 def test_bad_input_is_refused_with_what_to_do(store, call, error, message):
-    prompt = store.add_prompt("p")
-    store.add_prompt("q")
+    prompt = store.prompts.add("p")
+    store.prompts.add("q")
     store.generations.add(prompt, "base", "a", SETTINGS)
     store.generations.add(prompt, "base", "b", SETTINGS)
     with pytest.raises(error, match=message):
@@ -286,7 +286,7 @@ def test_exporting_with_no_pairs_says_to_label_first(store, tmp_path):
 
 
 def test_concurrent_votes_imports_and_reads_from_many_threads_all_land(store):
-    prompt = store.add_prompt("shared")
+    prompt = store.prompts.add("shared")
     errors: list[BaseException] = []
 
     def labeler(n: int) -> None:
@@ -294,13 +294,13 @@ def test_concurrent_votes_imports_and_reads_from_many_threads_all_land(store):
             for i in range(25):
                 a, b = (store.generations.add(prompt, "base", f"{n}.{i}{side}", SETTINGS) for side in "ab")
                 store.judgements.add(prompt, a, b, CHOICES[i % len(CHOICES)], f"labeler {n}", "base")
-                own = store.add_prompt(f"thread {n} prompt {i}")
+                own = store.prompts.add(f"thread {n} prompt {i}")
                 store.generations.add(own, "base", "text", SETTINGS)
-                store.add_prompt("the same prompt from every thread")
-                store.add_prompts(["bulk x", "bulk y"], source="file")
+                store.prompts.add("the same prompt from every thread")
+                store.prompts.add_many(["bulk x", "bulk y"], source="file")
                 store.rounds.set_serving("base")
                 store.preference_pairs(unused_only=True)
-                store.next_prompts(4)
+                store.prompts.for_labeling(4)
         except BaseException as err:  # noqa: BLE001 - reported below, on the main thread
             errors.append(err)
 
@@ -312,7 +312,7 @@ def test_concurrent_votes_imports_and_reads_from_many_threads_all_land(store):
     assert errors == []
     assert store.judgements.count() == 200 and store.judgements.count("left") == 40
     assert len({j.id for j in store.judgements.list()}) == 200
-    assert store.count_prompts() == 1 + 8 * 25 + 3
+    assert store.prompts.count() == 1 + 8 * 25 + 3
     assert len(store.preference_pairs()) == 80
 
 
@@ -320,11 +320,11 @@ def test_a_closed_store_says_to_open_it_again():
     store = Store()
     store.close()
     with pytest.raises(StoreError, match=r"closed; open it again"):
-        store.count_prompts()
+        store.prompts.count()
 
 
 def test_generations_are_counted(store):
-    prompt = store.add_prompt("count me")
+    prompt = store.prompts.add("count me")
     assert store.generations.count() == 0
     for text in "ab":
         store.generations.add(prompt, "base", text, SETTINGS)
@@ -332,7 +332,7 @@ def test_generations_are_counted(store):
 
 
 def test_a_pair_is_judged_once_and_a_completion_rated_once(store):
-    prompt = store.add_prompt("Name a colour.")
+    prompt = store.prompts.add("Name a colour.")
     a, b = (store.generations.add(prompt, "base", t, SETTINGS) for t in ("Red.", "Blue."))
     first = store.judgements.add(prompt, a, b, "left", "ana", "base")
     assert store.judgements.add(prompt, a, b, "left", "ana", "base") == first, "a repeated vote stores nothing"

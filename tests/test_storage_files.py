@@ -41,7 +41,7 @@ def start_store_process(path: Path, then: str) -> subprocess.Popen:
         import os, sys, time
         from storage import Store
         store = Store(sys.argv[1])
-        prompt = store.add_prompt("durable?")
+        prompt = store.prompts.add("durable?")
         a = store.generations.add(prompt, "base", "yes", {{}})
         b = store.generations.add(prompt, "base", "no", {{}})
         store.judgements.add(prompt, a, b, "left", "ana", "base")
@@ -59,7 +59,7 @@ def test_a_new_file_gets_its_folder_and_every_migration(tmp_path):
     path = tmp_path / "deep" / "er" / "loop.duckdb"
     with Store(path) as store:
         assert store.applied_migrations() == [name for name, _ in storage.migrations.MIGRATIONS]
-        assert store.count_prompts() == 0 and store.rounds.get_serving() == "base"
+        assert store.prompts.count() == 0 and store.rounds.get_serving() == "base"
     assert path.is_file()
 
 
@@ -72,7 +72,7 @@ def test_reopening_a_file_applies_only_missing_migrations_and_keeps_data(tmp_pat
     # later migrations.
     monkeypatch.setattr(storage.migrations, "MIGRATIONS", shipped[:1])
     with Store(path) as store:
-        prompt = store.add_prompt("p")
+        prompt = store.prompts.add("p")
         left, right = (
             store.db.write(
                 lambda cur, text=text: cur.execute(
@@ -176,7 +176,7 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path):
 def test_a_damaged_file_is_refused_at_start_up_and_left_as_it_was(tmp_path):
     path = tmp_path / "loop.duckdb"
     with Store(path) as store:
-        store.add_prompts([f"prompt {i}: " + "words " * 40 for i in range(20_000)], source="big.jsonl")
+        store.prompts.add_many([f"prompt {i}: " + "words " * 40 for i in range(20_000)], source="big.jsonl")
     with path.open("r+b") as f:  # cut short, as a full disk or a copy that stopped half-way leaves it
         f.truncate(path.stat().st_size // 10)
     damaged = path.read_bytes()
@@ -201,7 +201,7 @@ def test_a_full_disk_says_so_saves_nothing_half_and_the_store_works_once_there_i
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         limit = os.path.getsize(sys.argv[1]) + 4096
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
-        for attempt in (lambda: store.add_prompts(["x" * 500 + str(i) for i in range(20000)], source="big"),
+        for attempt in (lambda: store.prompts.add_many(["x" * 500 + str(i) for i in range(20000)], source="big"),
                         lambda: store.judgements.add(prompt, gens[0], gens[1], "right", "bob", "base")):
             try:
                 attempt()
@@ -220,7 +220,7 @@ def test_a_full_disk_says_so_saves_nothing_half_and_the_store_works_once_there_i
         assert line.startswith(f"StoreError Could not save to {path}: the disk is full or the file cannot grow"), out
         assert line.endswith("Nothing was saved: free some disk space, then try again."), out
     with Store(path) as store:
-        assert store.count_prompts() == 1, "the failed import left no prompt behind"
+        assert store.prompts.count() == 1, "the failed import left no prompt behind"
         assert [j.labeler for j in store.judgements.list()] == ["ana", "bob"]
 
 
@@ -254,7 +254,7 @@ def test_export_matches_trls_conversational_preference_format(store_with_votes, 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
 def test_unpaired_export_is_what_a_kto_round_trains_on_in_trls_format(store_with_votes, tmp_path, fmt):
-    prompt = store_with_votes.add_prompt("Rate me.")
+    prompt = store_with_votes.prompts.add("Rate me.")
     fine = store_with_votes.generations.add(prompt, "base", "Fine.", SETTINGS)
     rating = store_with_votes.ratings.add(fine, "up", "ana", "base")
     target = tmp_path / {"jsonl": "kto.jsonl", "parquet": "kto.parquet", "hf": "kto"}[fmt]

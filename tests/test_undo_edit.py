@@ -44,7 +44,7 @@ def test_only_the_labeler_may_undo_and_only_once_and_not_after_training(store):
 
 
 def test_an_edit_becomes_a_pair_with_the_human_text_chosen_and_the_original_rejected(store, tmp_path):
-    prompt_id = store.add_prompt("Name a fruit.")
+    prompt_id = store.prompts.add("Name a fruit.")
     original = store.generations.add(prompt_id, "base", "Carrot", SETTINGS)
     judgement_id = store.judgements.add_edited_pair(prompt_id, original, "  Mango  ", "ana", "base")
     (pair,) = store.preference_pairs()
@@ -58,20 +58,20 @@ def test_an_edit_becomes_a_pair_with_the_human_text_chosen_and_the_original_reje
 
 
 def test_an_empty_or_unchanged_edit_is_refused_and_stores_nothing(store):
-    prompt_id = store.add_prompt("Name a fruit.")
+    prompt_id = store.prompts.add("Name a fruit.")
     original = store.generations.add(prompt_id, "base", "Carrot", SETTINGS)
     with pytest.raises(StoreError, match="empty"):
         store.judgements.add_edited_pair(prompt_id, original, "   ", "ana", "base")
     with pytest.raises(StoreError, match="same as the original"):
         store.judgements.add_edited_pair(prompt_id, original, "Carrot ", "ana", "base")
-    other = store.add_prompt("Another prompt.")
+    other = store.prompts.add("Another prompt.")
     with pytest.raises(StoreError, match="not a completion of prompt"):
         store.judgements.add_edited_pair(other, original, "Mango", "ana", "base")
     assert store.generations.count() == 1 and store.judgements.count() == 0
 
 
 def test_a_completion_cut_by_the_token_limit_is_stored_as_such(store):
-    prompt_id = store.add_prompt("Count to a million.")
+    prompt_id = store.prompts.add("Count to a million.")
     cut = store.generations.add(prompt_id, "base", "1, 2, 3", SETTINGS, cut_at=64)
     whole = store.generations.add(prompt_id, "base", "Done.", SETTINGS)
     assert store.generations.get(cut).cut_at == 64 and store.generations.get(whole).cut_at is None
