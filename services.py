@@ -193,7 +193,7 @@ class Services:
         check_format(fmt)
         stem = self.exports_dir / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
         target = stem.with_suffix(EXPORT_SUFFIXES[fmt])
-        write = self.store.export_pairs if kind == "pairs" else self.store.export_unpaired
+        write = self.store.training_data.export_pairs if kind == "pairs" else self.store.training_data.export_unpaired
         count = write(target, fmt, include_arena=include_arena)
         if fmt == "hf":
             target = Path(shutil.make_archive(str(stem), "zip", root_dir=target))

@@ -44,7 +44,7 @@ def test_the_arena_migration_upgrades_a_file_from_before_it_and_keeps_its_data(t
         assert store.applied_migrations()[len(before)] == "005_arena"
         assert [p.text for p in store.prompts.for_arena(10)] != []
         assert store.prompts.count_eval_only() == 0 and store.prompts.count_held_out() == (0, 2)
-        assert [p.judgement_id for p in store.preference_pairs()] == [judged], "old labels still train"
+        assert [p.judgement_id for p in store.training_data.preference_pairs()] == [judged], "old labels still train"
         assert sorted(p.text for p in store.prompts.for_labeling(10)) == ["Never labeled.", "Old prompt."]
         battle_id = battle(store)
         assert store.battles.vote(battle_id, "left", "ana").winner == "b"
@@ -129,8 +129,8 @@ def test_labels_on_a_prompt_held_out_later_never_train_or_export(store):
     both_bad = vote(store, "both_bad", "held too")
     held_prompts = [j.prompt_id for j in store.judgements.list() if j.id in (held, both_bad)]
     store.prompts.set_eval_only(held_prompts)
-    assert [p.judgement_id for p in store.preference_pairs(unused_only=True)] == [kept]
-    assert store.unpaired_examples() == []
+    assert [p.judgement_id for p in store.training_data.preference_pairs(unused_only=True)] == [kept]
+    assert store.training_data.unpaired_examples() == []
 
 
 def test_a_prompt_a_round_trained_on_cannot_be_held_out(store):

@@ -109,9 +109,9 @@ def test_exports_leave_arena_votes_out_unless_asked_and_mark_where_each_row_came
     won = battle(store_with_votes, "left", "Which is warmer?")
     battle(store_with_votes, "tie", "A tie.")
     plain, both = tmp_path / "plain.jsonl", tmp_path / "both.jsonl"
-    assert store_with_votes.export_pairs(plain) == 2
+    assert store_with_votes.training_data.export_pairs(plain) == 2
     assert set(json.loads(plain.read_text().splitlines()[0])) == {"prompt", "chosen", "rejected", "judgement_id"}
-    assert store_with_votes.export_pairs(both, include_arena=True) == 3
+    assert store_with_votes.training_data.export_pairs(both, include_arena=True) == 3
     rows = [json.loads(line) for line in both.read_text().splitlines()]
     assert [(r["source"], r["judgement_id"], r["battle_id"]) for r in rows] == [
         ("label", 1, None),
@@ -119,14 +119,15 @@ def test_exports_leave_arena_votes_out_unless_asked_and_mark_where_each_row_came
         ("arena", None, won),
     ]
     assert rows[2]["chosen"][0]["content"] == "round_001: Which is warmer?"
-    assert store_with_votes.export_unpaired(tmp_path / "kto.jsonl", include_arena=True) == 8  # 6 from labels
+    export_unpaired = store_with_votes.training_data.export_unpaired
+    assert export_unpaired(tmp_path / "kto.jsonl", include_arena=True) == 8  # 6 from labels
     kto = [json.loads(line) for line in (tmp_path / "kto.jsonl").read_text().splitlines()]
     assert [r["label"] for r in kto if r["source"] == "arena"] == [True, False]
     with Store(":memory:") as only_arena:
         battle(only_arena, "right", "Arena only.")
         with pytest.raises(StoreError, match="label some pairs"):
-            only_arena.export_pairs(tmp_path / "none.jsonl")
-        assert only_arena.export_pairs(tmp_path / "arena.jsonl", include_arena=True) == 1
+            only_arena.training_data.export_pairs(tmp_path / "none.jsonl")
+        assert only_arena.training_data.export_pairs(tmp_path / "arena.jsonl", include_arena=True) == 1
 
 
 def test_the_export_command_includes_arena_votes_when_asked(tmp_path, capsys):

@@ -35,7 +35,7 @@ def test_the_audit_tab_shows_bias_and_agreement_from_second_looks(tiny_model_dir
     users.add(*LABELER, role="labeler")
     with Store(tmp_path / "loop.duckdb") as store:
         ada_votes(store)
-        pairs = store.preference_pairs()
+        pairs = store.training_data.preference_pairs()
     args = ("--users", str(users.path), "--backend", "eager")
     for admin, proc in launch(tiny_model_dir, tmp_path, args=args, auth=ADMIN):
         admin.predict(0.8, 0.95, 8, api_name="/apply_settings")
@@ -66,5 +66,5 @@ def test_the_audit_tab_shows_bias_and_agreement_from_second_looks(tiny_model_dir
         proc.kill()
         proc.wait()
     with Store(tmp_path / "loop.duckdb") as store:
-        assert store.preference_pairs() == pairs, "second looks never train"
+        assert store.training_data.preference_pairs() == pairs, "second looks never train"
         assert store.audit.count_second_votes() == 10 and store.settings.second_look_share() == 1.0

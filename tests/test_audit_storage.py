@@ -78,7 +78,7 @@ def test_a_second_look_is_someone_elses_judged_pair_and_its_vote_never_trains(st
     bobs = judge(store, "bob", "right")  # bob's own
     judge(store, "ana", "tie")  # on a prompt then held out for the arena
     store.prompts.set_eval_only([store.judgements.list()[-1].prompt_id])
-    pairs, count = store.preference_pairs(), store.judgements.count()
+    pairs, count = store.training_data.preference_pairs(), store.judgements.count()
 
     look = store.audit.second_look("bob")
     assert look.judgement_id == picked and (look.left, look.right) == (SHORT, LONG) and look.version == "base"
@@ -92,8 +92,9 @@ def test_a_second_look_is_someone_elses_judged_pair_and_its_vote_never_trains(st
     with pytest.raises(StoreError, match="already gave this pair a second look"):
         store.audit.add_second_vote(picked, look.right_id, look.left_id, "left", "bob")
 
-    assert store.preference_pairs() == pairs and store.judgements.count() == count, "a second vote never trains"
-    assert store.export_pairs(tmp_path / "pairs.jsonl") == len(pairs)
+    assert store.training_data.preference_pairs() == pairs, "a second vote never trains"
+    assert store.judgements.count() == count, "a second vote never trains"
+    assert store.training_data.export_pairs(tmp_path / "pairs.jsonl") == len(pairs)
     assert store.audit.second_look("bob") is None, "nothing else of someone else's to look at"
     assert store.audit.second_look("cy").judgement_id == bobs, "the pairs with the fewest second looks first"
     labels, completions = store.audit.agreement_labels()
@@ -138,7 +139,7 @@ def test_the_loop_serves_second_looks_with_sides_rerandomized_and_stores_them_ap
         pair = loop.next_pair(labeler="ana")
         assert pair.second_look_of is None, "off by default"
         loop.vote(pair, "left" if i % 2 else "right", labeler="ana")
-    pairs, judgements = loop.store.preference_pairs(), loop.store.judgements.list()
+    pairs, judgements = loop.store.training_data.preference_pairs(), loop.store.judgements.list()
     first_shown = {j.id: (j.left_generation_id, j.right_generation_id) for j in judgements}
     ana_chose = {j.id: j.left_generation_id if j.choice == "left" else j.right_generation_id for j in judgements}
     loop.store.settings.set_second_look_share(1.0)
@@ -154,7 +155,7 @@ def test_the_loop_serves_second_looks_with_sides_rerandomized_and_stores_them_ap
         vote_id = loop.vote(pair, same, labeler="bob")
     assert any(swapped) and not all(swapped), "sides are re-randomized"
     assert loop.next_pair(labeler="bob").second_look_of is None, "all seen: a new pair"
-    assert loop.store.preference_pairs() == pairs and loop.store.judgements.count() == 6
+    assert loop.store.training_data.preference_pairs() == pairs and loop.store.judgements.count() == 6
     assert loop.store.audit.count_second_votes() == 6
 
     labels, completions = loop.store.audit.agreement_labels()

@@ -52,7 +52,7 @@ def test_racing_votes_on_one_pair_store_one_judgement(tmp_path):
             assert all(isinstance(r, StoreError) and "each pair is judged once" in str(r) for r in refused), refused
             assert len(refused) >= 1  # the one of the two different votes that came second
         assert store.judgements.count() == ROUNDS == len(store.judgements.list())
-        assert len(store.preference_pairs()) == ROUNDS
+        assert len(store.training_data.preference_pairs()) == ROUNDS
 
 
 def test_racing_ratings_on_one_completion_store_one_rating(tmp_path):
@@ -90,7 +90,7 @@ def test_a_file_judged_twice_before_the_constraint_keeps_both_rows_and_trains_on
     with Store(path) as store:
         assert "003_one_label_each" in store.applied_migrations()
         assert [j.choice for j in store.judgements.list()] == ["left", "right"], "nothing is deleted"
-        ((pair),) = store.preference_pairs()
+        ((pair),) = store.training_data.preference_pairs()
         assert (pair.chosen, pair.rejected, pair.judgement_id) == ("a", "b", 1), "the first vote counts"
         assert store.judgements.count() == 1
         with pytest.raises(StoreError, match="already has vote #1"):

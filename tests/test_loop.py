@@ -60,7 +60,7 @@ def test_votes_are_stored_as_shown(loop):
     (judgement,) = loop.store.judgements.list()
     assert judgement.id == judgement_id and judgement.labeler == "anonymous"
     assert (judgement.left_generation_id, judgement.right_generation_id) == (pair.left_id, pair.right_id)
-    (pp,) = loop.store.preference_pairs()
+    (pp,) = loop.store.training_data.preference_pairs()
     assert pp.chosen == pair.right and pp.rejected == pair.left
     with pytest.raises(ValueError, match="choice must be one of"):
         loop.vote(pair, "maybe", labeler="x")
@@ -226,7 +226,7 @@ def test_single_ratings_train_a_kto_round_and_are_used_up_by_it(loop, tiny_model
     loop.store.rounds.set_serving(finished.version)  # its labels count as used once it serves
     heldout = json.loads((tmp_path / finished.version / "judgements.json").read_text())["ratings"]["heldout"]
     assert sorted(trained + heldout) == rated and len(heldout) == 1
-    assert [e.rating_id for e in loop.store.unpaired_examples(unused_only=True)] == heldout
+    assert [e.rating_id for e in loop.store.training_data.unpaired_examples(unused_only=True)] == heldout
 
 
 def test_a_failing_sampler_shows_its_error_instead_of_keeping_labelers_waiting(loop):
@@ -489,16 +489,14 @@ def test_prompts_are_bounded_in_tokens_and_compare_waits_a_bounded_time(tiny_mod
 def test_an_edit_and_an_undo_through_the_loop(loop):
     pair = loop.next_pair()
     (edited,) = loop.edit(pair, "right", "A much better answer.", "ana")
-    chosen_over = {p.judgement_id: (p.chosen, p.rejected) for p in loop.store.preference_pairs()}
+    chosen_over = {p.judgement_id: (p.chosen, p.rejected) for p in loop.store.training_data.preference_pairs()}
     assert chosen_over[edited] == ("A much better answer.", pair.right)
     other = loop.next_pair()
     both = loop.edit(other, "blank", "Written from scratch.", "ana")
-    assert {loop.store.preference_pairs()[-1].rejected, loop.store.preference_pairs()[-2].rejected} == {
-        other.left,
-        other.right,
-    } and len(both) == 2
+    pairs = loop.store.training_data.preference_pairs()
+    assert {pairs[-1].rejected, pairs[-2].rejected} == {other.left, other.right} and len(both) == 2
     loop.undo(both, "ana")
-    assert [p.judgement_id for p in loop.store.preference_pairs()] == [edited]
+    assert [p.judgement_id for p in loop.store.training_data.preference_pairs()] == [edited]
     with pytest.raises(ValueError, match="source must be"):
         loop.edit(other, "middle", "x", "ana")
 

@@ -73,12 +73,12 @@ def test_prompts_sampled_least_come_first_even_before_their_vote(store):
 
 def test_left_and_right_votes_become_pairs_with_the_picked_side_chosen(store):
     left_vote, right_vote = votes(store, "left", "right")
-    pairs = store.preference_pairs()
+    pairs = store.training_data.preference_pairs()
     assert [(p.judgement_id, p.prompt, p.chosen, p.rejected) for p in pairs] == [
         (left_vote, "prompt 0", "left 0", "right 0"),
         (right_vote, "prompt 1", "right 1", "left 1"),
     ]
-    assert [p.judgement_id for p in store.preference_pairs(judgement_ids=[right_vote])] == [right_vote]
+    assert [p.judgement_id for p in store.training_data.preference_pairs(judgement_ids=[right_vote])] == [right_vote]
 
 
 def test_a_vote_must_name_two_completions_of_its_prompt(store):
@@ -96,13 +96,13 @@ def test_tie_both_bad_and_skip_votes_are_stored_but_are_not_training_pairs(store
     assert store.judgements.count() == 4
     counts = {c: store.judgements.count(c) for c in CHOICES}
     assert counts == {"left": 1, "right": 0, "tie": 1, "both_bad": 1, "skip": 1}
-    assert [p.judgement_id for p in store.preference_pairs()] == [ids[3]]
-    assert store.preference_pairs(judgement_ids=ids[:3]) == []
+    assert [p.judgement_id for p in store.training_data.preference_pairs()] == [ids[3]]
+    assert store.training_data.preference_pairs(judgement_ids=ids[:3]) == []
 
 
 def test_both_bad_votes_become_two_undesirable_examples(store):
     left_vote, both_bad_vote, tie_vote = votes(store, "left", "both_bad", "tie")
-    examples = store.unpaired_examples()
+    examples = store.training_data.unpaired_examples()
     assert [(e.judgement_id, e.completion, e.desirable) for e in examples] == [
         (both_bad_vote, "left 1", False),
         (both_bad_vote, "right 1", False),
@@ -110,7 +110,7 @@ def test_both_bad_votes_become_two_undesirable_examples(store):
     done = store.rounds.start({}, None, "m")
     store.rounds.finish(done, "adapter", {}, [left_vote, both_bad_vote])
     store.rounds.set_serving(round_version(done))
-    assert store.unpaired_examples(unused_only=True) == []
+    assert store.training_data.unpaired_examples(unused_only=True) == []
 
 
 def test_unused_pairs_exclude_the_serving_lineage_but_not_failed_cancelled_or_unserved_rounds(store):
@@ -119,22 +119,23 @@ def test_unused_pairs_exclude_the_serving_lineage_but_not_failed_cancelled_or_un
     store.rounds.fail(failed, "CUDA out of memory")
     cancelled = store.rounds.start({"beta": 0.1}, None, "m")
     store.rounds.fail(cancelled, "stopped by the user", status="cancelled")
-    assert [p.judgement_id for p in store.preference_pairs(unused_only=True)] == [first, second, third]
+    assert [p.judgement_id for p in store.training_data.preference_pairs(unused_only=True)] == [first, second, third]
     done = store.rounds.start({"beta": 0.1}, None, "m")
     store.rounds.finish(done, "runs/round_003/adapter", {"loss": 0.4}, [first, third])
     unused = [first, second, third]
-    assert [p.judgement_id for p in store.preference_pairs(unused_only=True)] == unused, (
+    assert [p.judgement_id for p in store.training_data.preference_pairs(unused_only=True)] == unused, (
         "a round that finished but does not serve (held back for review or by the health gate) uses up nothing"
     )
     store.rounds.set_serving(round_version(done))
-    assert [p.judgement_id for p in store.preference_pairs(unused_only=True)] == [second]
+    assert [p.judgement_id for p in store.training_data.preference_pairs(unused_only=True)] == [second]
     child = store.rounds.start({"beta": 0.1}, done, "m")
     store.rounds.finish(child, "runs/round_004/adapter", {"loss": 0.3}, [second])
     store.rounds.set_serving(round_version(child))
-    assert store.preference_pairs(unused_only=True) == [], "the serving round's ancestors count too"
+    assert store.training_data.preference_pairs(unused_only=True) == [], "the serving round's ancestors count too"
     store.rounds.set_serving("base")
-    assert [p.judgement_id for p in store.preference_pairs(unused_only=True)] == unused, "rolled back: all unused"
-    assert len(store.preference_pairs()) == 3
+    unused_now = [p.judgement_id for p in store.training_data.preference_pairs(unused_only=True)]
+    assert unused_now == unused, "rolled back: all unused"
+    assert len(store.training_data.preference_pairs()) == 3
 
 
 def test_finish_round_records_results_and_lineage(store):
@@ -168,13 +169,13 @@ def test_single_ratings_round_trip_and_become_unpaired_examples_after_both_bad_v
     assert (first.rating, first.labeler) == ("up", "ana")
     assert (second.id, second.rating, second.policy_version) == (down, "down", "round_001")
     assert (store.ratings.count(), store.ratings.count("up"), store.ratings.count("down")) == (2, 1, 1)
-    assert store.unpaired_examples() == [
+    assert store.training_data.unpaired_examples() == [
         UnpairedExample("prompt 0", "left 0", False, both_bad),
         UnpairedExample("prompt 0", "right 0", False, both_bad),
         UnpairedExample("Rate me.", "Short and right.", True, rating_id=up),
         UnpairedExample("Rate me.", "Long and wrong.", False, rating_id=down),
     ]
-    assert [p.judgement_id for p in store.preference_pairs()] == [pair], "ratings never become DPO pairs"
+    assert [p.judgement_id for p in store.training_data.preference_pairs()] == [pair], "ratings never become DPO pairs"
 
 
 def test_a_done_round_uses_up_its_ratings_and_records_them(store):
@@ -182,11 +183,11 @@ def test_a_done_round_uses_up_its_ratings_and_records_them(store):
     ids = [store.ratings.add(store.generations.add(prompt, "base", t, SETTINGS), "up", "ana", "base") for t in "abc"]
     failed = store.rounds.start({}, None, "m")
     store.rounds.fail(failed, "boom")
-    assert [e.rating_id for e in store.unpaired_examples(unused_only=True)] == ids
+    assert [e.rating_id for e in store.training_data.unpaired_examples(unused_only=True)] == ids
     done = store.rounds.start({}, None, "m")
     store.rounds.finish(done, "runs/round_002/adapter", {}, [], rating_ids=[ids[2], ids[0], ids[0]])
     store.rounds.set_serving(round_version(done))
-    assert [e.rating_id for e in store.unpaired_examples(unused_only=True)] == [ids[1]]
+    assert [e.rating_id for e in store.training_data.unpaired_examples(unused_only=True)] == [ids[1]]
     assert store.rounds.rating_ids(done) == [ids[0], ids[2]] and store.rounds.rating_ids(failed) == []
     round_ = store.rounds.get(done)
     assert (round_.n_pairs, round_.n_ratings) == (0, 2)
@@ -258,8 +259,8 @@ def test_serving_version_defaults_to_base_and_only_takes_done_rounds(store):
         (lambda s: s.rounds.fail(1, "boom", status="crashed"), ValueError, "'failed' or 'cancelled'"),
         (lambda s: s.rounds.set_serving("latest"), StoreError, "Unknown version 'latest': use 'base' or 'round_NNN'"),
         (lambda s: s.rounds.set_serving("round_007"), StoreError, "No round 7"),
-        (lambda s: s.export_pairs("pairs.csv", "csv"), StoreError, "Unknown export format 'csv'"),
-        (lambda s: s.export_unpaired("rows.csv", "csv"), StoreError, "Unknown export format 'csv'"),
+        (lambda s: s.training_data.export_pairs("pairs.csv", "csv"), StoreError, "Unknown export format 'csv'"),
+        (lambda s: s.training_data.export_unpaired("rows.csv", "csv"), StoreError, "Unknown export format 'csv'"),
         (lambda s: s.ratings.add(1, "meh", "ana", "base"), ValueError, "rating must be one of up, down; got 'meh'"),
         (lambda s: s.ratings.add(99, "up", "ana", "base"), StoreError, "No generation with id 99; fetch a new pair"),
         (lambda s: s.ratings.count("meh"), ValueError, "rating must be one of up, down"),
@@ -278,10 +279,10 @@ def test_bad_input_is_refused_with_what_to_do(store, call, error, message):
 def test_exporting_with_no_pairs_says_to_label_first(store, tmp_path):
     votes(store, "tie", "skip")
     with pytest.raises(StoreError, match=r"No preference pairs to export yet: label some pairs \(pick left or right\)"):
-        store.export_pairs(tmp_path / "pairs.jsonl")
+        store.training_data.export_pairs(tmp_path / "pairs.jsonl")
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(StoreError, match="Nothing to export yet: vote on pairs or rate completions"):
-        store.export_unpaired(tmp_path / "rows.jsonl")
+        store.training_data.export_unpaired(tmp_path / "rows.jsonl")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -299,7 +300,7 @@ def test_concurrent_votes_imports_and_reads_from_many_threads_all_land(store):
                 store.prompts.add("the same prompt from every thread")
                 store.prompts.add_many(["bulk x", "bulk y"], source="file")
                 store.rounds.set_serving("base")
-                store.preference_pairs(unused_only=True)
+                store.training_data.preference_pairs(unused_only=True)
                 store.prompts.for_labeling(4)
         except BaseException as err:  # noqa: BLE001 - reported below, on the main thread
             errors.append(err)
@@ -313,7 +314,7 @@ def test_concurrent_votes_imports_and_reads_from_many_threads_all_land(store):
     assert store.judgements.count() == 200 and store.judgements.count("left") == 40
     assert len({j.id for j in store.judgements.list()}) == 200
     assert store.prompts.count() == 1 + 8 * 25 + 3
-    assert len(store.preference_pairs()) == 80
+    assert len(store.training_data.preference_pairs()) == 80
 
 
 def test_a_closed_store_says_to_open_it_again():

@@ -104,7 +104,7 @@ def test_reopening_a_file_applies_only_missing_migrations_and_keeps_data(tmp_pat
     for _ in range(2):
         with Store(path) as store:
             assert store.applied_migrations() == [*names, "999_labeler_notes"]
-            assert store.preference_pairs()[0].chosen == "a" and store.rounds.get_serving() == "round_001"
+            assert store.training_data.preference_pairs()[0].chosen == "a" and store.rounds.get_serving() == "round_001"
             assert store.rounds.judgement_ids(round_id) == [judgement] and store.ratings.count("up") == 1
     assert migration_rows(path) == [*names, "999_labeler_notes"]
 
@@ -147,7 +147,8 @@ def test_an_acknowledged_vote_survives_the_process_dying(tmp_path, ending):
     with Store(path) as store:
         (judgement,) = store.judgements.list()
         assert judgement.choice == "left"
-        assert [(p.prompt, p.chosen, p.rejected) for p in store.preference_pairs()] == [("durable?", "yes", "no")]
+        pairs = store.training_data.preference_pairs()
+        assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [("durable?", "yes", "no")]
 
 
 def test_a_file_held_by_another_app_is_refused_with_what_to_do(tmp_path):
@@ -233,7 +234,7 @@ def read_back(path: Path, fmt: str) -> Dataset:
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
 def test_export_matches_trls_conversational_preference_format(store_with_votes, tmp_path, fmt):
     target = tmp_path / "exports" / {"jsonl": "pairs.jsonl", "parquet": "pairs.parquet", "hf": "pairs"}[fmt]
-    assert store_with_votes.export_pairs(target, fmt) == 2
+    assert store_with_votes.training_data.export_pairs(target, fmt) == 2
     dataset = read_back(target, fmt)
     assert sorted(dataset.column_names) == ["chosen", "judgement_id", "prompt", "rejected"]
     assert dataset["judgement_id"] == [1, 3]
@@ -259,7 +260,7 @@ def test_unpaired_export_is_what_a_kto_round_trains_on_in_trls_format(store_with
     rating = store_with_votes.ratings.add(fine, "up", "ana", "base")
     target = tmp_path / {"jsonl": "kto.jsonl", "parquet": "kto.parquet", "hf": "kto"}[fmt]
     # two pairs (a 👍 and a 👎 each), one both-bad vote (two 👎), one rating
-    assert store_with_votes.export_unpaired(target, fmt) == 7
+    assert store_with_votes.training_data.export_unpaired(target, fmt) == 7
     dataset = read_back(target, fmt)
     assert sorted(dataset.column_names) == ["completion", "judgement_id", "label", "prompt", "rating_id"]
     rows = [(r["prompt"][0]["content"], r["completion"][0]["content"], r["label"]) for r in dataset]
@@ -276,7 +277,7 @@ def test_unpaired_export_is_what_a_kto_round_trains_on_in_trls_format(store_with
     trl_data_utils = pytest.importorskip("trl.data_utils")
     assert all(trl_data_utils.is_conversational(row) for row in dataset)
     # The pairs' rows are exactly TRL's own unpairing of the pair export.
-    store_with_votes.export_pairs(tmp_path / "pairs.jsonl")
+    store_with_votes.training_data.export_pairs(tmp_path / "pairs.jsonl")
     unpaired = trl_data_utils.unpair_preference_dataset(read_back(tmp_path / "pairs.jsonl", "jsonl"))
     theirs = sorted((r["prompt"][0]["content"], r["completion"][0]["content"], r["label"]) for r in unpaired)
     assert theirs == sorted(rows[:4])
@@ -284,16 +285,16 @@ def test_unpaired_export_is_what_a_kto_round_trains_on_in_trls_format(store_with
 
 def test_jsonl_export_keeps_non_ascii_text_readable(store_with_votes, tmp_path):
     target = tmp_path / "pairs.jsonl"
-    store_with_votes.export_pairs(target)
+    store_with_votes.training_data.export_pairs(target)
     assert "Mango 🥭" in target.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "hf"])
 def test_exporting_again_replaces_the_older_export(store_with_votes, tmp_path, fmt):
     target = tmp_path / ("pairs.jsonl" if fmt == "jsonl" else "pairs")
-    store_with_votes.export_pairs(target, fmt)
+    store_with_votes.training_data.export_pairs(target, fmt)
     vote(store_with_votes, "left", "One more?", "yes", "no")
-    assert store_with_votes.export_pairs(target, fmt) == 3
+    assert store_with_votes.training_data.export_pairs(target, fmt) == 3
     assert len(read_back(target, fmt)) == 3
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no temporary files are left"
 
@@ -311,7 +312,7 @@ def test_a_failed_export_leaves_no_half_file_and_keeps_the_older_one(store_with_
 
     monkeypatch.setattr(Dataset, writer, write_half_then_fail)
     with pytest.raises(StoreError, match="Could not write .*No space left on device.*Nothing was changed there"):
-        store_with_votes.export_pairs(target, fmt)
+        store_with_votes.training_data.export_pairs(target, fmt)
     assert target.read_text() == "older export"
     assert [p.name for p in target.parent.iterdir()] == [target.name]
 
@@ -320,7 +321,7 @@ def test_exporting_into_an_unwritable_place_says_to_pick_another(store_with_vote
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.raises(StoreError, match="Pick another folder"):
-        store_with_votes.export_pairs(blocker / "pairs.jsonl")
+        store_with_votes.training_data.export_pairs(blocker / "pairs.jsonl")
 
 
 def test_cli_exports_pairs(tmp_path):

@@ -11,8 +11,8 @@ def test_an_undone_vote_keeps_its_row_but_never_counts_trains_or_exports(store, 
     store.judgements.withdraw(undone, "ana")
     assert [j.id for j in store.judgements.list()] == [kept, undone], "the audit row stays"
     assert store.judgements.withdrawn() == [undone]
-    assert store.judgements.count() == 1 and [p.judgement_id for p in store.preference_pairs()] == [kept]
-    assert store.export_pairs(tmp_path / "pairs.jsonl") == 1
+    assert store.judgements.count() == 1 and [p.judgement_id for p in store.training_data.preference_pairs()] == [kept]
+    assert store.training_data.export_pairs(tmp_path / "pairs.jsonl") == 1
 
 
 def test_an_undone_pair_can_be_judged_again(store):
@@ -22,7 +22,7 @@ def test_an_undone_pair_can_be_judged_again(store):
     again = store.judgements.add(
         judgement.prompt_id, judgement.left_generation_id, judgement.right_generation_id, "right", "ana", "base"
     )
-    assert again != first and [p.judgement_id for p in store.preference_pairs()] == [again]
+    assert again != first and [p.judgement_id for p in store.training_data.preference_pairs()] == [again]
 
 
 def test_only_the_labeler_may_undo_and_only_once_and_not_after_training(store):
@@ -47,11 +47,11 @@ def test_an_edit_becomes_a_pair_with_the_human_text_chosen_and_the_original_reje
     prompt_id = store.prompts.add("Name a fruit.")
     original = store.generations.add(prompt_id, "base", "Carrot", SETTINGS)
     judgement_id = store.judgements.add_edited_pair(prompt_id, original, "  Mango  ", "ana", "base")
-    (pair,) = store.preference_pairs()
+    (pair,) = store.training_data.preference_pairs()
     assert (pair.chosen, pair.rejected, pair.judgement_id) == ("Mango", "Carrot", judgement_id)
     edited = store.generations.get(store.judgements.list()[0].left_generation_id)
     assert edited.author == "human" and store.generations.get(original).author == "model"
-    assert store.export_pairs(tmp_path / "pairs.jsonl") == 1
+    assert store.training_data.export_pairs(tmp_path / "pairs.jsonl") == 1
     round_id = store.rounds.start({}, parent_round=None, base_model="m")
     store.rounds.finish(round_id, "runs/round_001/adapter", {}, [judgement_id])
     assert store.rounds.get(round_id).n_edited == 1, "the round's lineage shows the edited pair"
@@ -90,10 +90,10 @@ def test_counters_count_today_mine_and_since_the_last_round(store):
 
 def test_guidelines_keep_every_version_and_show_the_newest(tmp_path):
     with Store(tmp_path / "g.duckdb") as store:
-        assert store.guidelines() is None
-        store.set_guidelines("Prefer short answers.", "ada")
-        store.set_guidelines("Prefer short, correct answers.", "ada")
+        assert store.guidelines.latest() is None
+        store.guidelines.set("Prefer short answers.", "ada")
+        store.guidelines.set("Prefer short, correct answers.", "ada")
     with Store(tmp_path / "g.duckdb") as store:
-        text, author, _ = store.guidelines()
+        text, author, _ = store.guidelines.latest()
         assert (text, author) == ("Prefer short, correct answers.", "ada")
-        assert [row[0] for row in store.guideline_history()] == [1, 2]
+        assert [row[0] for row in store.guidelines.history()] == [1, 2]

@@ -50,8 +50,8 @@ def plan_round(store, config: DPOConfig) -> RoundPlan:
         if parent is None:
             raise StoreError(f"The serving version {serving} is not a round of this database; serve base first.")
     unused = config.continue_from_serving
-    unpaired = store.unpaired_examples(unused_only=unused) if config.loss_type == "kto" else []
-    pairs = store.preference_pairs(unused_only=unused)
+    unpaired = store.training_data.unpaired_examples(unused_only=unused) if config.loss_type == "kto" else []
+    pairs = store.training_data.preference_pairs(unused_only=unused)
     if config.arena_pairs:
         pairs += store.battles.preference_pairs(unused_only=unused)
     items = training_items(config.loss_type, pairs, unpaired)
