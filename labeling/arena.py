@@ -341,14 +341,14 @@ class Arena:
     def results(self) -> ArenaResults:
         """Win rates per pair, Bradley–Terry strengths with bootstrap intervals (the base anchored at 1000) and
         the win-fraction matrix, over every voted battle; recomputed only after new votes."""
-        from evaluation import bootstrap_bradley_terry, win_matrix  # scikit-learn loads in ~2 s: not at start
+        from evaluation import Battle, bootstrap_bradley_terry, win_matrix  # scikit-learn loads in ~2 s: not at start
 
         with self._results_lock:
             known = self.versions()
             key = (self.store.battles.count_voted(), tuple(known))
             if self._cached is not None and self._cached[0] == key:
                 return self._cached[1]
-            battles = self.store.battles.voted()
+            battles = [Battle(b.version_a, b.version_b, b.winner) for b in self.store.battles.voted()]
             seen = {name for b in battles for name in (b.model_a, b.model_b)}
             models = [v for v in known if v in seen] + sorted(seen - set(known))
             if not battles:

@@ -1,7 +1,7 @@
 """Label audits and second looks (`store.audit`): every counted vote as the audits read it, and pairs shown again
 to a second labeler so agreement between labelers can be measured.
 
-    store.audit.votes()                         # [evaluation.audit.Vote("ana", "left", 120, 80, 7, "base"), ...]
+    store.audit.votes()                         # [AuditVote("ana", "left", 120, 80, 7, "base"), ...]
     store.settings.set_second_look_share(0.1)   # a tenth of the pairs served are someone else's, shown again
     look = store.audit.second_look("bob")       # a pair judged by someone else that bob has not seen, or None
     store.audit.add_second_vote(look.judgement_id, look.left_id, look.right_id, "right", labeler="bob")
@@ -21,6 +21,7 @@ from datetime import datetime
 from storage.db import Cursor, Database
 from storage.errors import StoreError
 from storage.labels import CHOICES
+from storage.models import AuditVote
 
 # Counted judgements (see COUNTED_JUDGEMENTS in storage/judgements.py) between two model-written completions: an edit
 # to chosen is always shown on the left and chosen, so it says nothing about sides or length.
@@ -56,13 +57,11 @@ class Audit:
         self.db = db
 
     # -- the audits -----------------------------------------------------------------------------------
-    def votes(self) -> list:
-        """Every counted vote on two model-written completions, oldest first, as `evaluation.audit.Vote`:
-        the labeler, the choice as shown, each side's length in characters, the judgement it is on (pair_id)
-        and the policy version the pair was labeled under (batch). Judgements first, then second votes.
-        Withdrawn votes and edits to chosen are left out."""
-        from evaluation.audit import Vote  # scipy and scikit-learn load in ~2 s: only when an audit is asked for
-
+    def votes(self) -> list[AuditVote]:
+        """Every counted vote on two model-written completions, oldest first, with the fields of
+        `evaluation.audit.Vote`: the labeler, the choice as shown, each side's length in characters, the judgement
+        it is on (pair_id) and the policy version the pair was labeled under (batch). Judgements first, then second
+        votes. Withdrawn votes and edits to chosen are left out."""
         judged = self.db.read(
             f"""SELECT j.labeler, j.choice, length(gl.text), length(gr.text), j.id, j.policy_version
                 FROM {AUDITED_JUDGEMENTS} ORDER BY j.id"""
@@ -74,7 +73,8 @@ class Audit:
                 JOIN generations gr ON gr.id = s.right_generation_id ORDER BY s.id"""
         )
         return [
-            Vote(who, choice, left, right, pair, batch) for who, choice, left, right, pair, batch in judged + second
+            AuditVote(who, choice, left, right, pair, batch)
+            for who, choice, left, right, pair, batch in judged + second
         ]
 
     def agreement_labels(self) -> tuple[dict[str, dict[str, str]], dict[str, tuple[str, str]]]:

@@ -2,7 +2,7 @@
 
     battle_id = store.battles.add(prompt_id, "base", "round_002", gen_a, gen_b, left_version="round_002", labeler="ana")
     store.battles.vote(battle_id, "left", labeler="ana")   # the side as shown: left / right / tie / both_bad
-    store.battles.voted()                                  # [evaluation.Battle("base", "round_002", "b"), ...]
+    store.battles.voted()                                  # [VotedBattle("base", "round_002", "b"), ...]
     store.battles.preference_pairs(unused_only=True)         # decisive votes as pairs, for rounds that opt in
 
 A battle's completions are `generations` rows with their version and sampling settings, as a pair's are. A vote
@@ -21,7 +21,7 @@ from datetime import datetime
 from storage.db import Cursor, Database
 from storage.errors import StoreError
 from storage.labels import PreferencePair
-from storage.models import ArenaBattle
+from storage.models import ArenaBattle, VotedBattle
 from storage.rounds import SERVING_LINEAGE
 
 ARENA_SIDES = ("left", "right", "tie", "both_bad")  # a vote as shown on screen (left is "A", right is "B")
@@ -136,14 +136,12 @@ class Battles:
         self.db.write(record)
         return self.get(battle_id)
 
-    def voted(self, versions: Collection[str] | None = None) -> list:
-        """Voted battles, oldest first, as `evaluation.Battle(version_a, version_b, winner)` for the arena's
-        statistics; only those between two of `versions` when given."""
-        from evaluation.arena import Battle  # scipy and scikit-learn load in ~2 s: only when results are asked for
-
+    def voted(self, versions: Collection[str] | None = None) -> list[VotedBattle]:
+        """Voted battles, oldest first, for the arena's statistics (each becomes an `evaluation.Battle`); only
+        those between two of `versions` when given."""
         rows = self.db.read("SELECT version_a, version_b, winner FROM battles WHERE winner IS NOT NULL ORDER BY id")
         keep = None if versions is None else set(versions)
-        return [Battle(a, b, w) for a, b, w in rows if keep is None or {a, b} <= keep]
+        return [VotedBattle(a, b, w) for a, b, w in rows if keep is None or {a, b} <= keep]
 
     def preference_pairs(self, unused_only: bool = False) -> list[PreferencePair]:
         """Decisive votes (a or b won) as (prompt, chosen = the winner's completion, rejected = the loser's), by

@@ -12,8 +12,8 @@ import pytest
 from conftest import SETTINGS, vote
 
 import storage.migrations
-from evaluation import Battle
 from storage import Store, StoreError, winner_of
+from storage.models import VotedBattle
 
 
 def battle(store: Store, prompt: str = "Explain tides.", left: str = "round_001", labeler: str = "ana") -> int:
@@ -67,7 +67,7 @@ def test_a_vote_is_stored_once_and_only_by_the_labeler_the_battle_was_handed_to(
     with Store(path) as store:  # on disk
         (stored,) = store.battles.list()
         assert (stored.winner, stored.labeler) == ("b", "ana") and stored.voted_at is not None
-        assert store.battles.voted() == [Battle("base", "round_001", "b")]
+        assert store.battles.voted() == [VotedBattle("base", "round_001", "b")]
 
 
 def test_votes_racing_on_one_battle_store_one(store):
@@ -181,7 +181,7 @@ def test_voted_battles_and_counts_per_pair(store):
     unvoted = battle(store, "three")
     store.battles.vote(first, "left", "ana")  # base was on the left: base wins
     store.battles.vote(second, "tie", "ana")
-    assert store.battles.voted() == [Battle("base", "round_001", "a"), Battle("base", "round_001", "tie")]
+    assert store.battles.voted() == [VotedBattle("base", "round_001", "a"), VotedBattle("base", "round_001", "tie")]
     assert store.battles.voted(versions=["base", "round_002"]) == []
     assert store.battles.pair_counts() == {("base", "round_001"): 2}
     assert store.battles.get(unvoted).winner is None and len(store.battles.list()) == 3

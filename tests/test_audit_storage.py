@@ -7,12 +7,13 @@ second looks served through the labeling loop on the tiny model.
 
 import itertools
 import random
+from dataclasses import asdict
 
 import pytest
 from conftest import SETTINGS
 from scipy.stats import binomtest
 
-from evaluation.audit import agreement, length_bias, position_bias, rates
+from evaluation.audit import Vote, agreement, length_bias, position_bias, rates
 from storage import Store, StoreError
 
 SHORT, LONG = "Short.", "A much longer answer, with more words in it."
@@ -45,7 +46,7 @@ def test_votes_with_known_biases_give_the_expected_audit(store):
     edited = store.generations.get(store.judgements.list()[0].right_generation_id)
     # an edit: left out
     store.judgements.add_edited_pair(edited.prompt_id, edited.id, "A better answer.", "longy", "base")
-    votes = store.audit.votes()
+    votes = [Vote(**asdict(v)) for v in store.audit.votes()]  # the store's records, as the audits take them
     assert len(votes) == 50 and undone not in {v.pair_id for v in votes}
     assert {v.batch for v in votes if v.labeler == "lefty"} == {"base", "round_001"}
     first = votes[0]

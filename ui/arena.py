@@ -228,7 +228,7 @@ def checks(services: Services, first: str, second: str, typed: str, request: gr.
     with warnings) and whether the viewer's own labels lean to a side or to length."""
     name = guard.labeler(services, request, typed)
     changed = views.version_change_markdown(first, second, services.store.rounds.list())
-    own = audit.own_labels_markdown(name, services.store.audit.votes())
+    own = audit.own_labels_markdown(name, audit.counted_votes(services))
     return "\n\n".join(part for part in (changed, own) if part)
 
 

@@ -221,10 +221,18 @@ class AuditTab:
         return [self.summary, self.table, self.share, self.agreement, self.kappas]
 
 
+def counted_votes(services: Services) -> list[Vote]:
+    """Every counted vote in the store (`store.audit.votes`), as evaluation/audit.py takes them."""
+    from evaluation.audit import Vote
+
+    records = services.store.audit.votes()
+    return [Vote(v.labeler, v.choice, v.left_len, v.right_len, v.pair_id, v.batch) for v in records]
+
+
 def show_audit(services: Services, tab: AuditTab, request: gr.Request) -> dict:
     """Everything the tab shows, computed afresh from the store."""
     guard.require(services, request, "audit labels")
-    votes = services.store.audit.votes()
+    votes = counted_votes(services)
     text, rows = agreement_view(*services.store.audit.agreement_labels())
     second = services.store.audit.count_second_votes()
     return {
