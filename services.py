@@ -187,7 +187,7 @@ class Services:
     def export(self, kind: str, fmt: str, include_arena: bool = False) -> tuple[Path, int]:
         """Write every label of `kind` (pairs / unpaired) as `fmt` into the exports folder, named by kind and
         time; a datasets folder (hf) comes zipped. include_arena: decisive arena votes too, each row marked by
-        its `source` (see Store.export_pairs). Returns (file, rows)."""
+        its `source` (see `store.training_data.export_pairs`). Returns (file, rows)."""
         if kind not in EXPORT_KINDS:
             raise StoreError(f"Unknown export kind {kind!r}: pick one of {', '.join(EXPORT_KINDS)}.")
         check_format(fmt)
