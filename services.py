@@ -123,7 +123,7 @@ class Services:
             self.arena.sampler.set_settings(settings)
         kept = settings.to_dict()
         kept.pop("seed")
-        self.store.save_sampling_settings(kept)  # the next start samples with them too
+        self.store.settings.set_sampling(kept)  # the next start samples with them too
 
     def sampling(self) -> SamplingSettings:
         """The settings new pairs sample with."""
@@ -146,7 +146,7 @@ class Services:
                 f"serving. Failed: {'; '.join(reasons)}. Compare it first; an admin can still serve it on purpose "
                 "(recorded)."
             )
-        if self.store.rounds.review():
+        if self.store.settings.review():
             self.store.rounds.set_candidate(finished.version)
             return f"{finished.version} is ready for review; the previous version keeps serving."
         self._serve(finished.version)
@@ -177,7 +177,7 @@ class Services:
     def set_review(self, on: bool) -> None:
         """Review each round before it serves (on), or serve each as it finishes (off, the default); kept in the
         store, so it holds after a restart."""
-        self.store.rounds.set_review(on)
+        self.store.settings.set_review(on)
 
     def candidate(self) -> str | None:
         """The finished round awaiting review, unless it serves already; None when there is none."""
@@ -187,13 +187,13 @@ class Services:
     def export(self, kind: str, fmt: str, include_arena: bool = False) -> tuple[Path, int]:
         """Write every label of `kind` (pairs / unpaired) as `fmt` into the exports folder, named by kind and
         time; a datasets folder (hf) comes zipped. include_arena: decisive arena votes too, each row marked by
-        its `source` (see Store.export_pairs). Returns (file, rows)."""
+        its `source` (see `store.training_data.export_pairs`). Returns (file, rows)."""
         if kind not in EXPORT_KINDS:
             raise StoreError(f"Unknown export kind {kind!r}: pick one of {', '.join(EXPORT_KINDS)}.")
         check_format(fmt)
         stem = self.exports_dir / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
         target = stem.with_suffix(EXPORT_SUFFIXES[fmt])
-        write = self.store.export_pairs if kind == "pairs" else self.store.export_unpaired
+        write = self.store.training_data.export_pairs if kind == "pairs" else self.store.training_data.export_unpaired
         count = write(target, fmt, include_arena=include_arena)
         if fmt == "hf":
             target = Path(shutil.make_archive(str(stem), "zip", root_dir=target))
@@ -222,8 +222,8 @@ def open_services(config: ServiceConfig, serving: bool = True) -> Services:
     try:
         claim = claim_runs_folder(Path(config.runs))  # before anything in it is cleaned up or written
         store.rounds.mark_interrupted()
-        if store.count_prompts() == 0:
-            store.add_prompts(starter_prompts(), source="starter")
+        if store.prompts.count() == 0:
+            store.prompts.add_many(starter_prompts(), source="starter")
         model = resolve_model(config.model, Path(config.model_cache))
         device = config.device or default_device()
         rounds = RoundRunner(store, model, Path(config.runs), device=device, processes=config.round_processes)
@@ -265,7 +265,7 @@ def _open_loop(store: Store, model: str, device: str, config: ServiceConfig, rou
         keep_stale=config.keep_stale_pairs,
         while_sampling=pause,
     )
-    saved = store.sampling_settings()
+    saved = store.settings.sampling()
     if saved:
         try:
             sampler.set_settings(SamplingSettings(**saved))

@@ -3,7 +3,7 @@
     python -m bench.import_prompts                      # 200,000 prompts; the row-at-a-time reference on 5,000
     python -m bench.import_prompts --prompts 50000 --reference-rows 2000
 
-Times reading the JSONL file (`read_prompts`) and storing it (`Store.add_prompts`: one set-based INSERT from an
+Times reading the JSONL file (`read_prompts`) and storing it (`store.prompts.add_many`: one set-based INSERT from an
 Arrow table, all or nothing) into a DuckDB file, then a second import of the same file (every prompt already
 there). The reference is the earlier way, a SELECT and an INSERT per prompt in one transaction, timed on
 `--reference-rows` prompts in the same run. Ends with one JSON line.
@@ -53,12 +53,12 @@ def main(args: argparse.Namespace) -> dict:
         read_s = time.perf_counter() - start
         with Store(Path(tmp) / "ours.duckdb") as store:
             start = time.perf_counter()
-            added = store.add_prompts(texts, source=source.name)
+            added = store.prompts.add_many(texts, source=source.name)
             insert_s = time.perf_counter() - start
             start = time.perf_counter()
-            again = store.add_prompts(texts, source=source.name)
+            again = store.prompts.add_many(texts, source=source.name)
             again_s = time.perf_counter() - start
-            assert added == args.prompts and again == 0 and store.count_prompts() == args.prompts
+            assert added == args.prompts and again == 0 and store.prompts.count() == args.prompts
         reference_s = row_at_a_time(Path(tmp) / "reference.duckdb", texts[: args.reference_rows])
     figures = {
         "prompts": args.prompts,

@@ -202,7 +202,7 @@ def check_store(db: Path, levels: list[Level]) -> dict:
     """Every acknowledged vote exactly once, under its labeler's login; nothing stored that was not acked."""
     acked = {jid: name for level in levels for jid, name in level.acked.items()}
     with Store(db) as store:
-        judged = store.list_judgements()
+        judged = store.judgements.list()
     ids = [j.id for j in judged]
     by_id = {j.id: j.labeler for j in judged}
     return {

@@ -46,9 +46,9 @@ def add_labels(store: Store, n: int, seed: int = 0) -> None:
         return " ".join(rng.choice(words) for _ in range(rng.randint(lo, hi)))
 
     for i in range(n):
-        prompt = store.add_prompt(f"Question {i}: {text(20, 200)}?", source="bench")
-        good, bad = (store.add_generation(prompt, "base", text(20, 250), {}) for _ in range(2))
-        store.add_judgement(prompt, good, bad, "left", "bench", "base")
+        prompt = store.prompts.add(f"Question {i}: {text(20, 200)}?", source="bench")
+        good, bad = (store.generations.add(prompt, "base", text(20, 250), {}) for _ in range(2))
+        store.judgements.add(prompt, good, bad, "left", "bench", "base")
 
 
 NO_ROUND_S = 180.0  # how long mode "none" lets the labelers vote
@@ -84,7 +84,7 @@ def one_mode(mode: str, services: Services, config: DPOConfig, runs: Path, label
     busy = threading.Event()
     busy.set()
     started = time.perf_counter()
-    generated = loop.store.count_generations()
+    generated = loop.store.generations.count()
     if mode == "none":  # the reference: the same labelers with no round, for as long as a round takes
         threading.Timer(NO_ROUND_S, busy.clear).start()
     elif mode == "thread":  # how the app ran rounds before: run_round on a thread of its own process
@@ -109,7 +109,7 @@ def one_mode(mode: str, services: Services, config: DPOConfig, runs: Path, label
         "vote_to_pair_p50_ms": 1000 * statistics.median(waits),
         "vote_to_pair_p95_ms": 1000 * percentile(waits, 0.95),
         "vote_to_pair_max_ms": 1000 * max(waits),
-        "sampler_pairs_per_min": (loop.store.count_generations() - generated) / 2 / minutes,
+        "sampler_pairs_per_min": (loop.store.generations.count() - generated) / 2 / minutes,
     }
     what = "no round" if mode == "none" else f"round in a {mode}"
     print(

@@ -62,7 +62,7 @@ def simulate_labelers(loop: Loop, labelers: int, votes_each: int, seed: int) -> 
             with lock:
                 waits.append(time.perf_counter() - start)
 
-    generated_before = loop.store.count_generations()
+    generated_before = loop.store.generations.count()
     start = time.perf_counter()
     threads = [threading.Thread(target=person, args=(i,)) for i in range(labelers)]
     for t in threads:
@@ -75,7 +75,7 @@ def simulate_labelers(loop: Loop, labelers: int, votes_each: int, seed: int) -> 
         "vote_to_pair_p95_ms": 1000 * percentile(waits, 0.95),
         "vote_to_pair_max_ms": 1000 * max(waits),
         "pairs_per_min": len(waits) / minutes,
-        "sampler_pairs_per_min": (loop.store.count_generations() - generated_before) / 2 / minutes,
+        "sampler_pairs_per_min": (loop.store.generations.count() - generated_before) / 2 / minutes,
     }
 
 
@@ -191,9 +191,9 @@ def run_backend(backend: str, model_dir: str, adapter: str, args: argparse.Names
     """One backend's figures: throughput, adapter swap, and labelers voting through the loop."""
     settings = SamplingSettings(temperature=0.8, top_p=0.95, max_new_tokens=args.max_new_tokens)
     store = Store()
-    store.add_prompts(starter_prompts(), source="starter")
+    store.prompts.add_many(starter_prompts(), source="starter")
     server = open_server(backend, model_dir, args)
-    prompts = [p.text for p in store.list_prompts(limit=args.batch_prompts)]
+    prompts = [p.text for p in store.prompts.list(limit=args.batch_prompts)]
     figures = throughput(server, prompts, settings, args.repeats)
     dtype = str(server.dtype).removeprefix("torch.")
     reference = (

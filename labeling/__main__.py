@@ -38,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with Store(args.db) as store:
             if args.command == "import-prompts":
-                added = store.add_prompts(read_prompts(args.path), source=args.path, eval_only=args.eval_only)
-                held = f" ({store.count_eval_only()} held out for the arena)" if args.eval_only else ""
-                print(f"imported {added} new prompts; {store.count_prompts()} in {args.db}{held}")
+                added = store.prompts.add_many(read_prompts(args.path), source=args.path, eval_only=args.eval_only)
+                held = f" ({store.prompts.count_eval_only()} held out for the arena)" if args.eval_only else ""
+                print(f"imported {added} new prompts; {store.prompts.count()} in {args.db}{held}")
             else:
-                print(f"added prompt #{store.add_prompt(args.text)}")
+                print(f"added prompt #{store.prompts.add(args.text)}")
     except (PromptFileError, StoreError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@
     arena.vote(battle.id, "left", labeler="ana").left_version     # the vote reveals who was who
     arena.results().pairs[0].rate                                 # win rate, ties as half, 95% interval
 
-A battle is one held-out prompt (`store.battles.held_out_prompts`) answered once by each version, with the same
+A battle is one held-out prompt (`store.prompts.for_arena`) answered once by each version, with the same
 sampling settings, stored as `generations` rows as a pair's completions are. The sampler keeps a small queue per
 pair of versions and refills only pairs someone asked for in the last `idle_s` seconds: it starts at the first
 request and then sleeps until the next, so it takes the model from the label sampler (the server runs one
@@ -224,7 +224,7 @@ class ArenaSampler:
 
     def _sample(self, key: tuple[str, str], n_prompts: int, exclude=()) -> list[ReadyBattle]:
         """Answer up to `n_prompts` held-out prompts once by each version of `key`, stored as generations."""
-        prompts = self.store.battles.held_out_prompts(n_prompts, exclude_ids=exclude)
+        prompts = self.store.prompts.for_arena(n_prompts, exclude_ids=exclude)
         if not prompts:
             return []
         settings, texts = self.settings, [p.text for p in prompts]
@@ -238,7 +238,7 @@ class ArenaSampler:
             ids, cuts = [], []
             for version, text in zip(key, (a, b), strict=True):
                 cuts.append(getattr(text, "cut_at", None))
-                ids.append(self.store.add_generation(prompt.id, version, str(text), settings.to_dict(), cuts[-1]))
+                ids.append(self.store.generations.add(prompt.id, version, str(text), settings.to_dict(), cuts[-1]))
             battles.append(ReadyBattle(prompt.id, prompt.text, *key, ids[0], str(a), ids[1], str(b), *cuts))
         return battles
 
@@ -341,14 +341,14 @@ class Arena:
     def results(self) -> ArenaResults:
         """Win rates per pair, Bradley–Terry strengths with bootstrap intervals (the base anchored at 1000) and
         the win-fraction matrix, over every voted battle; recomputed only after new votes."""
-        from evaluation import bootstrap_bradley_terry, win_matrix  # scikit-learn loads in ~2 s: not at start
+        from evaluation import Battle, bootstrap_bradley_terry, win_matrix  # scikit-learn loads in ~2 s: not at start
 
         with self._results_lock:
             known = self.versions()
             key = (self.store.battles.count_voted(), tuple(known))
             if self._cached is not None and self._cached[0] == key:
                 return self._cached[1]
-            battles = self.store.battles.voted()
+            battles = [Battle(b.version_a, b.version_b, b.winner) for b in self.store.battles.voted()]
             seen = {name for b in battles for name in (b.model_a, b.model_b)}
             models = [v for v in known if v in seen] + sorted(seen - set(known))
             if not battles:

@@ -70,7 +70,7 @@ class Loop:
         """A pair to judge, sides randomized. For a named `labeler`, a share of them (`store.audit`'s second-look
         share, 0 by default) are second looks: a pair someone else judged, its sides randomized anew, whose vote
         measures agreement between labelers and never trains. Otherwise, or with none left, a new pair."""
-        if labeler is not None and self.rng.random() < self.store.audit.second_look_share():
+        if labeler is not None and self.rng.random() < self.store.settings.second_look_share():
             look = self.store.audit.second_look(labeler_name(labeler))
             if look is not None:
                 pair = Pair(
@@ -108,7 +108,7 @@ class Loop:
         labeler = labeler_name(labeler)
         if pair.second_look_of is not None:
             return self.store.audit.add_second_vote(pair.second_look_of, pair.left_id, pair.right_id, choice, labeler)
-        return self.store.add_judgement(pair.prompt_id, pair.left_id, pair.right_id, choice, labeler, pair.version)
+        return self.store.judgements.add(pair.prompt_id, pair.left_id, pair.right_id, choice, labeler, pair.version)
 
     def rate(self, pair: Pair, side: str, rating: str, labeler: str) -> int:
         """Store a 👍 ("up") or 👎 ("down") on one completion of `pair` (side "left" or "right"); returns its id."""
@@ -116,14 +116,14 @@ class Loop:
             raise ValueError(f"side must be 'left' or 'right'; got {side!r}")
         labeler = labeler_name(labeler)
         generation_id = pair.left_id if side == "left" else pair.right_id
-        return self.store.add_rating(generation_id, rating, labeler, pair.version)
+        return self.store.ratings.add(generation_id, rating, labeler, pair.version)
 
     def undo(self, judgement_ids: list[int], labeler: str, second_look: bool = False) -> None:
         """Withdraw `labeler`'s judgements (one vote, or an edit's one or two pairs), or with `second_look` their
         second votes: kept for the record, never trained on; the first that cannot be withdrawn stops the rest
         (StoreError says why)."""
         labeler = labeler_name(labeler)
-        withdraw = self.store.audit.withdraw_second_vote if second_look else self.store.withdraw_judgement
+        withdraw = self.store.audit.withdraw_second_vote if second_look else self.store.judgements.withdraw
         for judgement_id in judgement_ids:
             withdraw(judgement_id, labeler)
 
@@ -136,7 +136,7 @@ class Loop:
         labeler = labeler_name(labeler)
         originals = {"left": [pair.left_id], "right": [pair.right_id], "blank": [pair.left_id, pair.right_id]}
         return [
-            self.store.add_edited_pair(pair.prompt_id, original, text, labeler, pair.version)
+            self.store.judgements.add_edited_pair(pair.prompt_id, original, text, labeler, pair.version)
             for original in originals[source]
         ]
 
@@ -148,19 +148,19 @@ class Loop:
 
     def label_counts(self) -> dict[str, int]:
         """What the store holds for training: pairs (left/right votes), both-bad votes, ties and 👍 / 👎 ratings."""
-        count = self.store.count_judgements
+        count = self.store.judgements.count
         return {
             "pairs": sum(count(choice) for choice in PAIR_CHOICES),
             "both_bad": sum(count(choice) for choice in BOTH_BAD_CHOICES),
             "tie": count("tie"),
-            "up": self.store.count_ratings("up"),
-            "down": self.store.count_ratings("down"),
+            "up": self.store.ratings.count("up"),
+            "down": self.store.ratings.count("down"),
         }
 
     # -- prompts --------------------------------------------------------------------------------------
     def add_prompt(self, text: str) -> int:
         self.check_prompt_length(text)
-        return self.store.add_prompt(text, source="typed")
+        return self.store.prompts.add(text, source="typed")
 
     def check_prompt_length(self, text: str) -> None:
         """Refuse a typed prompt longer than the model samples from (imported ones keep their last tokens)."""
@@ -182,11 +182,11 @@ class Loop:
         texts = read_prompts(path)
         if on_progress is not None:
             on_progress(0.5, f"Storing {len(texts)} prompts from {name}…")
-        return self.store.add_prompts(texts, source=name, eval_only=eval_only)
+        return self.store.prompts.add_many(texts, source=name, eval_only=eval_only)
 
     def hold_out(self, n: int) -> list[int]:
-        """Hold out `n` unlabeled prompts for the arena (`Store.hold_out`) and drop their queued pairs."""
-        ids = self.store.hold_out(n)
+        """Hold out `n` unlabeled prompts for the arena (`store.prompts.hold_out`) and drop their queued pairs."""
+        ids = self.store.prompts.hold_out(n)
         self.sampler.drop_prompts(ids)
         return ids
 

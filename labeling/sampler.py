@@ -114,7 +114,7 @@ class PairSampler:
         """The next pair, sides randomized. With the queue empty, wait for the sampler's batch in flight
         rather than generating a second one beside it; without a running sampler, or while its last batch
         failed and it is not retrying yet, generate on the spot (which shows the error, if it persists)."""
-        if self.store.count_prompts() == 0:
+        if self.store.prompts.count() == 0:
             raise RuntimeError("No prompts to label: add a prompt or import a prompt file first.")
         with self._cond:
             if not self._queue and self.running():
@@ -250,7 +250,7 @@ class PairSampler:
                     self._cond.wait(timeout=2.0)
 
     def _sample(self, n_prompts: int, exclude=(), version: str | None = None) -> list[Pair]:
-        prompts = self.store.next_prompts(n_prompts, exclude_ids=exclude)
+        prompts = self.store.prompts.for_labeling(n_prompts, exclude_ids=exclude)
         if not prompts:
             return []
         settings, version = self.settings, version or self.server.version
@@ -260,7 +260,7 @@ class PairSampler:
         for prompt, (a, b) in zip(prompts, completions, strict=True):
             cuts = [getattr(text, "cut_at", None) for text in (a, b)]
             ids = [
-                self.store.add_generation(prompt.id, version, str(text), settings.to_dict(), cut_at=cut)
+                self.store.generations.add(prompt.id, version, str(text), settings.to_dict(), cut_at=cut)
                 for text, cut in zip((a, b), cuts, strict=True)
             ]
             pairs.append(Pair(prompt.id, prompt.text, version, ids[0], str(a), ids[1], str(b), *cuts))

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with Store(args.db) as store:
-            write = store.export_pairs if args.kind == "pairs" else store.export_unpaired
+            write = store.training_data.export_pairs if args.kind == "pairs" else store.training_data.export_unpaired
             count = write(args.path, args.format, include_arena=args.include_arena)
     except StoreError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,8 +1,8 @@
 """Label audits and second looks (`store.audit`): every counted vote as the audits read it, and pairs shown again
 to a second labeler so agreement between labelers can be measured.
 
-    store.audit.votes()                         # [evaluation.audit.Vote("ana", "left", 120, 80, 7, "base"), ...]
-    store.audit.set_second_look_share(0.1)      # a tenth of the pairs served are someone else's, shown again
+    store.audit.votes()                         # [AuditVote("ana", "left", 120, 80, 7, "base"), ...]
+    store.settings.set_second_look_share(0.1)   # a tenth of the pairs served are someone else's, shown again
     look = store.audit.second_look("bob")       # a pair judged by someone else that bob has not seen, or None
     store.audit.add_second_vote(look.judgement_id, look.left_id, look.right_id, "right", labeler="bob")
     labels, completions = store.audit.agreement_labels()   # for evaluation.audit.agreement
@@ -21,9 +21,9 @@ from datetime import datetime
 from storage.db import Cursor, Database
 from storage.errors import StoreError
 from storage.labels import CHOICES
+from storage.models import AuditVote
 
-SHARE_KEY = "second_look_share"  # in the settings table: the share of served pairs that are second looks
-# Counted judgements (see COUNTED_JUDGEMENTS in storage/store.py) between two model-written completions: an edit
+# Counted judgements (see COUNTED_JUDGEMENTS in storage/judgements.py) between two model-written completions: an edit
 # to chosen is always shown on the left and chosen, so it says nothing about sides or length.
 AUDITED_JUDGEMENTS = """judged_pairs jp JOIN judgements j ON j.id = jp.judgement_id
     JOIN prompts p ON p.id = j.prompt_id
@@ -57,13 +57,11 @@ class Audit:
         self.db = db
 
     # -- the audits -----------------------------------------------------------------------------------
-    def votes(self) -> list:
-        """Every counted vote on two model-written completions, oldest first, as `evaluation.audit.Vote`:
-        the labeler, the choice as shown, each side's length in characters, the judgement it is on (pair_id)
-        and the policy version the pair was labeled under (batch). Judgements first, then second votes.
-        Withdrawn votes and edits to chosen are left out."""
-        from evaluation.audit import Vote  # scipy and scikit-learn load in ~2 s: only when an audit is asked for
-
+    def votes(self) -> list[AuditVote]:
+        """Every counted vote on two model-written completions, oldest first, with the fields of
+        `evaluation.audit.Vote`: the labeler, the choice as shown, each side's length in characters, the judgement
+        it is on (pair_id) and the policy version the pair was labeled under (batch). Judgements first, then second
+        votes. Withdrawn votes and edits to chosen are left out."""
         judged = self.db.read(
             f"""SELECT j.labeler, j.choice, length(gl.text), length(gr.text), j.id, j.policy_version
                 FROM {AUDITED_JUDGEMENTS} ORDER BY j.id"""
@@ -75,7 +73,8 @@ class Audit:
                 JOIN generations gr ON gr.id = s.right_generation_id ORDER BY s.id"""
         )
         return [
-            Vote(who, choice, left, right, pair, batch) for who, choice, left, right, pair, batch in judged + second
+            AuditVote(who, choice, left, right, pair, batch)
+            for who, choice, left, right, pair, batch in judged + second
         ]
 
     def agreement_labels(self) -> tuple[dict[str, dict[str, str]], dict[str, tuple[str, str]]]:
@@ -102,19 +101,7 @@ class Audit:
             labels.setdefault(item, {})[who] = choice if picked is None else f"gen_{picked}"
         return labels, completions
 
-    # -- second looks ---------------------------------------------------------------------------------
-    def second_look_share(self) -> float:
-        """The share of served pairs that are second looks (0: none, the default)."""
-        value = self.db.value("SELECT value FROM settings WHERE key = ?", [SHARE_KEY])
-        return float(value) if value is not None else 0.0
-
-    def set_second_look_share(self, share: float) -> None:
-        """Serve this share of pairs (0 to 1) as second looks from now on; kept in the database."""
-        share = float(share)
-        if not 0.0 <= share <= 1.0:
-            raise ValueError(f"The share of second looks must be between 0 and 1, got {share}; 0 turns them off.")
-        self.db.write(lambda cur: cur.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", [SHARE_KEY, str(share)]))
-
+    # -- second looks (how many to serve: store.settings.second_look_share) ---------------------------
     def second_look(self, labeler: str) -> SecondLook | None:
         """A pair someone else judged (left, right, tie or both bad; not a skip, an edit or an arena-only prompt)
         that `labeler` has no second vote on, the pairs with the fewest second votes first, random among equals;

@@ -1,9 +1,8 @@
-"""Arena battles between versions (`store.battles`), and the held-out prompts they are fought on.
+"""Arena battles between versions (`store.battles`); the held-out prompts they are fought on: storage/prompts.py.
 
     battle_id = store.battles.add(prompt_id, "base", "round_002", gen_a, gen_b, left_version="round_002", labeler="ana")
     store.battles.vote(battle_id, "left", labeler="ana")   # the side as shown: left / right / tie / both_bad
-    store.battles.voted()                                  # [evaluation.Battle("base", "round_002", "b"), ...]
-    store.battles.held_out_prompts(4)                       # prompts no round trained on, eval-only ones first
+    store.battles.voted()                                  # [VotedBattle("base", "round_002", "b"), ...]
     store.battles.preference_pairs(unused_only=True)         # decisive votes as pairs, for rounds that opt in
 
 A battle's completions are `generations` rows with their version and sampling settings, as a pair's are. A vote
@@ -22,7 +21,7 @@ from datetime import datetime
 from storage.db import Cursor, Database
 from storage.errors import StoreError
 from storage.labels import PreferencePair
-from storage.models import ArenaBattle, Prompt
+from storage.models import ArenaBattle, VotedBattle
 from storage.rounds import SERVING_LINEAGE
 
 ARENA_SIDES = ("left", "right", "tie", "both_bad")  # a vote as shown on screen (left is "A", right is "B")
@@ -30,16 +29,6 @@ BATTLE_COLUMNS = (
     "id, prompt_id, version_a, version_b, generation_a, generation_b, left_version, labeler, winner, voted_at, "
     "created_at"
 )
-# Prompts some finished round trained on: through a judgement (a pair, or "both bad" for KTO), a rating or an
-# arena battle.
-TRAINED_PROMPTS = """SELECT j.prompt_id FROM round_judgements rj JOIN rounds r ON r.id = rj.round_id
-                     JOIN judgements j ON j.id = rj.judgement_id WHERE r.status = 'done'
-                     UNION
-                     SELECT t.prompt_id FROM round_ratings rr JOIN rounds r ON r.id = rr.round_id
-                     JOIN ratings t ON t.id = rr.rating_id WHERE r.status = 'done'
-                     UNION
-                     SELECT b.prompt_id FROM round_battles rb JOIN rounds r ON r.id = rb.round_id
-                     JOIN battles b ON b.id = rb.battle_id WHERE r.status = 'done'"""
 # Battles the serving version has not trained on (appended to a WHERE over battles b), as for judgements.
 UNUSED_BATTLE = f""" AND b.id NOT IN (SELECT rb.battle_id FROM round_battles rb
                                       WHERE rb.round_id IN {SERVING_LINEAGE})"""
@@ -147,14 +136,12 @@ class Battles:
         self.db.write(record)
         return self.get(battle_id)
 
-    def voted(self, versions: Collection[str] | None = None) -> list:
-        """Voted battles, oldest first, as `evaluation.Battle(version_a, version_b, winner)` for the arena's
-        statistics; only those between two of `versions` when given."""
-        from evaluation.arena import Battle  # scipy and scikit-learn load in ~2 s: only when results are asked for
-
+    def voted(self, versions: Collection[str] | None = None) -> list[VotedBattle]:
+        """Voted battles, oldest first, for the arena's statistics (each becomes an `evaluation.Battle`); only
+        those between two of `versions` when given."""
         rows = self.db.read("SELECT version_a, version_b, winner FROM battles WHERE winner IS NOT NULL ORDER BY id")
         keep = None if versions is None else set(versions)
-        return [Battle(a, b, w) for a, b, w in rows if keep is None or {a, b} <= keep]
+        return [VotedBattle(a, b, w) for a, b, w in rows if keep is None or {a, b} <= keep]
 
     def preference_pairs(self, unused_only: bool = False) -> list[PreferencePair]:
         """Decisive votes (a or b won) as (prompt, chosen = the winner's completion, rejected = the loser's), by
@@ -187,34 +174,3 @@ class Battles:
     def list(self) -> list[ArenaBattle]:
         """Every battle, voted or not, oldest first."""
         return [ArenaBattle(*row) for row in self.db.read(f"SELECT {BATTLE_COLUMNS} FROM battles ORDER BY id")]
-
-    def held_out_prompts(self, n: int, exclude_ids: Collection[int] = (), by_id: bool = False) -> list[Prompt]:
-        """Up to `n` prompts for arena battles: held out from training, so a battle shows how versions do on
-        prompts none of them learned from.
-
-        The pool is every prompt marked eval-only (never sampled for labeling, never trained on) and every
-        prompt that no finished round trained on (no judgement or rating of it is in a done round's lineage).
-        Eval-only prompts come first, so once there are any the arena uses only them; among equals, the
-        prompts with the fewest battles so far, random among those; with `by_id`, the oldest first instead (the
-        same prompts each time while they stay held out: what round diagnostics compare on). `exclude_ids`
-        (battles already queued) are left out."""
-        order = "p.id" if by_id else "coalesce(b.n, 0), random()"
-        rows = self.db.read(
-            f"""SELECT p.id, p.text, p.source FROM prompts p
-                LEFT JOIN (SELECT prompt_id, count(*) AS n FROM battles GROUP BY prompt_id) b ON b.prompt_id = p.id
-                WHERE NOT list_contains(?::BIGINT[], p.id)
-                  AND (p.eval_only OR p.id NOT IN ({TRAINED_PROMPTS}))
-                ORDER BY p.eval_only DESC, {order} LIMIT ?""",
-            [list(exclude_ids), max(n, 0)],
-        )
-        return [Prompt(*row) for row in rows]
-
-    def count_held_out(self) -> tuple[int, int]:
-        """(eval-only prompts, other prompts no round trained on): the arena's pool, as `held_out_prompts`
-        draws from it."""
-        row = self.db.read(
-            f"""SELECT count(*) FILTER (WHERE p.eval_only),
-                       count(*) FILTER (WHERE NOT p.eval_only AND p.id NOT IN ({TRAINED_PROMPTS}))
-                FROM prompts p"""
-        )[0]
-        return int(row[0]), int(row[1])

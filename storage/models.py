@@ -76,6 +76,29 @@ class ArenaBattle:
 
 
 @dataclass(frozen=True)
+class VotedBattle:
+    """A voted arena battle as the arena's statistics take it (`evaluation.Battle(version_a, version_b, winner)`):
+    the winner is "a" (version_a won), "b", "tie" or "both_bad"."""
+
+    version_a: str
+    version_b: str
+    winner: str
+
+
+@dataclass(frozen=True)
+class AuditVote:
+    """A counted vote as the label audits take it (`evaluation.audit.Vote`, the same fields): who voted, the
+    choice as shown, each side's length in characters, the judgement it is on and the version it was labeled under."""
+
+    labeler: str
+    choice: str  # "left", "right", "tie", "both_bad" or "skip"
+    left_len: int
+    right_len: int
+    pair_id: int  # the judgement this vote is on
+    batch: str  # the policy version the pair was labeled under
+
+
+@dataclass(frozen=True)
 class Round:
     """A training round and its lineage: the round it continued from and the labels and battles it trained on."""
 

@@ -8,7 +8,8 @@ served, and only their labels count as used.
     store.rounds.start(config, parent_round=None, base_model="...")  # -> round id, 'running'
     store.rounds.finish(round_id, "runs/round_001/adapter", metrics, judgement_ids, rating_ids, battle_ids)
     store.rounds.set_serving("round_001")
-    store.rounds.set_review(True); store.rounds.set_candidate("round_002")  # serves once set_serving serves it
+    store.settings.set_review(True)          # rounds wait for review (storage/settings.py)
+    store.rounds.set_candidate("round_002")  # awaiting review: serves once set_serving serves it
 """
 
 from __future__ import annotations
@@ -194,16 +195,7 @@ class Rounds:
         """The version to serve: what set_serving saved last, else 'base'."""
         return self.db.value("SELECT value FROM settings WHERE key = 'serving_version'") or BASE_VERSION
 
-    # -- review before serving ------------------------------------------------------------------------
-    def set_review(self, on: bool) -> None:
-        """Review each round before serving it (True), or serve each round as it finishes (False, the default)."""
-        value = "on" if on else "off"
-        self.db.write(lambda cur: cur.execute("INSERT OR REPLACE INTO settings VALUES ('review_rounds', ?)", [value]))
-
-    def review(self) -> bool:
-        """Whether finished rounds wait for review instead of serving at once."""
-        return self.db.value("SELECT value FROM settings WHERE key = 'review_rounds'") == "on"
-
+    # -- the round awaiting review (whether rounds wait for one: store.settings.review) ---------------
     def set_candidate(self, version: str) -> None:
         """Record a finished round as awaiting review (replacing an earlier one): it serves once someone serves
         it (`set_serving`)."""

@@ -109,7 +109,7 @@ def loop(tiny_model_dir):
     from storage import Store
 
     store = Store(":memory:")
-    store.add_prompts([f"Tell me about topic {i}." for i in range(12)], source="test")
+    store.prompts.add_many([f"Tell me about topic {i}." for i in range(12)], source="test")
     server = PolicyServer(str(tiny_model_dir), device="cpu")
     sampler = PairSampler(store, server, depth=3, seed=0)
     sampler.set_settings(SamplingSettings(max_new_tokens=8))
@@ -192,10 +192,10 @@ SETTINGS = {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 64, "seed": 7}
 def vote(store, choice: str, prompt: str = "prompt 0", left: str = "left 0", right: str = "right 0") -> int:
     """A new prompt with completions `left` / `right` shown in that order, and ana's `choice` on them; returns
     the judgement id."""
-    prompt_id = store.add_prompt(prompt)
-    left_id = store.add_generation(prompt_id, "base", left, SETTINGS)
-    right_id = store.add_generation(prompt_id, "base", right, SETTINGS)
-    return store.add_judgement(prompt_id, left_id, right_id, choice, "ana", "base")
+    prompt_id = store.prompts.add(prompt)
+    left_id = store.generations.add(prompt_id, "base", left, SETTINGS)
+    right_id = store.generations.add(prompt_id, "base", right, SETTINGS)
+    return store.judgements.add(prompt_id, left_id, right_id, choice, "ana", "base")
 
 
 def votes(store, *choices: str) -> list[int]:

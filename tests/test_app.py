@@ -216,7 +216,7 @@ def test_the_whole_loop_through_the_app(app):
     from storage import Store
 
     with Store(work / "loop.duckdb") as store:
-        judgements = store.list_judgements()
+        judgements = store.judgements.list()
         assert len(judgements) == 13 and judgements[-1].labeler == "last-voter"
         assert [j.choice for j in judgements].count("tie") == 1
         (round_,) = store.rounds.list()
@@ -272,7 +272,7 @@ def test_rate_one_mode_feeds_a_kto_round_from_the_app(tiny_model_dir, tmp_path):
             cancelled, round_ = store.rounds.list()
             assert cancelled.status == "cancelled"
             assert (round_.n_pairs, round_.n_ratings, round_.config["loss_type"]) == (0, 5, "kto")
-            assert [r.labeler for r in store.list_ratings()] == ["rater"] * 6
+            assert [r.labeler for r in store.ratings.list()] == ["rater"] * 6
             recorded = json.loads((tmp_path / "runs" / "round_002" / "judgements.json").read_text())
             assert store.rounds.rating_ids(round_.id) == sorted(recorded["ratings"]["train"])
 
@@ -345,8 +345,8 @@ def test_votes_fired_at_once_on_one_pair_store_one_judgement(tiny_model_dir, tmp
         proc.kill()
         proc.wait()
         with Store(tmp_path / "loop.duckdb") as store:
-            judged = store.list_judgements()
-            assert len(judged) == 8 == store.count_judgements(), judged
+            judged = store.judgements.list()
+            assert len(judged) == 8 == store.judgements.count(), judged
 
 
 def test_sampling_settings_survive_a_restart(tiny_model_dir, tmp_path):

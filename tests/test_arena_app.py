@@ -84,5 +84,5 @@ def test_battles_are_blind_votes_carry_the_labeler_and_results_count_them(tiny_m
             expected = sides[voted] if picked is None else ("a" if picked == battle.version_a else "b")
             assert battle.winner == expected
         assert battles[-1].winner is None
-        assert store.count_eval_only() == 2
-        assert not {"Held out one.", "Held out two."} & {p.text for p in store.next_prompts(10_000)}
+        assert store.prompts.count_eval_only() == 2
+        assert not {"Held out one.", "Held out two."} & {p.text for p in store.prompts.for_labeling(10_000)}

@@ -25,7 +25,7 @@ def arena(tiny_model_dir, tmp_path):
     """An arena beside a labeling loop on the tiny model: base and round_001 (a random LoRA), 12 prompts,
     8 new tokens, battles queued 4 deep, sides drawn with seed 0."""
     store = Store(":memory:")
-    store.add_prompts([f"Tell me about topic {i}." for i in range(12)], source="test")
+    store.prompts.add_many([f"Tell me about topic {i}." for i in range(12)], source="test")
     fake_round(store, tiny_model_dir, tmp_path / "round_001", init_lora_weights=False)
     server = PolicyServer(str(tiny_model_dir), device="cpu")
     sampler = PairSampler(store, server, depth=3, seed=0)
@@ -70,7 +70,7 @@ def test_sides_are_random_and_each_battle_goes_to_one_labeler(arena):
         record = stored[shown.id]
         assert record.labeler == name
         left_id = record.generation_a if record.left_version == record.version_a else record.generation_b
-        assert arena.store.get_generation(left_id).text == shown.left, "A is the left version's completion"
+        assert arena.store.generations.get(left_id).text == shown.left, "A is the left version's completion"
     lefts = Counter(b.left_version for b in stored.values())
     assert set(lefts) == {"base", "round_001"} and min(lefts.values()) >= 3, lefts
 
@@ -78,16 +78,16 @@ def test_sides_are_random_and_each_battle_goes_to_one_labeler(arena):
 def test_a_battle_is_both_versions_answer_to_one_prompt_with_the_same_settings(arena):
     shown = arena.next_battle(VERSIONS, "ana")
     record = arena.store.battles.get(shown.id)
-    a, b = arena.store.get_generation(record.generation_a), arena.store.get_generation(record.generation_b)
+    a, b = arena.store.generations.get(record.generation_a), arena.store.generations.get(record.generation_b)
     assert (record.version_a, record.version_b) == ("base", "round_001"), "stored in sorted order"
     assert (a.version, b.version) == ("base", "round_001") and a.prompt_id == b.prompt_id == record.prompt_id
     assert a.settings == b.settings and a.settings["max_new_tokens"] == 8
-    assert arena.store.get_prompt(record.prompt_id).text == shown.prompt
+    assert arena.store.prompts.get(record.prompt_id).text == shown.prompt
     assert "base" not in repr(shown) and "round_001" not in repr(shown), "what a labeler gets names no version"
 
 
 def test_the_arena_samples_only_once_asked_and_takes_from_its_queue_while_the_model_is_busy(arena):
-    assert not arena.sampler.running() and arena.store.count_generations() == 0, "nothing before a request"
+    assert not arena.sampler.running() and arena.store.generations.count() == 0, "nothing before a request"
     arena.next_battle(VERSIONS, "ana")
     wait_queued(arena, 3)  # batches of 2 wait for room: 3 of 4, then no more
     time.sleep(1.0)
@@ -102,15 +102,15 @@ def test_an_idle_arena_stops_sampling_until_asked_again(arena):
     arena.sampler.idle_s = 0.5
     arena.next_battle(VERSIONS, "ana")  # then nobody asks: the batch in flight ends, and no other starts
     time.sleep(3.0)
-    made = arena.store.count_generations()
+    made = arena.store.generations.count()
     time.sleep(2.0)
-    assert arena.store.count_generations() == made, "no battles sampled without requests"
+    assert arena.store.generations.count() == made, "no battles sampled without requests"
     for _ in range(2):  # room for a full batch, however many were queued when it went idle
         arena.next_battle(VERSIONS, "ana")
     deadline = time.monotonic() + 120
-    while arena.store.count_generations() == made and time.monotonic() < deadline:
+    while arena.store.generations.count() == made and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert arena.store.count_generations() > made, "asked again, it samples again"
+    assert arena.store.generations.count() > made, "asked again, it samples again"
 
 
 def test_a_vote_reveals_the_names_and_the_results_count_it(arena):
@@ -149,9 +149,9 @@ def test_versions_are_checked_and_latest_vs_previous_is_the_two_newest(arena):
 
 def test_the_label_sampler_never_picks_a_held_out_prompt_and_the_arena_prefers_them(arena, tiny_model_dir):
     store = arena.store
-    prompts = store.list_prompts()
+    prompts = store.prompts.list()
     held = {p.id for p in prompts[:9]}
-    store.set_eval_only(held)
+    store.prompts.set_eval_only(held)
     loop_sampler = PairSampler(store, arena.sampler.server, depth=2, seed=1)
     loop_sampler.set_settings(SamplingSettings(max_new_tokens=4))
     pairs = [loop_sampler.take() for _ in range(4)]
@@ -166,7 +166,7 @@ def test_holding_out_drops_the_queued_pairs_of_those_prompts(loop):
     deadline = time.monotonic() + 120
     while loop.sampler.queued() < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    held = set(loop.hold_out(loop.store.count_unjudged_prompts()))  # every prompt without a label
+    held = set(loop.hold_out(loop.store.prompts.count_unjudged()))  # every prompt without a label
     assert first.prompt_id in held, "a pair on screen has no vote yet"
     loop.sampler.stop()
     queued = [loop.sampler.take(timeout=0) for _ in range(loop.sampler.queued())]

@@ -26,10 +26,10 @@ from training.trainer import TrainingError
 def battle(store: Store, side: str | None, prompt: str, left: str = "round_001", eval_only: bool = False) -> int:
     """A battle base vs round_001 on a new `prompt` (completions "base: <prompt>" / "round_001: <prompt>"), with
     `left` shown on the left, voted `side` as shown (None: not voted yet); returns its id."""
-    store.add_prompts([prompt], source="test", eval_only=eval_only)
-    (prompt_id,) = [p.id for p in store.list_prompts() if p.text == prompt]
-    a = store.add_generation(prompt_id, "base", f"base: {prompt}", SETTINGS)
-    b = store.add_generation(prompt_id, "round_001", f"round_001: {prompt}", SETTINGS)
+    store.prompts.add_many([prompt], source="test", eval_only=eval_only)
+    (prompt_id,) = [p.id for p in store.prompts.list() if p.text == prompt]
+    a = store.generations.add(prompt_id, "base", f"base: {prompt}", SETTINGS)
+    b = store.generations.add(prompt_id, "round_001", f"round_001: {prompt}", SETTINGS)
     battle_id = store.battles.add(prompt_id, "base", "round_001", a, b, left, "ana")
     if side is not None:
         store.battles.vote(battle_id, side, "ana")
@@ -72,7 +72,7 @@ def test_ties_both_bad_unvoted_and_eval_only_battles_are_not_training_pairs(stor
 
 def test_a_round_that_trained_on_a_battle_uses_it_up_and_takes_its_prompt_out_of_the_arena(store):
     first, second = battle(store, "left", "used"), battle(store, "left", "unused")
-    assert store.battles.count_held_out() == (0, 2)
+    assert store.prompts.count_held_out() == (0, 2)
     failed = store.rounds.start({}, None, "tiny")
     store.rounds.fail(failed, "out of memory")
     assert [p.battle_id for p in store.battles.preference_pairs(unused_only=True)] == [first, second]
@@ -81,9 +81,9 @@ def test_a_round_that_trained_on_a_battle_uses_it_up_and_takes_its_prompt_out_of
     store.rounds.set_serving(store.rounds.get(round_id).version)
     assert [p.battle_id for p in store.battles.preference_pairs(unused_only=True)] == [second]
     assert len(store.battles.preference_pairs()) == 2, "a fresh round may train on it again"
-    assert [p.text for p in store.battles.held_out_prompts(10)] == ["unused"]
+    assert [p.text for p in store.prompts.for_arena(10)] == ["unused"]
     with pytest.raises(StoreError, match="Prompt 1 has trained a round, so it cannot be held out"):
-        store.set_eval_only([1])
+        store.prompts.set_eval_only([1])
     with pytest.raises(StoreError, match=r"names battles that do not exist \(99\)"):
         finish(store, [99])
 
@@ -109,9 +109,9 @@ def test_exports_leave_arena_votes_out_unless_asked_and_mark_where_each_row_came
     won = battle(store_with_votes, "left", "Which is warmer?")
     battle(store_with_votes, "tie", "A tie.")
     plain, both = tmp_path / "plain.jsonl", tmp_path / "both.jsonl"
-    assert store_with_votes.export_pairs(plain) == 2
+    assert store_with_votes.training_data.export_pairs(plain) == 2
     assert set(json.loads(plain.read_text().splitlines()[0])) == {"prompt", "chosen", "rejected", "judgement_id"}
-    assert store_with_votes.export_pairs(both, include_arena=True) == 3
+    assert store_with_votes.training_data.export_pairs(both, include_arena=True) == 3
     rows = [json.loads(line) for line in both.read_text().splitlines()]
     assert [(r["source"], r["judgement_id"], r["battle_id"]) for r in rows] == [
         ("label", 1, None),
@@ -119,14 +119,15 @@ def test_exports_leave_arena_votes_out_unless_asked_and_mark_where_each_row_came
         ("arena", None, won),
     ]
     assert rows[2]["chosen"][0]["content"] == "round_001: Which is warmer?"
-    assert store_with_votes.export_unpaired(tmp_path / "kto.jsonl", include_arena=True) == 8  # 6 from labels
+    export_unpaired = store_with_votes.training_data.export_unpaired
+    assert export_unpaired(tmp_path / "kto.jsonl", include_arena=True) == 8  # 6 from labels
     kto = [json.loads(line) for line in (tmp_path / "kto.jsonl").read_text().splitlines()]
     assert [r["label"] for r in kto if r["source"] == "arena"] == [True, False]
     with Store(":memory:") as only_arena:
         battle(only_arena, "right", "Arena only.")
         with pytest.raises(StoreError, match="label some pairs"):
-            only_arena.export_pairs(tmp_path / "none.jsonl")
-        assert only_arena.export_pairs(tmp_path / "arena.jsonl", include_arena=True) == 1
+            only_arena.training_data.export_pairs(tmp_path / "none.jsonl")
+        assert only_arena.training_data.export_pairs(tmp_path / "arena.jsonl", include_arena=True) == 1
 
 
 def test_the_export_command_includes_arena_votes_when_asked(tmp_path, capsys):
@@ -168,7 +169,7 @@ def test_a_round_trains_on_arena_votes_only_when_ticked_and_records_them(tiny_mo
     rows = [json.loads(line) for line in (folder / INPUT_FILE).read_text().splitlines()]
     assert [(r["source"], r["battle_id"]) for r in rows] == [("label", None)] * 2 + [("arena", b) for b in battles]
     assert json.loads((folder / "judgements.json").read_text())["battles"] == {"train": battles, "heldout": []}
-    assert store.battles.count_held_out() == (0, 0), "the trained prompts left the arena's pool"
+    assert store.prompts.count_held_out() == (0, 0), "the trained prompts left the arena's pool"
 
     without = train_round(store, small, model=tiny_model_dir, runs_dir=tmp_path / "runs")
     assert (without.n_pairs, without.n_arena) == (2, 0)

@@ -22,11 +22,11 @@ def ada_votes(store: Store, n: int = 12) -> None:
     """`n` pairs ada judged, always picking the left one ("Pick me …"); every other pair was stored other side
     first, so her chosen completion is the first of the pair half the time and the second otherwise."""
     for i in range(n):
-        prompt_id = store.add_prompt(f"Audit prompt {i}.")
+        prompt_id = store.prompts.add(f"Audit prompt {i}.")
         texts = [f"Pick me {i}.", f"Not me {i}, a longer answer."]
-        ids = [store.add_generation(prompt_id, "base", t, SETTINGS) for t in (texts if i % 2 else texts[::-1])]
+        ids = [store.generations.add(prompt_id, "base", t, SETTINGS) for t in (texts if i % 2 else texts[::-1])]
         chosen, other = ids if i % 2 else ids[::-1]
-        store.add_judgement(prompt_id, chosen, other, "left", "ada", "base")
+        store.judgements.add(prompt_id, chosen, other, "left", "ada", "base")
 
 
 def test_the_audit_tab_shows_bias_and_agreement_from_second_looks(tiny_model_dir, tmp_path):
@@ -35,7 +35,7 @@ def test_the_audit_tab_shows_bias_and_agreement_from_second_looks(tiny_model_dir
     users.add(*LABELER, role="labeler")
     with Store(tmp_path / "loop.duckdb") as store:
         ada_votes(store)
-        pairs = store.preference_pairs()
+        pairs = store.training_data.preference_pairs()
     args = ("--users", str(users.path), "--backend", "eager")
     for admin, proc in launch(tiny_model_dir, tmp_path, args=args, auth=ADMIN):
         admin.predict(0.8, 0.95, 8, api_name="/apply_settings")
@@ -66,5 +66,5 @@ def test_the_audit_tab_shows_bias_and_agreement_from_second_looks(tiny_model_dir
         proc.kill()
         proc.wait()
     with Store(tmp_path / "loop.duckdb") as store:
-        assert store.preference_pairs() == pairs, "second looks never train"
-        assert store.audit.count_second_votes() == 10 and store.audit.second_look_share() == 1.0
+        assert store.training_data.preference_pairs() == pairs, "second looks never train"
+        assert store.audit.count_second_votes() == 10 and store.settings.second_look_share() == 1.0

@@ -7,12 +7,13 @@ second looks served through the labeling loop on the tiny model.
 
 import itertools
 import random
+from dataclasses import asdict
 
 import pytest
 from conftest import SETTINGS
 from scipy.stats import binomtest
 
-from evaluation.audit import agreement, length_bias, position_bias, rates
+from evaluation.audit import Vote, agreement, length_bias, position_bias, rates
 from storage import Store, StoreError
 
 SHORT, LONG = "Short.", "A much longer answer, with more words in it."
@@ -21,10 +22,10 @@ _prompts = itertools.count()
 
 def judge(store, labeler: str, choice: str, left: str = SHORT, right: str = LONG, version: str = "base") -> int:
     """A new prompt whose completions `left` / `right` are shown in that order, and `labeler`'s `choice`."""
-    prompt_id = store.add_prompt(f"prompt {next(_prompts)}")
-    left_id = store.add_generation(prompt_id, version, left, SETTINGS)
-    right_id = store.add_generation(prompt_id, version, right, SETTINGS)
-    return store.add_judgement(prompt_id, left_id, right_id, choice, labeler, version)
+    prompt_id = store.prompts.add(f"prompt {next(_prompts)}")
+    left_id = store.generations.add(prompt_id, version, left, SETTINGS)
+    right_id = store.generations.add(prompt_id, version, right, SETTINGS)
+    return store.judgements.add(prompt_id, left_id, right_id, choice, labeler, version)
 
 
 def biased_store(store) -> None:
@@ -41,10 +42,11 @@ def biased_store(store) -> None:
 def test_votes_with_known_biases_give_the_expected_audit(store):
     biased_store(store)
     undone = judge(store, "lefty", "right")  # undone: never audited
-    store.withdraw_judgement(undone, "lefty")
-    edited = store.get_generation(store.list_judgements()[0].right_generation_id)
-    store.add_edited_pair(edited.prompt_id, edited.id, "A better answer.", "longy", "base")  # an edit: left out
-    votes = store.audit.votes()
+    store.judgements.withdraw(undone, "lefty")
+    edited = store.generations.get(store.judgements.list()[0].right_generation_id)
+    # an edit: left out
+    store.judgements.add_edited_pair(edited.prompt_id, edited.id, "A better answer.", "longy", "base")
+    votes = [Vote(**asdict(v)) for v in store.audit.votes()]  # the store's records, as the audits take them
     assert len(votes) == 50 and undone not in {v.pair_id for v in votes}
     assert {v.batch for v in votes if v.labeler == "lefty"} == {"base", "round_001"}
     first = votes[0]
@@ -62,12 +64,12 @@ def test_votes_with_known_biases_give_the_expected_audit(store):
 
 def test_the_second_look_share_is_a_setting_kept_in_the_file(tmp_path):
     with Store(tmp_path / "loop.duckdb") as store:
-        assert store.audit.second_look_share() == 0.0, "off by default"
-        store.audit.set_second_look_share(0.25)
+        assert store.settings.second_look_share() == 0.0, "off by default"
+        store.settings.set_second_look_share(0.25)
         with pytest.raises(ValueError, match="between 0 and 1, got 1.5; 0 turns them off"):
-            store.audit.set_second_look_share(1.5)
+            store.settings.set_second_look_share(1.5)
     with Store(tmp_path / "loop.duckdb") as store:
-        assert store.audit.second_look_share() == 0.25
+        assert store.settings.second_look_share() == 0.25
         assert store.applied_migrations()[-1] == "007_second_votes"
 
 
@@ -76,8 +78,8 @@ def test_a_second_look_is_someone_elses_judged_pair_and_its_vote_never_trains(st
     judge(store, "ana", "skip")  # a skip says nothing to agree with
     bobs = judge(store, "bob", "right")  # bob's own
     judge(store, "ana", "tie")  # on a prompt then held out for the arena
-    store.set_eval_only([store.list_judgements()[-1].prompt_id])
-    pairs, count = store.preference_pairs(), store.count_judgements()
+    store.prompts.set_eval_only([store.judgements.list()[-1].prompt_id])
+    pairs, count = store.training_data.preference_pairs(), store.judgements.count()
 
     look = store.audit.second_look("bob")
     assert look.judgement_id == picked and (look.left, look.right) == (SHORT, LONG) and look.version == "base"
@@ -91,8 +93,9 @@ def test_a_second_look_is_someone_elses_judged_pair_and_its_vote_never_trains(st
     with pytest.raises(StoreError, match="already gave this pair a second look"):
         store.audit.add_second_vote(picked, look.right_id, look.left_id, "left", "bob")
 
-    assert store.preference_pairs() == pairs and store.count_judgements() == count, "a second vote never trains"
-    assert store.export_pairs(tmp_path / "pairs.jsonl") == len(pairs)
+    assert store.training_data.preference_pairs() == pairs, "a second vote never trains"
+    assert store.judgements.count() == count, "a second vote never trains"
+    assert store.training_data.export_pairs(tmp_path / "pairs.jsonl") == len(pairs)
     assert store.audit.second_look("bob") is None, "nothing else of someone else's to look at"
     assert store.audit.second_look("cy").judgement_id == bobs, "the pairs with the fewest second looks first"
     labels, completions = store.audit.agreement_labels()
@@ -110,7 +113,7 @@ def test_a_second_look_is_someone_elses_judged_pair_and_its_vote_never_trains(st
         store.audit.withdraw_second_vote(second, "bob")
     assert store.audit.count_second_votes() == 0 and store.audit.agreement_labels() == ({}, {})
     assert store.audit.second_look("bob").judgement_id == picked, "undone: it may be shown again"
-    store.withdraw_judgement(picked, "ana")
+    store.judgements.withdraw(picked, "ana")
     with pytest.raises(StoreError, match="was undone or never existed"):
         store.audit.add_second_vote(picked, look.left_id, look.right_id, "left", "bob")
 
@@ -137,10 +140,10 @@ def test_the_loop_serves_second_looks_with_sides_rerandomized_and_stores_them_ap
         pair = loop.next_pair(labeler="ana")
         assert pair.second_look_of is None, "off by default"
         loop.vote(pair, "left" if i % 2 else "right", labeler="ana")
-    pairs, judgements = loop.store.preference_pairs(), loop.store.list_judgements()
+    pairs, judgements = loop.store.training_data.preference_pairs(), loop.store.judgements.list()
     first_shown = {j.id: (j.left_generation_id, j.right_generation_id) for j in judgements}
     ana_chose = {j.id: j.left_generation_id if j.choice == "left" else j.right_generation_id for j in judgements}
-    loop.store.audit.set_second_look_share(1.0)
+    loop.store.settings.set_second_look_share(1.0)
     loop.rng = random.Random(3)
     assert loop.next_pair(labeler="ana").second_look_of is None, "nobody else's pairs to look at"
 
@@ -153,7 +156,7 @@ def test_the_loop_serves_second_looks_with_sides_rerandomized_and_stores_them_ap
         vote_id = loop.vote(pair, same, labeler="bob")
     assert any(swapped) and not all(swapped), "sides are re-randomized"
     assert loop.next_pair(labeler="bob").second_look_of is None, "all seen: a new pair"
-    assert loop.store.preference_pairs() == pairs and loop.store.count_judgements() == 6
+    assert loop.store.training_data.preference_pairs() == pairs and loop.store.judgements.count() == 6
     assert loop.store.audit.count_second_votes() == 6
 
     labels, completions = loop.store.audit.agreement_labels()
@@ -161,4 +164,4 @@ def test_the_loop_serves_second_looks_with_sides_rerandomized_and_stores_them_ap
     result = agreement(labels, completions)
     assert result.shared[("ana", "bob")] == 6 and result.kappa[("ana", "bob")] == 1.0 and result.alpha == 1.0
     loop.undo([vote_id], "bob", second_look=True)
-    assert loop.store.audit.count_second_votes() == 5 and loop.store.count_judgements() == 6
+    assert loop.store.audit.count_second_votes() == 5 and loop.store.judgements.count() == 6

@@ -268,7 +268,7 @@ def test_the_votes_in_duckdb_say_what_the_browser_did(served):
     proc.kill()
     proc.wait()
     with Store(work / "loop.duckdb") as store:
-        assert len(store.withdrawn_judgements()) == 1
-        judged = store.list_judgements()
-        human = [store.get_generation(j.left_generation_id).author for j in judged].count("human")
+        assert len(store.judgements.withdrawn()) == 1
+        judged = store.judgements.list()
+        human = [store.generations.get(j.left_generation_id).author for j in judged].count("human")
         assert human == 1, "the edit is a pair with the human answer chosen"

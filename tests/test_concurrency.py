@@ -32,8 +32,9 @@ def fire_at_once(calls) -> list:
 
 
 def a_pair(store: Store, i: int) -> tuple[int, int, int]:
-    prompt = store.add_prompt(f"Prompt {i}")
-    return prompt, store.add_generation(prompt, "base", f"a{i}", {}), store.add_generation(prompt, "base", f"b{i}", {})
+    prompt = store.prompts.add(f"Prompt {i}")
+    left = store.generations.add(prompt, "base", f"a{i}", {})
+    return prompt, left, store.generations.add(prompt, "base", f"b{i}", {})
 
 
 def test_racing_votes_on_one_pair_store_one_judgement(tmp_path):
@@ -41,28 +42,28 @@ def test_racing_votes_on_one_pair_store_one_judgement(tmp_path):
         for i in range(ROUNDS):
             prompt, left, right = a_pair(store, i)
             # a double click (the same vote twice) beside a contradictory vote from another tab, all at once
-            calls = [partial(store.add_judgement, prompt, left, right, "left", "ana", "base")] * (THREADS - 2)
-            calls += [partial(store.add_judgement, prompt, right, left, "left", "ana", "base")]  # sides swapped
-            calls += [partial(store.add_judgement, prompt, left, right, "right", "bo", "base")]
+            calls = [partial(store.judgements.add, prompt, left, right, "left", "ana", "base")] * (THREADS - 2)
+            calls += [partial(store.judgements.add, prompt, right, left, "left", "ana", "base")]  # sides swapped
+            calls += [partial(store.judgements.add, prompt, left, right, "right", "bo", "base")]
             results = fire_at_once(calls)
             ids = {r for r in results if isinstance(r, int)}
             refused = [r for r in results if isinstance(r, Exception)]
             assert len(ids) == 1, results
             assert all(isinstance(r, StoreError) and "each pair is judged once" in str(r) for r in refused), refused
             assert len(refused) >= 1  # the one of the two different votes that came second
-        assert store.count_judgements() == ROUNDS == len(store.list_judgements())
-        assert len(store.preference_pairs()) == ROUNDS
+        assert store.judgements.count() == ROUNDS == len(store.judgements.list())
+        assert len(store.training_data.preference_pairs()) == ROUNDS
 
 
 def test_racing_ratings_on_one_completion_store_one_rating(tmp_path):
     with Store(tmp_path / "race.duckdb") as store:
         for i in range(ROUNDS):
             _, generation, _ = a_pair(store, i)
-            calls = [partial(store.add_rating, generation, "up", "ana", "base")] * (THREADS - 1)
-            calls += [partial(store.add_rating, generation, "down", "bo", "base")]
+            calls = [partial(store.ratings.add, generation, "up", "ana", "base")] * (THREADS - 1)
+            calls += [partial(store.ratings.add, generation, "down", "bo", "base")]
             results = fire_at_once(calls)
             assert len({r for r in results if isinstance(r, int)}) == 1, results
-        assert store.count_ratings() == ROUNDS == len(store.list_ratings())
+        assert store.ratings.count() == ROUNDS == len(store.ratings.list())
 
 
 def test_a_file_judged_twice_before_the_constraint_keeps_both_rows_and_trains_on_the_first(tmp_path):
@@ -88,9 +89,9 @@ def test_a_file_judged_twice_before_the_constraint_keeps_both_rows_and_trains_on
     con.close()
     with Store(path) as store:
         assert "003_one_label_each" in store.applied_migrations()
-        assert [j.choice for j in store.list_judgements()] == ["left", "right"], "nothing is deleted"
-        ((pair),) = store.preference_pairs()
+        assert [j.choice for j in store.judgements.list()] == ["left", "right"], "nothing is deleted"
+        ((pair),) = store.training_data.preference_pairs()
         assert (pair.chosen, pair.rejected, pair.judgement_id) == ("a", "b", 1), "the first vote counts"
-        assert store.count_judgements() == 1
+        assert store.judgements.count() == 1
         with pytest.raises(StoreError, match="already has vote #1"):
-            store.add_judgement(1, 2, 1, "left", "bo", "base")
+            store.judgements.add(1, 2, 1, "left", "bo", "base")

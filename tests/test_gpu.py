@@ -58,9 +58,9 @@ def test_the_app_runner_trains_a_qlora_round_on_cuda_in_its_own_process(tiny_qlo
 
     store = Store(":memory:")
     for pair in PAIRS:
-        prompt = store.add_prompt(pair.prompt)
-        chosen, rejected = (store.add_generation(prompt, "base", text, {}) for text in (pair.chosen, pair.rejected))
-        store.add_judgement(prompt, chosen, rejected, "left", "ana", "base")
+        prompt = store.prompts.add(pair.prompt)
+        chosen, rejected = (store.generations.add(prompt, "base", text, {}) for text in (pair.chosen, pair.rejected))
+        store.judgements.add(prompt, chosen, rejected, "left", "ana", "base")
     served = []
     runner = RoundRunner(store, str(tiny_qlora_model_dir), tmp_path, on_done=served.append, device="cuda")
     runner.start(DPOConfig(learning_rate=5e-3, epochs=2, batch_size=4, min_pairs=4))

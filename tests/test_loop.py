@@ -42,7 +42,7 @@ def test_queued_pairs_are_tagged_and_never_handed_out_twice(loop):
     ids = [frozenset((p.left_id, p.right_id)) for p in taken]
     assert len(set(ids)) == len(ids) == 9
     assert all(p.version == "base" for p in taken)
-    generation = loop.store.get_generation(taken[0].left_id)
+    generation = loop.store.generations.get(taken[0].left_id)
     assert generation.version == "base" and generation.settings["max_new_tokens"] == 8
 
 
@@ -57,10 +57,10 @@ def test_sides_are_randomized(loop):
 def test_votes_are_stored_as_shown(loop):
     pair = loop.next_pair()
     judgement_id = loop.vote(pair, "right", labeler="  ")
-    (judgement,) = loop.store.list_judgements()
+    (judgement,) = loop.store.judgements.list()
     assert judgement.id == judgement_id and judgement.labeler == "anonymous"
     assert (judgement.left_generation_id, judgement.right_generation_id) == (pair.left_id, pair.right_id)
-    (pp,) = loop.store.preference_pairs()
+    (pp,) = loop.store.training_data.preference_pairs()
     assert pp.chosen == pair.right and pp.rejected == pair.left
     with pytest.raises(ValueError, match="choice must be one of"):
         loop.vote(pair, "maybe", labeler="x")
@@ -166,7 +166,7 @@ def test_a_new_version_takes_over_with_its_pairs_already_queued(loop, tiny_model
 @pytest.mark.slow  # trains a round in its own process
 def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_path, train_round):
     store = Store(":memory:")
-    store.add_prompts([f"Tell me about topic {i}." for i in range(12)], source="test")
+    store.prompts.add_many([f"Tell me about topic {i}." for i in range(12)], source="test")
     server = PolicyServer(str(tiny_model_dir), device="cpu")
     sampler = PairSampler(store, server, depth=4, batch_prompts=4, seed=0, keep_stale=True)
     sampler.set_settings(SamplingSettings(max_new_tokens=8))
@@ -187,7 +187,7 @@ def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_pat
     pair = loop.next_pair()
     assert pair.version == "base", "a queued base pair was kept"
     loop.vote(pair, "left", labeler="t")
-    assert store.list_judgements()[-1].policy_version == "base"
+    assert store.judgements.list()[-1].policy_version == "base"
     sampler.stop()
 
 
@@ -209,7 +209,7 @@ def test_kto_rounds_count_examples_not_pairs_before_starting(loop, tiny_model_di
 def test_single_ratings_train_a_kto_round_and_are_used_up_by_it(loop, tiny_model_dir, tmp_path, train_round):
     pairs = [loop.next_pair() for _ in range(3)]
     rated = [loop.rate(p, side, r, labeler="t") for p in pairs for side, r in (("left", "up"), ("right", "down"))]
-    (first, *_) = loop.store.list_ratings()
+    (first, *_) = loop.store.ratings.list()
     assert (first.generation_id, first.rating, first.policy_version) == (pairs[0].left_id, "up", "base")
     assert loop.label_counts() == {"pairs": 0, "both_bad": 0, "tie": 0, "up": 3, "down": 3}
     with pytest.raises(ValueError, match="side must be 'left' or 'right'"):
@@ -226,7 +226,7 @@ def test_single_ratings_train_a_kto_round_and_are_used_up_by_it(loop, tiny_model
     loop.store.rounds.set_serving(finished.version)  # its labels count as used once it serves
     heldout = json.loads((tmp_path / finished.version / "judgements.json").read_text())["ratings"]["heldout"]
     assert sorted(trained + heldout) == rated and len(heldout) == 1
-    assert [e.rating_id for e in loop.store.unpaired_examples(unused_only=True)] == heldout
+    assert [e.rating_id for e in loop.store.training_data.unpaired_examples(unused_only=True)] == heldout
 
 
 def test_a_failing_sampler_shows_its_error_instead_of_keeping_labelers_waiting(loop):
@@ -267,7 +267,7 @@ def make_loop(tiny_model_dir):
 
     def make(depth: int, batch_prompts: int) -> Loop:
         store = Store(":memory:")
-        store.add_prompts([f"Tell me about topic {i}." for i in range(12)], source="test")
+        store.prompts.add_many([f"Tell me about topic {i}." for i in range(12)], source="test")
         sampler = PairSampler(store, RecordingServer(str(tiny_model_dir), device="cpu"), depth, batch_prompts, seed=0)
         sampler.set_settings(SamplingSettings(max_new_tokens=8))
         made.append(Loop(store, sampler.server, sampler))
@@ -462,9 +462,9 @@ def test_prompts_are_bounded_in_tokens_and_compare_waits_a_bounded_time(tiny_mod
     # megabytes are refused by their length alone, before any tokenizing (which would take minutes)
     with pytest.raises(ValueError, match=r"more than 32 tokens \(20,000,000 characters\); .* Shorten it"):
         loop.add_prompt("x" * 20_000_000)
-    assert store.count_prompts() == 0
+    assert store.prompts.count() == 0
     # an imported long prompt is sampled from its last 32 tokens
-    store.add_prompts([long_prompt], source="file.jsonl")
+    store.prompts.add_many([long_prompt], source="file.jsonl")
     (row,) = server.generate_tokens([long_prompt], 1, SamplingSettings(max_new_tokens=4, seed=0))
     assert len(row[0]) <= 4
     # Compare gives up after a bounded wait while the model is busy, saying so
@@ -489,16 +489,14 @@ def test_prompts_are_bounded_in_tokens_and_compare_waits_a_bounded_time(tiny_mod
 def test_an_edit_and_an_undo_through_the_loop(loop):
     pair = loop.next_pair()
     (edited,) = loop.edit(pair, "right", "A much better answer.", "ana")
-    chosen_over = {p.judgement_id: (p.chosen, p.rejected) for p in loop.store.preference_pairs()}
+    chosen_over = {p.judgement_id: (p.chosen, p.rejected) for p in loop.store.training_data.preference_pairs()}
     assert chosen_over[edited] == ("A much better answer.", pair.right)
     other = loop.next_pair()
     both = loop.edit(other, "blank", "Written from scratch.", "ana")
-    assert {loop.store.preference_pairs()[-1].rejected, loop.store.preference_pairs()[-2].rejected} == {
-        other.left,
-        other.right,
-    } and len(both) == 2
+    pairs = loop.store.training_data.preference_pairs()
+    assert {pairs[-1].rejected, pairs[-2].rejected} == {other.left, other.right} and len(both) == 2
     loop.undo(both, "ana")
-    assert [p.judgement_id for p in loop.store.preference_pairs()] == [edited]
+    assert [p.judgement_id for p in loop.store.training_data.preference_pairs()] == [edited]
     with pytest.raises(ValueError, match="source must be"):
         loop.edit(other, "middle", "x", "ana")
 
@@ -515,4 +513,4 @@ def test_completions_stopped_by_the_token_limit_are_marked_cut(loop):
     pair = loop.next_pair()
     cut = [c for c in (pair.left_cut, pair.right_cut) if c is not None]
     assert cut and set(cut) == {8}
-    assert loop.store.get_generation(pair.left_id).cut_at == pair.left_cut
+    assert loop.store.generations.get(pair.left_id).cut_at == pair.left_cut

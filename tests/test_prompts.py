@@ -298,7 +298,7 @@ def test_cli_import_is_all_or_nothing(tmp_path):
     run = subprocess.run([*command, str(good)], capture_output=True, text=True, cwd=REPO, check=True)
     assert "imported 2 new prompts" in run.stdout
     with Store(db) as store:
-        assert [p.text for p in store.list_prompts()] == ["one", "two"]
+        assert [p.text for p in store.prompts.list()] == ["one", "two"]
 
 
 def test_deeply_nested_json_names_the_file_and_line(tmp_path):
@@ -323,5 +323,5 @@ def test_the_clis_take_db_after_the_subcommand_too(tmp_path):
     assert labeling_main(["add-prompt", "Say hi.", "--db", db]) == 0
     assert labeling_main(["--db", db, "add-prompt", "Say bye."]) == 0
     with Store(db) as store:
-        assert [p.text for p in store.list_prompts()] == ["Say hi.", "Say bye."]
+        assert [p.text for p in store.prompts.list()] == ["Say hi.", "Say bye."]
     assert storage_main(["export", str(tmp_path / "out.jsonl"), "--db", db]) == 2  # the same file: nothing to export

@@ -42,10 +42,10 @@ def test_qlora_round_trains_lora_on_a_4bit_base(tiny_qlora_model_dir, tmp_path):
 def votes(db: Path, n: int) -> None:
     with Store(db) as store:
         for i in range(n):
-            prompt = store.add_prompt(f"Tell me about topic {i}.")
-            good = store.add_generation(prompt, "base", f"Gladly! Topic {i} is interesting.", {})
-            bad = store.add_generation(prompt, "base", "No.", {})
-            store.add_judgement(prompt, good, bad, "left", "ana", "base")
+            prompt = store.prompts.add(f"Tell me about topic {i}.")
+            good = store.generations.add(prompt, "base", f"Gladly! Topic {i} is interesting.", {})
+            bad = store.generations.add(prompt, "base", "No.", {})
+            store.judgements.add(prompt, good, bad, "left", "ana", "base")
 
 
 def test_training_cli_runs_a_round_and_serves_it(tiny_model_dir, tmp_path):

@@ -20,22 +20,22 @@ ROUND = DPOConfig(
 
 def test_review_and_the_candidate_persist_and_serving_the_candidate_ends_its_review(tiny_model_dir, tmp_path):
     with Store(tmp_path / "loop.duckdb") as store:
-        assert store.rounds.review() is False, "off by default: rounds serve as they finish"
+        assert store.settings.review() is False, "off by default: rounds serve as they finish"
         version = fake_round(store, tiny_model_dir, tmp_path / "round_001")
-        store.rounds.set_review(True)
+        store.settings.set_review(True)
         store.rounds.set_candidate(version)
         with pytest.raises(StoreError, match="not a round to review"):
             store.rounds.set_candidate("base")
         with pytest.raises(StoreError, match="No round 9; pick one from the round history"):
             store.rounds.set_candidate("round_009")
     with Store(tmp_path / "loop.duckdb") as store:  # after a restart
-        assert store.rounds.review() is True and store.rounds.get_candidate() == version
+        assert store.settings.review() is True and store.rounds.get_candidate() == version
         store.rounds.set_serving("base")
         assert store.rounds.get_candidate() == version, "serving another version leaves the review pending"
         store.rounds.set_serving(version)
         assert store.rounds.get_candidate() is None
-        store.rounds.set_review(False)
-        assert store.rounds.review() is False
+        store.settings.set_review(False)
+        assert store.settings.review() is False
 
 
 @pytest.fixture

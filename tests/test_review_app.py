@@ -36,7 +36,7 @@ def wait_for_round(client) -> tuple[str, str]:
 
 def test_a_reviewed_round_waits_for_its_serve(tiny_model_dir, tmp_path):
     with Store(tmp_path / "loop.duckdb") as store:  # labels to train on, before the app starts
-        store.add_prompts(["Name a river.", "Name a hill."], source="test")
+        store.prompts.add_many(["Name a river.", "Name a hill."], source="test")
         vote_pairs(store, taste_pairs(8))
     for client, proc in launch(tiny_model_dir, tmp_path, args=("--backend", "eager")):
         client.predict(0.8, 0.95, 8, api_name="/apply_settings")
@@ -64,4 +64,4 @@ def test_a_reviewed_round_waits_for_its_serve(tiny_model_dir, tmp_path):
         proc.wait()
     with Store(tmp_path / "loop.duckdb") as store:
         assert store.rounds.get_serving() == "round_001" and store.rounds.get_candidate() is None
-        assert store.rounds.review() is True, "the setting is kept"
+        assert store.settings.review() is True, "the setting is kept"

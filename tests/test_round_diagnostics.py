@@ -26,7 +26,7 @@ EVAL_ONLY = [f"Describe a {thing} in one sentence." for thing in ("lamp", "boat"
 def test_a_round_records_diagnostics_of_the_policy_and_the_base(tiny_model_dir, tmp_path, train_round):
     store = Store(tmp_path / "loop.duckdb")
     vote_pairs(store, taste_pairs(8))
-    store.add_prompts(EVAL_ONLY, source="eval", eval_only=True)
+    store.prompts.add_many(EVAL_ONLY, source="eval", eval_only=True)
     config = dataclasses.replace(SMALL, diagnostic_prompts=2, diagnostic_tokens=12)
     finished = train_round(store, config, model=tiny_model_dir, runs_dir=tmp_path / "runs")
     found = finished.metrics["diagnostics"]
@@ -53,12 +53,12 @@ def test_a_round_records_diagnostics_of_the_policy_and_the_base(tiny_model_dir, 
 
 def test_diagnostic_prompts_are_held_out_and_never_the_rounds_own(store):
     vote_pairs(store, taste_pairs(6))
-    store.add_prompts(["Name a river.", "Name a mountain."], source="test")
+    store.prompts.add_many(["Name a river.", "Name a mountain."], source="test")
     plan = plan_round(store, SMALL)
     assert plan.diagnostic_prompts == ("Name a river.", "Name a mountain."), "no eval-only prompts: unlabeled ones"
     assert diagnostic_prompts(store, 100, plan.items) == plan.diagnostic_prompts
     assert plan_round(store, dataclasses.replace(SMALL, diagnostic_prompts=0)).diagnostic_prompts == ()
-    store.add_prompts(EVAL_ONLY, source="eval", eval_only=True)
+    store.prompts.add_many(EVAL_ONLY, source="eval", eval_only=True)
     assert set(diagnostic_prompts(store, 2, plan.items)) < set(EVAL_ONLY), "eval-only prompts first"
     assert set(diagnostic_prompts(store, 3, plan.items)) == set(EVAL_ONLY)
 

@@ -49,7 +49,8 @@ def test_a_round_trains_in_a_child_process_from_a_rerunnable_folder(loop, tiny_m
         p.name for p in out.iterdir()
     }
     rows = [json.loads(line) for line in (out / INPUT_FILE).read_text().splitlines()]
-    assert rows == trl_rows(loop.store.preference_pairs()), "the exact labels, in TRL's format, with their ids"
+    pairs = loop.store.training_data.preference_pairs()
+    assert rows == trl_rows(pairs), "the exact labels, in TRL's format, with their ids"
     events = [json.loads(line) for line in (out / PROGRESS_FILE).read_text().splitlines()]
     assert [e["step"] for e in events if e["event"] == "step"] == [s["step"] for s in status["history"]] == [1, 2]
     # The folder alone re-runs the round: same labels, same config, same adapter.
@@ -243,7 +244,7 @@ def test_a_round_paused_when_the_app_dies_dies_with_it(tiny_model_dir, tmp_path)
         from training.runner import RoundRunner
 
         store = Store(":memory:")
-        store.add_prompts([f"Tell me about topic {{i}}." for i in range(12)], source="test")
+        store.prompts.add_many([f"Tell me about topic {{i}}." for i in range(12)], source="test")
         server = PolicyServer({str(tiny_model_dir)!r}, device="cpu")
         sampler = PairSampler(store, server, depth=3, seed=0)
         sampler.set_settings(SamplingSettings(max_new_tokens=8))

@@ -41,10 +41,10 @@ def start_store_process(path: Path, then: str) -> subprocess.Popen:
         import os, sys, time
         from storage import Store
         store = Store(sys.argv[1])
-        prompt = store.add_prompt("durable?")
-        a = store.add_generation(prompt, "base", "yes", {{}})
-        b = store.add_generation(prompt, "base", "no", {{}})
-        store.add_judgement(prompt, a, b, "left", "ana", "base")
+        prompt = store.prompts.add("durable?")
+        a = store.generations.add(prompt, "base", "yes", {{}})
+        b = store.generations.add(prompt, "base", "no", {{}})
+        store.judgements.add(prompt, a, b, "left", "ana", "base")
         print("ok", flush=True)
         {then}
         """
@@ -59,7 +59,7 @@ def test_a_new_file_gets_its_folder_and_every_migration(tmp_path):
     path = tmp_path / "deep" / "er" / "loop.duckdb"
     with Store(path) as store:
         assert store.applied_migrations() == [name for name, _ in storage.migrations.MIGRATIONS]
-        assert store.count_prompts() == 0 and store.rounds.get_serving() == "base"
+        assert store.prompts.count() == 0 and store.rounds.get_serving() == "base"
     assert path.is_file()
 
 
@@ -72,7 +72,7 @@ def test_reopening_a_file_applies_only_missing_migrations_and_keeps_data(tmp_pat
     # later migrations.
     monkeypatch.setattr(storage.migrations, "MIGRATIONS", shipped[:1])
     with Store(path) as store:
-        prompt = store.add_prompt("p")
+        prompt = store.prompts.add("p")
         left, right = (
             store.db.write(
                 lambda cur, text=text: cur.execute(
@@ -97,15 +97,15 @@ def test_reopening_a_file_applies_only_missing_migrations_and_keeps_data(tmp_pat
     monkeypatch.setattr(storage.migrations, "MIGRATIONS", shipped)
     with Store(path) as store:
         assert store.applied_migrations() == names
-        assert store.rounds.get(round_id).n_ratings == 0 and store.count_ratings() == 0
-        store.add_rating(store.get_generation(1).id, "up", "ana", "base")
+        assert store.rounds.get(round_id).n_ratings == 0 and store.ratings.count() == 0
+        store.ratings.add(store.generations.get(1).id, "up", "ana", "base")
     extra = ("999_labeler_notes", "CREATE TABLE labeler_notes (judgement_id BIGINT, note VARCHAR)")
     monkeypatch.setattr(storage.migrations, "MIGRATIONS", [*shipped, extra])
     for _ in range(2):
         with Store(path) as store:
             assert store.applied_migrations() == [*names, "999_labeler_notes"]
-            assert store.preference_pairs()[0].chosen == "a" and store.rounds.get_serving() == "round_001"
-            assert store.rounds.judgement_ids(round_id) == [judgement] and store.count_ratings("up") == 1
+            assert store.training_data.preference_pairs()[0].chosen == "a" and store.rounds.get_serving() == "round_001"
+            assert store.rounds.judgement_ids(round_id) == [judgement] and store.ratings.count("up") == 1
     assert migration_rows(path) == [*names, "999_labeler_notes"]
 
 
@@ -145,9 +145,10 @@ def test_an_acknowledged_vote_survives_the_process_dying(tmp_path, ending):
         process.wait(timeout=30)
         process.stdout.close()
     with Store(path) as store:
-        (judgement,) = store.list_judgements()
+        (judgement,) = store.judgements.list()
         assert judgement.choice == "left"
-        assert [(p.prompt, p.chosen, p.rejected) for p in store.preference_pairs()] == [("durable?", "yes", "no")]
+        pairs = store.training_data.preference_pairs()
+        assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [("durable?", "yes", "no")]
 
 
 def test_a_file_held_by_another_app_is_refused_with_what_to_do(tmp_path):
@@ -162,7 +163,7 @@ def test_a_file_held_by_another_app_is_refused_with_what_to_do(tmp_path):
         holder.wait(timeout=30)
         holder.stdout.close()
     with Store(path) as store:
-        assert store.count_judgements() == 1
+        assert store.judgements.count() == 1
 
 
 def test_a_file_that_is_not_a_database_is_refused(tmp_path):
@@ -176,7 +177,7 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path):
 def test_a_damaged_file_is_refused_at_start_up_and_left_as_it_was(tmp_path):
     path = tmp_path / "loop.duckdb"
     with Store(path) as store:
-        store.add_prompts([f"prompt {i}: " + "words " * 40 for i in range(20_000)], source="big.jsonl")
+        store.prompts.add_many([f"prompt {i}: " + "words " * 40 for i in range(20_000)], source="big.jsonl")
     with path.open("r+b") as f:  # cut short, as a full disk or a copy that stopped half-way leaves it
         f.truncate(path.stat().st_size // 10)
     damaged = path.read_bytes()
@@ -197,18 +198,18 @@ def test_a_full_disk_says_so_saves_nothing_half_and_the_store_works_once_there_i
     then = textwrap.dedent(
         """
         import resource, signal
-        gens = [store.add_generation(prompt, "base", t, {}) for t in ("maybe", "never")]
+        gens = [store.generations.add(prompt, "base", t, {}) for t in ("maybe", "never")]
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         limit = os.path.getsize(sys.argv[1]) + 4096
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
-        for attempt in (lambda: store.add_prompts(["x" * 500 + str(i) for i in range(20000)], source="big"),
-                        lambda: store.add_judgement(prompt, gens[0], gens[1], "right", "bob", "base")):
+        for attempt in (lambda: store.prompts.add_many(["x" * 500 + str(i) for i in range(20000)], source="big"),
+                        lambda: store.judgements.add(prompt, gens[0], gens[1], "right", "bob", "base")):
             try:
                 attempt()
             except Exception as err:
                 print(type(err).__name__, err, flush=True)
         resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-        store.add_judgement(prompt, gens[0], gens[1], "right", "bob", "base")  # room again: the vote saves
+        store.judgements.add(prompt, gens[0], gens[1], "right", "bob", "base")  # room again: the vote saves
         print("saved", flush=True)
         """
     )
@@ -220,8 +221,8 @@ def test_a_full_disk_says_so_saves_nothing_half_and_the_store_works_once_there_i
         assert line.startswith(f"StoreError Could not save to {path}: the disk is full or the file cannot grow"), out
         assert line.endswith("Nothing was saved: free some disk space, then try again."), out
     with Store(path) as store:
-        assert store.count_prompts() == 1, "the failed import left no prompt behind"
-        assert [j.labeler for j in store.list_judgements()] == ["ana", "bob"]
+        assert store.prompts.count() == 1, "the failed import left no prompt behind"
+        assert [j.labeler for j in store.judgements.list()] == ["ana", "bob"]
 
 
 def read_back(path: Path, fmt: str) -> Dataset:
@@ -233,7 +234,7 @@ def read_back(path: Path, fmt: str) -> Dataset:
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
 def test_export_matches_trls_conversational_preference_format(store_with_votes, tmp_path, fmt):
     target = tmp_path / "exports" / {"jsonl": "pairs.jsonl", "parquet": "pairs.parquet", "hf": "pairs"}[fmt]
-    assert store_with_votes.export_pairs(target, fmt) == 2
+    assert store_with_votes.training_data.export_pairs(target, fmt) == 2
     dataset = read_back(target, fmt)
     assert sorted(dataset.column_names) == ["chosen", "judgement_id", "prompt", "rejected"]
     assert dataset["judgement_id"] == [1, 3]
@@ -254,12 +255,12 @@ def test_export_matches_trls_conversational_preference_format(store_with_votes, 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "parquet", "hf"])
 def test_unpaired_export_is_what_a_kto_round_trains_on_in_trls_format(store_with_votes, tmp_path, fmt):
-    prompt = store_with_votes.add_prompt("Rate me.")
-    fine = store_with_votes.add_generation(prompt, "base", "Fine.", SETTINGS)
-    rating = store_with_votes.add_rating(fine, "up", "ana", "base")
+    prompt = store_with_votes.prompts.add("Rate me.")
+    fine = store_with_votes.generations.add(prompt, "base", "Fine.", SETTINGS)
+    rating = store_with_votes.ratings.add(fine, "up", "ana", "base")
     target = tmp_path / {"jsonl": "kto.jsonl", "parquet": "kto.parquet", "hf": "kto"}[fmt]
     # two pairs (a 👍 and a 👎 each), one both-bad vote (two 👎), one rating
-    assert store_with_votes.export_unpaired(target, fmt) == 7
+    assert store_with_votes.training_data.export_unpaired(target, fmt) == 7
     dataset = read_back(target, fmt)
     assert sorted(dataset.column_names) == ["completion", "judgement_id", "label", "prompt", "rating_id"]
     rows = [(r["prompt"][0]["content"], r["completion"][0]["content"], r["label"]) for r in dataset]
@@ -276,7 +277,7 @@ def test_unpaired_export_is_what_a_kto_round_trains_on_in_trls_format(store_with
     trl_data_utils = pytest.importorskip("trl.data_utils")
     assert all(trl_data_utils.is_conversational(row) for row in dataset)
     # The pairs' rows are exactly TRL's own unpairing of the pair export.
-    store_with_votes.export_pairs(tmp_path / "pairs.jsonl")
+    store_with_votes.training_data.export_pairs(tmp_path / "pairs.jsonl")
     unpaired = trl_data_utils.unpair_preference_dataset(read_back(tmp_path / "pairs.jsonl", "jsonl"))
     theirs = sorted((r["prompt"][0]["content"], r["completion"][0]["content"], r["label"]) for r in unpaired)
     assert theirs == sorted(rows[:4])
@@ -284,16 +285,16 @@ def test_unpaired_export_is_what_a_kto_round_trains_on_in_trls_format(store_with
 
 def test_jsonl_export_keeps_non_ascii_text_readable(store_with_votes, tmp_path):
     target = tmp_path / "pairs.jsonl"
-    store_with_votes.export_pairs(target)
+    store_with_votes.training_data.export_pairs(target)
     assert "Mango 🥭" in target.read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "hf"])
 def test_exporting_again_replaces_the_older_export(store_with_votes, tmp_path, fmt):
     target = tmp_path / ("pairs.jsonl" if fmt == "jsonl" else "pairs")
-    store_with_votes.export_pairs(target, fmt)
+    store_with_votes.training_data.export_pairs(target, fmt)
     vote(store_with_votes, "left", "One more?", "yes", "no")
-    assert store_with_votes.export_pairs(target, fmt) == 3
+    assert store_with_votes.training_data.export_pairs(target, fmt) == 3
     assert len(read_back(target, fmt)) == 3
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "no temporary files are left"
 
@@ -311,7 +312,7 @@ def test_a_failed_export_leaves_no_half_file_and_keeps_the_older_one(store_with_
 
     monkeypatch.setattr(Dataset, writer, write_half_then_fail)
     with pytest.raises(StoreError, match="Could not write .*No space left on device.*Nothing was changed there"):
-        store_with_votes.export_pairs(target, fmt)
+        store_with_votes.training_data.export_pairs(target, fmt)
     assert target.read_text() == "older export"
     assert [p.name for p in target.parent.iterdir()] == [target.name]
 
@@ -320,7 +321,7 @@ def test_exporting_into_an_unwritable_place_says_to_pick_another(store_with_vote
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     with pytest.raises(StoreError, match="Pick another folder"):
-        store_with_votes.export_pairs(blocker / "pairs.jsonl")
+        store_with_votes.training_data.export_pairs(blocker / "pairs.jsonl")
 
 
 def test_cli_exports_pairs(tmp_path):

@@ -269,8 +269,8 @@ def test_votes_in_duckdb_carry_the_login(team_app):
     proc.kill()
     proc.wait()
     with Store(work / "loop.duckdb") as store:
-        judged = {j.id: j.labeler for j in store.list_judgements()}
-        ratings = [r.labeler for r in store.list_ratings()]
+        judged = {j.id: j.labeler for j in store.judgements.list()}
+        ratings = [r.labeler for r in store.ratings.list()]
     bob_first, bob_second, ada = SEEN["judgements"]
     assert judged[bob_first] == judged[bob_second] == "bob" and judged[ada] == "ada"
     assert ratings == ["bob"]

@@ -50,8 +50,8 @@ def plan_round(store, config: DPOConfig) -> RoundPlan:
         if parent is None:
             raise StoreError(f"The serving version {serving} is not a round of this database; serve base first.")
     unused = config.continue_from_serving
-    unpaired = store.unpaired_examples(unused_only=unused) if config.loss_type == "kto" else []
-    pairs = store.preference_pairs(unused_only=unused)
+    unpaired = store.training_data.unpaired_examples(unused_only=unused) if config.loss_type == "kto" else []
+    pairs = store.training_data.preference_pairs(unused_only=unused)
     if config.arena_pairs:
         pairs += store.battles.preference_pairs(unused_only=unused)
     items = training_items(config.loss_type, pairs, unpaired)
@@ -69,14 +69,14 @@ def plan_round(store, config: DPOConfig) -> RoundPlan:
 
 def diagnostic_prompts(store, n: int, items) -> tuple[str, ...]:
     """Up to `n` held-out prompts for the round's diagnostics, from the arena's pool (eval-only ones first, else
-    prompts no finished round trained on: `store.battles.held_out_prompts`), the oldest first, so that rounds
+    prompts no finished round trained on: `store.prompts.for_arena`), the oldest first, so that rounds
     answer the same prompts while they stay held out and the base need not be measured again; leaving out the
     prompts this round trains on; in id order. Written into the round's folder, so its process needs no
     database."""
     if n == 0:
         return ()
     training = {item.prompt for item in items}
-    found = [p for p in store.battles.held_out_prompts(n + len(training), by_id=True) if p.text not in training][:n]
+    found = [p for p in store.prompts.for_arena(n + len(training), by_id=True) if p.text not in training][:n]
     return tuple(p.text for p in sorted(found, key=lambda p: p.id))
 
 

@@ -186,7 +186,7 @@ def results(services: Services, tab: ArenaTab) -> dict:
 
 
 def held_out_line(services: Services) -> str:
-    n = services.store.count_eval_only()
+    n = services.store.prompts.count_eval_only()
     if n == 0:
         return (
             "No prompts are held out: battles use prompts no round trained on. Hold some out so that they are "
@@ -208,7 +208,7 @@ def hold_out(services: Services, how_many: float | None, request: gr.Request) ->
 
 def give_back(services: Services, request: gr.Request) -> str:
     guard.require(services, request, "give held-out prompts back")
-    n = services.store.give_back_held_out()
+    n = services.store.prompts.give_back_held_out()
     return f"Gave {n} prompts back to labeling. " + held_out_line(services)
 
 
@@ -228,7 +228,7 @@ def checks(services: Services, first: str, second: str, typed: str, request: gr.
     with warnings) and whether the viewer's own labels lean to a side or to length."""
     name = guard.labeler(services, request, typed)
     changed = views.version_change_markdown(first, second, services.store.rounds.list())
-    own = audit.own_labels_markdown(name, services.store.audit.votes())
+    own = audit.own_labels_markdown(name, audit.counted_votes(services))
     return "\n\n".join(part for part in (changed, own) if part)
 
 

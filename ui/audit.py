@@ -221,16 +221,24 @@ class AuditTab:
         return [self.summary, self.table, self.share, self.agreement, self.kappas]
 
 
+def counted_votes(services: Services) -> list[Vote]:
+    """Every counted vote in the store (`store.audit.votes`), as evaluation/audit.py takes them."""
+    from evaluation.audit import Vote
+
+    records = services.store.audit.votes()
+    return [Vote(v.labeler, v.choice, v.left_len, v.right_len, v.pair_id, v.batch) for v in records]
+
+
 def show_audit(services: Services, tab: AuditTab, request: gr.Request) -> dict:
     """Everything the tab shows, computed afresh from the store."""
     guard.require(services, request, "audit labels")
-    votes = services.store.audit.votes()
+    votes = counted_votes(services)
     text, rows = agreement_view(*services.store.audit.agreement_labels())
     second = services.store.audit.count_second_votes()
     return {
         tab.summary: audit_summary(votes),
         tab.table: pd.DataFrame(audit_rows(votes), columns=list(AUDIT_COLUMNS)),
-        tab.share: services.store.audit.second_look_share(),
+        tab.share: services.store.settings.second_look_share(),
         tab.agreement: f"**{second} second looks.** {text}",
         tab.kappas: pd.DataFrame(rows, columns=list(AGREEMENT_COLUMNS)),
     }
@@ -239,7 +247,7 @@ def show_audit(services: Services, tab: AuditTab, request: gr.Request) -> dict:
 def set_share(services: Services, share: float, request: gr.Request) -> str:
     guard.require(services, request, "set second looks")
     try:
-        services.store.audit.set_second_look_share(share)
+        services.store.settings.set_second_look_share(share)
     except ValueError as err:
         raise gr.Error(str(err)) from err
     if not share:
@@ -259,7 +267,7 @@ def build(services: Services, tab_block: gr.Tab) -> AuditTab:
         share = gr.Slider(
             0.0,
             1.0,
-            value=services.store.audit.second_look_share(),
+            value=services.store.settings.second_look_share(),
             step=0.05,
             label="Share of pairs shown again to a second labeler (0: off); their votes never train",
             scale=3,

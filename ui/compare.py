@@ -32,7 +32,7 @@ class CompareTab:
 def stored_prompts(services: Services, request: gr.Request) -> dict:
     """The stored prompts to pick from; the arena's held-out ones only for admins (labelers must not see the
     test set their votes are judged on)."""
-    shown = services.store.list_prompts(limit=STORED_PROMPTS_SHOWN, held_out=guard.is_admin(services, request))
+    shown = services.store.prompts.list(limit=STORED_PROMPTS_SHOWN, held_out=guard.is_admin(services, request))
     return gr.update(choices=[p.text for p in shown])
 
 
@@ -68,7 +68,7 @@ def build(services: Services, tab_block: gr.Tab, settings: tuple[gr.Slider, gr.S
     with gr.Row():
         version_a = gr.Dropdown(versions, value=BASE_VERSION, label="Version A", allow_custom_value=True)
         version_b = gr.Dropdown(versions, value=serving, label="Version B", allow_custom_value=True)
-    prompts = [p.text for p in services.store.list_prompts(limit=STORED_PROMPTS_SHOWN)]
+    prompts = [p.text for p in services.store.prompts.list(limit=STORED_PROMPTS_SHOWN)]
     stored = gr.Dropdown(prompts, value=None, label="Pick a stored prompt")
     prompt = gr.Textbox(label="Prompt", lines=2)
     seed = gr.Number(0, label="Seed", precision=0)

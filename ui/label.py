@@ -142,7 +142,7 @@ def vote(
         judgement_id = services.loop.vote(Pair(**pair_state), choice, name)
     except (ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
-    total = services.store.count_judgements()
+    total = services.store.judgements.count()
     second_look = pair_state.get("second_look_of") is not None
     message = audit.second_look_message if second_look else views.vote_message
     done = {
@@ -287,8 +287,8 @@ def switch_mode(services: Services, tab: LabelTab, mode: str, pair_state: dict |
 def counters(services: Services, typed: str, request: gr.Request) -> str:
     """Labeled today, by me, since the last round, pairs ready (refreshed by a timer)."""
     name = guard.user_of(request) if services.access.logins else labeler_name(typed)
-    numbers = services.store.label_counters(name)
-    return views.counters_line(numbers, services.status(), services.store.count_unjudged_prompts())
+    numbers = services.store.judgements.counters(name)
+    return views.counters_line(numbers, services.status(), services.store.prompts.count_unjudged())
 
 
 def add_prompt(services: Services, tab: LabelTab, text: str) -> dict:
@@ -296,7 +296,7 @@ def add_prompt(services: Services, tab: LabelTab, text: str) -> dict:
         prompt_id = services.loop.add_prompt(text)
     except (ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
-    message = f"Added prompt #{prompt_id}. {services.store.count_prompts()} prompts in the store."
+    message = f"Added prompt #{prompt_id}. {services.store.prompts.count()} prompts in the store."
     return {tab.new_prompt: "", tab.prompt_status: message}
 
 
@@ -313,7 +313,7 @@ def import_prompts(
         added = services.loop.import_prompts(file, on_progress=lambda done, text: progress(done, desc=text))
     except (PromptFileError, ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
-    total = services.store.count_prompts()
+    total = services.store.prompts.count()
     return f"Imported {added} new prompts from {Path(file).name}. {total} prompts in the store."
 
 

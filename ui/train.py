@@ -243,7 +243,7 @@ def round_review(services: Services, tab: TrainTab, seen: str | None, request: g
     columns = ["version", "value", "metric"]
     picked = candidate and candidate != seen
     return {
-        tab.review: services.store.rounds.review(),
+        tab.review: services.store.settings.review(),
         tab.diagnostics_plot: gr.update(value=pd.DataFrame(shares, columns=columns), visible=bool(shares)),
         tab.length_plot: gr.update(value=pd.DataFrame(lengths, columns=columns), visible=bool(lengths)),
         tab.no_diagnostics: gr.update(visible=not (shares or lengths)),
@@ -317,7 +317,7 @@ def _config_widgets(fields: list[ConfigField]) -> dict[str, gr.components.Compon
 def _review_widgets(services: Services) -> dict:
     """The review setting, the diagnostics plots, the warnings and the review panel, as TrainTab fields."""
     review = gr.Checkbox(
-        services.store.rounds.review(),
+        services.store.settings.review(),
         label="Review each round before serving",
         info="On: a finished round waits as a candidate, with its diagnostics beside the serving version's, until "
         "you serve it. Off: each round serves as soon as it finishes.",
