@@ -12,7 +12,8 @@ thread would record them again, in a memory pool of its own).
 Two generation backends share everything but the cache (`PolicyServer.backend`, settable at any time):
 
 - `eager`: `model.generate` with the default dynamic cache. Each round's adapter is loaded beside the others
-  and made active with PEFT's `set_adapter` / `disable_adapters`. The default on CPU.
+  and made active with PEFT's `set_adapter` / `disable_adapters`. The default on a CPU with native bf16
+  (AVX512-BF16 or AMX) and with 4-bit weights; a CPU without native bf16 gets the onnx backend (`serving/__init__.py`).
 - `static`: `model.generate(..., cache_implementation="static")`, for which transformers compiles the decoding
   step with `torch.compile`. A compiled step is reused only while the shapes it saw repeat, so every batch is
   padded to `batch_rows` rows (padding rows repeat a real prompt and are marked finished before their first

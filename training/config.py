@@ -1,6 +1,6 @@
 """Typed configuration for one DPO round. Every field is checked when the config is built.
 
-from training import DPOConfig
+from training.config import DPOConfig
 DPOConfig(beta=0.1, learning_rate=5e-4).to_dict()
 """
 
