@@ -24,7 +24,7 @@ from labeling.arena import Arena
 from labeling.loop import Loop
 from labeling.prompts import starter_prompts
 from labeling.sampler import PairSampler
-from models import default_device, resolve_model, resolve_quantization
+from models import DEFAULT_MODEL_CACHE, default_device, resolve_model, resolve_quantization
 from serving import DEFAULT_MAX_PROMPT_TOKENS, SamplingSettings, open_policy_server
 from storage import BASE_VERSION, Round, Store, StoreError
 from storage.export import check_format
@@ -44,7 +44,7 @@ class ServiceConfig:
 
     db: str = "data/prefloop.duckdb"
     model: str | None = None  # None: the bundled SmolLM2-135M-Instruct
-    model_cache: str = "data/models"
+    model_cache: str = DEFAULT_MODEL_CACHE
     runs: str = "runs"
     exports: str = "exports"
     device: str | None = None

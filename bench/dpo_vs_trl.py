@@ -28,9 +28,8 @@ from pathlib import Path
 import torch
 
 from bench.startup import cpu_flags
-from models import prepare_default_model, resolve_quantization
+from models import DEFAULT_MODEL_CACHE, prepare_default_model, resolve_quantization
 from storage.labels import PreferencePair, trl_rows
-from training.cli import DEFAULT_MODEL_CACHE
 from training.config import DPOConfig
 from training.trainer import TrainingError, run_round, uses_bf16
 

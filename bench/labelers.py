@@ -36,8 +36,8 @@ from gradio_client import Client, handle_file
 from access import UsersFile
 from bench.sampling import percentile
 from bench.startup import REPO, cpu_flags, free_port
+from models import DEFAULT_MODEL_CACHE
 from storage import Store
-from training.cli import DEFAULT_MODEL_CACHE
 
 VOTE_ID = re.compile(r"Saved vote #(\d+)")
 QUEUE = re.compile(r"Queue: (\d+) of (\d+) pairs ready")

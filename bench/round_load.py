@@ -28,10 +28,10 @@ import torch
 from bench.sampling import percentile
 from bench.startup import cpu_flags
 from labeling.loop import Loop
+from models import DEFAULT_MODEL_CACHE
 from services import ServiceConfig, Services, open_services
 from serving import SamplingSettings
 from storage import Store
-from training.cli import DEFAULT_MODEL_CACHE
 from training.config import DPOConfig
 from training.plan import plan_round
 from training.trainer import run_round

@@ -33,12 +33,11 @@ from bench.startup import cpu_flags
 from labeling.loop import Loop
 from labeling.prompts import starter_prompts
 from labeling.sampler import PairSampler
-from models import prepare_default_model
+from models import DEFAULT_MODEL_CACHE, prepare_default_model
 from serving import PolicyServer, SamplingSettings, chat_text
 from serving.onnx_backend import OnnxPolicyServer
 from serving.sampling import stop_ids
 from storage import Store
-from training.cli import DEFAULT_MODEL_CACHE
 
 
 def percentile(values: list[float], q: float) -> float:

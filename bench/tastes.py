@@ -43,11 +43,10 @@ from bench.startup import cpu_flags
 from evaluation.arena import win_rate
 from evaluation.diagnostics import distinct_n, foreign_script_share, kl_per_token, mean_nll, repeated_ngram_rate
 from labeling.prompts import starter_prompts
-from models import load_model, prepare_default_model
+from models import DEFAULT_MODEL_CACHE, load_model, prepare_default_model
 from models.chat import prompt_ids
 from serving import SamplingSettings, open_policy_server
 from storage.labels import PreferencePair
-from training.cli import DEFAULT_MODEL_CACHE
 from training.config import DPOConfig
 from training.diagnose import token_logps
 from training.gate import health_check

@@ -1,12 +1,13 @@
 """Loading a base model and its tokenizer, shared by serving and training (neither imports the other).
 
     from models import load_model, load_tokenizer, resolve_model
-    path = resolve_model(None, "data/models")        # the bundled SmolLM2-135M-Instruct, converted once
+    path = resolve_model(None, DEFAULT_MODEL_CACHE)  # the bundled SmolLM2-135M-Instruct, converted once
 """
 
 from models.loading import (
     DEFAULT_GGUF_FILE,
     DEFAULT_GGUF_PACKAGE,
+    DEFAULT_MODEL_CACHE,
     DEFAULT_MODEL_NAME,
     ModelLoadError,
     cpu_has_native_bf16,
@@ -21,6 +22,7 @@ from models.loading import (
 
 __all__ = [
     "DEFAULT_GGUF_FILE",
+    "DEFAULT_MODEL_CACHE",
     "DEFAULT_GGUF_PACKAGE",
     "DEFAULT_MODEL_NAME",
     "ModelLoadError",

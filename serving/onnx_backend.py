@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models import load_tokenizer
+from models import DEFAULT_MODEL_CACHE, load_tokenizer
 from models.chat import prompt_ids
 from serving.errors import ModelInterrupted, held
 from serving.sampling import Completion, SamplingSettings, decode_completions, stop_ids
@@ -254,7 +254,7 @@ class OnnxPolicyServer:
     def __init__(
         self,
         model: str,
-        cache_dir: str | os.PathLike = "data/models",
+        cache_dir: str | os.PathLike = DEFAULT_MODEL_CACHE,
         max_prompt_tokens: int = 1024,
         threads: int | None = None,
     ) -> None:

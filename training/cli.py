@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from models import DEFAULT_MODEL_CACHE
 from storage import DEFAULT_DB
 
 DEFAULT_RUNS = "runs"
-DEFAULT_MODEL_CACHE = "data/models"
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
