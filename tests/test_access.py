@@ -9,7 +9,7 @@ import time
 
 import pytest
 from argon2 import PasswordHasher
-from conftest import REPO
+from helpers import REPO
 
 from access import ADMIN_ACTIONS, Access, AccessDenied, UsersError, UsersFile, exposure_warning
 from access.__main__ import main as access_cli

@@ -15,7 +15,7 @@ import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
 
-from conftest import PROMPT, REPO, launch  # noqa: E402 (after the skip)
+from helpers import PROMPT, REPO, launch  # noqa: E402 (after the skip)
 
 from ui.views import prompt_html  # noqa: E402
 

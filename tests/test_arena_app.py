@@ -10,7 +10,7 @@ import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
 
-from conftest import PROMPT, fake_round, launch  # noqa: E402 (after the skip)
+from helpers import PROMPT, fake_round, launch  # noqa: E402 (after the skip)
 
 from storage import Store  # noqa: E402
 

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 
 import pytest
-from conftest import fake_round
+from helpers import fake_round
 
 from labeling.arena import Arena, ShownBattle
 from labeling.loop import Loop

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import SETTINGS, vote
+from helpers import SETTINGS, vote
 
 import storage.migrations
 from storage import Store, StoreError, winner_of

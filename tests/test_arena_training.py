@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SETTINGS, fake_round, launch, vote_pairs, votes
+from helpers import SETTINGS, fake_round, launch, vote_pairs, votes
 
 import storage.__main__
 from storage import Store, StoreError

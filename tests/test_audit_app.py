@@ -10,7 +10,7 @@ import pytest
 gradio_client = pytest.importorskip("gradio_client")
 
 from argon2 import PasswordHasher  # noqa: E402 (after the skip)
-from conftest import SETTINGS, launch  # noqa: E402
+from helpers import SETTINGS, launch  # noqa: E402
 
 from access import UsersFile  # noqa: E402
 from storage import Store  # noqa: E402

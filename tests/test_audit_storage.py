@@ -10,7 +10,7 @@ import random
 from dataclasses import asdict
 
 import pytest
-from conftest import SETTINGS
+from helpers import SETTINGS
 from scipy.stats import binomtest
 
 from evaluation.audit import Vote, agreement, length_bias, position_bias, rates

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import taste_pairs
+from helpers import taste_pairs
 
 from models import load_model, load_tokenizer
 from training.config import DPOConfig

@@ -28,7 +28,7 @@ if CHROMIUM is None:
         allow_module_level=True,
     )
 
-from conftest import fake_round, launch  # noqa: E402 (after the skips)
+from helpers import fake_round, launch  # noqa: E402 (after the skips)
 
 from storage import Store  # noqa: E402
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import fake_round, taste_pairs, vote_pairs
+from helpers import fake_round, taste_pairs, vote_pairs
 
 from services import ServiceConfig, open_services
 from serving import SamplingSettings

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import fake_round, label
+from helpers import fake_round, label
 from safetensors.torch import load_file, save_file
 
 from labeling.loop import Loop

@@ -5,7 +5,7 @@ import json
 import math
 
 import pytest
-from conftest import taste_pairs
+from helpers import taste_pairs
 
 from models import load_model, load_tokenizer
 from training.config import DPOConfig
@@ -70,7 +70,7 @@ TEXT_PAIRS = taste_pairs(8)
 @pytest.fixture(scope="module")
 def deeper_model_dir(tmp_path_factory, tokenizer_dir):
     """A tiny llama deep enough (4 layers) for checkpointing to save memory by the estimate."""
-    from conftest import build_tiny_llama
+    from helpers import build_tiny_llama
 
     return build_tiny_llama(tmp_path_factory.mktemp("deeper-llama"), tokenizer_dir, hidden=64, layers=4)
 

@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from conftest import build_tiny_llama, taste_pairs
+from helpers import build_tiny_llama, taste_pairs
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 

@@ -9,7 +9,7 @@ import threading
 import pytest
 import torch
 import torch._dynamo.utils
-from conftest import taste_pairs
+from helpers import taste_pairs
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper

@@ -5,7 +5,7 @@ serving until someone serves it; the setting and the candidate are kept in the s
 """
 
 import pytest
-from conftest import fake_round, taste_pairs, vote_pairs
+from helpers import fake_round, taste_pairs, vote_pairs
 
 from services import ServiceConfig, open_services
 from serving import SamplingSettings

@@ -11,7 +11,7 @@ import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
 
-from conftest import launch, taste_pairs, vote_pairs  # noqa: E402 (after the skip)
+from helpers import launch, taste_pairs, vote_pairs  # noqa: E402 (after the skip)
 
 from storage import Store  # noqa: E402
 

@@ -9,7 +9,7 @@ import json
 import math
 
 import pytest
-from conftest import taste_pairs, vote_pairs
+from helpers import taste_pairs, vote_pairs
 
 from storage import Store
 from training.config import DPOConfig

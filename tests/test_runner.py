@@ -6,7 +6,7 @@ import time
 
 import pytest
 import torch
-from conftest import REPO, label
+from helpers import REPO, label
 from safetensors.torch import load_file
 
 from models.adapters import adapter_digest
@@ -235,7 +235,7 @@ def test_a_round_paused_when_the_app_dies_dies_with_it(tiny_model_dir, tmp_path)
         f"""
         import sys, threading, time
         sys.path.insert(0, "tests")
-        from conftest import label
+        from helpers import label
         from labeling.loop import Loop
         from labeling.sampler import PairSampler
         from serving import PolicyServer, SamplingSettings

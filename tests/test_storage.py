@@ -11,7 +11,7 @@ import threading
 from datetime import datetime
 
 import pytest
-from conftest import SETTINGS, vote, votes
+from helpers import SETTINGS, vote, votes
 
 from storage import (
     CHOICES,

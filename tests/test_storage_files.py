@@ -16,8 +16,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from conftest import SETTINGS, vote
 from datasets import Dataset, load_dataset, load_from_disk
+from helpers import SETTINGS, vote
 
 import storage.migrations
 from storage import Store, StoreError

@@ -12,7 +12,7 @@ import pytest
 gradio_client = pytest.importorskip("gradio_client")
 
 from argon2 import PasswordHasher  # noqa: E402 (after the skip)
-from conftest import PROMPT, launch  # noqa: E402
+from helpers import PROMPT, launch  # noqa: E402
 
 from access import UsersFile  # noqa: E402
 from storage import Store  # noqa: E402

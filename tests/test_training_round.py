@@ -9,7 +9,7 @@ from typing import NamedTuple
 
 import pytest
 import torch
-from conftest import TOPICS, taste_pairs
+from helpers import TOPICS, taste_pairs
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 

@@ -10,7 +10,7 @@ import inspect
 
 import pytest
 import torch
-from conftest import varied_pairs
+from helpers import varied_pairs
 
 trl = pytest.importorskip("trl")
 from datasets import Dataset  # noqa: E402

@@ -5,7 +5,7 @@ TRL is a test-only dependency: the runtime trainer is prefloop's own code.
 
 import pytest
 import torch
-from conftest import varied_pairs
+from helpers import varied_pairs
 
 trl = pytest.importorskip("trl")
 from datasets import Dataset  # noqa: E402

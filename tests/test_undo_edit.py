@@ -1,7 +1,7 @@
 """Undo, edit to chosen, truncation marks, counters and guidelines, on a real in-memory store."""
 
 import pytest
-from conftest import SETTINGS, vote, votes
+from helpers import SETTINGS, vote, votes
 
 from storage import Store, StoreError
 
