@@ -23,6 +23,7 @@ SLOW_MODULES = {
     "test_arena_app",
     "test_audit_app",
     "test_bench",
+    "test_browser",
     "test_qlora_cli",
     "test_review_app",
     "test_runner",
