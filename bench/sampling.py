@@ -34,6 +34,7 @@ from labeling.loop import Loop
 from labeling.prompts import starter_prompts
 from labeling.sampler import PairSampler
 from models import DEFAULT_MODEL_CACHE, prepare_default_model
+from services import ServiceConfig
 from serving import PolicyServer, SamplingSettings, chat_text
 from serving.onnx_backend import OnnxPolicyServer
 from serving.sampling import stop_ids
@@ -260,10 +261,13 @@ if __name__ == "__main__":
     parser.add_argument("--model-cache", default=DEFAULT_MODEL_CACHE)
     parser.add_argument("--tokenizer", default=None, help="a tokenizer folder instead of the default model's")
     parser.add_argument("--labelers", type=int, default=1)
-    parser.add_argument("--votes", type=int, default=15, help="votes per labeler")
-    parser.add_argument("--max-new-tokens", type=int, default=128)
-    parser.add_argument("--batch-prompts", type=int, default=4)
-    parser.add_argument("--queue-depth", type=int, default=8)
+    parser.add_argument(
+        "--votes", type=int, default=40, help="votes per labeler (more than the queue holds: the sampler must keep up)"
+    )
+    # what the app samples with unless told otherwise
+    parser.add_argument("--max-new-tokens", type=int, default=SamplingSettings().max_new_tokens)
+    parser.add_argument("--batch-prompts", type=int, default=ServiceConfig().sample_batch)
+    parser.add_argument("--queue-depth", type=int, default=ServiceConfig().queue_depth)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(
         "--backends",
