@@ -1,5 +1,6 @@
 """Shared fixtures and test data: a tiny llama with the default model's tokenizer, the real default model folder,
-stores with votes, the pairs rounds train on, and which tests are slow.
+stores with votes, the pairs rounds train on; CUDA tests skipped without a GPU. A slow test carries the `slow`
+mark (a module whose every test is slow says so once, as `pytestmark`).
 
     python -m pytest -m "not slow" -q    # the fast subset
     python -m pytest -q                  # everything (GPU tests skip without CUDA)
@@ -16,26 +17,10 @@ import pytest
 import torch
 from helpers import MODEL_CACHE, VOTES, build_tiny_llama, vote
 
-# Modules whose every test launches the app, runs a round in a child process or torchrun, or benchmarks: slow
-# as a whole, so `-m "not slow"` leaves them out without a marker on each test.
-SLOW_MODULES = {
-    "test_app",
-    "test_arena_app",
-    "test_audit_app",
-    "test_bench",
-    "test_browser",
-    "test_qlora_cli",
-    "test_review_app",
-    "test_runner",
-    "test_team",
-}
-
 
 def pytest_collection_modifyitems(config, items):
     skip_gpu = None if torch.cuda.is_available() else pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
-        if item.path.stem in SLOW_MODULES:
-            item.add_marker(pytest.mark.slow)
         if skip_gpu is not None and "gpu" in item.keywords:
             item.add_marker(skip_gpu)
 

@@ -19,6 +19,8 @@ from helpers import PROMPT, REPO, launch  # noqa: E402 (after the skip)
 
 from ui.views import prompt_html  # noqa: E402
 
+pytestmark = pytest.mark.slow  # launches the app, a round's process or a benchmark
+
 
 @pytest.fixture(scope="module")
 def app(tiny_model_dir, tmp_path_factory):

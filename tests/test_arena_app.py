@@ -14,6 +14,8 @@ from helpers import PROMPT, fake_round, launch  # noqa: E402 (after the skip)
 
 from storage import Store  # noqa: E402
 
+pytestmark = pytest.mark.slow  # launches the app, a round's process or a benchmark
+
 NAMES = ("base", "round_001")
 REVEAL = re.compile(
     r"Saved battle #(\d+): you voted \*\*(A|B|a tie|both bad)\*\*\. A was \*\*(\w+)\*\*, B was \*\*(\w+)\*\*\."

@@ -15,6 +15,8 @@ from helpers import SETTINGS, launch  # noqa: E402
 from access import UsersFile  # noqa: E402
 from storage import Store  # noqa: E402
 
+pytestmark = pytest.mark.slow  # launches the app, a round's process or a benchmark
+
 ADMIN, LABELER = ("ada", "admin passphrase"), ("bob", "labeler passphrase")
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # launches the app, a round's process or a benchmark
+
 REPO = Path(__file__).resolve().parents[1]
 
 

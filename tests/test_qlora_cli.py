@@ -13,6 +13,8 @@ from storage.labels import PreferencePair
 from training.config import DPOConfig
 from training.trainer import run_round
 
+pytestmark = pytest.mark.slow  # launches the app, a round's process or a benchmark
+
 REPO = Path(__file__).resolve().parents[1]
 PAIRS = [PreferencePair(f"Tell me about {t}.", f"Gladly! A note on {t}.", "No.", i) for i, t in enumerate("abcdefgh")]
 

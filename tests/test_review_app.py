@@ -15,6 +15,8 @@ from helpers import launch, taste_pairs, vote_pairs  # noqa: E402 (after the ski
 
 from storage import Store  # noqa: E402
 
+pytestmark = pytest.mark.slow  # launches the app, a round's process or a benchmark
+
 SMALL = {"learning_rate": 5e-3, "epochs": 1, "lora_r": 8, "lora_alpha": 16, "max_length": 128}
 DIAGNOSTICS = {"diagnostic_prompts": 2, "diagnostic_tokens": 8}
 
