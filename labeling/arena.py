@@ -115,6 +115,11 @@ class ArenaSampler:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
+    def waiting(self) -> bool:
+        """Nothing being sampled and nothing to sample: every queue asked for is full, or nobody asked lately."""
+        with self._cond:
+            return self._in_flight is None and self._next_job() is None
+
     def stop(self) -> None:
         with self._cond:
             self._stop = True

@@ -129,6 +129,16 @@ VOTES = [
 PROMPT = '<div class="prompt"><strong>Prompt:</strong>'  # how the Label tab starts showing a prompt
 
 
+def wait_until(check, timeout: float = 120.0) -> bool:
+    """Whether `check()` came true within `timeout` seconds (polled every 0.1 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,7 +11,7 @@ import time
 from collections import Counter
 
 import pytest
-from helpers import fake_round
+from helpers import fake_round, wait_until
 
 from labeling.arena import Arena, ShownBattle
 from labeling.loop import Loop
@@ -42,10 +42,7 @@ VERSIONS = ("round_001", "base")
 
 
 def wait_queued(arena: Arena, n: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while arena.queued(VERSIONS) < n:
-        assert time.monotonic() < deadline, f"fewer than {n} battles queued after {timeout} s"
-        time.sleep(0.05)
+    assert wait_until(lambda: arena.queued(VERSIONS) >= n, timeout), f"fewer than {n} battles queued after {timeout} s"
 
 
 def test_sides_are_random_and_each_battle_goes_to_one_labeler(arena):
@@ -90,7 +87,7 @@ def test_the_arena_samples_only_once_asked_and_takes_from_its_queue_while_the_mo
     assert not arena.sampler.running() and arena.store.generations.count() == 0, "nothing before a request"
     arena.next_battle(VERSIONS, "ana")
     wait_queued(arena, 3)  # batches of 2 wait for room: 3 of 4, then no more
-    time.sleep(1.0)
+    assert wait_until(arena.sampler.waiting, 60), "the sampler waits for room"
     assert arena.queued(VERSIONS) == 3, "the queue stays small"
     with arena.sampler.server._lock:  # the model busy (a label batch, a long comparison): battles still come
         started = time.monotonic()
@@ -101,16 +98,12 @@ def test_the_arena_samples_only_once_asked_and_takes_from_its_queue_while_the_mo
 def test_an_idle_arena_stops_sampling_until_asked_again(arena):
     arena.sampler.idle_s = 0.5
     arena.next_battle(VERSIONS, "ana")  # then nobody asks: the batch in flight ends, and no other starts
-    time.sleep(3.0)
+    assert wait_until(arena.sampler.waiting, 60), "idle: no batch in flight and none to start"
     made = arena.store.generations.count()
-    time.sleep(2.0)
-    assert arena.store.generations.count() == made, "no battles sampled without requests"
+    assert arena.sampler.running() and arena.queued(VERSIONS) < arena.sampler.depth, "room it leaves unfilled"
     for _ in range(2):  # room for a full batch, however many were queued when it went idle
         arena.next_battle(VERSIONS, "ana")
-    deadline = time.monotonic() + 120
-    while arena.store.generations.count() == made and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert arena.store.generations.count() > made, "asked again, it samples again"
+    assert wait_until(lambda: arena.store.generations.count() > made), "asked again, it samples again"
 
 
 def test_a_vote_reveals_the_names_and_the_results_count_it(arena):
@@ -163,9 +156,7 @@ def test_the_label_sampler_never_picks_a_held_out_prompt_and_the_arena_prefers_t
 def test_holding_out_drops_the_queued_pairs_of_those_prompts(loop):
     loop.sampler.start()
     first = loop.next_pair()  # the queue fills behind it
-    deadline = time.monotonic() + 120
-    while loop.sampler.queued() < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: loop.sampler.queued() >= 3)
     held = set(loop.hold_out(loop.store.prompts.count_unjudged()))  # every prompt without a label
     assert first.prompt_id in held, "a pair on screen has no vote yet"
     loop.sampler.stop()
