@@ -32,6 +32,8 @@ from helpers import fake_round, launch  # noqa: E402 (after the skips)
 
 from storage import Store  # noqa: E402
 
+pytestmark = pytest.mark.slow  # launches the app, a round's process or a benchmark
+
 ARGS = ("--queue-depth", "1", "--sample-batch", "1")  # one pair at a time: a vote waits for the next one
 DESKTOP, PHONE = {"width": 1366, "height": 900}, {"width": 390, "height": 844}
 WAIT_MS = 120_000
@@ -48,12 +50,22 @@ def browser():
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def served(tiny_model_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("browser")
+def serve(tiny_model_dir, work: Path):
     for client, proc in launch(tiny_model_dir, work, args=ARGS):
         client.predict(0.8, 0.95, 24, api_name="/apply_settings")
         yield client.src, work, proc
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model_dir, tmp_path_factory):
+    """An app the tests share; none of them relies on what another did in it."""
+    yield from serve(tiny_model_dir, tmp_path_factory.mktemp("browser"))
+
+
+@pytest.fixture
+def served_alone(tiny_model_dir, tmp_path):
+    """An app for one test, which stops it to read its database."""
+    yield from serve(tiny_model_dir, tmp_path)
 
 
 @contextlib.contextmanager
@@ -120,8 +132,8 @@ def press_and_wait(page, key: str, expect: str) -> None:
         pytest.fail(f"after {key!r} no {expect!r} (focus: {focus}); the page says:\n{page.inner_text('body')}")
 
 
-def test_labeling_with_the_keyboard_alone_undo_and_edit(browser, served):
-    url, work, _ = served
+def test_labeling_with_the_keyboard_alone_undo_and_edit(browser, served_alone):
+    url, work, proc = served_alone
     page = open_page(browser, url, DESKTOP)
     for key, choice in zip("12s3", ["left", "right", "skip", "tie"], strict=True):  # no mouse
         press_and_wait(page, key, f"({choice})")
@@ -165,6 +177,14 @@ def test_labeling_with_the_keyboard_alone_undo_and_edit(browser, served):
     page.evaluate("document.getElementById('left-view').scrollTop = 400")
     page.wait_for_function("document.getElementById('right-view').scrollTop > 300")
     page.close()
+    # The votes in DuckDB say what the browser did.
+    proc.kill()
+    proc.wait()
+    with Store(work / "loop.duckdb") as store:
+        assert len(store.judgements.withdrawn()) == 1, "the undone vote"
+        judged = store.judgements.list()
+        human = [store.generations.get(j.left_generation_id).author for j in judged].count("human")
+        assert human == 1, "the edit is a pair with the human answer chosen"
 
 
 def test_a_round_from_the_browser_serves_compares_and_exports(browser, served):
@@ -261,14 +281,3 @@ def test_on_a_phone_the_completions_stack_and_the_votes_stay_in_reach(browser, s
     assert vote["y"] + vote["height"] <= PHONE["height"], "the vote buttons are on screen without scrolling"
     page.screenshot(path=str(shots() / "label-phone.png"))
     page.close()
-
-
-def test_the_votes_in_duckdb_say_what_the_browser_did(served):
-    _, work, proc = served
-    proc.kill()
-    proc.wait()
-    with Store(work / "loop.duckdb") as store:
-        assert len(store.judgements.withdrawn()) == 1
-        judged = store.judgements.list()
-        human = [store.generations.get(j.left_generation_id).author for j in judged].count("human")
-        assert human == 1, "the edit is a pair with the human answer chosen"

@@ -5,6 +5,7 @@ carry the login; export downloads need an admin's session.
 """
 
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +17,8 @@ from helpers import PROMPT, launch  # noqa: E402
 
 from access import UsersFile  # noqa: E402
 from storage import Store  # noqa: E402
+
+pytestmark = pytest.mark.slow  # launches the app, a round's process or a benchmark
 
 ADMIN, LABELER = ("ada", "admin passphrase"), ("bob", "labeler passphrase")
 # Each admin route with arguments that would change something if it were let through.
@@ -39,7 +42,6 @@ ADMIN_CALLS = {
     "/set_second_look_share": (1.0,),
     "/set_review": (True,),
 }
-SEEN: dict[str, list[int]] = {}  # judgement ids, checked against the file once the app has stopped
 LABELER_ROUTES = {
     "/next_pair",
     "/vote_left",
@@ -72,9 +74,7 @@ LABELER_ROUTES = {
 }
 
 
-@pytest.fixture(scope="module")
-def team_app(tiny_model_dir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("team")
+def open_team_app(tiny_model_dir, work: Path):
     users = UsersFile(work / "users.json", hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     users.add(*ADMIN, role="admin")
     users.add(*LABELER, role="labeler")
@@ -82,6 +82,18 @@ def team_app(tiny_model_dir, tmp_path_factory):
     for admin, proc in launch(tiny_model_dir, work, args=args, auth=ADMIN):
         admin.predict(0.8, 0.95, 8, api_name="/apply_settings")
         yield admin, proc, work, admin.src
+
+
+@pytest.fixture(scope="module")
+def team_app(tiny_model_dir, tmp_path_factory):
+    """An app with logins the tests share; none of them relies on what another did in it."""
+    yield from open_team_app(tiny_model_dir, tmp_path_factory.mktemp("team"))
+
+
+@pytest.fixture
+def team_app_alone(tiny_model_dir, tmp_path):
+    """An app with logins for one test, which stops it to read its database."""
+    yield from open_team_app(tiny_model_dir, tmp_path)
 
 
 def call(client, route: str, arguments):
@@ -126,8 +138,8 @@ def test_a_labeler_is_refused_every_admin_route_and_nothing_changes(team_app):
     assert admin.predict(api_name="/round_review")[0] is False, "rounds still serve as they finish"
 
 
-def test_a_labelers_votes_carry_their_login_not_a_typed_name(team_app):
-    admin, proc, work, url = team_app
+def test_a_labelers_votes_carry_their_login_not_a_typed_name(team_app_alone):
+    admin, proc, work, url = team_app_alone
     labeler = gradio_client.Client(url, verbose=False, auth=LABELER)
     ids = []
     for choice in ("left", "right"):
@@ -138,7 +150,14 @@ def test_a_labelers_votes_carry_their_login_not_a_typed_name(team_app):
     assert labeler.predict("ada", api_name="/rate_up")  # 'Rate one' mode stores the login too
     admin.predict(api_name="/next_pair")
     ids.append(int(admin.predict("", api_name="/vote_left")[0].split("#")[1].split()[0]))
-    SEEN["judgements"] = ids
+    proc.kill()  # the file, read once the app has stopped
+    proc.wait()
+    with Store(work / "loop.duckdb") as store:
+        judged = {j.id: j.labeler for j in store.judgements.list()}
+        ratings = [r.labeler for r in store.ratings.list()]
+    bob_first, bob_second, ada = ids
+    assert judged[bob_first] == judged[bob_second] == "bob" and judged[ada] == "ada"
+    assert ratings == ["bob"]
 
 
 def test_export_downloads_need_an_admins_session(team_app):
@@ -210,6 +229,9 @@ def test_labelers_see_neither_held_out_prompts_nor_why_a_round_failed(team_app):
     assert listed(labeler) == everything
 
     # a round that fails in its process: no memory for even one pair
+    for _ in range(3):
+        admin.predict(api_name="/next_pair")
+        admin.predict("", api_name="/vote_left")
     admin.predict(min_pairs=1, memory_budget_gib=1e-6, api_name="/start_round")
     for _ in range(240):
         progress = admin.predict(api_name="/round_status")[0]
@@ -262,15 +284,3 @@ def test_uploads_are_capped(team_app):
     small.write_bytes(b"a prompt\n" * 1000)
     with small.open("rb") as f:
         assert httpx.post(f"{url}gradio_api/upload", files={"files": f}, cookies=labeler.cookies).status_code == 200
-
-
-def test_votes_in_duckdb_carry_the_login(team_app):
-    _, proc, work, _ = team_app
-    proc.kill()
-    proc.wait()
-    with Store(work / "loop.duckdb") as store:
-        judged = {j.id: j.labeler for j in store.judgements.list()}
-        ratings = [r.labeler for r in store.ratings.list()]
-    bob_first, bob_second, ada = SEEN["judgements"]
-    assert judged[bob_first] == judged[bob_second] == "bob" and judged[ada] == "ada"
-    assert ratings == ["bob"]
