@@ -34,7 +34,7 @@ from labeling.loop import Loop
 from labeling.prompts import starter_prompts
 from labeling.sampler import PairSampler
 from models import DEFAULT_MODEL_CACHE, prepare_default_model
-from serving import PolicyServer, SamplingSettings, chat_text
+from serving import SamplingSettings, TorchPolicyServer, chat_text
 from serving.onnx_backend import OnnxPolicyServer
 from serving.sampling import stop_ids
 from storage import Store
@@ -102,7 +102,7 @@ def throughput(server, prompts: list[str], settings: SamplingSettings, repeats: 
         return tokens, time.perf_counter() - start
 
     contenders = {"ours": ours}
-    if isinstance(server, PolicyServer):  # the reference runs on the torch model itself
+    if isinstance(server, TorchPolicyServer):  # the reference runs on the torch model itself
         contenders["hf_generate"] = hf_generate_fn(server, prompts, settings)
     _, first_call_s = timed(ours)
     for name, fn in contenders.items():
@@ -128,7 +128,7 @@ def throughput(server, prompts: list[str], settings: SamplingSettings, repeats: 
     return figures
 
 
-def hf_generate_fn(server: PolicyServer, prompts: list[str], settings: SamplingSettings):
+def hf_generate_fn(server: TorchPolicyServer, prompts: list[str], settings: SamplingSettings):
     """Plain eager `model.generate` (do_sample, top-p alone) on the server's model and the same batch; returns
     the new tokens up to EOS, summed."""
     tok = server.tokenizer
@@ -183,7 +183,7 @@ def open_server(backend: str, model_dir: str, args: argparse.Namespace):
     if backend == "onnx":
         return OnnxPolicyServer(model_dir, cache_dir=args.model_cache)
     dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
-    return PolicyServer(model_dir, backend=backend, dtype=dtype, batch_rows=2 * args.batch_prompts)
+    return TorchPolicyServer(model_dir, backend=backend, dtype=dtype, batch_rows=2 * args.batch_prompts)
 
 
 def run_backend(backend: str, model_dir: str, adapter: str, args: argparse.Namespace) -> dict:

@@ -4,9 +4,9 @@
     server.serve("round_001", "runs/round_001/adapter")
     server.generate(["Write a haiku about rain."], n=2, settings=SamplingSettings())
 
-Backends, all `PolicyBackend`s: `PolicyServer` (eager / static, serving/torch_backend.py), `OnnxPolicyServer`
-(ONNX Runtime GenAI, CPU, serving/onnx_backend.py; the default on CPUs without native bf16) and `VLLMPolicyServer`
-(serving/vllm_backend.py).
+Backends, all `PolicyBackend`s: `TorchPolicyServer` (eager / static, serving/torch_backend.py),
+`OnnxPolicyServer` (ONNX Runtime GenAI, CPU, serving/onnx_backend.py; the default on CPUs without native bf16)
+and `VLLMPolicyServer` (serving/vllm_backend.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from serving.torch_backend import (
     DEFAULT_BATCH_ROWS,
     DEFAULT_MAX_PROMPT_TOKENS,
     GenerationWorker,
-    PolicyServer,
+    TorchPolicyServer,
     bucket_length,
     default_dtype,
 )
@@ -40,7 +40,7 @@ __all__ = [
     "NucleusSampler",
     "OnnxPolicyServer",
     "PolicyBackend",
-    "PolicyServer",
+    "TorchPolicyServer",
     "SamplingSettings",
     "VLLMPolicyServer",
     "bucket_length",
@@ -99,7 +99,7 @@ def open_policy_server(
 ) -> PolicyBackend:
     """The app's serving policy for `backend`: "auto" is onnx on a CPU without native bf16 (eager if the model
     cannot be exported or run, saying why), eager bf16 on a CPU with it (AVX512-BF16 or AMX) and the compiled
-    static backend on CUDA; or a `PolicyServer`
+    static backend on CUDA; or a `TorchPolicyServer`
     (eager / static), an `OnnxPolicyServer` (export cached under `cache_dir`), a `VLLMPolicyServer` (given
     `vllm_options`, e.g. max_lora_rank, gpu_memory_utilization).
 
@@ -123,7 +123,7 @@ def open_policy_server(
             print(f"prefloop: serving with the eager backend instead of onnx: {err}", file=sys.stderr)
             backend = "eager"
     if backend != "vllm":
-        return PolicyServer(
+        return TorchPolicyServer(
             model, device, quantization, backend, batch_rows=batch_rows, max_prompt_tokens=max_prompt_tokens
         )
     if not device.startswith("cuda"):

@@ -12,7 +12,7 @@ are written as an ONNX Runtime adapter file (transposed, B scaled by alpha / r) 
 re-export, no merge: a finished round serves in well under a second.
 
 Generation runs in a process of its own: ONNX Runtime GenAI keeps Python's GIL while it decodes, which in the
-app's process would stall the web server for each step. One lock serializes requests, as in `PolicyServer`.
+app's process would stall the web server for each step. One lock serializes requests, as in `TorchPolicyServer`.
 Sampling is ONNX Runtime GenAI's (temperature, then top-p over the whole vocabulary; a seed repeats its
 completions on the same machine).
 """
@@ -248,7 +248,7 @@ def write_adapter(adapter_dir: str | os.PathLike, lora_inputs: dict[str, int], o
 
 
 class OnnxPolicyServer:
-    """The PolicyServer interface (load / serve / generate / generate_tokens / version) on ONNX Runtime GenAI,
+    """The `PolicyBackend` interface (load / serve / generate / generate_tokens / version) on ONNX Runtime GenAI,
     CPU only; see the module docstring."""
 
     def __init__(

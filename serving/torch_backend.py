@@ -1,6 +1,6 @@
 """The serving policy: base weights loaded once, LoRA adapters swapped in by version name.
 
-    server = PolicyServer("data/models/SmolLM2-135M-Instruct")
+    server = TorchPolicyServer("data/models/SmolLM2-135M-Instruct")
     server.serve("round_001", "runs/round_001/adapter")
     server.generate(["Write a haiku about rain."], n=2, settings=SamplingSettings())
 
@@ -9,7 +9,7 @@ middle of a batch. Every `model.generate` runs on the server's own worker thread
 it: on CUDA the static backend's compiled step replays CUDA graphs, which torch records per thread (each new
 thread would record them again, in a memory pool of its own).
 
-Two generation backends share everything but the cache (`PolicyServer.backend`, settable at any time):
+Two generation backends share everything but the cache (`TorchPolicyServer.backend`, settable at any time):
 
 - `eager`: `model.generate` with the default dynamic cache. Each round's adapter is loaded beside the others
   and made active with PEFT's `set_adapter` / `disable_adapters`. The default on a CPU with native bf16
@@ -139,7 +139,7 @@ class GenerationWorker:
             del job, future, fn  # hold no model output or traceback while idle
 
 
-class PolicyServer:
+class TorchPolicyServer:
     """Generates from any loaded version (the base or a round's adapter) of one base model.
 
     backend: "eager", "static" or "auto" (static on CUDA with unquantized weights, else eager); see the module

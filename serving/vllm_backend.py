@@ -32,7 +32,7 @@ def check_vllm_adapter(adapter_path: str | Path, max_lora_rank: int) -> None:
 
 
 class VLLMPolicyServer:
-    """The PolicyServer interface (load / serve / generate / generate_tokens / version) on vLLM: paged
+    """The `PolicyBackend` interface (load / serve / generate / generate_tokens / version) on vLLM: paged
     attention, continuous batching and CUDA graphs, with each round's adapter sent per request as a
     `LoRARequest`. Needs the `vllm` package (Linux, CUDA GPU); the app uses it with `--backend vllm`.
 
@@ -54,7 +54,7 @@ class VLLMPolicyServer:
             from vllm import LLM
         except ImportError as err:
             raise ImportError(
-                "VLLMPolicyServer needs vLLM: pip install vllm (Linux with a CUDA GPU), or use PolicyServer "
+                "VLLMPolicyServer needs vLLM: pip install vllm (Linux with a CUDA GPU), or use TorchPolicyServer "
                 f"(backend 'static' on CUDA) instead. Import failed with: {err}"
             ) from err
         self.model_name = model
