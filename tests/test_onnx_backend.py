@@ -117,6 +117,10 @@ def test_sampling_repeats_with_a_seed_stops_at_the_limit_and_marks_the_cut(tiny_
             assert completion.cut_at == (6 if len(row) == 6 else None)
 
 
+def test_completions_end_at_the_tokens_they_end_at_in_the_torch_backend(tiny_server, tiny_model_dir):
+    assert tiny_server.stops == TorchPolicyServer(str(tiny_model_dir), device="cpu").stops
+
+
 def test_adapters_it_cannot_serve_are_refused_with_what_to_do(tiny_server, tiny_adapters, tmp_path):
     dora = shutil.copytree(tiny_adapters["round_001"], tmp_path / "dora")
     config = json.loads((dora / "adapter_config.json").read_text())
