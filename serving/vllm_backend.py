@@ -13,6 +13,17 @@ from serving.base import DEFAULT_MAX_PROMPT_TOKENS, BasePolicyServer
 from serving.sampling import SamplingSettings
 
 
+def generation_eos(model: str) -> int | list[int] | None:
+    """The model's own end-of-sequence id(s), as transformers' `generate` reads them: its generation_config.json,
+    else the generation config transformers derives from its config.json."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(model).eos_token_id
+    except OSError:  # no generation_config.json
+        return GenerationConfig.from_model_config(AutoConfig.from_pretrained(model)).eos_token_id
+
+
 def check_vllm_adapter(adapter_path: str | Path, max_lora_rank: int) -> None:
     """Refuse an adapter folder that vLLM would only refuse later, on every request that uses it: one without
     adapter_config.json, or of a LoRA rank above the server's `max_lora_rank`."""
@@ -36,7 +47,8 @@ class VLLMPolicyServer(BasePolicyServer):
 
     vLLM reserves `gpu_memory_utilization` of the GPU's memory when it starts; the default leaves room for
     training rounds on the same GPU. `max_lora_rank` must be at least the rounds' LoRA rank. Seeds are passed
-    to vLLM per completion (seed + completion index), so a seed repeats its completions.
+    to vLLM per completion (seed + completion index), so a seed repeats its completions. A completion ends at
+    the same stop tokens as in the other backends (`stops`), which vLLM is given as `stop_token_ids`.
     """
 
     def __init__(
@@ -55,7 +67,7 @@ class VLLMPolicyServer(BasePolicyServer):
                 "VLLMPolicyServer needs vLLM: pip install vllm (Linux with a CUDA GPU), or use TorchPolicyServer "
                 f"(backend 'static' on CUDA) instead. Import failed with: {err}"
             ) from err
-        super().__init__(model, "cuda", load_tokenizer(model), max_prompt_tokens, None)  # stops at EOS only
+        super().__init__(model, "cuda", load_tokenizer(model), max_prompt_tokens, generation_eos(model))
         self.backend = "vllm"
         self.max_lora_rank = max_lora_rank
         self.llm = LLM(
@@ -78,6 +90,7 @@ class VLLMPolicyServer(BasePolicyServer):
     def _sample(self, rows: list[list[int]], settings: SamplingSettings, version: str) -> list[list[int]]:
         from vllm import SamplingParams
 
+        stop_token_ids = sorted(self.stops)
         params = [
             SamplingParams(
                 n=1,
@@ -85,6 +98,7 @@ class VLLMPolicyServer(BasePolicyServer):
                 top_p=settings.top_p,
                 max_tokens=settings.max_new_tokens,
                 seed=None if settings.seed is None else settings.seed + i,
+                stop_token_ids=stop_token_ids,
             )
             for i in range(len(rows))
         ]
