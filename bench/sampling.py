@@ -17,7 +17,6 @@ Prints its figures, then one JSON line (with the CPU's AVX2 / AVX-512 / AMX flag
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import random
@@ -35,8 +34,8 @@ from labeling.prompts import starter_prompts
 from labeling.sampler import PairSampler
 from models import DEFAULT_MODEL_CACHE, prepare_default_model
 from serving import SamplingSettings, TorchPolicyServer, chat_text
+from serving.base import until_stop
 from serving.onnx_backend import OnnxPolicyServer
-from serving.sampling import stop_ids
 from storage import Store
 
 
@@ -78,9 +77,9 @@ def simulate_labelers(loop: Loop, labelers: int, votes_each: int, seed: int) -> 
     }
 
 
-def completion_tokens(rows: list[list[int]], stops: set[int]) -> int:
+def completion_tokens(rows: list[list[int]], stops: frozenset[int]) -> int:
     """New tokens of each completion up to (without) its first stop token, summed."""
-    return sum(len(list(itertools.takewhile(lambda t: t not in stops, row))) for row in rows)
+    return sum(len(until_stop(row, stops)) for row in rows)
 
 
 def throughput(server, prompts: list[str], settings: SamplingSettings, repeats: int) -> dict:
@@ -134,7 +133,7 @@ def hf_generate_fn(server: TorchPolicyServer, prompts: list[str], settings: Samp
     tok = server.tokenizer
     batch = tok([chat_text(tok, p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
     batch = batch.to(server.device)
-    stops = stop_ids(tok, server.model.generation_config.eos_token_id)
+    stops = server.stops
 
     def hf_generate() -> int:
         with torch.no_grad():
