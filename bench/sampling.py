@@ -17,7 +17,6 @@ Prints its figures, then one JSON line (with the CPU's AVX2 / AVX-512 / AMX flag
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import random
@@ -35,9 +34,9 @@ from labeling.prompts import starter_prompts
 from labeling.sampler import PairSampler
 from models import DEFAULT_MODEL_CACHE, prepare_default_model
 from services import ServiceConfig
-from serving import PolicyServer, SamplingSettings, chat_text
+from serving import SamplingSettings, TorchPolicyServer, chat_text
+from serving.base import until_stop
 from serving.onnx_backend import OnnxPolicyServer
-from serving.sampling import stop_ids
 from storage import Store
 
 
@@ -79,9 +78,9 @@ def simulate_labelers(loop: Loop, labelers: int, votes_each: int, seed: int) -> 
     }
 
 
-def completion_tokens(rows: list[list[int]], stops: set[int]) -> int:
+def completion_tokens(rows: list[list[int]], stops: frozenset[int]) -> int:
     """New tokens of each completion up to (without) its first stop token, summed."""
-    return sum(len(list(itertools.takewhile(lambda t: t not in stops, row))) for row in rows)
+    return sum(len(until_stop(row, stops)) for row in rows)
 
 
 def throughput(server, prompts: list[str], settings: SamplingSettings, repeats: int) -> dict:
@@ -103,7 +102,7 @@ def throughput(server, prompts: list[str], settings: SamplingSettings, repeats: 
         return tokens, time.perf_counter() - start
 
     contenders = {"ours": ours}
-    if isinstance(server, PolicyServer):  # the reference runs on the torch model itself
+    if isinstance(server, TorchPolicyServer):  # the reference runs on the torch model itself
         contenders["hf_generate"] = hf_generate_fn(server, prompts, settings)
     _, first_call_s = timed(ours)
     for name, fn in contenders.items():
@@ -129,13 +128,13 @@ def throughput(server, prompts: list[str], settings: SamplingSettings, repeats: 
     return figures
 
 
-def hf_generate_fn(server: PolicyServer, prompts: list[str], settings: SamplingSettings):
+def hf_generate_fn(server: TorchPolicyServer, prompts: list[str], settings: SamplingSettings):
     """Plain eager `model.generate` (do_sample, top-p alone) on the server's model and the same batch; returns
     the new tokens up to EOS, summed."""
     tok = server.tokenizer
     batch = tok([chat_text(tok, p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
     batch = batch.to(server.device)
-    stops = stop_ids(tok, server.model.generation_config.eos_token_id)
+    stops = server.stops
 
     def hf_generate() -> int:
         with torch.no_grad():
@@ -184,7 +183,7 @@ def open_server(backend: str, model_dir: str, args: argparse.Namespace):
     if backend == "onnx":
         return OnnxPolicyServer(model_dir, cache_dir=args.model_cache)
     dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
-    return PolicyServer(model_dir, backend=backend, dtype=dtype, batch_rows=2 * args.batch_prompts)
+    return TorchPolicyServer(model_dir, backend=backend, dtype=dtype, batch_rows=2 * args.batch_prompts)
 
 
 def run_backend(backend: str, model_dir: str, adapter: str, args: argparse.Namespace) -> dict:

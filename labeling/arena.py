@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from access import labeler_name
 from labeling.sampler import next_batch_prompts
-from serving import ModelInterrupted, SamplingSettings
+from serving import ModelInterrupted, PolicyBackend, SamplingSettings
 from storage import BASE_VERSION, ArenaBattle
 
 if TYPE_CHECKING:  # evaluation imports scikit-learn (~2 s): loaded only when results are asked for
@@ -84,7 +84,7 @@ class ArenaSampler:
     def __init__(
         self,
         store,
-        server,
+        server: PolicyBackend,
         load: Callable[[str], None],
         depth: int = 4,
         batch_prompts: int = 2,

@@ -20,7 +20,7 @@ from labeling.prompts import read_prompts
 from labeling.sampler import Pair, PairSampler
 from models.adapters import check_adapter
 from models.chat import count_tokens
-from serving import ModelBusy, PolicyServer, SamplingSettings
+from serving import ModelBusy, PolicyBackend, SamplingSettings
 from storage import BASE_VERSION, BOTH_BAD_CHOICES, PAIR_CHOICES, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ AFTER_VOTE_KEPT = 4096  # votes whose next pair is remembered, so a repeated vot
 
 
 class Loop:
-    def __init__(self, store: Store, server: PolicyServer, sampler: PairSampler, seed: int | None = None) -> None:
+    def __init__(self, store: Store, server: PolicyBackend, sampler: PairSampler, seed: int | None = None) -> None:
         self.store, self.server, self.sampler = store, server, sampler
         self.rng = random.Random(seed)  # which pairs are second looks, and their sides
         self.notice: str | None = None  # what the UI should say about serving (a version that did not load)

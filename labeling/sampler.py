@@ -21,7 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 
-from serving import ModelInterrupted, PolicyServer, SamplingSettings
+from serving import ModelInterrupted, PolicyBackend, SamplingSettings
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class PairSampler:
     def __init__(
         self,
         store,
-        server: PolicyServer,
+        server: PolicyBackend,
         depth: int = 8,
         batch_prompts: int = 4,
         seed: int | None = None,

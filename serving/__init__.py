@@ -4,33 +4,26 @@
     server.serve("round_001", "runs/round_001/adapter")
     server.generate(["Write a haiku about rain."], n=2, settings=SamplingSettings())
 
-Backends, all `PolicyBackend`s: `PolicyServer` (eager / static, serving/torch_backend.py), `OnnxPolicyServer`
-(ONNX Runtime GenAI, CPU, serving/onnx_backend.py; the default on CPUs without native bf16) and `VLLMPolicyServer`
-(serving/vllm_backend.py).
+Backends, all `PolicyBackend`s built on `BasePolicyServer` (serving/base.py: versions, the lock, the stop rule):
+`TorchPolicyServer` (eager / static, serving/torch_backend.py), `OnnxPolicyServer` (ONNX Runtime GenAI, CPU,
+serving/onnx_backend.py; the default on CPUs without native bf16) and `VLLMPolicyServer` (serving/vllm_backend.py).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
 
 from models import DEFAULT_MODEL_CACHE, cpu_has_native_bf16
+from serving.base import DEFAULT_MAX_PROMPT_TOKENS, BasePolicyServer, PolicyBackend
 from serving.errors import ModelBusy, ModelInterrupted
 from serving.onnx_backend import OnnxPolicyServer
 from serving.sampling import NucleusSampler, SamplingSettings, chat_text
-from serving.torch_backend import (
-    DEFAULT_BATCH_ROWS,
-    DEFAULT_MAX_PROMPT_TOKENS,
-    GenerationWorker,
-    PolicyServer,
-    bucket_length,
-    default_dtype,
-)
+from serving.torch_backend import DEFAULT_BATCH_ROWS, GenerationWorker, TorchPolicyServer, bucket_length, default_dtype
 from serving.vllm_backend import VLLMPolicyServer, check_vllm_adapter
 
 __all__ = [
+    "BasePolicyServer",
     "DEFAULT_BATCH_ROWS",
     "DEFAULT_MAX_PROMPT_TOKENS",
     "ModelBusy",
@@ -40,8 +33,8 @@ __all__ = [
     "NucleusSampler",
     "OnnxPolicyServer",
     "PolicyBackend",
-    "PolicyServer",
     "SamplingSettings",
+    "TorchPolicyServer",
     "VLLMPolicyServer",
     "bucket_length",
     "chat_text",
@@ -49,39 +42,6 @@ __all__ = [
     "default_dtype",
     "open_policy_server",
 ]
-
-
-@runtime_checkable
-class PolicyBackend(Protocol):
-    """What the sampler, the labeling loop and Compare need of a serving policy, whatever runs it."""
-
-    model_name: str
-    device: str
-    version: str  # the serving version: "base" or "round_NNN"
-    tokenizer: object
-    max_prompt_tokens: int  # a longer prompt keeps its last tokens when sampled
-
-    def load(self, version: str, adapter_path: str | None) -> None:
-        """Make `version` available for generation (the base weights stay in place)."""
-
-    def serve(self, version: str, adapter_path: str | None = None) -> None:
-        """Make `version` the policy new pairs are sampled from."""
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        n: int,
-        settings: SamplingSettings,
-        version: str | None = None,
-        wait_s: float | None = None,
-    ) -> list[list[str]]:
-        """`n` sampled completions for each prompt, from `version` (default: the serving one); ModelBusy if the
-        model is not free within `wait_s` seconds (None: wait)."""
-
-    def generate_tokens(
-        self, prompts: Sequence[str], n: int, settings: SamplingSettings, version: str | None = None
-    ) -> list[list[list[int]]]:
-        """Like `generate`, as the new token ids of each completion, up to (without) its EOS."""
 
 
 SERVER_BACKENDS = ("auto", "eager", "static", "onnx", "vllm")
@@ -99,9 +59,8 @@ def open_policy_server(
 ) -> PolicyBackend:
     """The app's serving policy for `backend`: "auto" is onnx on a CPU without native bf16 (eager if the model
     cannot be exported or run, saying why), eager bf16 on a CPU with it (AVX512-BF16 or AMX) and the compiled
-    static backend on CUDA; or a `PolicyServer`
-    (eager / static), an `OnnxPolicyServer` (export cached under `cache_dir`), a `VLLMPolicyServer` (given
-    `vllm_options`, e.g. max_lora_rank, gpu_memory_utilization).
+    static backend on CUDA; or a `TorchPolicyServer` (eager / static), an `OnnxPolicyServer` (export cached
+    under `cache_dir`), a `VLLMPolicyServer` (given `vllm_options`, e.g. max_lora_rank, gpu_memory_utilization).
 
     Refuses, with what to do instead, a backend this machine cannot run, before any weights are loaded."""
     if backend not in SERVER_BACKENDS:
@@ -123,7 +82,7 @@ def open_policy_server(
             print(f"prefloop: serving with the eager backend instead of onnx: {err}", file=sys.stderr)
             backend = "eager"
     if backend != "vllm":
-        return PolicyServer(
+        return TorchPolicyServer(
             model, device, quantization, backend, batch_rows=batch_rows, max_prompt_tokens=max_prompt_tokens
         )
     if not device.startswith("cuda"):

@@ -12,7 +12,7 @@ are written as an ONNX Runtime adapter file (transposed, B scaled by alpha / r) 
 re-export, no merge: a finished round serves in well under a second.
 
 Generation runs in a process of its own: ONNX Runtime GenAI keeps Python's GIL while it decodes, which in the
-app's process would stall the web server for each step. One lock serializes requests, as in `PolicyServer`.
+app's process would stall the web server for each step. One lock serializes requests, as in every backend.
 Sampling is ONNX Runtime GenAI's (temperature, then top-p over the whole vocabulary; a seed repeats its
 completions on the same machine).
 """
@@ -27,7 +27,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import weakref
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
@@ -38,8 +37,9 @@ import torch
 
 from models import DEFAULT_MODEL_CACHE, load_tokenizer
 from models.chat import prompt_ids
-from serving.errors import ModelInterrupted, held
-from serving.sampling import Completion, SamplingSettings, decode_completions, stop_ids
+from serving.base import DEFAULT_MAX_PROMPT_TOKENS, BasePolicyServer
+from serving.errors import ModelInterrupted
+from serving.sampling import SamplingSettings
 from storage import BASE_VERSION
 
 EXPORT_FORMAT = 1  # raise when the exported graph changes: older exports are rebuilt
@@ -247,15 +247,14 @@ def write_adapter(adapter_dir: str | os.PathLike, lora_inputs: dict[str, int], o
     return out
 
 
-class OnnxPolicyServer:
-    """The PolicyServer interface (load / serve / generate / generate_tokens / version) on ONNX Runtime GenAI,
-    CPU only; see the module docstring."""
+class OnnxPolicyServer(BasePolicyServer):
+    """A `PolicyBackend` on ONNX Runtime GenAI, CPU only; see the module docstring."""
 
     def __init__(
         self,
         model: str,
         cache_dir: str | os.PathLike = DEFAULT_MODEL_CACHE,
-        max_prompt_tokens: int = 1024,
+        max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
         threads: int | None = None,
     ) -> None:
         try:
@@ -265,20 +264,14 @@ class OnnxPolicyServer:
                 "The onnx backend needs onnxruntime-genai: pip install -r requirements.txt, or start with "
                 f"--backend eager. Import failed with: {err}"
             ) from err
-        self.model_name = model
-        self.device = "cpu"
         self.backend = "onnx"
         self.dtype = "float32"
-        self.max_prompt_tokens = max_prompt_tokens
-        self.tokenizer = load_tokenizer(model)
+        tokenizer = load_tokenizer(model)
         self.onnx_dir = ensure_export(model, cache_dir)
         self.lora_inputs: dict[str, int] = json.loads((self.onnx_dir / MARKER).read_text())["lora_inputs"]
         eos = json.loads((self.onnx_dir / "genai_config.json").read_text())["model"]["eos_token_id"]
-        self._stops = stop_ids(self.tokenizer, eos)
+        super().__init__(model, "cpu", tokenizer, max_prompt_tokens, eos)
         self._adapter_files = Path(tempfile.mkdtemp(prefix="prefloop-onnx-adapters-"))
-        self._adapters: dict[str, str] = {}  # version -> adapter folder
-        self.version = BASE_VERSION
-        self._lock = threading.RLock()
         # A child process of its own (not multiprocessing's spawn, which would re-run the caller's script),
         # talking over two pipes: serving/onnx_worker.py.
         to_child, from_parent = os.pipe()
@@ -336,46 +329,17 @@ class OnnxPolicyServer:
         self.close()
 
     # -- versions -------------------------------------------------------------------------------------------
-    def load(self, version: str, adapter_path: str | None) -> None:
-        """Convert `version`'s adapter (~0.2 s) and load it beside the others; the base stays in place."""
-        if version == BASE_VERSION or version in self._adapters:
-            return
-        if adapter_path is None:
-            raise ValueError(f"version {version!r} needs its adapter folder")
+    def _load_adapter(self, version: str, adapter_path: str) -> None:
+        """Convert the adapter (~0.2 s) and load it beside the others; the base stays in place."""
         handle, name = tempfile.mkstemp(suffix=".onnx_adapter", dir=self._adapter_files)  # unique per load
         os.close(handle)
         path = write_adapter(adapter_path, self.lora_inputs, Path(name))
         with self._lock:
             self._call(("load", (str(path), version)))
-            self._adapters[version] = str(adapter_path)
-
-    def serve(self, version: str, adapter_path: str | None = None) -> None:
-        self.load(version, adapter_path)
-        with self._lock:
-            self.version = version
+            self._adapters[version] = adapter_path
 
     # -- generation -----------------------------------------------------------------------------------------
-    def generate(
-        self,
-        prompts: Sequence[str],
-        n: int,
-        settings: SamplingSettings,
-        version: str | None = None,
-        wait_s: float | None = None,
-    ) -> list[list[Completion]]:
-        tokens = self.generate_tokens(prompts, n, settings, version, wait_s)
-        return decode_completions(self.tokenizer, tokens, settings.max_new_tokens)
-
-    def generate_tokens(
-        self,
-        prompts: Sequence[str],
-        n: int,
-        settings: SamplingSettings,
-        version: str | None = None,
-        wait_s: float | None = None,
-    ) -> list[list[list[int]]]:
-        if not prompts or n < 1:
-            return [[] for _ in prompts]
+    def _sample(self, rows: list[list[int]], settings: SamplingSettings, version: str) -> list[list[int]]:
         options = {
             "do_sample": True,
             "temperature": settings.temperature,
@@ -385,35 +349,30 @@ class OnnxPolicyServer:
         }
         if settings.seed is not None:
             options["random_seed"] = settings.seed
-        return self._tokens(prompts, n, options, version, wait_s)
+        return self._generate(rows, options, version)
 
     def greedy_tokens(self, prompts: Sequence[str], max_new_tokens: int, version: str | None = None) -> list[list[int]]:
         """Each prompt's greedy continuation (new tokens up to, without, EOS), all prompts in one padded batch:
         what checks against the torch policy compare."""
         options = {"do_sample": False, "max_new_tokens": max_new_tokens}
-        return [row[0] for row in self._tokens(prompts, 1, options, version, None)]
+        rows = self._batch(prompts, 1, version, None, lambda rows, v: self._generate(rows, options, v))
+        return [row[0] for row in rows]
 
     def token_logprobs(self, prompt: str, completion: Sequence[int], version: str | None = None) -> list[float]:
         """The log-probability of each token of `completion` after `prompt` (as one user turn), from `version`
         (default: the serving one): what checks against the torch policy compare."""
         ids = prompt_ids(self.tokenizer, prompt, keep_last=self.max_prompt_tokens)
         with self._lock:
-            version = self._loaded(version or self.version)
+            version = _process_name(self._loaded(version or self.version))
             return self._call(("logprobs", (ids, list(completion), version)))
 
-    def _loaded(self, version: str) -> str | None:
-        """`version` as the generation process names it (None: the base); refuses one not loaded."""
-        if version != BASE_VERSION and version not in self._adapters:
-            raise ValueError(f"version {version!r} is not loaded; load it first")
-        return None if version == BASE_VERSION else version
+    def _generate(self, rows: list[list[int]], options: dict, version: str) -> list[list[int]]:
+        return self._call(("generate", (rows, options, _process_name(version))))
 
-    def _tokens(self, prompts, n: int, options: dict, version: str | None, wait_s: float | None) -> list:
-        ids = [prompt_ids(self.tokenizer, p, keep_last=self.max_prompt_tokens) for p in prompts]
-        rows = [row for row in ids for _ in range(n)]
-        with held(self._lock, wait_s):
-            new = self._call(("generate", (rows, options, self._loaded(version or self.version))))
-        new = [row[: next((i for i, t in enumerate(row) if t in self._stops), len(row))] for row in new]
-        return [new[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+def _process_name(version: str) -> str | None:
+    """`version` as the generation process names it (None: the base)."""
+    return None if version == BASE_VERSION else version
 
 
 def _close(outbox, inbox, process, adapter_files: Path) -> None:

@@ -1,6 +1,6 @@
 """The serving policy: base weights loaded once, LoRA adapters swapped in by version name.
 
-    server = PolicyServer("data/models/SmolLM2-135M-Instruct")
+    server = TorchPolicyServer("data/models/SmolLM2-135M-Instruct")
     server.serve("round_001", "runs/round_001/adapter")
     server.generate(["Write a haiku about rain."], n=2, settings=SamplingSettings())
 
@@ -9,7 +9,7 @@ middle of a batch. Every `model.generate` runs on the server's own worker thread
 it: on CUDA the static backend's compiled step replays CUDA graphs, which torch records per thread (each new
 thread would record them again, in a memory pool of its own).
 
-Two generation backends share everything but the cache (`PolicyServer.backend`, settable at any time):
+Two generation backends share everything but the cache (`TorchPolicyServer.backend`, settable at any time):
 
 - `eager`: `model.generate` with the default dynamic cache. Each round's adapter is loaded beside the others
   and made active with PEFT's `set_adapter` / `disable_adapters`. The default on a CPU with native bf16
@@ -34,7 +34,6 @@ from `torch`'s global generator, so a seed repeats its completions on the same m
 
 from __future__ import annotations
 
-import itertools
 import queue
 import threading
 import weakref
@@ -45,14 +44,13 @@ import torch
 from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from models import cpu_has_native_bf16, default_device, load_model, load_tokenizer
-from models.chat import prompt_ids
-from serving.errors import ModelInterrupted, held
-from serving.sampling import Completion, NucleusSampler, SamplingSettings, decode_completions, stop_ids
+from serving.base import DEFAULT_MAX_PROMPT_TOKENS, BasePolicyServer
+from serving.errors import ModelInterrupted
+from serving.sampling import NucleusSampler, SamplingSettings
 from storage import BASE_VERSION
 
 BACKENDS = ("eager", "static")
 PROMPT_BUCKETS = (64, 128, 256, 512, 1024, 2048)
-DEFAULT_MAX_PROMPT_TOKENS = 1024  # a longer prompt keeps its last tokens when sampled (the end is the question)
 DEFAULT_BATCH_ROWS = 8  # the app's default sampler batch: 4 prompts x 2 completions
 SERVING_SLOT = "prefloop_serving"  # the one LoRA adapter the static backend generates with
 
@@ -139,7 +137,7 @@ class GenerationWorker:
             del job, future, fn  # hold no model output or traceback while idle
 
 
-class PolicyServer:
+class TorchPolicyServer(BasePolicyServer):
     """Generates from any loaded version (the base or a round's adapter) of one base model.
 
     backend: "eager", "static" or "auto" (static on CUDA with unquantized weights, else eager); see the module
@@ -161,18 +159,16 @@ class PolicyServer:
     ) -> None:
         if batch_rows < 1 or not prompt_buckets or min(prompt_buckets) < 1:
             raise ValueError(f"batch_rows and prompt_buckets must be positive, got {batch_rows} and {prompt_buckets}")
-        self.model_name = model
-        self.device = device or default_device()
+        device = device or default_device()
         self.quantization = quantization
-        self.dtype = dtype or default_dtype(self.device)
-        self.tokenizer = load_tokenizer(model)
-        self.tokenizer.padding_side = "left"
-        self.model = load_model(model, quantization, self.device, dtype=self.dtype).eval()
+        self.dtype = dtype or default_dtype(device)
+        tokenizer = load_tokenizer(model)
+        tokenizer.padding_side = "left"
+        self.model = load_model(model, quantization, device, dtype=self.dtype).eval()
         self.model.requires_grad_(False)
+        super().__init__(model, device, tokenizer, max_prompt_tokens, self.model.generation_config.eos_token_id)
         self.batch_rows = batch_rows
         self.prompt_buckets = tuple(sorted(prompt_buckets))
-        self.max_prompt_tokens = max_prompt_tokens  # longer prompts keep their last tokens when sampled
-        self._adapters: dict[str, str] = {}  # version -> adapter folder
         self._injected: set[str] = set()  # versions loaded into the model as adapters of their own (eager)
         self._slot_weights: dict[str, tuple] = {}  # version -> (LoRA config, weights named as the slot's)
         self._slot: str | None = None  # the version whose weights the serving slot holds
@@ -186,8 +182,6 @@ class PolicyServer:
             self._compile_config = CompileConfig(mode="default")
             self._compile_config._compile_all_devices = True
         self._active = BASE_VERSION
-        self.version = BASE_VERSION
-        self._lock = threading.RLock()
         self._worker = GenerationWorker()
         self._interrupted = threading.Event()  # set by `interrupt`, for good
         weakref.finalize(self, self._worker.close)
@@ -212,14 +206,9 @@ class PolicyServer:
             self._activate(self._active)
 
     # -- versions -------------------------------------------------------------------------------------
-    def load(self, version: str, adapter_path: str | None) -> None:
-        """Make `version` available for generation; loading an adapter keeps the base weights in place."""
-        if version == BASE_VERSION or version in self._adapters:
-            return
-        if adapter_path is None:
-            raise ValueError(f"version {version!r} needs its adapter folder")
+    def _load_adapter(self, version: str, adapter_path: str) -> None:
         with self._lock:
-            self._adapters[version] = str(adapter_path)
+            self._adapters[version] = adapter_path
             try:
                 if self._backend == "static":
                     self._read_slot_weights(version)
@@ -229,13 +218,6 @@ class PolicyServer:
                 del self._adapters[version]
                 raise
             self._activate(self._active)
-
-    def serve(self, version: str, adapter_path: str | None = None) -> None:
-        """Make `version` the policy that new pairs are sampled from."""
-        self.load(version, adapter_path)
-        with self._lock:
-            self._activate(version)
-            self.version = version
 
     def _activate(self, version: str) -> None:
         if version == BASE_VERSION:
@@ -301,66 +283,35 @@ class PolicyServer:
         self._slot, self._slot_config = version, config
 
     # -- generation -----------------------------------------------------------------------------------
-    def generate(
-        self,
-        prompts: Sequence[str],
-        n: int,
-        settings: SamplingSettings,
-        version: str | None = None,
-        wait_s: float | None = None,
-    ) -> list[list[Completion]]:
-        """`n` sampled completions for each prompt, from `version` (default: the serving one). wait_s: give up
-        with ModelBusy if the model is not free within that many seconds (default: wait)."""
-        tokens = self.generate_tokens(prompts, n, settings, version, wait_s)
-        return decode_completions(self.tokenizer, tokens, settings.max_new_tokens)
-
     @torch.no_grad()
-    def generate_tokens(
-        self,
-        prompts: Sequence[str],
-        n: int,
-        settings: SamplingSettings,
-        version: str | None = None,
-        wait_s: float | None = None,
-    ) -> list[list[list[int]]]:
-        """Like `generate`, as token ids: the new tokens of each completion, up to (without) its EOS."""
-        if not prompts or n < 1:
-            return [[] for _ in prompts]
-        rows = [prompt_ids(self.tokenizer, p, keep_last=self.max_prompt_tokens) for p in prompts]
-        texts = [ids for ids in rows for _ in range(n)]
-        with held(self._lock, wait_s):  # for the whole batch: a swap waits for it
-            version = version or self.version
-            if version != BASE_VERSION and version not in self._adapters:
-                raise ValueError(f"version {version!r} is not loaded; load it first")
-            batch, kwargs = self._prepare_batch(texts)
-            try:
-                self._activate(version)
-                if settings.seed is not None:
-                    torch.manual_seed(settings.seed)
-                processors = LogitsProcessorList([NucleusSampler(settings.temperature, settings.top_p)])
-                stopping = StoppingCriteriaList([*kwargs.pop("stopping_criteria", []), _Interrupted(self._interrupted)])
+    def _sample(self, rows: list[list[int]], settings: SamplingSettings, version: str) -> list[list[int]]:
+        batch, kwargs = self._prepare_batch(rows)
+        try:
+            self._activate(version)
+            if settings.seed is not None:
+                torch.manual_seed(settings.seed)
+            processors = LogitsProcessorList([NucleusSampler(settings.temperature, settings.top_p)])
+            stopping = StoppingCriteriaList([*kwargs.pop("stopping_criteria", []), _Interrupted(self._interrupted)])
 
-                @torch.no_grad()  # grad mode is per thread: the caller's does not reach the worker
-                def run():
-                    self._check_interrupted()
-                    return self.model.generate(
-                        **batch,
-                        **kwargs,
-                        stopping_criteria=stopping,
-                        do_sample=False,  # NucleusSampler draws the token; greedy selection then takes it
-                        logits_processor=processors,
-                        max_new_tokens=settings.max_new_tokens,
-                        pad_token_id=self.tokenizer.pad_token_id,
-                    )
-
-                # the lock stays with the caller, so a swap still waits for this batch
-                out = self._worker.call(run)
+            @torch.no_grad()  # grad mode is per thread: the caller's does not reach the worker
+            def run():
                 self._check_interrupted()
-            finally:
-                self._activate(self.version)
-        new = out[: len(texts), batch["input_ids"].shape[1] :].tolist()
-        rows = [self._until_eos(row) for row in new]
-        return [rows[i * n : (i + 1) * n] for i in range(len(prompts))]
+                return self.model.generate(
+                    **batch,
+                    **kwargs,
+                    stopping_criteria=stopping,
+                    do_sample=False,  # NucleusSampler draws the token; greedy selection then takes it
+                    logits_processor=processors,
+                    max_new_tokens=settings.max_new_tokens,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+
+            # the lock stays with the caller, so a swap still waits for this batch
+            out = self._worker.call(run)
+            self._check_interrupted()
+        finally:
+            self._activate(self.version)
+        return out[: len(rows), batch["input_ids"].shape[1] :].tolist()
 
     def interrupt(self) -> None:
         """The app is stopping: a batch in flight ends at its next token (its caller gets ModelInterrupted), and
@@ -390,7 +341,3 @@ class PolicyServer:
         if self._compile_config is not None:
             kwargs["compile_config"] = self._compile_config
         return batch.to(self.device), kwargs
-
-    def _until_eos(self, row: list[int]) -> list[int]:
-        stops = stop_ids(self.tokenizer, self.model.generation_config.eos_token_id)
-        return list(itertools.takewhile(lambda t: t not in stops, row))

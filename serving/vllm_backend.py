@@ -1,18 +1,27 @@
-"""An optional serving backend on vLLM (Linux, CUDA GPU, `pip install vllm`): `python app.py --backend vllm`."""
+"""An optional serving backend on vLLM (Linux, CUDA GPU, `pip install vllm`): `python app.py --backend vllm`.
+
+This module imports without vllm; only `VLLMPolicyServer(...)` and its generation need it.
+"""
 
 from __future__ import annotations
 
-import itertools
 import json
-import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 from models import load_tokenizer
-from models.chat import prompt_ids
-from serving.errors import held
-from serving.sampling import SamplingSettings, decode_completions
-from storage import BASE_VERSION
+from serving.base import DEFAULT_MAX_PROMPT_TOKENS, BasePolicyServer
+from serving.sampling import SamplingSettings
+
+
+def generation_eos(model: str) -> int | list[int] | None:
+    """The model's own end-of-sequence id(s), as transformers' `generate` reads them: its generation_config.json,
+    else the generation config transformers derives from its config.json."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(model).eos_token_id
+    except OSError:  # no generation_config.json
+        return GenerationConfig.from_model_config(AutoConfig.from_pretrained(model)).eos_token_id
 
 
 def check_vllm_adapter(adapter_path: str | Path, max_lora_rank: int) -> None:
@@ -31,14 +40,15 @@ def check_vllm_adapter(adapter_path: str | Path, max_lora_rank: int) -> None:
         )
 
 
-class VLLMPolicyServer:
-    """The PolicyServer interface (load / serve / generate / generate_tokens / version) on vLLM: paged
-    attention, continuous batching and CUDA graphs, with each round's adapter sent per request as a
-    `LoRARequest`. Needs the `vllm` package (Linux, CUDA GPU); the app uses it with `--backend vllm`.
+class VLLMPolicyServer(BasePolicyServer):
+    """A `PolicyBackend` on vLLM: paged attention, continuous batching and CUDA graphs, with each round's
+    adapter sent per request as a `LoRARequest`. Needs the `vllm` package (Linux, CUDA GPU); the app uses it
+    with `--backend vllm`.
 
     vLLM reserves `gpu_memory_utilization` of the GPU's memory when it starts; the default leaves room for
     training rounds on the same GPU. `max_lora_rank` must be at least the rounds' LoRA rank. Seeds are passed
-    to vLLM per completion (seed + completion index), so a seed repeats its completions.
+    to vLLM per completion (seed + completion index), so a seed repeats its completions. A completion ends at
+    the same stop tokens as in the other backends (`stops`), which vLLM is given as `stop_token_ids`.
     """
 
     def __init__(
@@ -47,22 +57,19 @@ class VLLMPolicyServer:
         gpu_memory_utilization: float = 0.3,
         max_lora_rank: int = 64,
         dtype: str = "auto",
-        max_prompt_tokens: int = 1024,
+        max_prompt_tokens: int = DEFAULT_MAX_PROMPT_TOKENS,
         **llm_kwargs,
     ) -> None:
         try:
             from vllm import LLM
         except ImportError as err:
             raise ImportError(
-                "VLLMPolicyServer needs vLLM: pip install vllm (Linux with a CUDA GPU), or use PolicyServer "
+                "VLLMPolicyServer needs vLLM: pip install vllm (Linux with a CUDA GPU), or use TorchPolicyServer "
                 f"(backend 'static' on CUDA) instead. Import failed with: {err}"
             ) from err
-        self.model_name = model
-        self.device = "cuda"
+        super().__init__(model, "cuda", load_tokenizer(model), max_prompt_tokens, generation_eos(model))
         self.backend = "vllm"
         self.max_lora_rank = max_lora_rank
-        self.max_prompt_tokens = max_prompt_tokens
-        self.tokenizer = load_tokenizer(model)
         self.llm = LLM(
             model=model,
             dtype=dtype,
@@ -71,50 +78,19 @@ class VLLMPolicyServer:
             gpu_memory_utilization=gpu_memory_utilization,
             **llm_kwargs,
         )
-        self._adapters: dict[str, object] = {}  # version -> LoRARequest
-        self.version = BASE_VERSION
-        self._lock = threading.RLock()
 
-    def load(self, version: str, adapter_path: str | None) -> None:
+    def _load_adapter(self, version: str, adapter_path: str) -> None:
         """Register `version`'s adapter; vLLM reads it on the first request that uses it."""
-        if version == BASE_VERSION or version in self._adapters:
-            return
-        if adapter_path is None:
-            raise ValueError(f"version {version!r} needs its adapter folder")
         check_vllm_adapter(adapter_path, self.max_lora_rank)
         from vllm.lora.request import LoRARequest
 
         with self._lock:
-            self._adapters[version] = LoRARequest(version, len(self._adapters) + 1, str(adapter_path))
+            self._adapters[version] = LoRARequest(version, len(self._adapters) + 1, adapter_path)
 
-    def serve(self, version: str, adapter_path: str | None = None) -> None:
-        self.load(version, adapter_path)
-        with self._lock:
-            self.version = version
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        n: int,
-        settings: SamplingSettings,
-        version: str | None = None,
-        wait_s: float | None = None,
-    ) -> list[list[str]]:
-        tokens = self.generate_tokens(prompts, n, settings, version, wait_s)
-        return decode_completions(self.tokenizer, tokens, settings.max_new_tokens)
-
-    def generate_tokens(
-        self,
-        prompts: Sequence[str],
-        n: int,
-        settings: SamplingSettings,
-        version: str | None = None,
-        wait_s: float | None = None,
-    ) -> list[list[list[int]]]:
+    def _sample(self, rows: list[list[int]], settings: SamplingSettings, version: str) -> list[list[int]]:
         from vllm import SamplingParams
 
-        ids = [prompt_ids(self.tokenizer, p, keep_last=self.max_prompt_tokens) for p in prompts]
-        rows = [{"prompt_token_ids": row} for row in ids for _ in range(n)]
+        stop_token_ids = sorted(self.stops)
         params = [
             SamplingParams(
                 n=1,
@@ -122,15 +98,10 @@ class VLLMPolicyServer:
                 top_p=settings.top_p,
                 max_tokens=settings.max_new_tokens,
                 seed=None if settings.seed is None else settings.seed + i,
+                stop_token_ids=stop_token_ids,
             )
             for i in range(len(rows))
         ]
-        with held(self._lock, wait_s):
-            version = version or self.version
-            if version != BASE_VERSION and version not in self._adapters:
-                raise ValueError(f"version {version!r} is not loaded; load it first")
-            lora = self._adapters.get(version)
-            outputs = self.llm.generate(rows, params, use_tqdm=False, lora_request=lora)
-        eos = self.tokenizer.eos_token_id
-        tokens = [list(itertools.takewhile(lambda t: t != eos, out.outputs[0].token_ids)) for out in outputs]
-        return [tokens[i * n : (i + 1) * n] for i in range(len(prompts))]
+        prompts = [{"prompt_token_ids": row} for row in rows]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self._adapters.get(version))
+        return [list(out.outputs[0].token_ids) for out in outputs]

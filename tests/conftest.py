@@ -60,12 +60,12 @@ def loop(tiny_model_dir):
     """A labeling loop on a real in-memory store and the tiny model: 12 prompts, 8 new tokens, queue of 3."""
     from labeling.loop import Loop
     from labeling.sampler import PairSampler
-    from serving import PolicyServer, SamplingSettings
+    from serving import SamplingSettings, TorchPolicyServer
     from storage import Store
 
     store = Store(":memory:")
     store.prompts.add_many([f"Tell me about topic {i}." for i in range(12)], source="test")
-    server = PolicyServer(str(tiny_model_dir), device="cpu")
+    server = TorchPolicyServer(str(tiny_model_dir), device="cpu")
     sampler = PairSampler(store, server, depth=3, seed=0)
     sampler.set_settings(SamplingSettings(max_new_tokens=8))
     yield Loop(store, server, sampler)

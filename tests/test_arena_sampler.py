@@ -16,7 +16,7 @@ from helpers import fake_round, wait_until
 from labeling.arena import Arena, ShownBattle
 from labeling.loop import Loop
 from labeling.sampler import PairSampler
-from serving import PolicyServer, SamplingSettings
+from serving import SamplingSettings, TorchPolicyServer
 from storage import Store
 
 
@@ -27,7 +27,7 @@ def arena(tiny_model_dir, tmp_path):
     store = Store(":memory:")
     store.prompts.add_many([f"Tell me about topic {i}." for i in range(12)], source="test")
     fake_round(store, tiny_model_dir, tmp_path / "round_001", init_lora_weights=False)
-    server = PolicyServer(str(tiny_model_dir), device="cpu")
+    server = TorchPolicyServer(str(tiny_model_dir), device="cpu")
     sampler = PairSampler(store, server, depth=3, seed=0)
     sampler.set_settings(SamplingSettings(max_new_tokens=8))
     loop = Loop(store, server, sampler)

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from labeling.loop import Loop
 from labeling.sampler import PairSampler, next_batch_prompts
 from models.adapters import adapter_digest
-from serving import PolicyServer, SamplingSettings
+from serving import SamplingSettings, TorchPolicyServer
 from storage import Store, StoreError
 from training.config import DPOConfig
 from training.runner import RoundRunner
@@ -167,7 +167,7 @@ def test_a_new_version_takes_over_with_its_pairs_already_queued(loop, tiny_model
 def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_path, train_round):
     store = Store(":memory:")
     store.prompts.add_many([f"Tell me about topic {i}." for i in range(12)], source="test")
-    server = PolicyServer(str(tiny_model_dir), device="cpu")
+    server = TorchPolicyServer(str(tiny_model_dir), device="cpu")
     sampler = PairSampler(store, server, depth=4, batch_prompts=4, seed=0, keep_stale=True)
     sampler.set_settings(SamplingSettings(max_new_tokens=8))
     loop = Loop(store, server, sampler)
@@ -242,8 +242,8 @@ def test_a_failing_sampler_shows_its_error_instead_of_keeping_labelers_waiting(l
     assert "the model fell over" in loop.sampler.last_error
 
 
-class RecordingServer(PolicyServer):
-    """A real PolicyServer that records who asked for each batch, and runs a test's hooks on the way."""
+class RecordingServer(TorchPolicyServer):
+    """A real TorchPolicyServer that records who asked for each batch, and runs a test's hooks on the way."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -414,7 +414,7 @@ def test_damaged_weights_are_never_loaded_and_the_app_falls_back_saying_so(tiny_
     else:  # NaN weights, in a round recorded before checksums were (only the finiteness check can tell)
         save_file({k: torch.full_like(v, float("nan")) for k, v in load_file(weights_file).items()}, weights_file)
         store.db.write(lambda cur: cur.execute("UPDATE rounds SET metrics = '{}' WHERE id = 2"))
-    server = PolicyServer(str(tiny_model_dir), device="cpu")
+    server = TorchPolicyServer(str(tiny_model_dir), device="cpu")
     loop = Loop(store, server, PairSampler(store, server, depth=2))
     notice = loop.restore_serving()
     assert server.version == first, notice
@@ -436,7 +436,7 @@ def test_a_damaged_serving_adapter_falls_back_to_the_last_version_that_loads(tin
     second = fake_round(store, tiny_model_dir, tmp_path / "two")
     store.rounds.set_serving(second)
     (tmp_path / "two" / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
-    server = PolicyServer(str(tiny_model_dir), device="cpu")
+    server = TorchPolicyServer(str(tiny_model_dir), device="cpu")
     loop = Loop(store, server, PairSampler(store, server, depth=2))
     notice = loop.restore_serving()
     assert server.version == first == "round_001"
@@ -452,7 +452,7 @@ def test_prompts_are_bounded_in_tokens_and_compare_waits_a_bounded_time(tiny_mod
     from serving import ModelBusy
 
     store = Store(":memory:")
-    server = PolicyServer(str(tiny_model_dir), device="cpu", max_prompt_tokens=32)
+    server = TorchPolicyServer(str(tiny_model_dir), device="cpu", max_prompt_tokens=32)
     loop = Loop(store, server, PairSampler(store, server, depth=2))
     long_prompt = " ".join(f"word{i}" for i in range(200))
     with pytest.raises(ValueError, match=r"This prompt is \d+ tokens; prompts are sampled from at most 32 tokens"):

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from models import DEFAULT_GGUF_FILE, ModelLoadError, load_tokenizer, prepare_default_model, resolve_model
-from serving import PolicyServer, SamplingSettings
+from serving import SamplingSettings, TorchPolicyServer
 
 
 @pytest.mark.slow
@@ -27,7 +27,7 @@ def test_cached_default_model_equals_the_bundled_gguf(default_model_dir):
 def test_default_model_answers_a_chat_prompt(default_model_dir):
     """At temperature 0.8 this small model opens about half its answers in French verse rather than with
     "The capital of France is Paris", and which half depends on the CPU and dtype: judge 16 samples, not one."""
-    server = PolicyServer(str(default_model_dir), device="cpu")
+    server = TorchPolicyServer(str(default_model_dir), device="cpu")
     pairs = server.generate(
         ["What is the capital of France?"] * 8, n=2, settings=SamplingSettings(max_new_tokens=24, seed=0)
     )

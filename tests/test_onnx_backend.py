@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM
 
 from models import cpu_has_native_bf16
 from models.chat import prompt_ids
-from serving import OnnxPolicyServer, PolicyServer, SamplingSettings, open_policy_server
+from serving import OnnxPolicyServer, SamplingSettings, TorchPolicyServer, open_policy_server
 from serving.onnx_backend import MARKER, ensure_export, export_dir
 from storage import BASE_VERSION
 from training.config import DPOConfig
@@ -117,6 +117,10 @@ def test_sampling_repeats_with_a_seed_stops_at_the_limit_and_marks_the_cut(tiny_
             assert completion.cut_at == (6 if len(row) == 6 else None)
 
 
+def test_completions_end_at_the_tokens_they_end_at_in_the_torch_backend(tiny_server, tiny_model_dir):
+    assert tiny_server.stops == TorchPolicyServer(str(tiny_model_dir), device="cpu").stops
+
+
 def test_adapters_it_cannot_serve_are_refused_with_what_to_do(tiny_server, tiny_adapters, tmp_path):
     dora = shutil.copytree(tiny_adapters["round_001"], tmp_path / "dora")
     config = json.loads((dora / "adapter_config.json").read_text())
@@ -132,7 +136,7 @@ def test_adapters_it_cannot_serve_are_refused_with_what_to_do(tiny_server, tiny_
 
 def test_auto_is_onnx_on_a_cpu_without_native_bf16_and_onnx_is_refused_elsewhere(tiny_model_dir):
     server = open_policy_server(str(tiny_model_dir), "cpu", backend="auto")
-    assert isinstance(server, PolicyServer if cpu_has_native_bf16() else OnnxPolicyServer)
+    assert isinstance(server, TorchPolicyServer if cpu_has_native_bf16() else OnnxPolicyServer)
     if isinstance(server, OnnxPolicyServer):
         server.close()
     with pytest.raises(ValueError, match="runs on the CPU"):
@@ -144,7 +148,7 @@ def test_a_model_it_cannot_run_is_refused_and_auto_falls_back_to_eager(tiny_qlor
     with pytest.raises(ValueError, match="cannot run this model.*--backend eager"):
         OnnxPolicyServer(str(narrow))
     server = open_policy_server(str(narrow), "cpu", backend="auto")
-    assert isinstance(server, PolicyServer) and server.backend == "eager"
+    assert isinstance(server, TorchPolicyServer) and server.backend == "eager"
     if not cpu_has_native_bf16():  # where auto tries onnx first, it says why it did not take it
         assert "serving with the eager backend instead of onnx" in capfd.readouterr().err
 

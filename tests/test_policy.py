@@ -18,8 +18,8 @@ from models.chat import prompt_ids
 from serving import (
     ModelInterrupted,
     NucleusSampler,
-    PolicyServer,
     SamplingSettings,
+    TorchPolicyServer,
     bucket_length,
     chat_text,
     check_vllm_adapter,
@@ -52,7 +52,7 @@ def logits(model, tokenizer, text="Tell me about owls."):
 
 @pytest.mark.parametrize("backend", ["eager", "static"])
 def test_swapped_adapter_equals_a_fresh_peft_load(tiny_model_dir, adapters, backend):
-    server = PolicyServer(str(tiny_model_dir), device="cpu", backend=backend, dtype=torch.float32)
+    server = TorchPolicyServer(str(tiny_model_dir), device="cpu", backend=backend, dtype=torch.float32)
     base_weights = server.model.model.embed_tokens.weight.data_ptr()
     for version, path in adapters.items():
         server.serve(version, str(path))
@@ -65,7 +65,7 @@ def test_swapped_adapter_equals_a_fresh_peft_load(tiny_model_dir, adapters, back
 
 
 def test_generation_from_another_version_leaves_the_serving_one_active(tiny_model_dir, adapters):
-    server = PolicyServer(str(tiny_model_dir), device="cpu")
+    server = TorchPolicyServer(str(tiny_model_dir), device="cpu")
     server.serve("round_001", str(adapters["round_001"]))
     server.load("round_002", str(adapters["round_002"]))
     settings = SamplingSettings(max_new_tokens=5, seed=3)
@@ -76,14 +76,14 @@ def test_generation_from_another_version_leaves_the_serving_one_active(tiny_mode
 
 
 def test_unknown_version_is_refused(tiny_model_dir):
-    server = PolicyServer(str(tiny_model_dir), device="cpu")
+    server = TorchPolicyServer(str(tiny_model_dir), device="cpu")
     with pytest.raises(ValueError, match="not loaded"):
         server.generate(["Hi"], n=1, settings=SamplingSettings(max_new_tokens=2), version="round_009")
 
 
 def test_generation_runs_on_one_worker_thread_and_its_errors_reach_the_caller(tiny_model_dir):
     """CUDA graphs are recorded per thread: every caller's batch runs on the server's one worker thread."""
-    server = PolicyServer(str(tiny_model_dir), device="cpu")
+    server = TorchPolicyServer(str(tiny_model_dir), device="cpu")
     forward_threads = set()
     hook = server.model.register_forward_pre_hook(lambda module, args: forward_threads.add(threading.get_ident()))
     settings = SamplingSettings(max_new_tokens=3)
@@ -110,7 +110,7 @@ def test_generation_runs_on_one_worker_thread_and_its_errors_reach_the_caller(ti
 @pytest.mark.parametrize("backend", ["eager", "static"])
 def test_interrupt_ends_a_batch_in_flight_at_its_next_token_and_starts_no_other(tiny_model_dir, backend):
     """What the app does when it stops: it does not wait for a batch of labelers' pairs to run to its end."""
-    server = PolicyServer(str(tiny_model_dir), device="cpu", backend=backend)
+    server = TorchPolicyServer(str(tiny_model_dir), device="cpu", backend=backend)
     steps = []
     started = threading.Event()
 
@@ -146,7 +146,7 @@ def test_vllm_refuses_an_adapter_above_its_max_lora_rank(adapters, tmp_path):
 @pytest.mark.parametrize(("backend", "expected"), [("eager", "eager"), ("static", "static")])
 def test_the_app_opens_the_backend_it_is_asked_for(tiny_model_dir, backend, expected):
     server = open_policy_server(str(tiny_model_dir), "cpu", backend=backend, batch_rows=6)
-    assert isinstance(server, PolicyServer) and server.backend == expected and server.batch_rows == 6
+    assert isinstance(server, TorchPolicyServer) and server.backend == expected and server.batch_rows == 6
 
 
 @pytest.mark.parametrize(
@@ -200,7 +200,7 @@ def unique_graphs() -> int:
 @pytest.mark.slow
 def test_static_backend_generates_what_eager_greedy_generate_does(tiny_model_dir, adapters):
     """Padded rows, bucketed prompt lengths, the compiled step and slot hot-swaps change no token (float64)."""
-    server = PolicyServer(
+    server = TorchPolicyServer(
         str(tiny_model_dir), device="cpu", backend="static", dtype=torch.float64, batch_rows=4, prompt_buckets=(40, 64)
     )
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float64).eval()
@@ -234,7 +234,9 @@ def test_static_backend_generates_what_eager_greedy_generate_does(tiny_model_dir
 
 
 def test_static_batches_have_fixed_rows_and_bucketed_lengths(tiny_model_dir):
-    server = PolicyServer(str(tiny_model_dir), device="cpu", backend="eager", batch_rows=4, prompt_buckets=(40, 64))
+    server = TorchPolicyServer(
+        str(tiny_model_dir), device="cpu", backend="eager", batch_rows=4, prompt_buckets=(40, 64)
+    )
     texts = [prompt_ids(server.tokenizer, p) for p in (SHORT, MEDIUM)]
     eager, _ = server._prepare_batch(texts)
     server.backend = "static"

@@ -229,14 +229,14 @@ def test_a_round_paused_when_the_app_dies_dies_with_it(tiny_model_dir, tmp_path)
         from helpers import label
         from labeling.loop import Loop
         from labeling.sampler import PairSampler
-        from serving import PolicyServer, SamplingSettings
+        from serving import TorchPolicyServer, SamplingSettings
         from storage import Store
         from training.config import DPOConfig
         from training.runner import RoundRunner
 
         store = Store(":memory:")
         store.prompts.add_many([f"Tell me about topic {{i}}." for i in range(12)], source="test")
-        server = PolicyServer({str(tiny_model_dir)!r}, device="cpu")
+        server = TorchPolicyServer({str(tiny_model_dir)!r}, device="cpu")
         sampler = PairSampler(store, server, depth=3, seed=0)
         sampler.set_settings(SamplingSettings(max_new_tokens=8))
         label(Loop(store, server, sampler), 10)
