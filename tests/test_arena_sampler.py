@@ -87,7 +87,7 @@ def test_the_arena_samples_only_once_asked_and_takes_from_its_queue_while_the_mo
     assert not arena.sampler.running() and arena.store.generations.count() == 0, "nothing before a request"
     arena.next_battle(VERSIONS, "ana")
     wait_queued(arena, 3)  # batches of 2 wait for room: 3 of 4, then no more
-    assert wait_until(arena.sampler.waiting, 60), "the sampler waits for room"
+    assert wait_until(arena.sampler.waiting), "the sampler waits for room"
     assert arena.queued(VERSIONS) == 3, "the queue stays small"
     with arena.sampler.server._lock:  # the model busy (a label batch, a long comparison): battles still come
         started = time.monotonic()
@@ -98,7 +98,7 @@ def test_the_arena_samples_only_once_asked_and_takes_from_its_queue_while_the_mo
 def test_an_idle_arena_stops_sampling_until_asked_again(arena):
     arena.sampler.idle_s = 0.5
     arena.next_battle(VERSIONS, "ana")  # then nobody asks: the batch in flight ends, and no other starts
-    assert wait_until(arena.sampler.waiting, 60), "idle: no batch in flight and none to start"
+    assert wait_until(arena.sampler.waiting), "idle: no batch in flight and none to start"
     made = arena.store.generations.count()
     assert arena.sampler.running() and arena.queued(VERSIONS) < arena.sampler.depth, "room it leaves unfilled"
     for _ in range(2):  # room for a full batch, however many were queued when it went idle
