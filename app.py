@@ -4,7 +4,7 @@
     python app.py --model path/or/hub-id --db data/other.duckdb --port 7860
     python app.py --host 0.0.0.0 --users users.json   # a team: logins (python -m access add ...) and roles
 
-A launcher: it parses the flags, opens the services (services.py) and serves the UI (ui/).
+A launcher: it parses the flags, opens the services (services/) and serves the UI (ui/).
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def main(args: argparse.Namespace) -> None:
         print(warning, file=sys.stderr)
     demo = build_demo(services)
     demo.queue(default_concurrency_limit=8)
-    services.exports_dir.mkdir(parents=True, exist_ok=True)
+    services.exports.folder.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C works even if started with SIGINT ignored
     try:  # Ctrl-C: gradio closes its server and returns here
         demo.launch(

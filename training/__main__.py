@@ -83,14 +83,14 @@ def run_headless(args: argparse.Namespace) -> int:
 
     try:
         config = DPOConfig(continue_from_serving=not args.fresh, **{n: getattr(args, n) for n in names})
-        services = open_services(ServiceConfig.from_args(args) , serving=False)
+        services = open_services(ServiceConfig.from_args(args), serving=False)
     except (ValueError, ModelLoadError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     with services.store:
-        runner = services.rounds
+        runner = services.runner
         runner.on_progress = show
-        runner.on_done = None if args.no_serve else services.round_finished
+        runner.on_done = None if args.no_serve else services.rounds.round_finished
         try:
             round_id = runner.start(config, processes=args.processes)
         except (ValueError, StoreError, TrainingError) as err:
@@ -108,7 +108,7 @@ def run_headless(args: argparse.Namespace) -> int:
         finished = services.store.rounds.get(round_id)
         reasons = failed(finished.metrics)
         if reasons and args.serve_anyway and not args.no_serve:
-            services.serve(finished.version, "python -m training --serve-anyway")
+            services.versions.serve(finished.version, "python -m training --serve-anyway")
             print(
                 f"{finished.version} is now serving, although it failed the health check: {'; '.join(reasons)} "
                 "(recorded).",

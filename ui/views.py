@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING
 
 from markdown_it import MarkdownIt
 
-from evaluation.diagnostics import RoundDiagnostics, warnings
-from storage import BASE_VERSION, round_version
+from services import BASE_VERSION, round_version
+from services.rounds import RoundDiagnostics, warnings
 
 if TYPE_CHECKING:
-    from services import Status
-    from storage import Round
+    from services import Round, Status
 
 ROUND_COLUMNS = (
     "version",
