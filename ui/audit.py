@@ -168,7 +168,7 @@ def agreement_view(
     completions: Mapping[str, tuple[str, str]],
     min_shared: int = MIN_VOTES,
 ) -> tuple[str, list[dict]]:
-    """Agreement in words and a row per pair of labelers, from `store.audit.agreement_labels()`: Krippendorff's
+    """Agreement in words and a row per pair of labelers, from `services.audit.agreement_labels()`: Krippendorff's
     alpha over all doubly-labeled pairs, each labeler's agreement with the others' majority, and Cohen's kappa
     per pair of labelers, each with the pairs it rests on ("not enough …" below `min_shared` of them)."""
     from services.audit import agreement
