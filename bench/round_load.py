@@ -98,7 +98,7 @@ def one_mode(mode: str, services: Services, config: DPOConfig, runs: Path, label
 
         threading.Thread(target=work, name="round", daemon=True).start()
     else:
-        runner = services.rounds  # as the Train tab starts it: its own process, paused while batches sample
+        runner = services.runner  # as the Train tab starts it: its own process, paused while batches sample
         runner.start(config)
         threading.Thread(target=lambda: (runner.wait(), busy.clear()), daemon=True).start()
     waits = labelers_during(loop, labelers, busy, seed=0)
@@ -135,7 +135,7 @@ def main(args: argparse.Namespace) -> dict:
             sample_batch=args.batch_prompts,
         )
         services = open_services(config)
-        services.set_sampling(SamplingSettings(max_new_tokens=args.max_new_tokens))
+        services.labeling.set_sampling(SamplingSettings(max_new_tokens=args.max_new_tokens))
         add_labels(services.store, args.pairs)
         round_config = DPOConfig(epochs=args.epochs, batch_size=4, continue_from_serving=False)
         for mode in args.modes:

@@ -1,7 +1,7 @@
 """The blind arena: battles between two versions kept ready by a background sampler, so a vote never waits, and
 `Arena`, the object the UI calls (choose versions, next battle, vote, results).
 
-    arena = Arena.for_loop(loop)                                  # beside the labeling loop, sharing its model
+    arena = Arena.for_loop(loop, versions)                        # beside the labeling loop, sharing its model
     battle = arena.next_battle(("base", "round_002"), labeler="ana")   # sides randomized, no version names in it
     arena.vote(battle.id, "left", labeler="ana").left_version     # the vote reveals who was who
     arena.results().pairs[0].rate                                 # win rate, ties as half, 95% interval
@@ -277,7 +277,7 @@ class ArenaResults:
 class Arena:
     """Blind battles between versions, as one object the UI and the tests call.
 
-    arena = Arena.for_loop(loop)
+    arena = Arena.for_loop(loop, versions)
     battle = arena.next_battle(arena.latest_pair(), labeler="ana")
     shown = arena.vote(battle.id, "left", labeler="ana")       # the stored battle: which version was where
     arena.results()                                              # win rates, leaderboard, matrix
@@ -303,13 +303,14 @@ class Arena:
         self._cached: tuple[tuple, ArenaResults] | None = None
 
     @classmethod
-    def for_loop(cls, loop, seed: int | None = None, **options) -> Arena:
-        """The arena beside a labeling `loop`: its store, server and versions, its sampler's settings and pause."""
+    def for_loop(cls, loop, versions, seed: int | None = None, **options) -> Arena:
+        """The arena beside a labeling `loop`: its store and server, its sampler's settings and pause; `versions`
+        lists and loads the versions that battle (`list()`, `load(version)`: services/versions.py's)."""
         sampler = ArenaSampler(
-            loop.store, loop.server, loop.load_version, seed=seed, while_sampling=loop.sampler.while_sampling
+            loop.store, loop.server, versions.load, seed=seed, while_sampling=loop.sampler.while_sampling
         )
         sampler.set_settings(loop.sampler.settings)
-        return cls(loop.store, loop.versions, sampler, **options)
+        return cls(loop.store, versions.list, sampler, **options)
 
     def versions(self) -> list[str]:
         """The versions that can battle: the base and the finished rounds, oldest first."""

@@ -1,15 +1,14 @@
-"""The labeling loop as one object the UI and the tests call: pairs, votes, serving versions, comparisons.
+"""The labeling loop: pairs to judge, votes, ratings, edits and prompts (serving versions and comparing them:
+services/versions.py).
 
 loop = Loop(store, server, sampler)
 pair = loop.next_pair(); loop.vote(pair, "left", labeler="ana")
 pair = loop.next_pair(labeler="bob")   # now and then (store.audit's share) a pair ana judged, for agreement
 loop.rate(pair, "right", "down", labeler="ana")          # one completion on its own: 👎 (trains KTO)
-loop.serve("round_002"); loop.compare("Explain tides.", "base", "round_002", SamplingSettings(seed=0))
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import threading
@@ -18,52 +17,32 @@ from pathlib import Path
 from access import labeler_name
 from labeling.prompts import read_prompts
 from labeling.sampler import Pair, PairSampler
-from models.adapters import check_adapter
 from models.chat import count_tokens
-from serving import ModelBusy, PolicyBackend, SamplingSettings
-from storage import BASE_VERSION, BOTH_BAD_CHOICES, PAIR_CHOICES, Store, StoreError
+from serving import PolicyBackend
+from storage import BOTH_BAD_CHOICES, PAIR_CHOICES, Store
 
-log = logging.getLogger(__name__)
-COMPARE_WAIT_S = 60.0  # how long Compare waits for the model before it says it is busy
 AFTER_VOTE_KEPT = 4096  # votes whose next pair is remembered, so a repeated vote gets the same one
+
+
+def check_prompt_length(server: PolicyBackend, text: str) -> None:
+    """Refuse a prompt longer than `server` samples from, saying how to allow it (imported ones keep their last
+    tokens instead)."""
+    limit = server.max_prompt_tokens
+    n = count_tokens(server.tokenizer, text or "", at_most=limit)
+    if n > limit:
+        size = f"{n} tokens" if n != limit + 1 else f"more than {limit} tokens ({len(text):,} characters)"
+        raise ValueError(
+            f"This prompt is {size}; prompts are sampled from at most {limit} tokens. Shorten it, or start "
+            f"the app with a larger --max-prompt-tokens."
+        )
 
 
 class Loop:
     def __init__(self, store: Store, server: PolicyBackend, sampler: PairSampler, seed: int | None = None) -> None:
         self.store, self.server, self.sampler = store, server, sampler
         self.rng = random.Random(seed)  # which pairs are second looks, and their sides
-        self.notice: str | None = None  # what the UI should say about serving (a version that did not load)
-        self._checked: set[str] = set()  # versions whose adapter passed `check_adapter` and loaded
         self._after: dict[tuple[str, int], list] = {}  # vote -> [lock, the pair shown after it]
         self._after_lock = threading.Lock()
-
-    def restore_serving(self) -> str | None:
-        """Serve the version the store records (after a restart). If its adapter does not load (gone, damaged),
-        serve the newest earlier version that does, without changing what the store records, and keep a notice
-        that says so (`self.notice`, also returned; None when the recorded version serves)."""
-        recorded = self.store.rounds.get_serving()
-        done = [r for r in self.store.rounds.list() if r.status == "done"]
-        newest_first = [r.version for r in sorted(done, key=lambda r: r.id, reverse=True)]
-        if recorded in newest_first:
-            newest_first = newest_first[newest_first.index(recorded) + 1 :]
-        failures = []
-        for version in dict.fromkeys([recorded, *newest_first, BASE_VERSION]):
-            try:
-                self.load_version(version)
-                self.server.serve(version)
-                break
-            except Exception as err:  # a missing or damaged adapter: OSError, safetensors' and peft's errors
-                failures.append(f"{version} ({type(err).__name__}: {err})")
-        self.sampler.invalidate()
-        self.notice = None
-        if failures:
-            self.notice = (
-                f"Could not load {'; '.join(failures)}; serving {self.server.version} instead. The database still "
-                f"records {recorded} as the serving version: repair its adapter folder and restart, or serve a "
-                "version from the Train tab."
-            )
-            log.warning(self.notice)
-        return self.notice
 
     # -- labeling -------------------------------------------------------------------------------------
     def next_pair(self, labeler: str | None = None) -> Pair:
@@ -164,14 +143,7 @@ class Loop:
 
     def check_prompt_length(self, text: str) -> None:
         """Refuse a typed prompt longer than the model samples from (imported ones keep their last tokens)."""
-        limit = self.server.max_prompt_tokens
-        n = count_tokens(self.server.tokenizer, text or "", at_most=limit)
-        if n > limit:
-            size = f"{n} tokens" if n != limit + 1 else f"more than {limit} tokens ({len(text):,} characters)"
-            raise ValueError(
-                f"This prompt is {size}; prompts are sampled from at most {limit} tokens. Shorten it, or start "
-                f"the app with a larger --max-prompt-tokens."
-            )
+        check_prompt_length(self.server, text)
 
     def import_prompts(self, path: str | os.PathLike, on_progress=None, eval_only: bool = False) -> int:
         """Import a JSONL / CSV / TXT / parquet file or a datasets folder; all or nothing. Returns new prompts.
@@ -189,65 +161,3 @@ class Loop:
         ids = self.store.prompts.hold_out(n)
         self.sampler.drop_prompts(ids)
         return ids
-
-    # -- versions -------------------------------------------------------------------------------------
-    def versions(self) -> list[str]:
-        return [BASE_VERSION] + [r.version for r in self.store.rounds.list() if r.status == "done"]
-
-    def load_version(self, version: str) -> None:
-        """Make `version` (the base or a finished round) available for generation, without serving it."""
-        if version == BASE_VERSION:
-            return
-        rounds = {r.version: r for r in self.store.rounds.list() if r.status == "done"}
-        if version not in rounds:
-            raise ValueError(f"Unknown version {version!r}; pick one of {self.versions()}")
-        found = rounds[version]
-        if version not in self._checked:  # once loaded, the server keeps the weights it read
-            check_adapter(found.adapter_path, found.metrics.get("adapter_sha256"), version)
-        self.server.load(version, found.adapter_path)
-        self._checked.add(version)
-
-    def serve(self, version: str) -> None:
-        """Make `version` (the base or a finished round) the serving policy, e.g. after a round or to roll back.
-
-        Returns once the first pairs from `version` are queued (see `PairSampler.handover`): until then
-        labelers keep getting pairs from the version serving now, afterwards only from `version`. Serves run
-        one at a time. If `version` cannot sample, or the store cannot record it, the version serving now
-        keeps serving, with its queue, and the error says so."""
-        self.load_version(version)
-
-        def swap() -> None:
-            previous = self.server.version
-            try:  # the store first: if it refuses, nothing has changed yet
-                self.store.rounds.set_serving(version)
-            except Exception as err:
-                raise StoreError(
-                    f"Could not record {version} as the serving version, so {previous} keeps serving: {err}"
-                ) from err
-            try:
-                self.server.serve(version)
-            except BaseException:
-                self.store.rounds.set_serving(previous)
-                raise
-
-        self.sampler.handover(version, swap)
-        self.notice = None
-
-    def compare(self, prompt: str, version_a: str, version_b: str, settings: SamplingSettings) -> tuple[str, str]:
-        """One completion from each version, with the same settings and seed."""
-        prompt = (prompt or "").strip()
-        if not prompt:
-            raise ValueError("Prompt is empty: type a prompt or pick one from the store.")
-        self.check_prompt_length(prompt)
-        if settings.seed is None:
-            settings = SamplingSettings(settings.temperature, settings.top_p, settings.max_new_tokens, seed=0)
-        outputs = []
-        for version in (version_a, version_b):
-            self.load_version(version)
-            try:  # a comparison waits for the model a bounded time, never ahead of labelers' pairs for long
-                with self.sampler.while_sampling():  # as a batch does (a round's process pauses on a CPU)
-                    completion = self.server.generate([prompt], 1, settings, version, wait_s=COMPARE_WAIT_S)[0][0]
-                outputs.append(completion)
-            except ModelBusy as err:
-                raise ValueError(str(err)) from err
-        return outputs[0], outputs[1]

@@ -74,6 +74,14 @@ def loop(tiny_model_dir):
 
 
 @pytest.fixture
+def versions(loop):
+    """The versions beside `loop` (services/versions.py): list, load, serve or hand over, compare."""
+    from services.versions import Versions
+
+    return Versions(loop.store, loop.server, loop.sampler)
+
+
+@pytest.fixture
 def train_round():
     """Run one round as the app does (planned from the store, trained in a child process, recorded) and return
     the store's Round; raises TrainingError with the Train tab's message if it does not finish."""

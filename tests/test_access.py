@@ -154,9 +154,10 @@ def test_the_cli_runs_as_a_module(tmp_path):
 
 def test_the_export_guard_knows_exports_by_name_and_folder(tmp_path):
     pytest.importorskip("gradio")
+    from services.team import Team
     from ui.guard import FILE_ROUTE, AccessGuard
 
-    guard = AccessGuard(None, Access.open(), tmp_path / "exports")
+    guard = AccessGuard(None, Team(Access.open()), tmp_path / "exports")
     assert guard.is_export("/tmp/gradio/0a1b/pairs-20261129-101500.jsonl")
     assert guard.is_export("/tmp/gradio/0a1b/unpaired-20261129-101500.zip")
     assert guard.is_export(str(tmp_path / "exports" / "renamed.jsonl"))

@@ -16,6 +16,7 @@ from helpers import fake_round, wait_until
 from labeling.arena import Arena, ShownBattle
 from labeling.loop import Loop
 from labeling.sampler import PairSampler
+from services.versions import Versions
 from serving import SamplingSettings, TorchPolicyServer
 from storage import Store
 
@@ -31,7 +32,7 @@ def arena(tiny_model_dir, tmp_path):
     sampler = PairSampler(store, server, depth=3, seed=0)
     sampler.set_settings(SamplingSettings(max_new_tokens=8))
     loop = Loop(store, server, sampler)
-    arena = Arena.for_loop(loop, seed=0)
+    arena = Arena.for_loop(loop, Versions(store, server, sampler), seed=0)
     yield arena
     arena.close()
     sampler.stop()

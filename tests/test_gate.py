@@ -78,7 +78,7 @@ def services(default_model_dir, tmp_path):
         backend="eager", queue_depth=1, sample_batch=1,
     )  # fmt: skip
     services = open_services(config)
-    services.set_sampling(SamplingSettings(max_new_tokens=8))
+    services.labeling.set_sampling(SamplingSettings(max_new_tokens=8))
     yield services
     services.close()
 
@@ -101,12 +101,12 @@ def test_a_harmful_round_is_held_back_with_its_reasons_until_an_admin_serves_it(
     assert reasons[0].startswith("fluency: its answers score"), reasons
     assert any(r.startswith("KL") for r in reasons) and "; ".join(reasons) in status["message"]
     assert services.status().serving == "base" and services.store.rounds.get_serving() == "base"
-    assert services.candidate() == "round_001", "it waits as the candidate, review off"
+    assert services.versions.candidate() == "round_001", "it waits as the candidate, review off"
     assert set(status["phases"]) == {"load", "reference", "heldout_before", "steps", "heldout_after", "diagnostics"}
     assert all(p["done"] == p["total"] for p in status["phases"].values()), status["phases"]
 
-    assert services.serve("round_001", "ada") == reasons
-    assert services.status().serving == "round_001" and services.candidate() is None
+    assert services.versions.serve("round_001", "ada") == reasons
+    assert services.status().serving == "round_001" and services.versions.candidate() is None
     (override,) = services.store.rounds.get(1).metrics["gate"]["served_anyway"]
     assert override["by"] == "ada"
 

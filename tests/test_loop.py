@@ -1,4 +1,5 @@
-"""The labeling loop on a real store and a tiny model: pairs, votes, serving versions, comparisons."""
+"""The labeling loop on a real store and a tiny model: pairs, votes; and beside it the versions (services/versions.py):
+serving, rolling back, comparing."""
 
 import json
 import os
@@ -17,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from labeling.loop import Loop
 from labeling.sampler import PairSampler, next_batch_prompts
 from models.adapters import adapter_digest
+from services.versions import Versions
 from serving import SamplingSettings, TorchPolicyServer
 from storage import Store, StoreError
 from training.config import DPOConfig
@@ -67,35 +69,37 @@ def test_votes_are_stored_as_shown(loop):
 
 
 @pytest.mark.slow  # trains a round in its own process
-def test_round_serves_rolls_back_and_compares(loop, tiny_model_dir, tmp_path, train_round):
+def test_round_serves_rolls_back_and_compares(loop, versions, tiny_model_dir, tmp_path, train_round):
     label(loop, 10)
     config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
     finished = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
     assert finished.status == "done" and finished.n_pairs == 8 and finished.parent_round is None
-    loop.serve(finished.version)
+    versions.hand_over(finished.version)
     assert loop.server.version == "round_001" == loop.store.rounds.get_serving()
     assert loop.next_pair().version == "round_001", "queued base pairs were dropped"
-    assert loop.versions() == ["base", "round_001"]
+    assert versions.list() == ["base", "round_001"]
 
     settings = SamplingSettings(max_new_tokens=8, seed=5)
-    assert loop.compare("Hi there", "base", "round_001", settings) == loop.compare(
+    assert versions.compare("Hi there", "base", "round_001", settings) == versions.compare(
         "Hi there", "base", "round_001", settings
     )
     with pytest.raises(ValueError, match="Prompt is empty"):
-        loop.compare("  ", "base", "round_001", settings)
+        versions.compare("  ", "base", "round_001", settings)
     with pytest.raises(ValueError, match="Unknown version"):
-        loop.compare("Hi", "base", "round_007", settings)
+        versions.compare("Hi", "base", "round_007", settings)
 
-    loop.serve("base")
+    versions.hand_over("base")
     assert loop.server.version == "base" == loop.store.rounds.get_serving()
 
 
 @pytest.mark.slow  # trains a round in its own process
-def test_second_round_continues_from_the_serving_one_on_unused_pairs(loop, tiny_model_dir, tmp_path, train_round):
+def test_second_round_continues_from_the_serving_one_on_unused_pairs(
+    loop, versions, tiny_model_dir, tmp_path, train_round
+):
     label(loop, 10)
     config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
     first = train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
-    loop.serve(first.version)
+    versions.hand_over(first.version)
     with pytest.raises(TrainingError, match="Too few new preference pairs: 2"):
         train_round(loop.store, config, model=str(tiny_model_dir), runs_dir=tmp_path, device="cpu")
     label(loop, 8)
@@ -127,10 +131,10 @@ def test_runner_refuses_a_second_round_and_reports_progress(loop, tiny_model_dir
 
 
 @pytest.mark.slow  # trains a round in its own process
-def test_cancelled_round_is_recorded_and_keeps_the_previous_policy(loop, tiny_model_dir, tmp_path):
+def test_cancelled_round_is_recorded_and_keeps_the_previous_policy(loop, versions, tiny_model_dir, tmp_path):
     label(loop, 10)
     runner = RoundRunner(
-        loop.store, str(tiny_model_dir), tmp_path, on_done=lambda r: loop.serve(r.version), device="cpu"
+        loop.store, str(tiny_model_dir), tmp_path, on_done=lambda r: versions.hand_over(r.version), device="cpu"
     )
     runner.cancel()
     runner.start(DPOConfig(learning_rate=5e-3, epochs=50, batch_size=1, min_pairs=4))
@@ -143,7 +147,7 @@ def test_cancelled_round_is_recorded_and_keeps_the_previous_policy(loop, tiny_mo
 
 
 @pytest.mark.slow  # trains a round in its own process
-def test_a_new_version_takes_over_with_its_pairs_already_queued(loop, tiny_model_dir, tmp_path, train_round):
+def test_a_new_version_takes_over_with_its_pairs_already_queued(loop, versions, tiny_model_dir, tmp_path, train_round):
     """No refill wait after a round: serve() returns with pairs from the new version ready, none from the old."""
     label(loop, 10)
     config = DPOConfig(learning_rate=5e-3, epochs=1, batch_size=4, min_pairs=4)
@@ -153,13 +157,13 @@ def test_a_new_version_takes_over_with_its_pairs_already_queued(loop, tiny_model
     while loop.sampler.queued() < loop.sampler.depth and time.monotonic() < deadline:
         time.sleep(0.05)
     assert loop.next_pair().version == "base"
-    loop.serve(finished.version)
+    versions.hand_over(finished.version)
     assert loop.sampler.queued() > 0, "the new version's first pairs were sampled before the swap"
     with loop.sampler._cond:
         queued = list(loop.sampler._queue)
     assert queued and {p.version for p in queued} == {"round_001"}
     assert loop.next_pair().version == "round_001" == loop.server.version == loop.store.rounds.get_serving()
-    loop.serve("base")  # a rollback hands over the same way
+    versions.hand_over("base")  # a rollback hands over the same way
     assert loop.sampler.queued() > 0 and loop.next_pair().version == "base"
 
 
@@ -171,6 +175,7 @@ def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_pat
     sampler = PairSampler(store, server, depth=4, batch_prompts=4, seed=0, keep_stale=True)
     sampler.set_settings(SamplingSettings(max_new_tokens=8))
     loop = Loop(store, server, sampler)
+    versions = Versions(store, server, loop.sampler)
     label(loop, 10)
     finished = train_round(
         store,
@@ -183,7 +188,7 @@ def test_kept_stale_pairs_stay_tagged_with_their_version(tiny_model_dir, tmp_pat
     deadline = time.monotonic() + 60
     while sampler.queued() < 4 and time.monotonic() < deadline:
         time.sleep(0.05)
-    loop.serve(finished.version)
+    versions.hand_over(finished.version)
     pair = loop.next_pair()
     assert pair.version == "base", "a queued base pair was kept"
     loop.vote(pair, "left", labeler="t")
@@ -299,6 +304,7 @@ def trained_round(loop: Loop, tiny_model_dir, runs_dir, train_round):
 def test_concurrent_serves_run_one_after_another_and_end_consistent(make_loop, tiny_model_dir, tmp_path, train_round):
     """A round's serve and a Serve click at once: the server, the store and the queue all end on the last one."""
     loop = make_loop(depth=4, batch_prompts=2)
+    versions = Versions(loop.store, loop.server, loop.sampler)
     finished = trained_round(loop, tiny_model_dir, tmp_path, train_round)
     loop.sampler.start()
     wait_queued(loop.sampler, 4)
@@ -311,9 +317,9 @@ def test_concurrent_serves_run_one_after_another_and_end_consistent(make_loop, t
 
     loop.server.after_serve = pause_first
     with ThreadPoolExecutor(2) as pool:
-        first = pool.submit(loop.serve, finished.version)
+        first = pool.submit(versions.hand_over, finished.version)
         assert first_swapped.wait(60)
-        second = pool.submit(lambda: (loop.serve("base"), second_done.set()))
+        second = pool.submit(lambda: (versions.hand_over("base"), second_done.set()))
         first.result(), second.result()
     assert loop.server.version == "base" == loop.store.rounds.get_serving()
     assert queued_versions(loop.sampler) == {"base"}
@@ -324,23 +330,25 @@ def test_a_failed_store_write_keeps_the_previous_version_serving_with_its_pairs(
     make_loop, tiny_model_dir, tmp_path, train_round
 ):
     loop = make_loop(depth=4, batch_prompts=2)
+    versions = Versions(loop.store, loop.server, loop.sampler)
     finished = trained_round(loop, tiny_model_dir, tmp_path, train_round)
     loop.sampler.start()
     wait_queued(loop.sampler, 4)
     # set_serving's write fails
     loop.store.db.write(lambda cur: cur.execute("ALTER TABLE settings RENAME TO settings_away"))
     with pytest.raises(StoreError, match="Could not record round_001 as the serving version, so base keeps serving"):
-        loop.serve(finished.version)
+        versions.hand_over(finished.version)
     loop.store.db.write(lambda cur: cur.execute("ALTER TABLE settings_away RENAME TO settings"))
     assert loop.server.version == "base" == loop.store.rounds.get_serving()
     assert queued_versions(loop.sampler) == {"base"} and loop.next_pair().version == "base"
-    loop.serve(finished.version)
+    versions.hand_over(finished.version)
     assert loop.server.version == "round_001" == loop.store.rounds.get_serving() == loop.next_pair().version
 
 
 @pytest.mark.slow  # trains a round in its own process
 def test_a_version_that_cannot_sample_is_not_served(make_loop, tiny_model_dir, tmp_path, train_round):
     loop = make_loop(depth=4, batch_prompts=2)
+    versions = Versions(loop.store, loop.server, loop.sampler)
     finished = trained_round(loop, tiny_model_dir, tmp_path, train_round)
     weights_file = Path(finished.adapter_path) / "adapter_model.safetensors"
     weights = load_file(weights_file)
@@ -351,7 +359,7 @@ def test_a_version_that_cannot_sample_is_not_served(make_loop, tiny_model_dir, t
     loop.sampler.start()
     wait_queued(loop.sampler, 4)
     with pytest.raises(ValueError, match="round_001 could not sample pairs .*so base keeps serving"):
-        loop.serve(finished.version)
+        versions.hand_over(finished.version)
     assert loop.server.version == "base" == loop.store.rounds.get_serving()
     assert queued_versions(loop.sampler) == {"base"} and loop.next_pair().version == "base"
 
@@ -416,7 +424,8 @@ def test_damaged_weights_are_never_loaded_and_the_app_falls_back_saying_so(tiny_
         store.db.write(lambda cur: cur.execute("UPDATE rounds SET metrics = '{}' WHERE id = 2"))
     server = TorchPolicyServer(str(tiny_model_dir), device="cpu")
     loop = Loop(store, server, PairSampler(store, server, depth=2))
-    notice = loop.restore_serving()
+    versions = Versions(store, server, loop.sampler)
+    notice = versions.restore()
     assert server.version == first, notice
     expected = {
         "bytes": "its checksum differs",
@@ -425,7 +434,7 @@ def test_damaged_weights_are_never_loaded_and_the_app_falls_back_saying_so(tiny_
     }[damage]
     assert re.search(f"Could not load {second} .*{expected}.*serving {first} instead", notice), notice
     with pytest.raises(ValueError, match=expected):
-        loop.serve(second)
+        versions.hand_over(second)
     assert server.version == first and store.rounds.get_serving() == second
     store.close()
 
@@ -438,27 +447,29 @@ def test_a_damaged_serving_adapter_falls_back_to_the_last_version_that_loads(tin
     (tmp_path / "two" / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
     server = TorchPolicyServer(str(tiny_model_dir), device="cpu")
     loop = Loop(store, server, PairSampler(store, server, depth=2))
-    notice = loop.restore_serving()
+    versions = Versions(store, server, loop.sampler)
+    notice = versions.restore()
     assert server.version == first == "round_001"
     assert store.rounds.get_serving() == second, "what the store records is not overwritten"
-    assert notice == loop.notice and f"Could not load {second}" in notice and f"serving {first} instead" in notice
-    loop.serve("base")  # an admin serves a version: the notice is gone
-    assert loop.notice is None and store.rounds.get_serving() == "base"
+    assert notice == versions.notice and f"Could not load {second}" in notice and f"serving {first} instead" in notice
+    versions.hand_over("base")  # an admin serves a version: the notice is gone
+    assert versions.notice is None and store.rounds.get_serving() == "base"
     store.close()
 
 
 def test_prompts_are_bounded_in_tokens_and_compare_waits_a_bounded_time(tiny_model_dir, monkeypatch):
-    import labeling.loop as loop_module
+    import services.versions as versions_module
     from serving import ModelBusy
 
     store = Store(":memory:")
     server = TorchPolicyServer(str(tiny_model_dir), device="cpu", max_prompt_tokens=32)
     loop = Loop(store, server, PairSampler(store, server, depth=2))
+    versions = Versions(store, server, loop.sampler)
     long_prompt = " ".join(f"word{i}" for i in range(200))
     with pytest.raises(ValueError, match=r"This prompt is \d+ tokens; prompts are sampled from at most 32 tokens"):
         loop.add_prompt(long_prompt)
     with pytest.raises(ValueError, match="at most 32 tokens.*--max-prompt-tokens"):
-        loop.compare(long_prompt, "base", "base", SamplingSettings(max_new_tokens=4))
+        versions.compare(long_prompt, "base", "base", SamplingSettings(max_new_tokens=4))
     # megabytes are refused by their length alone, before any tokenizing (which would take minutes)
     with pytest.raises(ValueError, match=r"more than 32 tokens \(20,000,000 characters\); .* Shorten it"):
         loop.add_prompt("x" * 20_000_000)
@@ -468,7 +479,7 @@ def test_prompts_are_bounded_in_tokens_and_compare_waits_a_bounded_time(tiny_mod
     (row,) = server.generate_tokens([long_prompt], 1, SamplingSettings(max_new_tokens=4, seed=0))
     assert len(row[0]) <= 4
     # Compare gives up after a bounded wait while the model is busy, saying so
-    monkeypatch.setattr(loop_module, "COMPARE_WAIT_S", 0.2)
+    monkeypatch.setattr(versions_module, "COMPARE_WAIT_S", 0.2)
     held, release = threading.Event(), threading.Event()
 
     def busy():
@@ -479,9 +490,9 @@ def test_prompts_are_bounded_in_tokens_and_compare_waits_a_bounded_time(tiny_mod
     threading.Thread(target=busy).start()
     held.wait(5)
     with pytest.raises(ValueError, match="The model was busy for 0 s"):
-        loop.compare("Hi", "base", "base", SamplingSettings(max_new_tokens=4))
+        versions.compare("Hi", "base", "base", SamplingSettings(max_new_tokens=4))
     release.set()
-    assert isinstance(loop.compare("Hi", "base", "base", SamplingSettings(max_new_tokens=4))[0], str)
+    assert isinstance(versions.compare("Hi", "base", "base", SamplingSettings(max_new_tokens=4))[0], str)
     assert issubclass(ModelBusy, TimeoutError)
     store.close()
 

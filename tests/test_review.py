@@ -45,34 +45,34 @@ def services(tiny_model_dir, tmp_path):
         queue_depth=1, sample_batch=1,
     )
     services = open_services(config)
-    services.set_sampling(SamplingSettings(max_new_tokens=8))
+    services.labeling.set_sampling(SamplingSettings(max_new_tokens=8))
     yield services
     services.close()
 
 
 def test_with_review_on_a_finished_round_waits_until_it_is_served(services):
     vote_pairs(services.store, taste_pairs(8))
-    services.set_review(True)
+    services.rounds.set_review(True)
     services.rounds.start(ROUND)
     services.rounds.wait(600)
     status = services.rounds.status()
     assert status["state"] == "done", status
     assert status["message"].startswith("round_001 is ready for review; the previous version keeps serving.")
     assert services.status().serving == "base" and services.store.rounds.get_serving() == "base"
-    assert services.candidate() == "round_001"
+    assert services.versions.candidate() == "round_001"
     assert services.store.rounds.get(1).metrics["diagnostics"]["policy"]["mean_length"] <= 8
 
-    services.loop.serve("round_001")
-    assert services.status().serving == "round_001" and services.candidate() is None
+    services.versions.hand_over("round_001")
+    assert services.status().serving == "round_001" and services.versions.candidate() is None
     assert services.store.rounds.get_candidate() is None
 
 
 def test_with_review_off_a_finished_round_serves_at_once(services, tiny_model_dir, tmp_path):
     version = fake_round(services.store, tiny_model_dir, tmp_path / "round_001")
-    said = services.round_finished(services.store.rounds.get(1))
+    said = services.rounds.round_finished(services.store.rounds.get(1))
     assert said == f"{version} is now serving." and services.status().serving == version
-    assert services.candidate() is None
-    services.set_review(True)
+    assert services.versions.candidate() is None
+    services.rounds.set_review(True)
     fake_round(services.store, tiny_model_dir, tmp_path / "round_002")
-    assert services.round_finished(services.store.rounds.get(2)).startswith("round_002 is ready for review")
-    assert services.status().serving == version and services.candidate() == "round_002"
+    assert services.rounds.round_finished(services.store.rounds.get(2)).startswith("round_002 is ready for review")
+    assert services.status().serving == version and services.versions.candidate() == "round_002"

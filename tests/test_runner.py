@@ -98,9 +98,11 @@ def test_a_round_stopped_from_outside_the_app_is_not_reported_as_cancelled(loop,
     assert round_.status == "failed" and round_.error == status["message"]
 
 
-def test_a_killed_round_leaves_the_previous_policy_serving_and_labelers_labeling(loop, tiny_model_dir, tmp_path):
+def test_a_killed_round_leaves_the_previous_policy_serving_and_labelers_labeling(
+    loop, versions, tiny_model_dir, tmp_path
+):
     label(loop, 10)
-    runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, on_done=lambda r: loop.serve(r.version))
+    runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, on_done=lambda r: versions.hand_over(r.version))
     runner.start(LONG)
     assert wait_until(lambda: runner.status()["history"], 180), runner.status()
     runner.kill()  # what the kernel does to a process that runs a CPU out of memory
@@ -208,7 +210,7 @@ def test_on_a_cpu_the_round_pauses_while_the_sampler_samples(loop, tiny_model_di
     config = ServiceConfig(db=str(tmp_path / "s.duckdb"), model=str(tiny_model_dir), runs=str(tmp_path), device="cpu")
     services = open_services(config)
     try:
-        assert services.loop.sampler.while_sampling == services.rounds.paused, "the app wires it on a CPU"
+        assert services.loop.sampler.while_sampling == services.runner.paused, "the app wires it on a CPU"
     finally:
         services.close()
 

@@ -26,26 +26,10 @@ import threading
 import traceback
 from pathlib import Path
 
-from training.cli import add_common_arguments
+from training.cli import add_common_arguments, add_config_arguments
 from training.config import DPOConfig
 
 UI_ONLY = {"continue_from_serving"}  # set by --fresh here, by a checkbox in the app
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per DPOConfig field, with its help text and default."""
-    for field in dataclasses.fields(DPOConfig):
-        if field.name in UI_ONLY:
-            continue
-        flag = "--" + field.name.replace("_", "-")
-        help_text = f"{field.metadata.get('help', '')} (default: {field.default})"
-        if field.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default, help=help_text)
-        elif field.name == "target_modules":
-            parser.add_argument(flag, nargs="+", default=list(field.default), help=help_text)
-        else:
-            kind = {"int": int, "int | None": int, "float": float, "float | None": float, "str": str}[str(field.type)]
-            parser.add_argument(flag, type=kind, default=field.default, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--round-dir", default=None, help="Train the round prepared in this folder (no database)")
     parser.add_argument("--nice", type=int, default=0, help="With --round-dir: lower this process's CPU priority")
-    add_config_arguments(parser)
+    add_config_arguments(parser, DPOConfig, skip=UI_ONLY)
     return parser
 
 
@@ -99,14 +83,14 @@ def run_headless(args: argparse.Namespace) -> int:
 
     try:
         config = DPOConfig(continue_from_serving=not args.fresh, **{n: getattr(args, n) for n in names})
-        services = open_services(ServiceConfig.from_args(args) , serving=False)
+        services = open_services(ServiceConfig.from_args(args), serving=False)
     except (ValueError, ModelLoadError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     with services.store:
-        runner = services.rounds
+        runner = services.runner
         runner.on_progress = show
-        runner.on_done = None if args.no_serve else services.round_finished
+        runner.on_done = None if args.no_serve else services.rounds.round_finished
         try:
             round_id = runner.start(config, processes=args.processes)
         except (ValueError, StoreError, TrainingError) as err:
@@ -124,7 +108,7 @@ def run_headless(args: argparse.Namespace) -> int:
         finished = services.store.rounds.get(round_id)
         reasons = failed(finished.metrics)
         if reasons and args.serve_anyway and not args.no_serve:
-            services.serve(finished.version, "python -m training --serve-anyway")
+            services.versions.serve(finished.version, "python -m training --serve-anyway")
             print(
                 f"{finished.version} is now serving, although it failed the health check: {'; '.join(reasons)} "
                 "(recorded).",

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from services import Services
-from storage import BASE_VERSION
+from services import BASE_VERSION, Services
 from ui import arena, audit, compare, guard, label, team, train
 from ui.arena import ArenaTab
 from ui.compare import CompareTab
@@ -42,17 +41,17 @@ VERSIONS_REFRESH_S = 5.0
 
 def refresh_versions(services: Services, pickers: list[gr.Dropdown]) -> dict:
     """Every version picker offers the base and the finished rounds (a round may have finished meanwhile)."""
-    choices = services.loop.versions()
+    choices = services.versions.list()
     return {picker: gr.update(choices=choices) for picker in pickers}
 
 
 def versions_on_load(services: Services, train_tab: TrainTab, compare_tab: CompareTab, arena_tab: ArenaTab) -> dict:
     """A new page: the serve picker at the round awaiting review, else the serving version; Compare's B at the
     serving version, A at the base; the arena's latest vs previous."""
-    choices, serving = services.loop.versions(), services.status().serving
+    choices, serving = services.versions.list(), services.status().serving
     newest, previous = arena.default_pair(services)
     return {
-        train_tab.serve_choice: gr.update(choices=choices, value=services.candidate() or serving),
+        train_tab.serve_choice: gr.update(choices=choices, value=services.versions.candidate() or serving),
         compare_tab.version_a: gr.update(choices=choices, value=BASE_VERSION),
         compare_tab.version_b: gr.update(choices=choices, value=serving),
         arena_tab.first: gr.update(choices=choices, value=newest),
@@ -70,19 +69,18 @@ def who_is_here(
     """A new page: the login and role on top; admin-only tabs and buttons shown to admins only (a labeler who
     calls their routes anyway is refused by the handlers)."""
     user = guard.user_of(request)
-    role = services.access.role(user)
+    role = services.team.role(user)
     admin = role == "admin"
     shown = {block: gr.update(visible=admin) for block in [*admin_tabs, *admin_blocks]}
-    line = f"Logged in as **{user}** ({role}) · [Log out](/logout)" if services.access.logins else ""
+    line = f"Logged in as **{user}** ({role}) · [Log out](/logout)" if services.team.logins else ""
     return shown | {user_line: line}
 
 
 def build_demo(services: Services) -> gr.Blocks:
     # Uploads and files handed out go to gradio's cache: each hour, those older than a day are deleted.
     with gr.Blocks(title="prefloop", delete_cache=(3600, 86400)) as demo:
-        gr.Markdown(
-            f"# prefloop\nModel `{services.model}` on **{services.device}** · training: **{services.training_mode()}**"
-        )
+        mode = services.rounds.training_mode()
+        gr.Markdown(f"# prefloop\nModel `{services.model}` on **{services.device}** · training: **{mode}**")
         serving = gr.Markdown(f"Serving **{services.status().serving}**")
         user_line = gr.Markdown()
         with gr.Tab("Label"):
@@ -96,7 +94,7 @@ def build_demo(services: Services) -> gr.Blocks:
         with gr.Tab("Audit") as audit_block:
             audit.build(services, audit_block)
         admin_tabs = [train_block, audit_block]
-        if services.access.logins:
+        if services.team.logins:
             with gr.Tab("Team") as team_block:
                 team.build(services, team_block)
             admin_tabs.append(team_block)

@@ -20,10 +20,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from labeling.arena import ShownBattle
-from labeling.prompts import PromptFileError
-from services import Services
-from storage import StoreError
+from services import PromptFileError, Services, ShownBattle, StoreError
 from ui import audit, guard, views
 from ui.guard import bind
 
@@ -152,7 +149,7 @@ def latest(services: Services, tab: ArenaTab) -> dict:
 def candidate_pair(services: Services, tab: ArenaTab) -> dict:
     """Pick the round awaiting review and the serving version (the Train tab's review button), for a blind
     comparison before serving it."""
-    candidate = services.candidate()
+    candidate = services.versions.candidate()
     if candidate is None:
         raise gr.Error("No round is awaiting review: turn on 'Review each round before serving' and train one.")
     return {tab.first: candidate, tab.second: services.status().serving}
@@ -186,7 +183,7 @@ def results(services: Services, tab: ArenaTab) -> dict:
 
 
 def held_out_line(services: Services) -> str:
-    n = services.store.prompts.count_eval_only()
+    n = services.arena.count_held_out()
     if n == 0:
         return (
             "No prompts are held out: battles use prompts no round trained on. Hold some out so that they are "
@@ -200,7 +197,7 @@ def hold_out(services: Services, how_many: float | None, request: gr.Request) ->
     if how_many is None or float(how_many) != int(how_many):
         raise gr.Error("Say how many prompts to hold out: a whole number, e.g. 24.")
     try:
-        ids = services.loop.hold_out(int(how_many))
+        ids = services.arena.hold_out(int(how_many))
     except StoreError as err:
         raise gr.Error(str(err)) from err
     return f"Held out {len(ids)} prompts with no label. " + held_out_line(services)
@@ -208,7 +205,7 @@ def hold_out(services: Services, how_many: float | None, request: gr.Request) ->
 
 def give_back(services: Services, request: gr.Request) -> str:
     guard.require(services, request, "give held-out prompts back")
-    n = services.store.prompts.give_back_held_out()
+    n = services.arena.give_back()
     return f"Gave {n} prompts back to labeling. " + held_out_line(services)
 
 
@@ -217,7 +214,7 @@ def import_held_out(services: Services, file: str | None, request: gr.Request) -
     if file is None:
         raise gr.Error("Choose a JSONL, CSV, TXT or parquet file first.")
     try:
-        added = services.loop.import_prompts(file, eval_only=True)
+        added = services.arena.import_held_out(file)
     except (PromptFileError, ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
     return f"Imported {added} new prompts from {Path(file).name}, held out. " + held_out_line(services)
@@ -227,7 +224,7 @@ def checks(services: Services, first: str, second: str, typed: str, request: gr.
     """Beside the win rates, on the same screen: what the newer picked version changed (length, diversity, KL,
     with warnings) and whether the viewer's own labels lean to a side or to length."""
     name = guard.labeler(services, request, typed)
-    changed = views.version_change_markdown(first, second, services.store.rounds.list())
+    changed = views.version_change_markdown(first, second, services.rounds.list())
     own = audit.own_labels_markdown(name, audit.counted_votes(services))
     return "\n\n".join(part for part in (changed, own) if part)
 

@@ -2,8 +2,9 @@
 completion win (exact binomial tests against 50%), ties, both-bad and skips; and, from second looks (judged
 pairs shown again to another labeler), Cohen's kappa per pair of labelers and Krippendorff's alpha.
 
-Built by `ui.build_demo`; the statistics are evaluation/audit.py's, the votes come from `store.audit`. The
-functions above the layout turn plain data into the tab's words and tables and are tested on their own.
+Built by `ui.build_demo`; the statistics are evaluation/audit.py's (through services/audit.py), the votes come from
+`services.audit`. The functions above the layout turn plain data into the tab's words and tables and are tested on
+their own.
 API names: /audit (everything the tab shows) and /set_second_look_share.
 """
 
@@ -22,7 +23,7 @@ from ui import guard
 from ui.guard import bind
 
 if TYPE_CHECKING:  # evaluation imports scipy and scikit-learn (~2 s): loaded when an audit is asked for, not at start
-    from evaluation.audit import Vote
+    from services.audit import Vote
 
 MIN_VOTES = 10  # evaluation.audit.MIN_VOTES: below it a share says "not enough votes yet" instead of a number
 NOT_ENOUGH = "not enough votes yet"
@@ -76,7 +77,7 @@ def _p(p: float, n: int, min_votes: int) -> str:
 def audit_row(labeler: str, round_name: str, votes: Sequence[Vote], min_votes: int = MIN_VOTES) -> dict:
     """One row of the table: a group's votes, its left and longer shares with p-values, its tie, both-bad and
     skip shares; each share "not enough votes yet" below `min_votes` votes behind it."""
-    from evaluation.audit import length_bias, position_bias, rates
+    from services.audit import length_bias, position_bias, rates
 
     (left,) = position_bias(votes)
     longer, (share,) = length_bias(votes), rates(votes)
@@ -102,7 +103,7 @@ def audit_rows(votes: Sequence[Vote], min_votes: int = MIN_VOTES) -> list[dict]:
 def bias_warnings(labeler: str, round_name: str, votes: Sequence[Vote], min_votes: int = MIN_VOTES) -> list[str]:
     """Plain-language lines for a group's biases: a left or right preference, a longer or shorter preference
     (each with at least `min_votes` votes and p < 0.05), and mostly votes that make no pair."""
-    from evaluation.audit import SIGNIFICANCE, length_bias, position_bias, rates
+    from services.audit import SIGNIFICANCE, length_bias, position_bias, rates
 
     who = f"**{labeler}** ({round_name})"
     (left,) = position_bias(votes)
@@ -132,7 +133,7 @@ def bias_warnings(labeler: str, round_name: str, votes: Sequence[Vote], min_vote
 def own_labels_markdown(labeler: str, votes: Sequence[Vote], min_votes: int = MIN_VOTES) -> str:
     """For the Arena's results: whether `labeler`'s own labels (all rounds) lean to one side or to length, in
     plain words, so whoever judges a round also sees what their labels taught it."""
-    from evaluation.audit import length_bias, position_bias
+    from services.audit import length_bias, position_bias
 
     mine = [v for v in votes if v.labeler == labeler]
     who = f"**Your labels** ({labeler})"
@@ -167,10 +168,10 @@ def agreement_view(
     completions: Mapping[str, tuple[str, str]],
     min_shared: int = MIN_VOTES,
 ) -> tuple[str, list[dict]]:
-    """Agreement in words and a row per pair of labelers, from `store.audit.agreement_labels()`: Krippendorff's
+    """Agreement in words and a row per pair of labelers, from `services.audit.agreement_labels()`: Krippendorff's
     alpha over all doubly-labeled pairs, each labeler's agreement with the others' majority, and Cohen's kappa
     per pair of labelers, each with the pairs it rests on ("not enough …" below `min_shared` of them)."""
-    from evaluation.audit import agreement
+    from services.audit import agreement
 
     result = agreement(labels, completions)
     items = sum(len([lab for lab in by.values() if lab != "skip"]) >= 2 for by in labels.values())
@@ -222,23 +223,20 @@ class AuditTab:
 
 
 def counted_votes(services: Services) -> list[Vote]:
-    """Every counted vote in the store (`store.audit.votes`), as evaluation/audit.py takes them."""
-    from evaluation.audit import Vote
-
-    records = services.store.audit.votes()
-    return [Vote(v.labeler, v.choice, v.left_len, v.right_len, v.pair_id, v.batch) for v in records]
+    """Every counted vote in the store, as evaluation/audit.py takes them."""
+    return services.audit.votes()
 
 
 def show_audit(services: Services, tab: AuditTab, request: gr.Request) -> dict:
     """Everything the tab shows, computed afresh from the store."""
     guard.require(services, request, "audit labels")
     votes = counted_votes(services)
-    text, rows = agreement_view(*services.store.audit.agreement_labels())
-    second = services.store.audit.count_second_votes()
+    text, rows = agreement_view(*services.audit.agreement_labels())
+    second = services.audit.count_second_votes()
     return {
         tab.summary: audit_summary(votes),
         tab.table: pd.DataFrame(audit_rows(votes), columns=list(AUDIT_COLUMNS)),
-        tab.share: services.store.settings.second_look_share(),
+        tab.share: services.audit.second_look_share(),
         tab.agreement: f"**{second} second looks.** {text}",
         tab.kappas: pd.DataFrame(rows, columns=list(AGREEMENT_COLUMNS)),
     }
@@ -247,7 +245,7 @@ def show_audit(services: Services, tab: AuditTab, request: gr.Request) -> dict:
 def set_share(services: Services, share: float, request: gr.Request) -> str:
     guard.require(services, request, "set second looks")
     try:
-        services.store.settings.set_second_look_share(share)
+        services.audit.set_second_look_share(share)
     except ValueError as err:
         raise gr.Error(str(err)) from err
     if not share:
@@ -267,7 +265,7 @@ def build(services: Services, tab_block: gr.Tab) -> AuditTab:
         share = gr.Slider(
             0.0,
             1.0,
-            value=services.store.settings.second_look_share(),
+            value=services.audit.second_look_share(),
             step=0.05,
             label="Share of pairs shown again to a second labeler (0: off); their votes never train",
             scale=3,

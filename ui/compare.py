@@ -11,9 +11,7 @@ from functools import partial
 
 import gradio as gr
 
-from services import Services
-from serving import SamplingSettings
-from storage import BASE_VERSION, StoreError
+from services import BASE_VERSION, SamplingSettings, Services, StoreError
 from ui import guard
 from ui.guard import bind
 
@@ -32,7 +30,7 @@ class CompareTab:
 def stored_prompts(services: Services, request: gr.Request) -> dict:
     """The stored prompts to pick from; the arena's held-out ones only for admins (labelers must not see the
     test set their votes are judged on)."""
-    shown = services.store.prompts.list(limit=STORED_PROMPTS_SHOWN, held_out=guard.is_admin(services, request))
+    shown = services.labeling.prompts(limit=STORED_PROMPTS_SHOWN, held_out=guard.is_admin(services, request))
     return gr.update(choices=[p.text for p in shown])
 
 
@@ -54,7 +52,7 @@ def compare(
 ) -> dict:
     try:
         settings = SamplingSettings(float(temperature), float(top_p), int(max_new_tokens), seed=int(seed))
-        a, b = services.loop.compare(prompt, version_a, version_b, settings)
+        a, b = services.versions.compare(prompt, version_a, version_b, settings)
     except (ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
     return {tab.out_a: a, tab.out_b: b}
@@ -64,11 +62,11 @@ def compare(
 def build(services: Services, tab_block: gr.Tab, settings: tuple[gr.Slider, gr.Slider, gr.Slider]) -> CompareTab:
     """The tab's widgets and events, inside `tab_block`; `settings` are the Label tab's sampling sliders
     (temperature, top-p, max new tokens)."""
-    versions, serving = services.loop.versions(), services.status().serving
+    versions, serving = services.versions.list(), services.status().serving
     with gr.Row():
         version_a = gr.Dropdown(versions, value=BASE_VERSION, label="Version A", allow_custom_value=True)
         version_b = gr.Dropdown(versions, value=serving, label="Version B", allow_custom_value=True)
-    prompts = [p.text for p in services.store.prompts.list(limit=STORED_PROMPTS_SHOWN)]
+    prompts = [p.text for p in services.labeling.prompts(limit=STORED_PROMPTS_SHOWN)]
     stored = gr.Dropdown(prompts, value=None, label="Pick a stored prompt")
     prompt = gr.Textbox(label="Prompt", lines=2)
     seed = gr.Number(0, label="Seed", precision=0)

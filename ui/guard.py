@@ -5,7 +5,8 @@ passes `AccessGuard` (removed users, export downloads). Hidden buttons are a con
     require(services, request, "start a round")   # gr.Error unless the request's login is an admin
     demo.launch(**launch_options(services))        # logins (when a users file is given) + the export guard
 
-Who may do what is decided by `access.Access`; this module only adapts it to gradio and HTTP.
+Who may do what is decided by `access.Access`, asked through `services.team`; this module only adapts it to gradio
+and HTTP.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from starlette.middleware import Middleware
 from starlette.requests import Request as HTTPRequest
 from starlette.responses import JSONResponse
 
-from access import Access, AccessDenied
-from services import EXPORT_KINDS, Services
+from services import EXPORT_KINDS, AccessDenied, Services
+from services.team import Team
 
 CLIENT_ADDRESS: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_address", default=None)
 EXPORT_NAME = re.compile(rf"^({'|'.join(EXPORT_KINDS)})-\d{{8}}-\d{{6}}")  # as Services.export names them
@@ -68,20 +69,20 @@ def user_of(request: gr.Request | None) -> str | None:
 def require(services: Services, request: gr.Request | None, action: str) -> None:
     """Refuse `action` (gr.Error, nothing done) unless the request's user may do it."""
     try:
-        services.access.require(user_of(request), action)
+        services.team.require(user_of(request), action)
     except AccessDenied as err:
         raise gr.Error(str(err)) from err
 
 
 def is_admin(services: Services, request: gr.Request | None) -> bool:
     """Whether the request's user is an admin (everyone is, with logins off): what a view may show."""
-    return services.access.role(user_of(request)) == "admin"
+    return services.team.role(user_of(request)) == "admin"
 
 
 def labeler(services: Services, request: gr.Request | None, typed: str | None = None) -> str:
     """The name a vote is stored under: the login when logins are on (the typed name is ignored)."""
     try:
-        return services.access.labeler(user_of(request), typed)
+        return services.team.labeler(user_of(request), typed)
     except AccessDenied as err:
         raise gr.Error(str(err)) from err
 
@@ -91,8 +92,8 @@ class AccessGuard:
     its next request (401), and a file route serving an export (by its name, or from the exports folder)
     answers 403 unless the session is an admin's. Without logins everything passes, as before."""
 
-    def __init__(self, app, access: Access, exports_dir: Path):
-        self.app, self.access, self.exports_dir = app, access, exports_dir.resolve()
+    def __init__(self, app, team: Team, exports_dir: Path):
+        self.app, self.team, self.exports_dir = app, team, exports_dir.resolve()
         self.logged_in: dict[str, float] = {}  # session token -> when its login succeeded (epoch seconds)
 
     def is_export(self, path: str) -> bool:
@@ -105,11 +106,11 @@ class AccessGuard:
             return False
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and self.access.logins:
+        if scope["type"] == "http" and self.team.logins:
             address = (scope.get("client") or ("", 0))[0]
             CLIENT_ADDRESS.set(address)  # the login route runs in this context: its auth reads it
             login = scope.get("method") == "POST" and scope.get("path", "").rstrip("/").endswith("/login")
-            wait = self.access.login_wait_s(address) if login else 0
+            wait = self.team.login_wait_s(address) if login else 0
             if wait > 0:
                 message = f"Too many failed logins from this address: try again in {wait:.0f} s."
                 headers = {"Retry-After": str(max(1, round(wait)))}
@@ -143,13 +144,13 @@ class AccessGuard:
         cookies = HTTPRequest(scope).cookies
         token = cookies.get(f"access-token-{cookie_id}") or cookies.get(f"access-token-unsecure-{cookie_id}")
         user = tokens.get(token)
-        role = self.access.role(user)
+        role = self.team.role(user)
         if user is not None and role is None:  # removed from the users file since logging in
             tokens.pop(token, None)
             return 401, f"User {user!r} no longer exists: ask an admin for a login."
         if user is not None:
             now = time.time()
-            ended = self.access.session_ended(user, self.logged_in.setdefault(token, now), now)
+            ended = self.team.session_ended(user, self.logged_in.setdefault(token, now), now)
             if ended:
                 tokens.pop(token, None)
                 self.logged_in.pop(token, None)
@@ -241,21 +242,21 @@ def launch_options(
 ) -> dict:
     """`demo.launch` keywords for access: the origin and host guard and the export guard always, a login page
     when logins are on."""
-    exports = services.exports_dir.resolve()
+    exports = services.exports.folder.resolve()
     options = {
         "allowed_paths": [str(exports)],  # exports may live outside the working folder
         "app_kwargs": {
             "middleware": [
                 Middleware(OriginGuard, allowed_origins=allowed_origins, allowed_hosts=allowed_hosts),
-                Middleware(AccessGuard, access=services.access, exports_dir=exports),
+                Middleware(AccessGuard, team=services.team, exports_dir=exports),
             ]
         },
     }
-    if services.access.logins:
+    if services.team.logins:
 
         async def login(name: str, password: str) -> bool:  # Argon2 takes ~0.1 s: off the event loop
             address = CLIENT_ADDRESS.get()
-            return await anyio.to_thread.run_sync(services.access.login, name, password, address)
+            return await anyio.to_thread.run_sync(services.team.login, name, password, address)
 
         options |= {"auth": login, "auth_message": "prefloop: log in with the name and password an admin gave you."}
     return options

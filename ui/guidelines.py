@@ -16,7 +16,7 @@ MAX_GUIDELINES = 20_000  # characters
 
 
 def show(services: Services) -> str:
-    return views.guidelines_html(services.store.guidelines.latest())
+    return views.guidelines_html(services.labeling.guidelines())
 
 
 def save(services: Services, text: str, request: gr.Request) -> tuple[str, str]:
@@ -26,12 +26,12 @@ def save(services: Services, text: str, request: gr.Request) -> tuple[str, str]:
         raise gr.Error("The guidelines are empty: write what labelers should prefer, then save.")
     if len(text) > MAX_GUIDELINES:
         raise gr.Error(f"The guidelines are {len(text):,} characters; keep them under {MAX_GUIDELINES:,}.")
-    version = services.store.guidelines.set(text, guard.user_of(request) or "admin")
+    version = services.labeling.set_guidelines(text, guard.user_of(request) or "admin")
     return show(services), f"Saved as version {version}; labelers see it when their page loads."
 
 
 def current_text(services: Services) -> str:
-    newest = services.store.guidelines.latest()
+    newest = services.labeling.guidelines()
     return newest[0] if newest else ""
 
 

@@ -18,13 +18,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from access import labeler_name
-from labeling.prompts import PromptFileError
-from labeling.sampler import Pair
-from services import Services
-from serving import SamplingSettings
-from storage import StoreError
-from storage.labels import LABEL_USE
+from services import LABEL_USE, Pair, PromptFileError, SamplingSettings, Services, StoreError, labeler_name
 from ui import audit, guard, guidelines, views
 from ui.guard import bind
 
@@ -104,7 +98,7 @@ def next_pair_after(
     """`done` (what was saved) at once, then `name`'s next pair, the same one for a repeated `vote`; if none can
     come, `done` and why not."""
     try:
-        yield done | show_pair(services, tab, services.loop.next_pair_after(vote, name), raw)
+        yield done | show_pair(services, tab, services.labeling.next_pair_after(vote, name), raw)
     except Exception as err:  # the vote is stored whatever happens to the next pair: say why there is none
         empty = {tab.prompt: "", tab.left_view: "", tab.right_view: "", tab.left: "", tab.right: ""}
         yield done | empty | {tab.pair: None, tab.pair_status: f"No next pair: {err}"}
@@ -118,7 +112,7 @@ def next_pair(
     if status.queued == 0:
         yield {tab.pair_status: views.waiting_line(status)}
     try:
-        yield show_pair(services, tab, services.loop.next_pair(name), raw)
+        yield show_pair(services, tab, services.labeling.next_pair(name), raw)
     except Exception as err:  # sampling failed or there is nothing to label: say why on screen
         raise gr.Error(str(err)) from err
 
@@ -139,10 +133,10 @@ def vote(
     if not pair_state:
         raise gr.Error("No pair on screen yet: wait for it (or press 'Next pair'), then vote.")
     try:
-        judgement_id = services.loop.vote(Pair(**pair_state), choice, name)
+        judgement_id = services.labeling.vote(Pair(**pair_state), choice, name)
     except (ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
-    total = services.store.judgements.count()
+    total = services.labeling.count_votes()
     second_look = pair_state.get("second_look_of") is not None
     message = audit.second_look_message if second_look else views.vote_message
     done = {
@@ -170,11 +164,11 @@ def undo(
         raise gr.Error("Nothing to undo: you have not voted in this session yet.")
     judgement_ids, undone = history[-1]
     try:
-        services.loop.undo(judgement_ids, name, second_look=undone.get("second_look_of") is not None)
+        services.labeling.undo(judgement_ids, name, second_look=undone.get("second_look_of") is not None)
     except StoreError as err:
         raise gr.Error(str(err)) from err
     if pair_state:
-        services.loop.put_back(Pair(**pair_state))
+        services.labeling.put_back(Pair(**pair_state))
     shown = show_pair(services, tab, Pair(**undone), raw)
     return shown | {tab.history: history[:-1], tab.vote_status: views.undo_message(judgement_ids)}
 
@@ -204,7 +198,7 @@ def save_edit(
     if not pair_state:
         raise gr.Error("No pair on screen to edit: wait for the next pair.")
     try:
-        judgement_ids = services.loop.edit(Pair(**pair_state), source, text, name)
+        judgement_ids = services.labeling.edit(Pair(**pair_state), source, text, name)
     except (ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
     done = {
@@ -244,7 +238,7 @@ def next_single(services: Services, tab: LabelTab, pair_state: dict | None, side
     try:
         if pair_state and side == "left":
             return show_single(services, tab, Pair(**pair_state), "right")
-        return show_single(services, tab, services.loop.next_pair(), "left")
+        return show_single(services, tab, services.labeling.next_pair(), "left")
     except Exception as err:
         raise gr.Error(str(err)) from err
 
@@ -265,10 +259,10 @@ def rate(
     if not pair_state or side not in ("left", "right"):
         raise gr.Error("No completion on screen: press Skip [5] to fetch one.")
     try:
-        rating_id = services.loop.rate(Pair(**pair_state), side, rating, name)
+        rating_id = services.labeling.rate(Pair(**pair_state), side, rating, name)
     except (ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
-    message = views.rating_message(rating_id, rating, side, services.loop.label_counts())
+    message = views.rating_message(rating_id, rating, side, services.labeling.label_counts())
     return next_single(services, tab, pair_state, side) | {tab.vote_status: message}
 
 
@@ -286,17 +280,17 @@ def switch_mode(services: Services, tab: LabelTab, mode: str, pair_state: dict |
 
 def counters(services: Services, typed: str, request: gr.Request) -> str:
     """Labeled today, by me, since the last round, pairs ready (refreshed by a timer)."""
-    name = guard.user_of(request) if services.access.logins else labeler_name(typed)
-    numbers = services.store.judgements.counters(name)
-    return views.counters_line(numbers, services.status(), services.store.prompts.count_unjudged())
+    name = guard.user_of(request) if services.team.logins else labeler_name(typed)
+    numbers = services.labeling.counters(name)
+    return views.counters_line(numbers, services.status(), services.labeling.count_unjudged())
 
 
 def add_prompt(services: Services, tab: LabelTab, text: str) -> dict:
     try:
-        prompt_id = services.loop.add_prompt(text)
+        prompt_id = services.labeling.add_prompt(text)
     except (ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
-    message = f"Added prompt #{prompt_id}. {services.store.prompts.count()} prompts in the store."
+    message = f"Added prompt #{prompt_id}. {services.labeling.count_prompts()} prompts in the store."
     return {tab.new_prompt: "", tab.prompt_status: message}
 
 
@@ -310,10 +304,10 @@ def import_prompts(
     if file is None:
         raise gr.Error("Choose a JSONL, CSV, TXT or parquet file first.")
     try:
-        added = services.loop.import_prompts(file, on_progress=lambda done, text: progress(done, desc=text))
+        added = services.labeling.import_prompts(file, on_progress=lambda done, text: progress(done, desc=text))
     except (PromptFileError, ValueError, StoreError) as err:
         raise gr.Error(str(err)) from err
-    total = services.store.prompts.count()
+    total = services.labeling.count_prompts()
     return f"Imported {added} new prompts from {Path(file).name}. {total} prompts in the store."
 
 
@@ -322,7 +316,7 @@ def apply_settings(
 ) -> str:
     guard.require(services, request, "change sampling settings")
     try:
-        services.set_sampling(SamplingSettings(float(temperature), float(top_p), int(max_new_tokens)))
+        services.labeling.set_sampling(SamplingSettings(float(temperature), float(top_p), int(max_new_tokens)))
     except ValueError as err:
         raise gr.Error(str(err)) from err
     return "Sampling settings applied; new pairs use them."
@@ -330,7 +324,7 @@ def apply_settings(
 
 def current_sampling(services: Services) -> tuple[float, float, int]:
     """The sampling settings new pairs use now (stored: they survive a restart), for the sliders on page load."""
-    settings = services.sampling()
+    settings = services.labeling.sampling()
     return settings.temperature, settings.top_p, settings.max_new_tokens
 
 
@@ -345,7 +339,7 @@ def build(services: Services, demo: gr.Blocks) -> LabelTab:
     pair, side, history = gr.State(None), gr.State("left"), gr.State([])
     # With logins on, a vote carries the login's name and this box is not shown (nor read).
     labeler = gr.Textbox(
-        label="Your name (labeler)", value="anonymous", max_lines=1, visible=not services.access.logins
+        label="Your name (labeler)", value="anonymous", max_lines=1, visible=not services.team.logins
     )
     counters_line = gr.Markdown(elem_id="counters")
     with gr.Row(elem_id="label-layout"):

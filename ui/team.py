@@ -10,8 +10,7 @@ from __future__ import annotations
 import gradio as gr
 import pandas as pd
 
-from access import ROLES, UsersError
-from services import Services
+from services import ROLES, Services, UsersError
 from ui import guard
 from ui.guard import bind
 
@@ -20,14 +19,14 @@ COLUMNS = ("name", "role", "since", "changed")
 
 def users(services: Services, request: gr.Request) -> pd.DataFrame:
     guard.require(services, request, "manage users")
-    rows = [(u.name, u.role, u.created, u.updated) for u in services.access.users.users()]
+    rows = [(u.name, u.role, u.created, u.updated) for u in services.team.users()]
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def _change(services: Services, request: gr.Request, change, done: str) -> tuple[pd.DataFrame, str]:
     guard.require(services, request, "manage users")
     try:
-        change(services.access.users)
+        change(services.team)
     except UsersError as err:
         raise gr.Error(str(err)) from err
     return users(services, request), done, ""  # the password box is emptied
@@ -35,22 +34,22 @@ def _change(services: Services, request: gr.Request, change, done: str) -> tuple
 
 def add_user(services: Services, name: str, role: str, password: str, request: gr.Request) -> tuple:
     name = (name or "").strip()
-    return _change(services, request, lambda u: u.add(name, password, role), f"Added {role} **{name}**.")
+    return _change(services, request, lambda t: t.add_user(name, password, role), f"Added {role} **{name}**.")
 
 
 def reset_password(services: Services, name: str, password: str, request: gr.Request) -> tuple:
     name = (name or "").strip()
-    return _change(services, request, lambda u: u.set_password(name, password), f"New password set for **{name}**.")
+    return _change(services, request, lambda t: t.set_password(name, password), f"New password set for **{name}**.")
 
 
 def set_role(services: Services, name: str, role: str, request: gr.Request) -> tuple:
     name = (name or "").strip()
-    return _change(services, request, lambda u: u.set_role(name, role), f"**{name}** is now {role}.")
+    return _change(services, request, lambda t: t.set_role(name, role), f"**{name}** is now {role}.")
 
 
 def remove_user(services: Services, name: str, request: gr.Request) -> tuple:
     name = (name or "").strip()
-    return _change(services, request, lambda u: u.remove(name), f"Removed **{name}**; their votes stay.")
+    return _change(services, request, lambda t: t.remove_user(name), f"Removed **{name}**; their votes stay.")
 
 
 def build(services: Services, tab_block: gr.Tab) -> None:

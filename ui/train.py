@@ -27,11 +27,17 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from services import EXPORT_KINDS, Services
-from storage import StoreError
-from training.config import COMPUTE_DTYPES, LOSS_TYPES, QUANTIZATION, REFERENCES, DPOConfig
-from training.gate import failed
-from training.trainer import TrainingError
+from services import (
+    COMPUTE_DTYPES,
+    EXPORT_KINDS,
+    LOSS_TYPES,
+    QUANTIZATION,
+    REFERENCES,
+    DPOConfig,
+    Services,
+    StoreError,
+    TrainingError,
+)
 from ui import guard, views
 from ui.guard import bind
 
@@ -211,7 +217,7 @@ def round_status(services: Services, tab: TrainTab, request: gr.Request) -> dict
     """The running round (state, bar, plot), the rounds table, the serving version and the label counts. Why a
     round failed (errors, log lines, paths) is for admins: labelers see that it failed."""
     status = services.rounds.status()
-    table = views.round_rows(services.store.rounds.list())
+    table = views.round_rows(services.rounds.list())
     if not guard.is_admin(services, request):
         table = [row | {"error": "failed (an admin can see why)" if row["error"] else ""} for row in table]
         if status["state"] == "failed":
@@ -224,7 +230,7 @@ def round_status(services: Services, tab: TrainTab, request: gr.Request) -> dict
         tab.no_plot: gr.update(visible=not rows),
         tab.rounds: rounds,
         tab.serving: views.serving_line(services.status().serving),
-        tab.label_summary: views.label_summary(services.loop.label_counts()),
+        tab.label_summary: views.label_summary(services.labeling.label_counts()),
     }
 
 
@@ -232,18 +238,18 @@ def round_review(services: Services, tab: TrainTab, seen: str | None, request: g
     """Diagnostics over rounds, the warnings about the newest round and, with review on, the round awaiting
     review against the serving version; a new candidate becomes the serve picker's choice (once, so a pick made
     meanwhile stays)."""
-    rounds = services.store.rounds.list()
+    rounds = services.rounds.list()
     history = views.diagnostics_history(rounds)
     shares, lengths = views.diagnostics_rows(history)
-    candidate, serving = services.candidate(), services.status().serving
-    failures = failed(next((r.metrics for r in rounds if r.version == candidate), {}))
+    candidate, serving = services.versions.candidate(), services.status().serving
+    failures = services.versions.failed_checks(candidate)
     history = views.diagnostics_history(rounds, candidate)
     candidate = candidate if guard.is_admin(services, request) else None  # the review is the admins' to do
     panel = views.review_markdown(candidate, serving, history, failures) if candidate else ""
     columns = ["version", "value", "metric"]
     picked = candidate and candidate != seen
     return {
-        tab.review: services.store.settings.review(),
+        tab.review: services.rounds.review(),
         tab.diagnostics_plot: gr.update(value=pd.DataFrame(shares, columns=columns), visible=bool(shares)),
         tab.length_plot: gr.update(value=pd.DataFrame(lengths, columns=columns), visible=bool(lengths)),
         tab.no_diagnostics: gr.update(visible=not (shares or lengths)),
@@ -251,13 +257,13 @@ def round_review(services: Services, tab: TrainTab, seen: str | None, request: g
         tab.review_panel: gr.update(value=panel, visible=bool(candidate)),
         tab.arena_button: gr.update(visible=bool(candidate)),
         tab.seen_candidate: candidate,
-        tab.serve_choice: gr.update(choices=services.loop.versions(), value=candidate) if picked else gr.update(),
+        tab.serve_choice: gr.update(choices=services.versions.list(), value=candidate) if picked else gr.update(),
     }
 
 
 def set_review(services: Services, on: bool, request: gr.Request) -> str:
     guard.require(services, request, "choose whether rounds are reviewed before serving")
-    services.set_review(bool(on))
+    services.rounds.set_review(bool(on))
     if on:
         return "Each new round now waits for review: it serves only when you serve it."
     return "Each new round now serves as soon as it finishes."
@@ -266,7 +272,7 @@ def set_review(services: Services, on: bool, request: gr.Request) -> str:
 def serve(services: Services, version: str, request: gr.Request) -> str:
     guard.require(services, request, "serve a version")
     try:
-        failures = services.serve(version, guard.user_of(request) or "admin (no logins)")
+        failures = services.versions.serve(version, guard.user_of(request) or "admin (no logins)")
     except (ValueError, StoreError, OSError) as err:
         raise gr.Error(str(err)) from err
     served = f"Serving **{version}**; new pairs come from it."
@@ -277,7 +283,7 @@ def serve(services: Services, version: str, request: gr.Request) -> str:
 def export(services: Services, tab: TrainTab, fmt: str, kind: str, include_arena: bool, request: gr.Request) -> dict:
     guard.require(services, request, "export labels")
     try:
-        path, count = services.export(kind, fmt, include_arena=include_arena)
+        path, count = services.exports.export(kind, fmt, include_arena=include_arena)
     except StoreError as err:
         raise gr.Error(str(err)) from err
     return {tab.export_file: str(path), tab.export_message: f"Exported {count} {EXPORT_KINDS[kind]} to {path}."}
@@ -317,7 +323,7 @@ def _config_widgets(fields: list[ConfigField]) -> dict[str, gr.components.Compon
 def _review_widgets(services: Services) -> dict:
     """The review setting, the diagnostics plots, the warnings and the review panel, as TrainTab fields."""
     review = gr.Checkbox(
-        services.store.settings.review(),
+        services.rounds.review(),
         label="Review each round before serving",
         info="On: a finished round waits as a candidate, with its diagnostics beside the serving version's, until "
         "you serve it. Off: each round serves as soon as it finishes.",
@@ -359,7 +365,7 @@ def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab
     review_parts = _review_widgets(services)
     with gr.Row():
         serve_choice = gr.Dropdown(
-            services.loop.versions(),
+            services.versions.list(),
             value=services.status().serving,
             label="Serve version (roll back or forward)",
             allow_custom_value=True,

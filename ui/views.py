@@ -3,7 +3,7 @@
     pair_status("round_002", Status("round_002", queued=3, depth=8, sampling_error=None))
     # 'Pair from **round_002** · 3 ready in the queue'
 
-Each takes what the UI got from `services` (a `Status`, a `RoundRunner.status()` dict, `Round`s, label counts,
+Each takes what the UI got from `services` (a `Status`, a `services.rounds.status()` dict, `Round`s, label counts,
 the arena's win rates and strengths) and returns the Markdown or table rows a widget displays; the handlers in
 ui/label.py, ui/train.py, ui/compare.py and ui/arena.py only move these between widgets and services.
 """
@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING
 
 from markdown_it import MarkdownIt
 
-from evaluation.diagnostics import RoundDiagnostics, warnings
-from storage import BASE_VERSION, round_version
+from services import BASE_VERSION, round_version
+from services.rounds import RoundDiagnostics, warnings
 
 if TYPE_CHECKING:
-    from services import Status
-    from storage import Round
+    from services import Round, Status
 
 ROUND_COLUMNS = (
     "version",
@@ -374,7 +373,7 @@ def phase_line(name: str, phase: dict) -> str:
 
 
 def round_progress(status: dict) -> str:
-    """`RoundRunner.status()` as Markdown: state and message, then a line per phase so far (each with its own
+    """`services.rounds.status()` as Markdown: state and message, then a line per phase so far (each with its own
     bar, count and time left), or, without phase reports, a bar of the training steps."""
     text = f"**{status['state']}** · {status['message']}"
     phases = status.get("phases") or {}

@@ -1,0 +1,73 @@
+"""Rounds: start, follow and cancel DPO rounds, and the policy "a finished round serves".
+
+    rounds = Rounds(runner, store, versions, device)
+    rounds.start(DPOConfig(), processes=None); rounds.status()["state"]; rounds.cancel()
+    rounds.round_finished(finished)     # the runner's on_done: serve it, or hold it back as the candidate
+"""
+
+from __future__ import annotations
+
+from evaluation.diagnostics import RoundDiagnostics, warnings
+from models import resolve_quantization
+from services.versions import Versions
+from storage import Round, Store
+from training.config import DPOConfig
+from training.gate import failed
+from training.runner import RoundRunner
+
+__all__ = ["RoundDiagnostics", "Rounds", "warnings"]  # the diagnostics' record and warnings, as the UI shows them
+
+
+class Rounds:
+    def __init__(self, runner: RoundRunner, store: Store, versions: Versions, device: str):
+        self.runner, self.store, self.versions, self.device = runner, store, versions, device
+
+    def start(self, config: DPOConfig, processes: int | None = None) -> int:
+        """Plan a round from the labels and train it in its own process; returns its id (TrainingError, ValueError
+        or StoreError say why it cannot start)."""
+        return self.runner.start(config, processes=processes)
+
+    def status(self) -> dict:
+        """The running or last round: state, message, progress, history (`RoundRunner.status`)."""
+        return self.runner.status()
+
+    def cancel(self) -> None:
+        self.runner.cancel()
+
+    def wait(self, timeout: float | None = None) -> None:
+        self.runner.wait(timeout)
+
+    def list(self) -> list[Round]:
+        """Every round recorded, oldest first, whatever its state."""
+        return self.store.rounds.list()
+
+    def training_mode(self) -> str:
+        """How rounds train on this device, in words."""
+        return "QLoRA: 4-bit NF4 base + LoRA" if resolve_quantization("auto", self.device) == "nf4" else "plain LoRA"
+
+    def round_finished(self, finished: Round) -> str:
+        """A finished round serves: handed over live when a model serves, else recorded for the next start. With
+        review on (`set_review`), or when it failed the health gate (training/gate.py), it waits as the candidate
+        until someone serves it. Returns what happened."""
+        reasons = failed(finished.metrics)
+        if reasons:
+            self.store.rounds.set_candidate(finished.version)
+            return (
+                f"{finished.version} failed the health check and was not served; the previous version keeps "
+                f"serving. Failed: {'; '.join(reasons)}. Compare it first; an admin can still serve it on purpose "
+                "(recorded)."
+            )
+        if self.store.settings.review():
+            self.store.rounds.set_candidate(finished.version)
+            return f"{finished.version} is ready for review; the previous version keeps serving."
+        self.versions.hand_over(finished.version)
+        return f"{finished.version} is now serving."
+
+    def review(self) -> bool:
+        """Whether each round waits for review before it serves."""
+        return self.store.settings.review()
+
+    def set_review(self, on: bool) -> None:
+        """Review each round before it serves (on), or serve each as it finishes (off, the default); kept in the
+        store, so it holds after a restart."""
+        self.store.settings.set_review(on)
