@@ -33,9 +33,7 @@ def row_at_a_time(path: Path, texts: list[str]) -> float:
     con.begin()
     for text in texts:
         if con.execute("SELECT id FROM prompts WHERE text = ?", [text]).fetchone() is None:
-            con.execute(
-                "INSERT INTO prompts (text, source, created_at) VALUES (?, 'ref', ?)", [text, datetime.now()]
-            )
+            con.execute("INSERT INTO prompts (text, source, created_at) VALUES (?, 'ref', ?)", [text, datetime.now()])
     con.commit()
     seconds = time.perf_counter() - start
     con.close()

@@ -1,7 +1,7 @@
 """Loading a base model and its tokenizer, shared by serving and training (neither imports the other).
 
-    from models import load_model, load_tokenizer, resolve_model
-    path = resolve_model(None, DEFAULT_MODEL_CACHE)  # the bundled SmolLM2-135M-Instruct, converted once
+from models import load_model, load_tokenizer, resolve_model
+path = resolve_model(None, DEFAULT_MODEL_CACHE)  # the bundled SmolLM2-135M-Instruct, converted once
 """
 
 from models.loading import (

@@ -1,7 +1,7 @@
 """Where the data lives and how the model serves: `ServiceConfig`, one typed field per `python app.py` flag.
 
-    ServiceConfig(db="data/other.duckdb", queue_depth=8)
-    add_config_arguments(parser, ServiceConfig, skip=COMMON_FIELDS)    # app.py's flags, help and defaults from here
+ServiceConfig(db="data/other.duckdb", queue_depth=8)
+add_config_arguments(parser, ServiceConfig, skip=COMMON_FIELDS)    # app.py's flags, help and defaults from here
 """
 
 from __future__ import annotations

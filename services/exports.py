@@ -1,7 +1,7 @@
 """Exports: every label of a kind written as a file in the exports folder, named by kind and time.
 
-    exports = Exports(store, Path("exports"))
-    path, rows = exports.export("pairs", "jsonl")        # exports/pairs-20250101-120000.jsonl
+exports = Exports(store, Path("exports"))
+path, rows = exports.export("pairs", "jsonl")        # exports/pairs-20250101-120000.jsonl
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Rounds: start, follow and cancel DPO rounds, and the policy "a finished round serves".
 
-    rounds = Rounds(runner, store, versions, device)
-    rounds.start(DPOConfig(), processes=None); rounds.status()["state"]; rounds.cancel()
-    rounds.round_finished(finished)     # the runner's on_done: serve it, or hold it back as the candidate
+rounds = Rounds(runner, store, versions, device)
+rounds.start(DPOConfig(), processes=None); rounds.status()["state"]; rounds.cancel()
+rounds.round_finished(finished)     # the runner's on_done: serve it, or hold it back as the candidate
 """
 
 from __future__ import annotations

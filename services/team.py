@@ -1,8 +1,8 @@
 """The team: who may log in and do what (access/'s users file and roles), as the UI and its HTTP guard ask.
 
-    team = Team(access)
-    team.require(user, "start a round")     # AccessDenied unless `user` is an admin (logins off: everyone is)
-    team.add_user("bob", "a long password", "labeler")
+team = Team(access)
+team.require(user, "start a round")     # AccessDenied unless `user` is an admin (logins off: everyone is)
+team.add_user("bob", "a long password", "labeler")
 """
 
 from __future__ import annotations

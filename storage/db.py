@@ -86,7 +86,6 @@ class Database:
         return rows[0][0] if rows else None
 
 
-
 def _connect(path: str) -> duckdb.DuckDBPyConnection:
     """Open the database file (creating its folder), turning DuckDB's errors into what to do about them."""
     try:

@@ -1,7 +1,7 @@
 """The labeling guidelines (`store.guidelines`): Markdown, versioned; every version is kept.
 
-    store.guidelines.set("Prefer the shorter answer when both are right.", author="ana")   # -> its id
-    store.guidelines.latest()    # ("Prefer the shorter ...", "ana", datetime(...)), or None before any
+store.guidelines.set("Prefer the shorter answer when both are right.", author="ana")   # -> its id
+store.guidelines.latest()    # ("Prefer the shorter ...", "ana", datetime(...)), or None before any
 """
 
 from __future__ import annotations

@@ -116,5 +116,3 @@ def store_with_votes(store):
     for choice, prompt, left, right in VOTES:
         vote(store, choice, prompt, left, right)
     return store
-
-

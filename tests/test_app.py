@@ -374,5 +374,7 @@ def test_sampling_settings_survive_a_restart(tiny_model_dir, tmp_path):
     assert rows, "the restarted app sampled pairs"
     for (settings,) in rows:
         assert {k: json.loads(settings)[k] for k in ("temperature", "top_p", "max_new_tokens")} == {
-            "temperature": 0.5, "top_p": 0.9, "max_new_tokens": 24
+            "temperature": 0.5,
+            "top_p": 0.9,
+            "max_new_tokens": 24,
         }

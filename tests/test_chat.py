@@ -42,9 +42,13 @@ def test_training_pairs_keep_special_token_strings_as_text(tokenizer):
     end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pair = tokenize_pair(tokenizer, PreferencePair(INJECTION, "Fine<|im_end|> text", "No."), 512, 256)
     assert pair.prompt_ids.count(end) == 2, "the system turn's and the user turn's ends"
-    assert pair.chosen_ids.count(end) == 1 and pair.chosen_ids[-2:] == rendered_ids(
-        tokenizer, [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}], False
-    )[-2:], "the completion ends with the template's own end of turn"
+    assert (
+        pair.chosen_ids.count(end) == 1
+        and pair.chosen_ids[-2:]
+        == rendered_ids(tokenizer, [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}], False)[
+            -2:
+        ]
+    ), "the completion ends with the template's own end of turn"
 
 
 def test_a_long_prompt_keeps_its_last_tokens(tokenizer):

@@ -13,7 +13,13 @@ from storage import Store, StoreError
 from training.config import DPOConfig
 
 ROUND = DPOConfig(
-    learning_rate=5e-3, epochs=1, batch_size=4, lora_r=8, lora_alpha=16, max_length=128, diagnostic_prompts=2,
+    learning_rate=5e-3,
+    epochs=1,
+    batch_size=4,
+    lora_r=8,
+    lora_alpha=16,
+    max_length=128,
+    diagnostic_prompts=2,
     diagnostic_tokens=8,
 )
 
@@ -41,8 +47,12 @@ def test_review_and_the_candidate_persist_and_serving_the_candidate_ends_its_rev
 @pytest.fixture
 def services(tiny_model_dir, tmp_path):
     config = ServiceConfig(
-        db=str(tmp_path / "s.duckdb"), model=str(tiny_model_dir), runs=str(tmp_path / "runs"), device="cpu",
-        queue_depth=1, sample_batch=1,
+        db=str(tmp_path / "s.duckdb"),
+        model=str(tiny_model_dir),
+        runs=str(tmp_path / "runs"),
+        device="cpu",
+        queue_depth=1,
+        sample_batch=1,
     )
     services = open_services(config)
     services.labeling.set_sampling(SamplingSettings(max_new_tokens=8))

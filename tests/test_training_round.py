@@ -106,7 +106,12 @@ def continue_round(parent_adapter, model_dir, out, reference: str):
     """One epoch continuing `parent_adapter`; returns (result, per-step history)."""
     history = []
     config = DPOConfig(
-        learning_rate=5e-3, epochs=1, batch_size=4, heldout_fraction=0.25, min_pairs=4, reference=reference,
+        learning_rate=5e-3,
+        epochs=1,
+        batch_size=4,
+        heldout_fraction=0.25,
+        min_pairs=4,
+        reference=reference,
         rpo_alpha=0.0,
     )
     result = run_round(

@@ -188,8 +188,12 @@ def run_prepared(job: Path, nice: int = 0) -> int:
         return 2
     except Exception as err:  # out of memory and the like: report; the app keeps the previous policy
         traceback.print_exc()
-        emit({"event": "failed", "message": f"Round failed ({type(err).__name__}: {err}); the previous policy keeps "
-              "serving."})
+        emit(
+            {
+                "event": "failed",
+                "message": f"Round failed ({type(err).__name__}: {err}); the previous policy keeps serving.",
+            }
+        )
         return 1
 
 

@@ -185,7 +185,8 @@ class DPOConfig:
                 continue
             _check(
                 isinstance(value, int) and 1 <= value <= most,
-                f"{name} must be a whole number from 1 to {most}" + (" (or unset)" if name == "micro_batch" else "")
+                f"{name} must be a whole number from 1 to {most}"
+                + (" (or unset)" if name == "micro_batch" else "")
                 + f", got {value!r}",
             )
         _check(self.max_length >= 16, f"max_length must be >= 16 tokens, got {self.max_length}")
@@ -202,9 +203,7 @@ class DPOConfig:
             f"label_smoothing applies to loss_type 'sigmoid' (conservative DPO) only; set it to 0 for "
             f"{self.loss_type!r}, or use loss_type 'sigmoid', got label_smoothing={self.label_smoothing}",
         )
-        _check(
-            math.isfinite(self.rpo_alpha) and self.rpo_alpha >= 0, f"rpo_alpha must be >= 0, got {self.rpo_alpha}"
-        )
+        _check(math.isfinite(self.rpo_alpha) and self.rpo_alpha >= 0, f"rpo_alpha must be >= 0, got {self.rpo_alpha}")
         _check(
             math.isfinite(self.dpop_lambda) and self.dpop_lambda >= 0,
             f"dpop_lambda must be >= 0, got {self.dpop_lambda}",

@@ -132,7 +132,6 @@ def heldout_size(n_pairs: int, fraction: float) -> int:
     return min(round(fraction * n_pairs), max(n_pairs - 1, 0))
 
 
-
 def tokenize_examples(
     tokenizer, examples: Sequence[UnpairedExample], max_length: int, max_prompt_length: int, seed: int
 ) -> list[TokenizedPair]:

@@ -218,9 +218,7 @@ def run_round(
     return RoundResult(out_dir / "adapter", metrics, *labels, battle_ids["train"], battle_ids["heldout"])
 
 
-def _diagnostics(
-    policy, tokenizer, prompts, config: DPOConfig, where: tuple[str, str], with_base: bool, tick=None
-):
+def _diagnostics(policy, tokenizer, prompts, config: DPOConfig, where: tuple[str, str], with_base: bool, tick=None):
     """(metrics["diagnostics"], the samples as diagnostics.json keeps them) for the trained policy (and the
     base) on the first config.diagnostic_prompts of `prompts`; `where` is (device, quantization)."""
     device, quantization = where

@@ -237,9 +237,7 @@ def is_ip_address(name: str) -> bool:
         return False
 
 
-def launch_options(
-    services: Services, allowed_origins: Sequence[str] = (), allowed_hosts: Sequence[str] = ()
-) -> dict:
+def launch_options(services: Services, allowed_origins: Sequence[str] = (), allowed_hosts: Sequence[str] = ()) -> dict:
     """`demo.launch` keywords for access: the origin and host guard and the export guard always, a login page
     when logins are on."""
     exports = services.exports.folder.resolve()

@@ -338,9 +338,7 @@ def build(services: Services, demo: gr.Blocks) -> LabelTab:
     """The tab's widgets and events, inside `with gr.Tab(...)`; `demo.load` shows the first pair."""
     pair, side, history = gr.State(None), gr.State("left"), gr.State([])
     # With logins on, a vote carries the login's name and this box is not shown (nor read).
-    labeler = gr.Textbox(
-        label="Your name (labeler)", value="anonymous", max_lines=1, visible=not services.team.logins
-    )
+    labeler = gr.Textbox(label="Your name (labeler)", value="anonymous", max_lines=1, visible=not services.team.logins)
     counters_line = gr.Markdown(elem_id="counters")
     with gr.Row(elem_id="label-layout"):
         with gr.Column(scale=4):
