@@ -148,6 +148,7 @@ CONFIGS = {  # names become adapter names, which may not contain dots
     "rpo-alpha05-lr2e-3": dict(beta=0.05, learning_rate=2e-3, epochs=3, rpo_alpha=0.5),
     "dpop-5": dict(beta=0.05, learning_rate=1e-3, epochs=3, rpo_alpha=0.0, dpop_lambda=5.0),
     "beta02-ep4-rpo05": dict(beta=0.02, learning_rate=1e-3, epochs=4, rpo_alpha=0.5),
+    "heldout10": dict(heldout_fraction=0.1),  # the defaults, with half as many pairs kept out of training
 }
 
 
