@@ -19,7 +19,8 @@ from storage import Store, StoreError
 from storage.labels import PreferencePair, UnpairedExample, as_unpaired
 from training.config import DPOConfig
 from training.data import split_heldout
-from training.plan import INPUT_FILE, plan_round
+from training.folder import INPUT_FILE
+from training.plan import plan_round
 from training.trainer import TrainingError
 
 

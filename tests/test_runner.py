@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from models.adapters import adapter_digest
 from storage.labels import items_from_rows, trl_rows
 from training.config import DPOConfig
-from training.plan import INPUT_FILE, PROGRESS_FILE, REQUEST_FILE, read_job, staging_dir
+from training.folder import INPUT_FILE, PROGRESS_FILE, REQUEST_FILE, staging_dir
+from training.plan import read_job
 from training.runner import CHILD_NICE, RoundRunner, describe_exit
 from training.trainer import TrainingError, run_round
 

@@ -156,7 +156,8 @@ def run_prepared(job: Path, nice: int = 0) -> int:
 
     if distributed.world().size > 1:  # a rank under torchrun: the app's SIGKILL on its death reached torchrun
         die_with_parent()
-    from training.plan import PROGRESS_FILE, read_job
+    from training.folder import PROGRESS_FILE
+    from training.plan import read_job
     from training.trainer import RoundCancelled, TrainingError, run_round
 
     w = distributed.world()

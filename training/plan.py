@@ -1,14 +1,14 @@
 """What a round trains on, chosen from the store and written into the round's own folder.
 
     plan = plan_round(store, DPOConfig())                # parent round and training items; refuses too few
-    job = write_job(runs / ".round_003.tmp", plan, config, model="...", round_id=3)
+    job = write_job(runs / "round_003", plan, config, model="...", round_id=3)   # into runs/.round_003.tmp
     run_args = read_job(job)                             # in the round's process: no database needed
 
-The folder holds `request.json` (config, base model, parent adapter, lineage) and `input.jsonl` (the exact
-labels, in TRL's format, with their judgement / rating ids, and with `arena_pairs` each row's source and battle
-id): a self-contained, re-runnable record of the round. The round's process trains from it, adds the adapter,
-metrics and progress, and renames the folder into place (`runs/round_003/`) when complete; the app then records
-the lineage in the store.
+The folder (its file names: training/folder.py) holds `request.json` (config, base model, parent adapter,
+lineage) and `input.jsonl` (the exact labels, in TRL's format, with their judgement / rating ids, and with
+`arena_pairs` each row's source and battle id): a self-contained, re-runnable record of the round. The round's
+process trains from it, adds the adapter, metrics and progress, and renames the folder into place
+(`runs/round_003/`) when complete; the app then records the lineage in the store.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from storage import BASE_VERSION, StoreError
 from storage.labels import PreferencePair, UnpairedExample, items_from_rows, kto_rows, training_items, trl_rows
 from training.config import DPOConfig
 from training.diagnose import DiagnosticSettings, prompts_key
+from training.folder import INPUT_FILE, REQUEST_FILE, staging_dir
 from training.gate import base_numbers
 from training.trainer import enough_items
-
-REQUEST_FILE, INPUT_FILE, PROGRESS_FILE, LOG_FILE = "request.json", "input.jsonl", "progress.jsonl", "log.txt"
 
 
 @dataclass(frozen=True)
@@ -78,11 +77,6 @@ def diagnostic_prompts(store, n: int, items) -> tuple[str, ...]:
     training = {item.prompt for item in items}
     found = [p for p in store.prompts.for_arena(n + len(training), by_id=True) if p.text not in training][:n]
     return tuple(p.text for p in sorted(found, key=lambda p: p.id))
-
-
-def staging_dir(out_dir: Path) -> Path:
-    """Where a round is written before it is complete: `.round_NNN.tmp` beside `round_NNN`."""
-    return out_dir.with_name(f".{out_dir.name}.tmp")
 
 
 def write_job(

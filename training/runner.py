@@ -3,7 +3,8 @@
     python -m training --round-dir runs/.round_003.tmp --nice 10          # one process
     python -m torch.distributed.run --standalone --nproc_per_node N -m training --round-dir ...   # N GPUs
 
-The child never opens the database; it trains from the folder, appends its progress to `progress.jsonl`, and
+The child never opens the database; it trains from the folder, appends its progress events (training/folder.py)
+to `progress.jsonl`, and
 renames the folder to `runs/round_003/` when complete. It runs at a lower CPU priority (and on a CPU the app's
 sampler pauses it while a batch samples: `RoundRunner.paused`), so sampling for labelers keeps its pace, and
 in a process group of its own, so Cancel (SIGTERM, then SIGKILL) reaches every
@@ -36,14 +37,15 @@ from pathlib import Path
 from models import linear_layer_names
 from models.adapters import adapter_digest
 from storage import round_version
+from training import folder
 from training.config import DPOConfig
+from training.folder import LOG_FILE, PID_FILE, PROGRESS_FILE, STAGING_GLOB, read_result, staging_dir
 from training.gate import gate_record
-from training.plan import LOG_FILE, PROGRESS_FILE, plan_round, staging_dir, write_job
+from training.plan import plan_round, write_job
 from training.trainer import TrainingError
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
-PID_FILE = "pid"  # in a round's staging folder: its process group
 CLAIM_FILE = ".app.lock"  # in the runs folder: held by the app using it (claim_runs_folder)
 CHILD_NICE = 10  # CPU priority of a round's process, below the app's sampler and web server
 CANCEL_GRACE_S = 10.0  # after SIGTERM, how long a round's process may take to stop before SIGKILL
@@ -202,10 +204,10 @@ class RoundRunner:
         """Remove the staging folders (`.round_NNN.tmp`) a stopped app or a crash left behind, ending a round
         process still running from one (an app killed while it was paused); call at start-up, before any round
         runs. Returns what was removed."""
-        leftovers = sorted(self.runs_dir.glob(".round_*.tmp")) if self.runs_dir.is_dir() else []
-        for folder in leftovers:
-            _end_orphan(folder)
-            shutil.rmtree(folder, ignore_errors=True)
+        leftovers = sorted(self.runs_dir.glob(STAGING_GLOB)) if self.runs_dir.is_dir() else []
+        for job in leftovers:
+            _end_orphan(job)
+            shutil.rmtree(job, ignore_errors=True)
         return leftovers
 
     def cancel(self) -> None:
@@ -294,7 +296,7 @@ class RoundRunner:
     def _on_event(self, event: dict, events: list[dict]) -> None:
         status = self._status
         events.append(event)
-        if event.get("event") == "step":
+        if event.get("event") == folder.STEP:
             if status["history"] and event["step"] <= status["history"][-1]["step"]:
                 status["history"].clear()  # training started over (the out-of-memory retry): so does the plot
             stats = {k: v for k, v in event.items() if k != "event"}
@@ -304,21 +306,20 @@ class RoundRunner:
             status["message"] = f"step {stats['step']}/{stats['total_steps']} · loss {stats['loss']:.4f}"
             if self.on_progress is not None:
                 self.on_progress(stats)
-        elif event.get("event") == "phase":
+        elif event.get("event") == folder.PHASE:
             status["phases"][event["phase"]] = {k: event[k] for k in ("done", "total", "seconds")}
-        elif event.get("event") == "stage":
+        elif event.get("event") == folder.STAGE:
             status["message"] = f"{round_version(status['round'])}: {event['message']}"
 
     def _finish(self, round_id: int, returncode: int, events: list[dict], job: Path, out_dir: Path) -> None:
         status = self._status
-        ended = next((e for e in reversed(events) if e.get("event") in ("failed", "cancelled")), None)
+        ended = next((e for e in reversed(events) if e.get("event") in folder.ENDINGS), None)
         if returncode == 0 and out_dir.is_dir():
-            metrics = json.loads((out_dir / "metrics.json").read_text())
-            config = DPOConfig.from_dict(json.loads((out_dir / "config.json").read_text())["dpo"])
+            result = read_result(out_dir)
+            metrics, config = result.metrics, DPOConfig.from_dict(result.config)
             earlier = [r.metrics for r in reversed(self.store.rounds.list()) if r.status == "done"]
             metrics["gate"] = gate_record(metrics, config, earlier)  # kept in the store with the round
-            ids = json.loads((out_dir / "judgements.json").read_text())
-            adapter = (out_dir / "adapter").resolve()  # the store works from any folder the app starts in
+            ids, adapter = result.label_ids, result.adapter
             metrics["adapter_sha256"] = adapter_digest(adapter)  # checked whenever the version loads
             battles = ids.get("battles", {}).get("train", [])  # rounds written before arena votes trained: none
             self.store.rounds.finish(round_id, str(adapter), metrics, ids["train"], ids["ratings"]["train"], battles)
@@ -334,7 +335,7 @@ class RoundRunner:
             self.store.rounds.fail(round_id, message, status="cancelled")
             status.update(state="cancelled", message=message)
             return
-        if (ended or {}).get("event") == "cancelled":  # a stop nobody asked for in the app
+        if (ended or {}).get("event") == folder.CANCELLED:  # a stop nobody asked for in the app
             message = (
                 f"The round's process was stopped by {ended.get('signal') or 'a signal'} from outside the app (a "
                 "shutdown, `kill`, or a job manager); the previous policy keeps serving. Start the round again."

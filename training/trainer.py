@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import functools
 import itertools
-import json
 import math
 import random
 import shutil
@@ -39,6 +38,7 @@ from training.data import (
     tokenize_pair,
 )
 from training.diagnose import DiagnosticSettings, diagnose
+from training.folder import ADAPTER_DIR, staging_dir, write_result
 from training.logps import completion_logps
 from training.loss import dpo_loss, kto_kl, kto_loss, kto_metrics, preference_metrics
 from training.memory import GIB, MemoryPlanError, ModelShape, free_memory_budget, plan_memory
@@ -215,7 +215,7 @@ def run_round(
         _write_round(out_dir, policy, tokenizer, record, metrics, labels, samples)
     distributed.barrier(w)
     labels = (ids["train"], ids["heldout"], rating_ids["train"], rating_ids["heldout"])
-    return RoundResult(out_dir / "adapter", metrics, *labels, battle_ids["train"], battle_ids["heldout"])
+    return RoundResult(out_dir / ADAPTER_DIR, metrics, *labels, battle_ids["train"], battle_ids["heldout"])
 
 
 def _diagnostics(policy, tokenizer, prompts, config: DPOConfig, where: tuple[str, str], with_base: bool, tick=None):
@@ -586,14 +586,12 @@ def _write_round(
     input, see training/plan.py), then rename it into place in one step. `samples`: the diagnostic prompts and
     the trained policy's answers, kept as diagnostics.json."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
+    tmp = staging_dir(out_dir)
     tmp.mkdir(exist_ok=True)
-    shutil.rmtree(tmp / "adapter", ignore_errors=True)
+    shutil.rmtree(tmp / ADAPTER_DIR, ignore_errors=True)
     try:
-        policy.save_pretrained(tmp / "adapter")
-        files = [("config.json", record), ("metrics.json", metrics), ("judgements.json", ids)]
-        for name, payload in files + ([("diagnostics.json", samples)] if samples else []):
-            (tmp / name).write_text(json.dumps(payload, indent=2, default=str, ensure_ascii=False))
+        policy.save_pretrained(tmp / ADAPTER_DIR)
+        write_result(tmp, record, metrics, ids, samples)
         tmp.rename(out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
