@@ -164,7 +164,7 @@ def test_two_process_rounds_equal_one_process(tiny_model_dir, tmp_path):
     (staged / "request.json").write_text(json.dumps(request))
     shutil.copy(one_dir / "input.jsonl", staged / "input.jsonl")
     run = subprocess.run(
-        [sys.executable, *ACCELERATE, "-m", "training", "--round-dir", str(staged)],
+        [sys.executable, *ACCELERATE, "-m", "training.child", "--round-dir", str(staged)],
         capture_output=True,
         text=True,
         cwd=REPO,

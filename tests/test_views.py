@@ -242,7 +242,7 @@ def test_queue_status_carries_a_serving_notice():
 def test_nothing_but_the_app_imports_gradio():
     code = (
         "import sys, labeling.loop, labeling.sampler, models, storage, serving, services, training.runner, "
-        "training.__main__; "
+        "training.__main__, training.child; "
         "print('gradio' in sys.modules)"
     )
     repo = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 """Data-parallel rounds over several processes (DDP-style), with no change to the round code's callers.
 
     python -m training --processes 2                     # the runner starts torchrun: CPU (gloo) or GPUs
-    accelerate launch --multi_gpu --num_processes 2 -m training --round-dir runs/.round_003.tmp
+    accelerate launch --multi_gpu --num_processes 2 -m training.child --round-dir runs/.round_003.tmp
 
 Under a launcher (RANK / WORLD_SIZE / LOCAL_RANK set) each process trains on its share of every optimizer
 step's pairs and the LoRA gradients are summed across processes before the step, so the update equals a

@@ -1,10 +1,10 @@
 """Rounds in their own process: the app (and the CLI) plan a round, write its folder, and start
 
-    python -m training --round-dir runs/.round_003.tmp --nice 10          # one process
-    python -m torch.distributed.run --standalone --nproc_per_node N -m training --round-dir ...   # N GPUs
+    python -m training.child --round-dir runs/.round_003.tmp --nice 10          # one process
+    python -m torch.distributed.run --standalone --nproc_per_node N -m training.child --round-dir ...   # N GPUs
 
-The child never opens the database; it trains from the folder, appends its progress events (training/folder.py)
-to `progress.jsonl`, and
+The child (training/child.py) never opens the database; it trains from the folder, appends its progress events
+(training/folder.py) to `progress.jsonl`, and
 renames the folder to `runs/round_003/` when complete. It runs at a lower CPU priority (and on a CPU the app's
 sampler pauses it while a batch samples: `RoundRunner.paused`), so sampling for labelers keeps its pace, and
 in a process group of its own, so Cancel (SIGTERM, then SIGKILL) reaches every
@@ -103,9 +103,9 @@ def check_target_modules(model: str, target_modules) -> None:
 
 
 def round_command(job: Path, processes: int = 1, nice: int = CHILD_NICE) -> list[str]:
-    """The command that trains the round prepared in `job`: `python -m training --round-dir job`, under
+    """The command that trains the round prepared in `job`: `python -m training.child --round-dir job`, under
     torchrun with `processes` > 1."""
-    args = ["-m", "training", "--round-dir", str(job), "--nice", str(nice)]
+    args = ["-m", "training.child", "--round-dir", str(job), "--nice", str(nice)]
     if processes == 1:
         return [sys.executable, *args]
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
