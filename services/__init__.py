@@ -8,7 +8,7 @@ One module per use case: labeling.py (pairs, votes, prompts, guidelines, samplin
 exist, serving one, the candidate, comparing two), rounds.py (start, follow, cancel; a finished round serves),
 arena.py, team.py (logins and roles), audit.py and exports.py; config.py holds `ServiceConfig` and root.py opens
 everything once (`open_services`). Besides them this package names the records, settings and errors the UI
-handles, so the UI imports nothing else of prefloop's.
+handles (a round's progress: `RoundStatus`), so the UI imports nothing else of prefloop's.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from serving import SamplingSettings
 from storage import BASE_VERSION, Round, StoreError, round_version
 from storage.labels import LABEL_USE
 from training.config import COMPUTE_DTYPES, LOSS_TYPES, QUANTIZATION, REFERENCES, DPOConfig
+from training.status import RoundStatus
 from training.trainer import TrainingError
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "Pair",
     "PromptFileError",
     "Round",
+    "RoundStatus",
     "SamplingSettings",
     "ServiceConfig",
     "Services",

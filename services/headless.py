@@ -98,8 +98,8 @@ def run_headless(args: argparse.Namespace) -> int:
             services.rounds.cancel()
             services.rounds.wait()
         status = services.rounds.status()
-        if status["state"] != "done":
-            print(f"error: {status['message']}", file=sys.stderr)
+        if status.state != "done":
+            print(f"error: {status.message}", file=sys.stderr)
             return 2
         finished = services.store.rounds.get(round_id)
         if not passes_gate(services, finished, args):

@@ -1,7 +1,7 @@
 """Rounds: start, follow and cancel DPO rounds, and the policy "a finished round serves".
 
 rounds = Rounds(runner, store, versions, device)
-rounds.start(DPOConfig(), processes=None); rounds.status()["state"]; rounds.cancel()
+rounds.start(DPOConfig(), processes=None); rounds.status().state; rounds.cancel()
 rounds.round_finished(finished)     # the runner's on_done: serve it, or hold it back as the candidate
 """
 
@@ -14,8 +14,9 @@ from storage import Round, Store
 from training.config import DPOConfig
 from training.gate import failed
 from training.runner import RoundRunner
+from training.status import RoundStatus
 
-__all__ = ["RoundDiagnostics", "Rounds", "warnings"]  # the diagnostics' record and warnings, as the UI shows them
+__all__ = ["RoundDiagnostics", "RoundStatus", "Rounds", "warnings"]  # as the UI shows them
 
 
 class Rounds:
@@ -27,7 +28,7 @@ class Rounds:
         or StoreError say why it cannot start)."""
         return self.runner.start(config, processes=processes)
 
-    def status(self) -> dict:
+    def status(self) -> RoundStatus:
         """The running or last round: state, message, progress, history (`RoundRunner.status`)."""
         return self.runner.status()
 

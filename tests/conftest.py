@@ -93,8 +93,8 @@ def train_round():
         round_id = runner.start(config)
         runner.wait(600)
         status = runner.status()
-        if status["state"] != "done":
-            raise TrainingError(status["message"])
+        if status.state != "done":
+            raise TrainingError(status.message)
         return store.rounds.get(round_id)
 
     return run

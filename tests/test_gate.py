@@ -95,15 +95,15 @@ def test_a_harmful_round_is_held_back_with_its_reasons_until_an_admin_serves_it(
     services.rounds.start(DPOConfig(**HARMFUL))
     services.rounds.wait(900)
     status = services.rounds.status()
-    assert status["state"] == "done", status
-    assert status["message"].startswith("round_001 failed the health check and was not served"), status["message"]
+    assert status.state == "done", status
+    assert status.message.startswith("round_001 failed the health check and was not served"), status.message
     reasons = failed(services.store.rounds.get(1).metrics)
     assert reasons[0].startswith("fluency: its answers score"), reasons
-    assert any(r.startswith("KL") for r in reasons) and "; ".join(reasons) in status["message"]
+    assert any(r.startswith("KL") for r in reasons) and "; ".join(reasons) in status.message
     assert services.status().serving == "base" and services.store.rounds.get_serving() == "base"
     assert services.versions.candidate() == "round_001", "it waits as the candidate, review off"
-    assert set(status["phases"]) == {"load", "reference", "heldout_before", "steps", "heldout_after", "diagnostics"}
-    assert all(p["done"] == p["total"] for p in status["phases"].values()), status["phases"]
+    assert set(status.phases) == {"load", "reference", "heldout_before", "steps", "heldout_after", "diagnostics"}
+    assert all(p["done"] == p["total"] for p in status.phases.values()), status.phases
 
     assert services.versions.serve("round_001", "ada") == reasons
     assert services.status().serving == "round_001" and services.versions.candidate() is None

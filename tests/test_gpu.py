@@ -66,7 +66,7 @@ def test_the_app_runner_trains_a_qlora_round_on_cuda_in_its_own_process(tiny_qlo
     runner.start(DPOConfig(learning_rate=5e-3, epochs=2, batch_size=4, min_pairs=4))
     runner.wait(600)
     status = runner.status()
-    assert status["state"] == "done", status
+    assert status.state == "done", status
     assert default_processes("cuda") == torch.cuda.device_count()
     (round_,) = store.rounds.list()
     assert round_.metrics["quantization"] == "nf4" and round_.metrics["device"].startswith("cuda")

@@ -126,8 +126,8 @@ def test_runner_refuses_a_second_round_and_reports_progress(loop, tiny_model_dir
         runner.start(DPOConfig())
     runner.wait(600)  # a first round also samples its diagnostics and the base's
     status = runner.status()
-    assert status["state"] == "done", status
-    assert len(status["history"]) == 8 and served[0].version == "round_001"
+    assert status.state == "done", status
+    assert len(status.history) == 8 and served[0].version == "round_001"
 
 
 @pytest.mark.slow  # trains a round in its own process
@@ -140,7 +140,7 @@ def test_cancelled_round_is_recorded_and_keeps_the_previous_policy(loop, version
     runner.start(DPOConfig(learning_rate=5e-3, epochs=50, batch_size=1, min_pairs=4))
     runner.cancel()
     runner.wait(120)
-    assert runner.status()["state"] == "cancelled"
+    assert runner.status().state == "cancelled"
     (round_,) = loop.store.rounds.list()
     assert round_.status == "cancelled" and loop.server.version == "base"
     assert not any(tmp_path.iterdir())

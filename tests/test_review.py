@@ -66,8 +66,8 @@ def test_with_review_on_a_finished_round_waits_until_it_is_served(services):
     services.rounds.start(ROUND)
     services.rounds.wait(600)
     status = services.rounds.status()
-    assert status["state"] == "done", status
-    assert status["message"].startswith("round_001 is ready for review; the previous version keeps serving.")
+    assert status.state == "done", status
+    assert status.message.startswith("round_001 is ready for review; the previous version keeps serving.")
     assert services.status().serving == "base" and services.store.rounds.get_serving() == "base"
     assert services.versions.candidate() == "round_001"
     assert services.store.rounds.get(1).metrics["diagnostics"]["policy"]["mean_length"] <= 8

@@ -15,6 +15,7 @@ from training.config import DPOConfig
 from training.folder import INPUT_FILE, PROGRESS_FILE, REQUEST_FILE, staging_dir
 from training.plan import read_job
 from training.runner import CHILD_NICE, RoundRunner, describe_exit
+from training.status import RoundStatus
 from training.trainer import TrainingError, run_round
 
 pytestmark = pytest.mark.slow
@@ -32,7 +33,7 @@ def test_a_round_trains_in_a_child_process_from_a_rerunnable_folder(loop, tiny_m
     priorities.append(os.getpriority(os.PRIO_PROCESS, child) - os.getpriority(os.PRIO_PROCESS, 0))
     runner.wait(300)
     status = runner.status()
-    assert status["state"] == "done" and served[0].version == "round_001", status
+    assert status.state == "done" and served[0].version == "round_001", status
     assert served[0].adapter_path == str((tmp_path / "round_001" / "adapter").resolve()), "works from any folder"
     assert served[0].metrics["adapter_sha256"] == adapter_digest(served[0].adapter_path), "checked when it loads"
     assert priorities == [0] or priorities == [CHILD_NICE]  # read before or after the child lowered it
@@ -44,7 +45,7 @@ def test_a_round_trains_in_a_child_process_from_a_rerunnable_folder(loop, tiny_m
     pairs = loop.store.training_data.preference_pairs()
     assert rows == trl_rows(pairs), "the exact labels, in TRL's format, with their ids"
     events = [json.loads(line) for line in (out / PROGRESS_FILE).read_text().splitlines()]
-    assert [e["step"] for e in events if e["event"] == "step"] == [s["step"] for s in status["history"]] == [1, 2]
+    assert [e["step"] for e in events if e["event"] == "step"] == [s["step"] for s in status.history] == [1, 2]
     # The folder alone re-runs the round: same labels, same config, same adapter.
     again = read_job(out) | {"out_dir": tmp_path / "again"}
     assert again["pairs"] == items_from_rows(rows) and again["config"].to_dict()["epochs"] == 1
@@ -61,20 +62,20 @@ def test_the_round_process_runs_at_a_lower_cpu_priority(loop, tiny_model_dir, tm
     lowered = wait_until(lambda: os.getpriority(os.PRIO_PROCESS, child) >= CHILD_NICE, 60)
     runner.cancel()
     runner.wait(120)
-    assert lowered and runner.status()["state"] == "cancelled"
+    assert lowered and runner.status().state == "cancelled"
 
 
 def test_cancel_stops_the_process_by_signal_leaving_no_folder(loop, tiny_model_dir, tmp_path):
     label(loop, 10)
     runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, device="cpu")
     runner.start(LONG)
-    assert wait_until(lambda: runner.status()["history"], 180), runner.status()
+    assert wait_until(lambda: runner.status().history, 180), runner.status()
     asked = time.monotonic()
     runner.cancel()
     runner.wait(120)
     stopped_after = time.monotonic() - asked
     status = runner.status()
-    assert status["state"] == "cancelled" and "previous policy keeps serving" in status["message"]
+    assert status.state == "cancelled" and "previous policy keeps serving" in status.message
     assert runner._proc.returncode == 3, "it stopped by itself at a micro-batch, not by SIGKILL"
     assert stopped_after < 60
     (round_,) = loop.store.rounds.list()
@@ -88,15 +89,15 @@ def test_a_round_stopped_from_outside_the_app_is_not_reported_as_cancelled(loop,
     label(loop, 10)
     runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, device="cpu")
     runner.start(LONG)
-    assert wait_until(lambda: runner.status()["history"], 180), runner.status()
+    assert wait_until(lambda: runner.status().history, 180), runner.status()
     os.kill(runner._proc.pid, signal.SIGTERM)  # a shutdown, `kill`, a job manager: not the Cancel button
     runner.wait(120)
     status = runner.status()
-    assert status["state"] == "failed", status
-    assert status["message"].startswith("The round's process was stopped by SIGTERM from outside the app")
-    assert "previous policy keeps serving" in status["message"]
+    assert status.state == "failed", status
+    assert status.message.startswith("The round's process was stopped by SIGTERM from outside the app")
+    assert "previous policy keeps serving" in status.message
     (round_,) = loop.store.rounds.list()
-    assert round_.status == "failed" and round_.error == status["message"]
+    assert round_.status == "failed" and round_.error == status.message
 
 
 def test_a_killed_round_leaves_the_previous_policy_serving_and_labelers_labeling(
@@ -105,12 +106,12 @@ def test_a_killed_round_leaves_the_previous_policy_serving_and_labelers_labeling
     label(loop, 10)
     runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, on_done=lambda r: versions.hand_over(r.version))
     runner.start(LONG)
-    assert wait_until(lambda: runner.status()["history"], 180), runner.status()
+    assert wait_until(lambda: runner.status().history, 180), runner.status()
     runner.kill()  # what the kernel does to a process that runs a CPU out of memory
     runner.wait(60)
     status = runner.status()
-    assert status["state"] == "failed", status
-    assert "killed by SIGKILL" in status["message"] and "previous policy keeps serving" in status["message"]
+    assert status.state == "failed", status
+    assert "killed by SIGKILL" in status.message and "previous policy keeps serving" in status.message
     (round_,) = loop.store.rounds.list()
     assert round_.status == "failed" and "SIGKILL" in round_.error
     assert loop.server.version == "base" == loop.store.rounds.get_serving()
@@ -119,7 +120,7 @@ def test_a_killed_round_leaves_the_previous_policy_serving_and_labelers_labeling
     assert loop.vote(pair, "left", labeler="t") > 0 and pair.version == "base"
     runner.start(QUICK)  # and the next round starts as usual
     runner.wait(300)
-    assert runner.status()["state"] == "done" and loop.server.version == "round_002"
+    assert runner.status().state == "done" and loop.server.version == "round_002"
 
 
 def test_a_round_that_fails_in_its_process_says_why(loop, tiny_model_dir, tmp_path):
@@ -131,7 +132,7 @@ def test_a_round_that_fails_in_its_process_says_why(loop, tiny_model_dir, tmp_pa
     runner.start(DPOConfig(min_pairs=4, memory_budget_gib=1e-6))  # fails in its process: no memory for even one pair
     runner.wait(300)
     status = runner.status()
-    assert status["state"] == "failed" and "GiB are available for it. Lower max length" in status["message"], status
+    assert status.state == "failed" and "GiB are available for it. Lower max length" in status.message, status
     assert loop.store.rounds.list()[0].status == "failed"
     with pytest.raises(TrainingError, match="Too few new preference pairs: 10"):
         runner.start(DPOConfig(min_pairs=40))
@@ -142,10 +143,10 @@ def test_a_round_that_fails_in_its_process_says_why(loop, tiny_model_dir, tmp_pa
 def test_the_live_plot_starts_over_when_training_restarts(tmp_path, steps, kept):
     """After an out-of-memory retry training starts again from step 1: the Train tab shows that attempt only."""
     runner = RoundRunner(None, "m", tmp_path)
-    runner._status = {"state": "running", "history": [], "phases": {}, "message": "", "round": 1}
+    runner._status = RoundStatus(state="running", round=1)
     for step in steps:
         runner._on_event({"event": "step", "step": step, "total_steps": 9, "loss": 0.5}, [])
-    assert [s["step"] for s in runner.status()["history"]] == kept
+    assert [s["step"] for s in runner.status().history] == kept
 
 
 def test_exit_descriptions():
@@ -159,11 +160,11 @@ def test_cancel_reaches_the_process_before_training_starts(loop, tiny_model_dir,
     label(loop, 10)
     runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, device="cpu")
     runner.start(LONG)
-    assert wait_until(lambda: "loading the model" in runner.status()["message"], 180), runner.status()
+    assert wait_until(lambda: "loading the model" in runner.status().message, 180), runner.status()
     runner.cancel()
     runner.wait(120)
     status = runner.status()
-    assert status["state"] == "cancelled" and status["history"] == [], status
+    assert status.state == "cancelled" and status.history == [], status
     assert runner._proc.returncode == 3, "stopped by its own check, not by SIGKILL"
 
 
@@ -195,19 +196,19 @@ def test_on_a_cpu_the_round_pauses_while_the_sampler_samples(loop, tiny_model_di
     label(loop, 10)
     runner = RoundRunner(loop.store, str(tiny_model_dir), tmp_path, device="cpu")
     runner.start(LONG)
-    assert wait_until(lambda: runner.status()["history"], 180), runner.status()
+    assert wait_until(lambda: runner.status().history, 180), runner.status()
     child = psutil.Process(runner._proc.pid)
     with runner.paused():
         with runner.paused():
             assert wait_until(lambda: child.status() == psutil.STATUS_STOPPED, 10), "no training while paused"
         assert child.status() == psutil.STATUS_STOPPED, "holders are counted: the last one resumes it"
         time.sleep(0.5)  # the watcher reads a progress line written just before the stop
-        steps = len(runner.status()["history"])
-    assert wait_until(lambda: len(runner.status()["history"]) > steps, 60), "it trains again"
+        steps = len(runner.status().history)
+    assert wait_until(lambda: len(runner.status().history) > steps, 60), "it trains again"
     with runner.paused():
         runner.cancel()  # a paused round still hears Cancel
         runner.wait(120)
-    assert runner.status()["state"] == "cancelled" and runner._proc.returncode == 3
+    assert runner.status().state == "cancelled" and runner._proc.returncode == 3
     config = ServiceConfig(db=str(tmp_path / "s.duckdb"), model=str(tiny_model_dir), runs=str(tmp_path), device="cpu")
     services = open_services(config)
     try:
@@ -248,7 +249,7 @@ def test_a_round_paused_when_the_app_dies_dies_with_it(tiny_model_dir, tmp_path)
                                   batch_size=1, min_pairs=4),))
         worker.start()
         worker.join()  # the thread that asked for the round has ended, as gradio's do
-        while not runner.status()["history"]:
+        while not runner.status().history:
             time.sleep(0.2)
         with runner.paused():
             print(runner._proc.pid, flush=True)
@@ -336,8 +337,8 @@ def test_a_round_whose_process_cannot_start_leaves_no_folder_and_says_so(loop, t
     with pytest.raises(TrainingError, match="Could not start the round's process: .*no-python"):
         runner.start(QUICK)  # the Train tab shows TrainingError's message
     status = runner.status()
-    assert status["state"] == "failed" and status["message"].startswith("Could not start the round's process"), status
-    assert "previous policy keeps serving" in status["message"]
+    assert status.state == "failed" and status.message.startswith("Could not start the round's process"), status
+    assert "previous policy keeps serving" in status.message
     assert list(tmp_path.iterdir()) == [], "no staging folder is left behind"
     (failed,) = loop.store.rounds.list()
-    assert failed.status == "failed" and failed.error == status["message"]
+    assert failed.status == "failed" and failed.error == status.message

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services import Status
+from services import RoundStatus, Status
 from storage import Round
 from training.config import DEFAULT_TARGET_MODULES, LOSS_TYPES, DPOConfig
 from ui import views
@@ -120,10 +120,10 @@ def test_progress_bar_fills_in_proportion_and_clips():
 
 
 def test_round_progress_before_and_during_training():
-    starting = {"state": "running", "message": "Starting…", "history": []}
+    starting = RoundStatus(state="running", message="Starting…", history=[])
     assert views.round_progress(starting) == "**running** · Starting…"
     step = {"step": 5, "total_steps": 10, "seconds": 3.2, "loss": 0.6, "margin": 0.1, "accuracy": 0.5}
-    text = views.round_progress({"state": "running", "message": "step 5/10", "history": [step]})
+    text = views.round_progress(RoundStatus(state="running", message="step 5/10", history=[step]))
     assert text == f"**running** · step 5/10\n\n`{'█' * 10}{'░' * 10}` 50% · 3s"
 
 
@@ -134,7 +134,7 @@ def test_round_progress_shows_each_phase_with_its_own_bar_and_time_left():
         "steps": {"done": 24, "total": 24, "seconds": 1478},
         "diagnostics": {"done": 12, "total": 48, "seconds": 80},
     }
-    text = views.round_progress({"state": "running", "message": "m", "history": [], "phases": phases})
+    text = views.round_progress(RoundStatus(state="running", message="m", history=[], phases=phases))
     assert text.split("\n\n")[1].split("  \n") == [
         "✓ loading the model · 4 s",
         "✓ scoring the labels with the reference · 2 min",

@@ -12,7 +12,7 @@ rank. Whatever happens to the child (cancelled, killed, out of memory, crashed),
 cancelled or failed with a message that says so, and the previous policy keeps serving.
 
     runner = RoundRunner(store, model, Path("runs"), on_done=lambda r: print(r.version, "done"))
-    runner.start(DPOConfig()); runner.status(); runner.cancel(); runner.wait()
+    runner.start(DPOConfig()); runner.status().state; runner.cancel(); runner.wait()
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from training.config import DPOConfig
 from training.folder import LOG_FILE, PID_FILE, PROGRESS_FILE, STAGING_GLOB, read_result, staging_dir
 from training.gate import gate_record
 from training.plan import plan_round, write_job
+from training.status import RoundStatus
 from training.trainer import TrainingError
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ class RoundRunner:
         self._proc: subprocess.Popen | None = None
         self._watcher: threading.Thread | None = None
         self._cancelled = threading.Event()
-        self._status: dict = {"state": "idle", "history": [], "phases": {}, "message": "", "round": None}
+        self._status = RoundStatus()
         self.claim = None  # the runs folder's lock file while this app holds it (claim_runs_folder)
         self._pause_lock = threading.Lock()
         self._pausers = 0
@@ -150,8 +151,9 @@ class RoundRunner:
     def running(self) -> bool:
         return self._watcher is not None and self._watcher.is_alive()
 
-    def status(self) -> dict:
-        return dict(self._status, history=list(self._status["history"]), phases=dict(self._status["phases"]))
+    def status(self) -> RoundStatus:
+        """The running or last round (a value: it does not change after it is returned)."""
+        return self._status
 
     def start(self, config: DPOConfig, processes: int | None = None) -> int:
         """Plan the round, record it as running, write its folder and start its process; returns the round id.
@@ -166,24 +168,12 @@ class RoundRunner:
             out_dir = self.runs_dir / round_version(round_id)
             try:
                 job = write_job(out_dir, plan, config, model=self.model, round_id=round_id, device=self.device)
-                log_file = open(job / LOG_FILE, "w")
-                proc = _SPAWNER.submit(  # from a thread that lives as long as the app: see _SPAWNER
-                    subprocess.Popen,
-                    round_command(job, processes),
-                    cwd=REPO,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,  # its own process group: cancel reaches every rank
-                    env=os.environ | {"PYTHONUNBUFFERED": "1"},
-                    preexec_fn=functools.partial(die_with_parent, os.getpid()),
-                ).result()
-                log_file.close()
+                proc = _spawn(job, processes)
             except BaseException as err:
                 message = f"Could not start the round's process: {err}. The previous policy keeps serving."
                 shutil.rmtree(staging_dir(out_dir), ignore_errors=True)
                 self.store.rounds.fail(round_id, message)
-                self._status = {"state": "failed", "history": [], "phases": {}, "message": message, "round": round_id}
+                self._status = RoundStatus("failed", message, round_id)
                 if isinstance(err, Exception):
                     raise TrainingError(message) from err
                 raise
@@ -193,7 +183,7 @@ class RoundRunner:
                 self._proc = proc
                 if self._pausers:
                     _signal_group(proc, signal.SIGSTOP)
-            self._status = {"state": "running", "history": [], "phases": {}, "message": "Starting…", "round": round_id}
+            self._status = RoundStatus("running", "Starting…", round_id)
             self._watcher = threading.Thread(
                 target=self._watch, args=(round_id, proc, job, out_dir), name="round-watcher", daemon=True
             )
@@ -274,7 +264,6 @@ class RoundRunner:
 
     # -- the watcher thread ---------------------------------------------------------------------------
     def _watch(self, round_id: int, proc: subprocess.Popen, job: Path, out_dir: Path) -> None:
-        status = self._status
         events: list[dict] = []
         pending = ""  # a line the child has not finished writing yet
         with open(job / PROGRESS_FILE, "a+", encoding="utf-8") as progress:
@@ -288,69 +277,78 @@ class RoundRunner:
                     break
                 time.sleep(0.2)
         try:
-            self._finish(round_id, proc.returncode, events, job, out_dir)
+            state, message = self._finish(round_id, proc.returncode, events, job, out_dir)
         except Exception as err:  # recording or serving failed: say so, keep the previous policy
             log.exception("round %s could not be recorded", round_id)
-            status.update(state="failed", message=f"Round failed ({type(err).__name__}: {err}).")
+            state, message = "failed", f"Round failed ({type(err).__name__}: {err})."
+        self._status = self._status.ended(state, message)
 
     def _on_event(self, event: dict, events: list[dict]) -> None:
-        status = self._status
         events.append(event)
-        if event.get("event") == folder.STEP:
-            if status["history"] and event["step"] <= status["history"][-1]["step"]:
-                status["history"].clear()  # training started over (the out-of-memory retry): so does the plot
-            stats = {k: v for k, v in event.items() if k != "event"}
-            status["history"].append(stats)
-            steps = {"done": stats["step"], "total": stats["total_steps"], "seconds": stats.get("seconds", 0.0)}
-            status["phases"]["steps"] = steps
-            status["message"] = f"step {stats['step']}/{stats['total_steps']} · loss {stats['loss']:.4f}"
-            if self.on_progress is not None:
-                self.on_progress(stats)
-        elif event.get("event") == folder.PHASE:
-            status["phases"][event["phase"]] = {k: event[k] for k in ("done", "total", "seconds")}
-        elif event.get("event") == folder.STAGE:
-            status["message"] = f"{round_version(status['round'])}: {event['message']}"
+        self._status = self._status.with_event(event)
+        if event.get("event") == folder.STEP and self.on_progress is not None:
+            self.on_progress(self._status.history[-1])
 
-    def _finish(self, round_id: int, returncode: int, events: list[dict], job: Path, out_dir: Path) -> None:
-        status = self._status
-        ended = next((e for e in reversed(events) if e.get("event") in folder.ENDINGS), None)
+    def _finish(self, round_id: int, returncode: int, events: list[dict], job: Path, out_dir: Path) -> tuple[str, str]:
+        """Record how the round ended, in the store; returns its state and message."""
         if returncode == 0 and out_dir.is_dir():
-            result = read_result(out_dir)
-            metrics, config = result.metrics, DPOConfig.from_dict(result.config)
-            earlier = [r.metrics for r in reversed(self.store.rounds.list()) if r.status == "done"]
-            metrics["gate"] = gate_record(metrics, config, earlier)  # kept in the store with the round
-            ids, adapter = result.label_ids, result.adapter
-            metrics["adapter_sha256"] = adapter_digest(adapter)  # checked whenever the version loads
-            battles = ids.get("battles", {}).get("train", [])  # rounds written before arena votes trained: none
-            self.store.rounds.finish(round_id, str(adapter), metrics, ids["train"], ids["ratings"]["train"], battles)
-            finished = self.store.rounds.get(round_id)
-            outcome = self.on_done(finished) if self.on_done is not None else None
-            outcome = outcome or f"{finished.version} is now serving."
-            status.update(state="done", message=f"{outcome}{stop_note(metrics)}{memory_note(metrics)}")
-            return
+            return "done", self._record_done(round_id, out_dir)
         last_lines = _tail(job / LOG_FILE)
         shutil.rmtree(job, ignore_errors=True)
-        if self._cancelled.is_set():
-            message = "Round cancelled; the previous policy keeps serving."
+        state, message = self._failure(returncode, events, last_lines)
+        if state == "cancelled":
             self.store.rounds.fail(round_id, message, status="cancelled")
-            status.update(state="cancelled", message=message)
-            return
-        if (ended or {}).get("event") == folder.CANCELLED:  # a stop nobody asked for in the app
-            message = (
+        else:
+            self.store.rounds.fail(round_id, message)
+        return state, message
+
+    def _record_done(self, round_id: int, out_dir: Path) -> str:
+        """Record the finished round in `out_dir` with its health gate and adapter digest, tell `on_done`;
+        returns the status message."""
+        result = read_result(out_dir)
+        metrics = result.metrics
+        earlier = [r.metrics for r in reversed(self.store.rounds.list()) if r.status == "done"]
+        metrics["gate"] = gate_record(metrics, DPOConfig.from_dict(result.config), earlier)  # kept with the round
+        metrics["adapter_sha256"] = adapter_digest(result.adapter)  # checked whenever the version loads
+        ids = result.label_ids
+        battles = ids.get("battles", {}).get("train", [])  # rounds written before arena votes trained: none
+        self.store.rounds.finish(round_id, str(result.adapter), metrics, ids["train"], ids["ratings"]["train"], battles)
+        finished = self.store.rounds.get(round_id)
+        outcome = self.on_done(finished) if self.on_done is not None else None
+        outcome = outcome or f"{finished.version} is now serving."
+        return f"{outcome}{stop_note(metrics)}{memory_note(metrics)}"
+
+    def _failure(self, returncode: int, events: list[dict], last_lines: str) -> tuple[str, str]:
+        """Why a round's process ended without a round: ("cancelled" or "failed", the message)."""
+        ended = next((e for e in reversed(events) if e.get("event") in folder.ENDINGS), None)
+        if self._cancelled.is_set():
+            return "cancelled", "Round cancelled; the previous policy keeps serving."
+        if ended is not None and ended["event"] == folder.CANCELLED:  # a stop nobody asked for in the app
+            return "failed", (
                 f"The round's process was stopped by {ended.get('signal') or 'a signal'} from outside the app (a "
                 "shutdown, `kill`, or a job manager); the previous policy keeps serving. Start the round again."
             )
-            self.store.rounds.fail(round_id, message)
-            status.update(state="failed", message=message)
-            return
         if ended is not None:
-            message = ended["message"]
-        else:
-            message = f"{describe_exit(returncode)}; the previous policy keeps serving."
-            if last_lines:
-                message += f" Its last output: {last_lines}"
-        self.store.rounds.fail(round_id, message)
-        status.update(state="failed", message=message)
+            return "failed", ended["message"]
+        message = f"{describe_exit(returncode)}; the previous policy keeps serving."
+        return "failed", message + (f" Its last output: {last_lines}" if last_lines else "")
+
+
+def _spawn(job: Path, processes: int) -> subprocess.Popen:
+    """Start the round prepared in `job` in a process group of its own (cancel reaches every rank), its output in
+    the folder's log, from the one thread that lives as long as the app (see _SPAWNER)."""
+    with open(job / LOG_FILE, "w") as log_file:
+        return _SPAWNER.submit(
+            subprocess.Popen,
+            round_command(job, processes),
+            cwd=REPO,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=os.environ | {"PYTHONUNBUFFERED": "1"},
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
+        ).result()
 
 
 class RunsFolderBusy(ValueError):

@@ -220,9 +220,9 @@ def round_status(services: Services, tab: TrainTab, request: gr.Request) -> dict
     table = views.round_rows(services.rounds.list())
     if not guard.is_admin(services, request):
         table = [row | {"error": "failed (an admin can see why)" if row["error"] else ""} for row in table]
-        if status["state"] == "failed":
-            status = status | {"message": "The last round did not finish; an admin can see why."}
-    rows = views.plot_rows(status["history"])
+        if status.state == "failed":
+            status = dataclasses.replace(status, message="The last round did not finish; an admin can see why.")
+    rows = views.plot_rows(status.history)
     rounds = pd.DataFrame(table, columns=list(views.ROUND_COLUMNS))
     return {
         tab.progress: views.round_progress(status),

@@ -3,7 +3,7 @@
     pair_status("round_002", Status("round_002", queued=3, depth=8, sampling_error=None))
     # 'Pair from **round_002** · 3 ready in the queue'
 
-Each takes what the UI got from `services` (a `Status`, a `services.rounds.status()` dict, `Round`s, label counts,
+Each takes what the UI got from `services` (a `Status`, a `RoundStatus`, `Round`s, label counts,
 the arena's win rates and strengths) and returns the Markdown or table rows a widget displays; the handlers in
 ui/label.py, ui/train.py, ui/compare.py and ui/arena.py only move these between widgets and services.
 """
@@ -20,7 +20,7 @@ from services import BASE_VERSION, round_version
 from services.rounds import RoundDiagnostics, warnings
 
 if TYPE_CHECKING:
-    from services import Round, Status
+    from services import Round, RoundStatus, Status
 
 ROUND_COLUMNS = (
     "version",
@@ -372,15 +372,15 @@ def phase_line(name: str, phase: dict) -> str:
     return f"`{progress_bar(share)}` {label} · {done}/{total} · {share:.0%} · {duration(seconds)}{left}"
 
 
-def round_progress(status: dict) -> str:
+def round_progress(status: RoundStatus) -> str:
     """`services.rounds.status()` as Markdown: state and message, then a line per phase so far (each with its own
     bar, count and time left), or, without phase reports, a bar of the training steps."""
-    text = f"**{status['state']}** · {status['message']}"
-    phases = status.get("phases") or {}
+    text = f"**{status.state}** · {status.message}"
+    phases = status.phases
     if phases:
         names = [n for n in PHASES if n in phases] + [n for n in phases if n not in PHASES]
         return text + "\n\n" + "  \n".join(phase_line(name, phases[name]) for name in names)
-    history = status["history"]
+    history = status.history
     if history:
         last = history[-1]
         done = last["step"] / last["total_steps"]
