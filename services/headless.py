@@ -79,14 +79,12 @@ def run_headless(args: argparse.Namespace) -> int:
     names = {f.name for f in dataclasses.fields(DPOConfig)} - UI_ONLY
     try:
         config = DPOConfig(continue_from_serving=not args.fresh, **{n: getattr(args, n) for n in names})
-        services = open_services(ServiceConfig.from_args(args), serving=False)
+        options = ServiceConfig.from_args(args)
+        services = open_services(options, serving=False, on_step=show_step, serve_rounds=not args.no_serve)
     except (ValueError, ModelLoadError, StoreError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     with services.store:
-        runner = services.runner
-        runner.on_progress = show_step
-        runner.on_done = None if args.no_serve else services.rounds.round_finished
         try:
             round_id = services.rounds.start(config, processes=args.processes)
         except (ValueError, StoreError, TrainingError) as err:

@@ -3,7 +3,7 @@ once, and composes the use cases the UI and the CLI call.
 
     services = open_services(ServiceConfig(db="data/prefloop.duckdb"))    # what `python app.py` does
     services.labeling.next_pair(); services.rounds.start(DPOConfig()); services.status()
-    services = open_services(config, serving=False)                       # what `python -m training` does
+    services = open_services(config, serving=False, on_step=print)        # what `python -m training` does
 
 Start-up happens here: interrupted rounds marked failed and their staging folders removed, starter prompts, the
 recorded serving version restored, the sampler started. The use cases (services/labeling.py, versions.py,
@@ -13,6 +13,8 @@ are made of (`store`, `loop`, `battles`, `access`, `runner`) stay reachable for 
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +29,12 @@ from services.audit import Audit
 from services.config import ServiceConfig
 from services.exports import Exports
 from services.labeling import Labeling
-from services.rounds import Rounds
+from services.rounds import Rounds, serve_finished
 from services.team import Team
 from services.versions import Versions
 from serving import SamplingSettings, open_policy_server
 from storage import Store
-from training.runner import RoundRunner, claim_runs_folder
+from training.runner import RoundPause, RoundRunner, claim_runs_folder, clean_leftovers
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,16 @@ class Services:
         exports_dir: Path,
         access: Access | None = None,
         loop: Loop | None = None,
+        versions: Versions | None = None,
     ):
         # the parts
         self.store, self.runner, self.loop = store, runner, loop  # loop: None without a serving model (the CLI)
         self.access = access if access is not None else Access.open()  # logins off: everyone is admin
         self.model, self.device = model, device
         server, sampler = (None, None) if loop is None else (loop.server, loop.sampler)
-        # the use cases (the arena's battles load versions through the same object that serves them)
-        self.versions = Versions(store, server, sampler)
+        # the use cases (the arena's battles load versions through the same object that serves them, and the
+        # runner's on_done hands finished rounds to it: open_services makes it first)
+        self.versions = versions if versions is not None else Versions(store, server, sampler)
         self.battles = None if loop is None else Battles.for_loop(loop, self.versions)
         self.rounds = Rounds(runner, store, self.versions, device)
         self.labeling = None if loop is None else Labeling(store, loop, self.battles)
@@ -104,8 +108,15 @@ class Services:
             self.runner.claim.close()
 
 
-def open_services(config: ServiceConfig, serving: bool = True) -> Services:
-    """Open everything and run start-up; raises StoreError / ModelLoadError / ValueError with what to do."""
+def open_services(
+    config: ServiceConfig,
+    serving: bool = True,
+    on_step: Callable[[dict], None] | None = None,
+    serve_rounds: bool = True,
+) -> Services:
+    """Open everything and run start-up; raises StoreError / ModelLoadError / ValueError with what to do.
+    `on_step` hears each optimizer step's metrics of a running round; with `serve_rounds` off a finished round
+    is only recorded (`python -m training --no-serve`), else `serve_finished` decides whether it serves."""
     # before the model loads
     access = Access.from_file(config.users, session_hours=config.session_hours) if config.users else Access.open()
     store = Store(config.db)
@@ -117,12 +128,24 @@ def open_services(config: ServiceConfig, serving: bool = True) -> Services:
             store.prompts.add_many(starter_prompts(), source="starter")
         model = resolve_model(config.model, Path(config.model_cache))
         device = config.device or default_device()
-        runner = RoundRunner(store, model, Path(config.runs), device=device, processes=config.round_processes)
-        runner.claim = claim
-        runner.clean_leftovers()  # rounds that were running are marked failed above: nothing will finish them
-        loop = _open_loop(store, model, device, config, runner) if serving else None
-        services = Services(store, runner, model, device, Path(config.exports), access=access, loop=loop)
-        runner.on_done = services.rounds.round_finished
+        clean_leftovers(Path(config.runs))  # rounds that were running are marked failed above: nothing will finish them
+        # Made in the order they need each other: the sampler pauses rounds, the runner hands finished ones to
+        # the versions, which serve through the sampler's model.
+        pause = RoundPause()
+        loop = _open_loop(store, model, device, config, pause) if serving else None
+        versions = Versions(store) if loop is None else Versions(store, loop.server, loop.sampler)
+        runner = RoundRunner(
+            store,
+            model,
+            Path(config.runs),
+            on_done=functools.partial(serve_finished, store, versions) if serve_rounds else None,
+            device=device,
+            processes=config.round_processes,
+            on_progress=on_step,
+            pause=pause,
+            claim=claim,
+        )
+        services = Services(store, runner, model, device, Path(config.exports), access, loop, versions)
         if loop is not None:
             services.versions.restore()
             loop.sampler.start()  # the arena samples only while someone is in it
@@ -134,7 +157,7 @@ def open_services(config: ServiceConfig, serving: bool = True) -> Services:
     return services
 
 
-def _open_loop(store: Store, model: str, device: str, config: ServiceConfig, runner: RoundRunner) -> Loop:
+def _open_loop(store: Store, model: str, device: str, config: ServiceConfig, pause: RoundPause) -> Loop:
     quantization = resolve_quantization(config.quantization, device)
     vllm_options = {"max_lora_rank": config.vllm_max_lora_rank, "gpu_memory_utilization": config.vllm_gpu_memory}
     server = open_policy_server(
@@ -148,14 +171,14 @@ def _open_loop(store: Store, model: str, device: str, config: ServiceConfig, run
         cache_dir=config.model_cache,
     )
     # On a CPU a round and the sampler share the cores: the round's process pauses while a batch samples.
-    pause = runner.paused if not device.startswith("cuda") else None
+    while_sampling = pause.paused if not device.startswith("cuda") else None
     sampler = PairSampler(
         store,
         server,
         depth=config.queue_depth,
         batch_prompts=config.sample_batch,
         keep_stale=config.keep_stale_pairs,
-        while_sampling=pause,
+        while_sampling=while_sampling,
     )
     saved = store.settings.sampling()
     if saved:

@@ -2,7 +2,7 @@
 
 rounds = Rounds(runner, store, versions, device)
 rounds.start(DPOConfig(), processes=None); rounds.status().state; rounds.cancel()
-rounds.round_finished(finished)     # the runner's on_done: serve it, or hold it back as the candidate
+serve_finished(store, versions, finished)   # the runner's on_done: serve it, or hold it back as the candidate
 """
 
 from __future__ import annotations
@@ -16,7 +16,26 @@ from training.gate import failed
 from training.runner import RoundRunner
 from training.status import RoundStatus
 
-__all__ = ["RoundDiagnostics", "RoundStatus", "Rounds", "warnings"]  # as the UI shows them
+__all__ = ["RoundDiagnostics", "RoundStatus", "Rounds", "serve_finished", "warnings"]  # as the UI shows them
+
+
+def serve_finished(store: Store, versions: Versions, finished: Round) -> str:
+    """A finished round serves: handed over live when a model serves, else recorded for the next start. With
+    review on (`Rounds.set_review`), or when it failed the health gate (training/gate.py), it waits as the
+    candidate until someone serves it. Returns what happened. The runner's `on_done`, given when it is made."""
+    reasons = failed(finished.metrics)
+    if reasons:
+        store.rounds.set_candidate(finished.version)
+        return (
+            f"{finished.version} failed the health check and was not served; the previous version keeps "
+            f"serving. Failed: {'; '.join(reasons)}. Compare it first; an admin can still serve it on purpose "
+            "(recorded)."
+        )
+    if store.settings.review():
+        store.rounds.set_candidate(finished.version)
+        return f"{finished.version} is ready for review; the previous version keeps serving."
+    versions.hand_over(finished.version)
+    return f"{finished.version} is now serving."
 
 
 class Rounds:
@@ -47,22 +66,8 @@ class Rounds:
         return "QLoRA: 4-bit NF4 base + LoRA" if resolve_quantization("auto", self.device) == "nf4" else "plain LoRA"
 
     def round_finished(self, finished: Round) -> str:
-        """A finished round serves: handed over live when a model serves, else recorded for the next start. With
-        review on (`set_review`), or when it failed the health gate (training/gate.py), it waits as the candidate
-        until someone serves it. Returns what happened."""
-        reasons = failed(finished.metrics)
-        if reasons:
-            self.store.rounds.set_candidate(finished.version)
-            return (
-                f"{finished.version} failed the health check and was not served; the previous version keeps "
-                f"serving. Failed: {'; '.join(reasons)}. Compare it first; an admin can still serve it on purpose "
-                "(recorded)."
-            )
-        if self.store.settings.review():
-            self.store.rounds.set_candidate(finished.version)
-            return f"{finished.version} is ready for review; the previous version keeps serving."
-        self.versions.hand_over(finished.version)
-        return f"{finished.version} is now serving."
+        """What the runner does with a finished round: `serve_finished`. Returns what happened."""
+        return serve_finished(self.store, self.versions, finished)
 
     def review(self) -> bool:
         """Whether each round waits for review before it serves."""

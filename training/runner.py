@@ -4,14 +4,13 @@
     python -m torch.distributed.run --standalone --nproc_per_node N -m training.child --round-dir ...   # N GPUs
 
 The child (training/child.py) never opens the database; it trains from the folder, appends its progress events
-(training/folder.py) to `progress.jsonl`, and
-renames the folder to `runs/round_003/` when complete. It runs at a lower CPU priority (and on a CPU the app's
-sampler pauses it while a batch samples: `RoundRunner.paused`), so sampling for labelers keeps its pace, and
-in a process group of its own, so Cancel (SIGTERM, then SIGKILL) reaches every
+(training/folder.py) to `progress.jsonl`, and renames the folder to `runs/round_003/` when complete. It runs at a
+lower CPU priority (and on a CPU the app's sampler pauses it while a batch samples: `RoundPause`), so sampling
+for labelers keeps its pace, and in a process group of its own, so Cancel (SIGTERM, then SIGKILL) reaches every
 rank. Whatever happens to the child (cancelled, killed, out of memory, crashed), the app records the round as
 cancelled or failed with a message that says so, and the previous policy keeps serving.
 
-    runner = RoundRunner(store, model, Path("runs"), on_done=lambda r: print(r.version, "done"))
+    runner = RoundRunner(store, model, Path("runs"), on_done=lambda r: print(r.version, "done"))  # given once
     runner.start(DPOConfig()); runner.status().state; runner.cancel(); runner.wait()
 """
 
@@ -36,7 +35,7 @@ from pathlib import Path
 
 from models import linear_layer_names
 from models.adapters import adapter_digest
-from storage import round_version
+from storage import Round, round_version
 from training import folder
 from training.config import DPOConfig
 from training.folder import LOG_FILE, PID_FILE, PROGRESS_FILE, STAGING_GLOB, read_result, staging_dir
@@ -122,31 +121,93 @@ def describe_exit(returncode: int) -> str:
     return f"The round's process exited with code {returncode}"
 
 
+class RoundPause:
+    """While held (`paused()`), a running round's processes are stopped (SIGSTOP; SIGCONT after): whoever holds
+    this has the machine. On a CPU the app's sampler holds it for each batch, so the two do not compute at once
+    (with a lower CPU priority alone they did, and the sampler made 4 pairs/min instead of 32; pausing at the next
+    micro-batch instead still overlapped them for seconds: bench.round_load). The round still gets
+    MIN_ROUND_SHARE of the time: a pause may first wait for the round's turn. Holders are counted; the last one
+    resumes it. Made before the runner and the sampler, and given to both."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pausers = 0
+        self._proc: subprocess.Popen | None = None
+        self._paused_at = self._resumed_at = self._last_pause_s = 0.0
+
+    def track(self, proc: subprocess.Popen) -> None:
+        """Pause `proc` from now on (a round's process group); stopped at once if a holder is in."""
+        with self._lock:  # started while a batch samples: it waits for the batch like a running one
+            self._proc = proc
+            if self._pausers:
+                _signal_group(proc, signal.SIGSTOP)
+
+    @contextmanager
+    def paused(self):
+        """Hold the machine: the round's processes are stopped until the last holder leaves."""
+        self._wait_for_rounds_turn()
+        with self._lock:
+            self._pausers += 1
+            if self._pausers == 1:
+                self._paused_at = time.monotonic()
+                self._signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._pausers -= 1
+                if self._pausers == 0:
+                    self._signal(signal.SIGCONT)
+                    self._resumed_at = time.monotonic()
+                    self._last_pause_s = self._resumed_at - self._paused_at
+
+    def _wait_for_rounds_turn(self) -> None:
+        """With a round running and not paused: wait until it has run MIN_ROUND_SHARE of the time since the
+        last pause began."""
+        if self._proc is None or self._proc.poll() is not None or self._pausers:
+            return
+        turn = self._last_pause_s * MIN_ROUND_SHARE / (1 - MIN_ROUND_SHARE)
+        time.sleep(max(0.0, min(turn, 60.0) - (time.monotonic() - self._resumed_at)))
+
+    def _signal(self, sig: int) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            _signal_group(self._proc, sig)
+
+
 class RoundRunner:
-    """One round at a time, each in a child process; `status()` is what the Train tab shows."""
+    """One round at a time, each in a child process; `status()` is what the Train tab shows. Its subscribers are
+    given here, once: `on_done(finished Round)` when a round is recorded as done (what it returns, if anything, is
+    the status message; default "round_NNN is now serving."), `on_progress(step metrics)` at each optimizer step.
+    `pause`: shared with whoever must stop the round while it computes (the sampler on a CPU); `claim`: the runs
+    folder's lock (claim_runs_folder), closed with the app."""
 
     def __init__(
         self,
         store,
         model: str,
         runs_dir: Path,
-        on_done: Callable | None = None,
+        on_done: Callable[[Round], str | None] | None = None,
         device: str | None = None,
         processes: int | None = None,
         on_progress: Callable[[dict], None] | None = None,
+        pause: RoundPause | None = None,
+        claim=None,
     ) -> None:
         self.store, self.model, self.runs_dir, self.device = store, model, Path(runs_dir), device
-        self.on_done, self.on_progress = on_done, on_progress
+        self._on_done, self._on_progress = on_done, on_progress
         self.processes = processes
+        self.pause = pause if pause is not None else RoundPause()
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._watcher: threading.Thread | None = None
         self._cancelled = threading.Event()
         self._status = RoundStatus()
-        self.claim = None  # the runs folder's lock file while this app holds it (claim_runs_folder)
-        self._pause_lock = threading.Lock()
-        self._pausers = 0
-        self._paused_at = self._resumed_at = self._last_pause_s = 0.0
+        self.claim = claim  # the runs folder's lock file while this app holds it (claim_runs_folder)
+
+    @property
+    def paused(self):
+        """`RoundPause.paused` for this runner's rounds: `with runner.paused(): ...`."""
+        return self.pause.paused
 
     def running(self) -> bool:
         return self._watcher is not None and self._watcher.is_alive()
@@ -179,10 +240,8 @@ class RoundRunner:
                 raise
             self._cancelled.clear()
             (job / PID_FILE).write_text(str(proc.pid))  # so a later start can end it if this app dies first
-            with self._pause_lock:  # started while a batch samples: it waits for the batch like a running one
-                self._proc = proc
-                if self._pausers:
-                    _signal_group(proc, signal.SIGSTOP)
+            self._proc = proc
+            self.pause.track(proc)
             self._status = RoundStatus("running", "Starting…", round_id)
             self._watcher = threading.Thread(
                 target=self._watch, args=(round_id, proc, job, out_dir), name="round-watcher", daemon=True
@@ -194,11 +253,7 @@ class RoundRunner:
         """Remove the staging folders (`.round_NNN.tmp`) a stopped app or a crash left behind, ending a round
         process still running from one (an app killed while it was paused); call at start-up, before any round
         runs. Returns what was removed."""
-        leftovers = sorted(self.runs_dir.glob(STAGING_GLOB)) if self.runs_dir.is_dir() else []
-        for job in leftovers:
-            _end_orphan(job)
-            shutil.rmtree(job, ignore_errors=True)
-        return leftovers
+        return clean_leftovers(self.runs_dir)
 
     def cancel(self) -> None:
         """Ask the round's process to stop (SIGTERM to its group); SIGKILL if it is still there after a grace."""
@@ -216,42 +271,6 @@ class RoundRunner:
                 _signal_group(proc, signal.SIGKILL)
 
         threading.Thread(target=escalate, name="round-cancel", daemon=True).start()
-
-    @contextmanager
-    def paused(self):
-        """While held, a running round's processes are stopped (SIGSTOP; SIGCONT after): whoever holds this has
-        the machine. On a CPU the app's sampler holds it for each batch, so the two do not compute at once (with
-        a lower CPU priority alone they did, and the sampler made 4 pairs/min instead of 32; pausing at the next
-        micro-batch instead still overlapped them for seconds: bench.round_load). The round still gets
-        MIN_ROUND_SHARE of the time: a pause may first wait for the round's turn. Holders are counted; the last
-        one resumes it."""
-        self._wait_for_rounds_turn()
-        with self._pause_lock:
-            self._pausers += 1
-            if self._pausers == 1:
-                self._paused_at = time.monotonic()
-                self._signal(signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            with self._pause_lock:
-                self._pausers -= 1
-                if self._pausers == 0:
-                    self._signal(signal.SIGCONT)
-                    self._resumed_at = time.monotonic()
-                    self._last_pause_s = self._resumed_at - self._paused_at
-
-    def _wait_for_rounds_turn(self) -> None:
-        """With a round running and not paused: wait until it has run MIN_ROUND_SHARE of the time since the
-        last pause began."""
-        if self._proc is None or self._proc.poll() is not None or self._pausers:
-            return
-        turn = self._last_pause_s * MIN_ROUND_SHARE / (1 - MIN_ROUND_SHARE)
-        time.sleep(max(0.0, min(turn, 60.0) - (time.monotonic() - self._resumed_at)))
-
-    def _signal(self, sig: int) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            _signal_group(self._proc, sig)
 
     def kill(self) -> None:
         """SIGKILL the round's process group at once (what the kernel does when memory runs out)."""
@@ -286,8 +305,8 @@ class RoundRunner:
     def _on_event(self, event: dict, events: list[dict]) -> None:
         events.append(event)
         self._status = self._status.with_event(event)
-        if event.get("event") == folder.STEP and self.on_progress is not None:
-            self.on_progress(self._status.history[-1])
+        if event.get("event") == folder.STEP and self._on_progress is not None:
+            self._on_progress(self._status.history[-1])
 
     def _finish(self, round_id: int, returncode: int, events: list[dict], job: Path, out_dir: Path) -> tuple[str, str]:
         """Record how the round ended, in the store; returns its state and message."""
@@ -314,7 +333,7 @@ class RoundRunner:
         battles = ids.get("battles", {}).get("train", [])  # rounds written before arena votes trained: none
         self.store.rounds.finish(round_id, str(result.adapter), metrics, ids["train"], ids["ratings"]["train"], battles)
         finished = self.store.rounds.get(round_id)
-        outcome = self.on_done(finished) if self.on_done is not None else None
+        outcome = self._on_done(finished) if self._on_done is not None else None
         outcome = outcome or f"{finished.version} is now serving."
         return f"{outcome}{stop_note(metrics)}{memory_note(metrics)}"
 
@@ -349,6 +368,16 @@ def _spawn(job: Path, processes: int) -> subprocess.Popen:
             env=os.environ | {"PYTHONUNBUFFERED": "1"},
             preexec_fn=functools.partial(die_with_parent, os.getpid()),
         ).result()
+
+
+def clean_leftovers(runs_dir: Path) -> list[Path]:
+    """Remove the staging folders in `runs_dir`, ending a round's process still running from one (see
+    `RoundRunner.clean_leftovers`); returns what was removed."""
+    leftovers = sorted(runs_dir.glob(STAGING_GLOB)) if runs_dir.is_dir() else []
+    for job in leftovers:
+        _end_orphan(job)
+        shutil.rmtree(job, ignore_errors=True)
+    return leftovers
 
 
 class RunsFolderBusy(ValueError):
