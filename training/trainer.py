@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -41,7 +42,7 @@ from training.diagnose import DiagnosticSettings, diagnose
 from training.folder import ADAPTER_DIR, staging_dir, write_result
 from training.logps import completion_logps
 from training.loss import dpo_loss, kto_kl, kto_loss, kto_metrics, preference_metrics
-from training.memory import GIB, MemoryPlanError, ModelShape, free_memory_budget, plan_memory
+from training.memory import GIB, MemoryPlan, MemoryPlanError, ModelShape, free_memory_budget, plan_memory
 
 
 class TrainingError(RuntimeError):
@@ -110,110 +111,191 @@ def run_round(
     config.diagnostic_prompts 0, no diagnostics are measured. `on_phase(name, done, total, seconds)` hears how
     each phase (load, reference, heldout_before, steps, heldout_after, diagnostics) gets on; `on_progress` each
     optimizer step's metrics.
+
+    The config changes on the way, each variant named: `sized` has its micro-batch set for the device, `fitted`
+    fits the step into a CPU's memory (training/memory.py), `trained` is the one training finished with (after
+    an out-of-memory retry, a smaller one).
     """
     out_dir = Path(out_dir)
     if out_dir.exists():
         raise TrainingError(f"{out_dir} already exists: pick a new round folder, or move the old one away.")
-    kto = config.loss_type == "kto"
-    items = enough_items(pairs, config)
-    train, heldout = split_heldout(items, config.heldout_fraction, config.seed)
-    w = distributed.world()
+    train, heldout = split_heldout(enough_items(pairs, config), config.heldout_fraction, config.seed)
+    device, quantization, world = _placement(config, device)
+    sized = resolve_micro_batch(config, device)
+    torch.manual_seed(sized.seed)
+    started, phase = time.monotonic(), Phases(on_phase)  # where the round's time goes, saved with its metrics
+    tokenizer, base, train_tok, heldout_tok = _load(model, sized, (train, heldout), (device, quantization), phase)
+    fitted, memory_plan = _fit_memory(sized, train_tok, base, device, world)
+    policy = _policy_with_adapter(base, fitted, parent_adapter, quantization)
+    pad, dtype = tokenizer.pad_token_id, fitted.compute_dtype
+    batch_logps = _BatchLogps(policy, pad, device, fitted.micro_batch, world, should_stop, dtype, quantization)
+    trainee = _Trainee(policy, tokenizer, batch_logps, device, quantization, world, phase)
+    ref_train, ref_heldout = _reference_logps(trainee, fitted, train_tok, heldout_tok)
+    held_out = _HeldOut(heldout_tok, ref_heldout, _desirable(heldout, fitted))
+    heldout_before = _score_heldout_before(trainee, fitted, held_out)
+    train_ref = (*ref_train, _desirable(train, fitted))
+    history, trained = _train_steps(trainee, fitted, train_tok, train_ref, held_out, on_progress, should_stop)
+    heldout_after = _score_heldout_after(trainee, trained, held_out)
+    diagnostics, samples = _diagnose(trainee, trained, diagnostic_prompts, diagnose_base)
+    metrics = {"train": history[-1] if history else {}, "history": history, "heldout_before": heldout_before}
+    metrics |= {"heldout_after": heldout_after, "stopped": stop_record(history), "diagnostics": diagnostics}
+    metrics |= {"n_train": len(train), "n_heldout": len(heldout)} | _how_it_ran(trainee, fitted, trained, memory_plan)
+    metrics |= {"seconds": round(time.monotonic() - started, 2), "phases": phase.seconds}
+    record = {"dpo": trained.to_dict(), "base_model": model, "parent_adapter": parent_adapter} | (lineage or {})
+    return _write(out_dir, trainee, record, metrics, (train, heldout), samples)
+
+
+@dataclass(frozen=True)
+class _Trainee:
+    """What the phases after loading share: the policy with its adapter, its tokenizer, how to score items with
+    it, where it runs, the processes it runs in, and the round's phase timer."""
+
+    policy: Any
+    tokenizer: Any
+    batch_logps: _BatchLogps
+    device: str
+    quantization: str
+    world: distributed.World
+    phase: Phases
+
+
+@dataclass(frozen=True)
+class _HeldOut:
+    """The held-out items, tokenized, their reference log-probs and (KTO) their 👍 / 👎 labels."""
+
+    tok: list[TokenizedPair]
+    ref: tuple[torch.Tensor, ...]
+    labels: torch.Tensor | None
+
+
+def _placement(config: DPOConfig, device: str | None) -> tuple[str, str, distributed.World]:
+    """(device, quantization, world): the device asked for or the default, one GPU per process under a
+    launcher, and the quantization the config asks for there."""
+    world = distributed.world()
     device = device or default_device()
-    if w.size > 1 and device.startswith("cuda"):
-        device = f"cuda:{w.local_rank}"
-    quantization = resolve_quantization(config.quantization, device)
-    config = resolve_micro_batch(config, device)
-    torch.manual_seed(config.seed)
-    started = time.monotonic()
-    phase = Phases(on_phase)  # where the round's time goes, reported as it goes and saved with its metrics
+    if world.size > 1 and device.startswith("cuda"):
+        device = f"cuda:{world.local_rank}"
+    return device, resolve_quantization(config.quantization, device), world
+
+
+def _tokenize(tokenizer, items: list, config: DPOConfig) -> list[TokenizedPair]:
+    """Pairs, or (KTO) 👍 / 👎 examples each with a mismatched completion for the KL estimate, tokenized."""
+    if config.loss_type == "kto":
+        return tokenize_examples(tokenizer, items, config.max_length, config.max_prompt_length, config.seed)
+    return [tokenize_pair(tokenizer, p, config.max_length, config.max_prompt_length) for p in items]
+
+
+def _desirable(items: list, config: DPOConfig) -> torch.Tensor | None:
+    """The 👍 / 👎 labels of KTO examples, (n,) bool; None for pairs."""
+    return torch.tensor([e.desirable for e in items], dtype=torch.bool) if config.loss_type == "kto" else None
+
+
+def _load(model: str, config: DPOConfig, splits: tuple[list, list], where: tuple[str, str], phase: Phases):
+    """Phase "load": (tokenizer, base model, training items tokenized, held-out items tokenized); `where` is
+    (device, quantization)."""
+    (train, heldout), (device, quantization) = splits, where
     tokenizer = load_tokenizer(model)
-
-    def tokenize(items: list) -> list[TokenizedPair]:
-        if kto:
-            return tokenize_examples(tokenizer, items, config.max_length, config.max_prompt_length, config.seed)
-        return [tokenize_pair(tokenizer, p, config.max_length, config.max_prompt_length) for p in items]
-
-    def desirable(items: list) -> torch.Tensor | None:
-        return torch.tensor([e.desirable for e in items], dtype=torch.bool) if kto else None
-
     with phase("load", 1):
-        train_tok, heldout_tok = tokenize(train), tokenize(heldout)
+        train_tok, heldout_tok = _tokenize(tokenizer, train, config), _tokenize(tokenizer, heldout, config)
         base = load_model(model, quantization, device)
-    memory_plan = None
-    if not device.startswith("cuda"):  # a CPU out of memory kills the process: fit the step before it runs
-        budget = free_memory_budget(w.size) if config.memory_budget_gib is None else config.memory_budget_gib * GIB
-        try:
-            memory_plan = plan_memory(config, train_tok, ModelShape.of(base), int(budget))
-        except MemoryPlanError as err:
-            raise TrainingError(f"{err} The previous policy keeps serving.") from err
-        config = memory_plan.config
-    policy = _policy_with_adapter(base, config, parent_adapter, quantization)
-    batch_logps = _BatchLogps(
-        policy, tokenizer.pad_token_id, device, config.micro_batch, w, should_stop, config.compute_dtype, quantization
-    )
-    # Reference log-probs once per round, no second copy of the weights: the base is the policy with its
-    # adapter off; the previous policy is the adapter as loaded, before the first step.
-    reference = policy.disable_adapter() if config.reference == "base" else contextlib.nullcontext()
-    with phase("reference", len(train_tok) + len(heldout_tok)) as tick, reference:
-        ref_train = batch_logps(train_tok, tick=tick)
-        ref_heldout = batch_logps(heldout_tok, tick=lambda done: tick(len(train_tok) + done))
-    heldout_labels = desirable(heldout)
-    # With the previous policy as reference, the policy before training is the reference itself.
-    before = config.reference == "previous" or not heldout
-    with phase("heldout_before", 0 if before else len(heldout_tok)) as tick:
-        policy_heldout = ref_heldout if before else batch_logps(heldout_tok, tick=tick)
-        heldout_before = _score(policy_heldout, ref_heldout, config, heldout_labels) if heldout else None
+    return tokenizer, base, train_tok, heldout_tok
+
+
+def _fit_memory(config: DPOConfig, train_tok, base, device: str, world) -> tuple[DPOConfig, MemoryPlan | None]:
+    """On a CPU, the config whose step fits the memory (a CPU out of memory kills the process: fit the step
+    before it runs), with its plan; on CUDA the config as is (out of memory there is caught and retried)."""
+    if device.startswith("cuda"):
+        return config, None
+    budget = free_memory_budget(world.size) if config.memory_budget_gib is None else config.memory_budget_gib * GIB
+    try:
+        plan = plan_memory(config, train_tok, ModelShape.of(base), int(budget))
+    except MemoryPlanError as err:
+        raise TrainingError(f"{err} The previous policy keeps serving.") from err
+    return plan.config, plan
+
+
+def _reference_logps(trainee: _Trainee, config: DPOConfig, train_tok, heldout_tok) -> tuple[tuple, tuple]:
+    """Phase "reference": the reference log-probs of the training and held-out items, once per round, with no
+    second copy of the weights: the base is the policy with its adapter off; the previous policy is the adapter
+    as loaded, before the first step."""
+    reference = trainee.policy.disable_adapter() if config.reference == "base" else contextlib.nullcontext()
+    with trainee.phase("reference", len(train_tok) + len(heldout_tok)) as tick, reference:
+        ref_train = trainee.batch_logps(train_tok, tick=tick)
+        ref_heldout = trainee.batch_logps(heldout_tok, tick=lambda done: tick(len(train_tok) + done))
+    return ref_train, ref_heldout
+
+
+def _score_heldout_before(trainee: _Trainee, config: DPOConfig, held_out: _HeldOut) -> dict | None:
+    """Phase "heldout_before": the held-out metrics before training (None without held-out items). With the
+    previous policy as reference, the policy before training is the reference itself."""
+    before = config.reference == "previous" or not held_out.tok
+    with trainee.phase("heldout_before", 0 if before else len(held_out.tok)) as tick:
+        policy_heldout = held_out.ref if before else trainee.batch_logps(held_out.tok, tick=tick)
+        scored = _score(policy_heldout, held_out.ref, config, held_out.labels) if held_out.tok else None
+    return scored
+
+
+def _train_steps(trainee: _Trainee, config: DPOConfig, train_tok, train_ref, held_out: _HeldOut, on_progress, stop):
+    """Phase "steps" (steps report themselves, as "step" events): (history, the config that finished); one
+    process retries once with a smaller micro-batch on out-of-memory (several must change it together)."""
+    policy, batch_logps = trainee.policy, trainee.batch_logps
 
     def heldout_margin() -> float:
         """The held-out reward margin now, scored without dropout (target_margin's check)."""
         policy.eval()
-        margin = _score(batch_logps(heldout_tok), ref_heldout, config, heldout_labels)["margin"]
+        margin = _score(batch_logps(held_out.tok), held_out.ref, config, held_out.labels)["margin"]
         policy.train()
         return margin
 
-    train_ref = (*ref_train, desirable(train))
-    train_fn = _train_with_oom_retry if w.size == 1 else _train_as_is
-    with phase("steps", None):  # steps report themselves, as "step" events
-        history, trained = train_fn(
-            policy, train_tok, train_ref, config, batch_logps, on_progress, should_stop, heldout_margin
-        )
-    oom_retry, config = trained is not config, trained  # the retry finishes with a new, smaller config
-    with phase("heldout_after", len(heldout_tok)) as tick:
-        after = batch_logps(heldout_tok, tick=tick) if heldout else None
-        heldout_after = _score(after, ref_heldout, config, heldout_labels) if heldout else None
-    diagnostics = samples = None
-    if diagnostic_prompts and config.diagnostic_prompts and w.main:  # the other processes wait at the barrier
-        with phase("diagnostics", None) as tick:
-            diagnostics, samples = _diagnostics(
-                policy, tokenizer, diagnostic_prompts, config, (device, quantization), diagnose_base, tick
-            )
-    metrics = {
-        "train": history[-1] if history else {},
-        "history": history,
-        "heldout_before": heldout_before,
-        "heldout_after": heldout_after,
-        "stopped": stop_record(history),
-        "diagnostics": diagnostics,
-        "n_train": len(train),
-        "n_heldout": len(heldout),
-        "device": device,
-        "quantization": quantization,
-        "micro_batch": config.micro_batch,
-        "gradient_checkpointing": config.gradient_checkpointing,
-        "oom_retry": oom_retry,
-        "bf16_autocast": uses_bf16(device, config.compute_dtype, quantization),
+    train_fn = _train_with_oom_retry if trainee.world.size == 1 else _train_as_is
+    with trainee.phase("steps", None):
+        found = train_fn(policy, train_tok, train_ref, config, batch_logps, on_progress, stop, heldout_margin)
+    return found
+
+
+def _score_heldout_after(trainee: _Trainee, config: DPOConfig, held_out: _HeldOut) -> dict | None:
+    """Phase "heldout_after": the held-out metrics of the trained policy (None without held-out items)."""
+    with trainee.phase("heldout_after", len(held_out.tok)) as tick:
+        after = trainee.batch_logps(held_out.tok, tick=tick) if held_out.tok else None
+        scored = _score(after, held_out.ref, config, held_out.labels) if held_out.tok else None
+    return scored
+
+
+def _diagnose(trainee: _Trainee, config: DPOConfig, prompts: Sequence[str], with_base: bool):
+    """Phase "diagnostics", in the main process only (the others wait at the barrier before writing):
+    (metrics["diagnostics"], the samples for diagnostics.json), or (None, None) without prompts to answer."""
+    if not (prompts and config.diagnostic_prompts and trainee.world.main):
+        return None, None
+    with trainee.phase("diagnostics", None) as tick:
+        where = (trainee.device, trainee.quantization)
+        found = _diagnostics(trainee.policy, trainee.tokenizer, prompts, config, where, with_base, tick)
+    return found
+
+
+def _how_it_ran(trainee: _Trainee, fitted: DPOConfig, trained: DPOConfig, memory_plan: MemoryPlan | None) -> dict:
+    """The metrics that say where and how the round trained: device, quantization, micro-batch, checkpointing,
+    the out-of-memory retry (the retry finishes with a new, smaller config), autocast and the memory plan."""
+    return {
+        "device": trainee.device,
+        "quantization": trainee.quantization,
+        "micro_batch": trained.micro_batch,
+        "gradient_checkpointing": trained.gradient_checkpointing,
+        "oom_retry": trained is not fitted,
+        "bf16_autocast": uses_bf16(trainee.device, trained.compute_dtype, trainee.quantization),
         "memory_plan": memory_plan.to_dict() if memory_plan else None,
-        "seconds": round(time.monotonic() - started, 2),
-        "phases": phase.seconds,
     }
-    record = {"dpo": config.to_dict(), "base_model": model, "parent_adapter": parent_adapter} | (lineage or {})
+
+
+def _write(out_dir: Path, trainee: _Trainee, record: dict, metrics: dict, splits, samples) -> RoundResult:
+    """Write the round (the main process; the others wait for it) and return what it trained on."""
+    train, heldout = splits
     ids = {"train": _unique_ids(train, "judgement_id"), "heldout": _unique_ids(heldout, "judgement_id")}
     rating_ids = {"train": _unique_ids(train, "rating_id"), "heldout": _unique_ids(heldout, "rating_id")}
     battle_ids = {"train": _unique_ids(train, "battle_id"), "heldout": _unique_ids(heldout, "battle_id")}
-    if w.main:
+    if trainee.world.main:
         labels = ids | {"ratings": rating_ids, "battles": battle_ids}
-        _write_round(out_dir, policy, tokenizer, record, metrics, labels, samples)
-    distributed.barrier(w)
+        _write_round(out_dir, trainee.policy, trainee.tokenizer, record, metrics, labels, samples)
+    distributed.barrier(trainee.world)
     labels = (ids["train"], ids["heldout"], rating_ids["train"], rating_ids["heldout"])
     return RoundResult(out_dir / ADAPTER_DIR, metrics, *labels, battle_ids["train"], battle_ids["heldout"])
 
