@@ -402,6 +402,12 @@ def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab
         bind(export, services, tab), [fmt, export_kind, include_arena], [export_file, export_message], api_name="export"
     )
     tab.review.input(bind(set_review, services), tab.review, message, api_name="set_review", concurrency_limit=1)
+    _refresh(services, demo, tab)
+    return tab
+
+
+def _refresh(services: Services, demo: gr.Blocks, tab: TrainTab) -> None:
+    """On load and on timers: the round under review every 5 s, the running round's status every second."""
     gr.on(
         [gr.Timer(5.0).tick, demo.load],
         bind(round_review, services, tab),
@@ -414,8 +420,7 @@ def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab
         [gr.Timer(1.0).tick, demo.load],
         bind(round_status, services, tab),
         None,
-        [progress, plot, no_plot, rounds, serving, label_summary],
+        [tab.progress, tab.plot, tab.no_plot, tab.rounds, tab.serving, tab.label_summary],
         api_name="round_status",
         show_progress="hidden",
     )
-    return tab
