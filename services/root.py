@@ -3,7 +3,7 @@ once, and composes the use cases the UI and the CLI call.
 
     services = open_services(ServiceConfig(db="data/prefloop.duckdb"))    # what `python app.py` does
     services.labeling.next_pair(); services.rounds.start(DPOConfig()); services.status()
-    services = open_services(config, serving=False, on_step=print)        # what `python -m training` does
+    services = open_services(config, serving=False, on_step=show_step)    # what `python -m training` does
 
 Start-up happens here: interrupted rounds marked failed and their staging folders removed, starter prompts, the
 recorded serving version restored, the sampler started. The use cases (services/labeling.py, versions.py,
