@@ -197,10 +197,28 @@ def free_memory(device: str) -> None:
         torch.cuda.empty_cache()
 
 
-def main(args: argparse.Namespace) -> dict:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.memory_limit_gib is not None and device != "cuda":
-        raise SystemExit("--memory-limit-gib caps CUDA memory; this machine has no CUDA GPU.")
+def run_variant(name: str, fn, pairs: int, device: str) -> dict:
+    """One variant's throughput and peak memory; running out of memory is a result too: it does not fit."""
+    try:
+        with PeakMemory(device) as memory:
+            seconds, notes = fn()
+    except (torch.OutOfMemoryError, TrainingError) as err:
+        if not out_of_memory(err):
+            raise
+        print(f"{name:14s} out of memory", flush=True)
+        return {"pairs_s": None, "seconds": None, "peak_gib": None}
+    result = {"pairs_s": pairs / seconds, "seconds": seconds, "peak_gib": memory.peak_gib} | notes
+    retried = "  (out of memory once: retried with half the micro-batch)" if notes.get("retried") else ""
+    where = "  " + ", ".join(f"{k} {v:.1f} s" for k, v in notes["phases"].items()) if "phases" in notes else ""
+    print(
+        f"{name:14s} {result['pairs_s']:8.2f} pairs/s  {seconds:8.1f} s  "
+        f"peak {memory.peak_gib:6.2f} GiB{retried}{where}",
+        flush=True,
+    )
+    return result
+
+
+def run_variants(args: argparse.Namespace, device: str) -> dict[str, dict]:
     tokenizer_dir = prepare_default_model(Path(args.model_cache)) if args.tokenizer is None else Path(args.tokenizer)
     pairs = synthetic_pairs(args.pairs, seed=0)
     results = {}
@@ -217,28 +235,13 @@ def main(args: argparse.Namespace) -> dict:
             "trl_best": lambda: run_trl(model_dir, pairs, args, device, best=True),
         }
         for name, fn in variants.items():
-            if name not in args.variants:
-                continue
-            try:
-                with PeakMemory(device) as memory:
-                    seconds, notes = fn()
-            except (torch.OutOfMemoryError, TrainingError) as err:  # out of memory is a result too: it does not fit
-                if not out_of_memory(err):
-                    raise
-                results[name] = {"pairs_s": None, "seconds": None, "peak_gib": None}
-                print(f"{name:14s} out of memory", flush=True)
+            if name in args.variants:
+                results[name] = run_variant(name, fn, args.pairs, device)
                 free_memory(device)
-                continue
-            results[name] = {"pairs_s": args.pairs / seconds, "seconds": seconds, "peak_gib": memory.peak_gib} | notes
-            retried = "  (out of memory once: retried with half the micro-batch)" if notes.get("retried") else ""
-            where = "  " + ", ".join(f"{k} {v:.1f} s" for k, v in notes["phases"].items()) if "phases" in notes else ""
-            print(
-                f"{name:14s} {results[name]['pairs_s']:8.2f} pairs/s  {seconds:8.1f} s  "
-                f"peak {memory.peak_gib:6.2f} GiB{retried}{where}",
-                flush=True,
-            )
-            free_memory(device)
+    return results
 
+
+def summarize(results: dict[str, dict], args: argparse.Namespace, device: str) -> dict:
     def figure(name: str, key: str):
         value = results.get(name, {}).get(key)
         return None if value is None else round(value, 3)
@@ -253,20 +256,17 @@ def main(args: argparse.Namespace) -> dict:
             f"speedup vs {name:11s} {'n/a' if speedup is None else f'{speedup:.2f}x'} (our pairs/s ÷ theirs)",
             flush=True,
         )
-    summary = {
+    return {
         "model": args.model,
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "pairs": args.pairs,
         "batch_size": args.batch_size,
         "max_length": args.max_length,
         "memory_limit_gib": args.memory_limit_gib,
-        "ours_pairs_s": figure("ours", "pairs_s"),
-        "trl_default_pairs_s": figure("trl_default", "pairs_s"),
-        "trl_best_pairs_s": figure("trl_best", "pairs_s"),
-        "ours_ungrouped_pairs_s": figure("ours_ungrouped", "pairs_s"),
-        "ours_peak_gib": figure("ours", "peak_gib"),
-        "trl_default_peak_gib": figure("trl_default", "peak_gib"),
-        "trl_best_peak_gib": figure("trl_best", "peak_gib"),
+        **{
+            f"{name}_pairs_s": figure(name, "pairs_s") for name in ("ours", "trl_default", "trl_best", "ours_ungrouped")
+        },
+        **{f"{name}_peak_gib": figure(name, "peak_gib") for name in ("ours", "trl_default", "trl_best")},
         "speedup_vs_trl_default": ratio("trl_default"),
         "speedup_vs_trl_best": ratio("trl_best"),
         "ours_retried": results.get("ours", {}).get("retried"),
@@ -274,6 +274,13 @@ def main(args: argparse.Namespace) -> dict:
         "ours_phases_s": results.get("ours", {}).get("phases"),
         "cpu": cpu_flags(),
     }
+
+
+def main(args: argparse.Namespace) -> dict:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.memory_limit_gib is not None and device != "cuda":
+        raise SystemExit("--memory-limit-gib caps CUDA memory; this machine has no CUDA GPU.")
+    summary = summarize(run_variants(args, device), args, device)
     print(json.dumps(summary))
     return summary
 
