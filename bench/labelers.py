@@ -214,21 +214,59 @@ def check_store(db: Path, levels: list[Level]) -> dict:
     }
 
 
-def main(args: argparse.Namespace) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="prefloop-labelers-"))
-    most = max(args.labelers)
+def make_logins(work: Path, labelers: int) -> tuple[UsersFile, tuple[str, str], list[tuple[str, str]]]:
     users = UsersFile(work / "users.json")
     admin_login = ("admin", "admin passphrase")
     users.add(*admin_login, role="admin")
-    logins = [(f"labeler-{i:02d}", f"passphrase {i:02d}") for i in range(most)]
+    logins = [(f"labeler-{i:02d}", f"passphrase {i:02d}") for i in range(labelers)]
     for login in logins:
         users.add(*login)
-    import_file = None
-    if args.import_prompts:
-        import_file = work / "many.jsonl"
-        with open(import_file, "w") as f:
-            for i in range(args.import_prompts):
-                f.write(json.dumps({"prompt": f"Imported prompt {i}: say something about the number {i}."}) + "\n")
+    return users, admin_login, logins
+
+
+def write_import_file(work: Path, prompts: int) -> Path | None:
+    if not prompts:
+        return None
+    path = work / "many.jsonl"
+    with open(path, "w") as f:
+        for i in range(prompts):
+            f.write(json.dumps({"prompt": f"Imported prompt {i}: say something about the number {i}."}) + "\n")
+    return path
+
+
+def import_figures(level, labelers: int) -> dict:
+    waits = [w * 1000 for w in level.during_import]
+    return {
+        "labelers": labelers,
+        "pairs_during_import": len(waits),
+        "p50_ms_during_import": round(statistics.median(waits), 1) if waits else None,
+        "max_ms_during_import": round(max(waits), 1) if waits else None,
+    }
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the app closes the database
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def print_table(results: list[dict], floor: float, store: dict, imported: dict) -> None:
+    header = ("labelers", "votes", "votes/s", "p50 ms", "p95 ms", "max ms", "twice", "err")
+    print(" ".join(f"{h:>9}" for h in header))
+    for r in results:
+        row = ("labelers", "votes", "votes_per_s", "p50_ms", "p95_ms", "max_ms", "pairs_to_two_labelers", "errors")
+        print(" ".join(f"{r[key]!s:>9}" for key in row))
+    print(f"gradio_client's own floor (a call that does nothing): {floor} ms")
+    print(f"store: {store}; import: {imported or 'none'}")
+
+
+def main(args: argparse.Namespace) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="prefloop-labelers-"))
+    users, admin_login, logins = make_logins(work, max(args.labelers))
+    import_file = write_import_file(work, args.import_prompts)
     proc, url = launch(work, users.path, args)
     try:
         admin = connect(url, admin_login, proc, work)
@@ -240,23 +278,10 @@ def main(args: argparse.Namespace) -> dict:
             level, got = run_level(url, admin, n, logins, args, import_file if index == 0 else None)
             levels.append(level)
             results.append(level.summary())
-            imported |= got
-            if got:
-                waits = [w * 1000 for w in level.during_import]
-                imported |= {
-                    "labelers": n,
-                    "pairs_during_import": len(waits),
-                    "p50_ms_during_import": round(statistics.median(waits), 1) if waits else None,
-                    "max_ms_during_import": round(max(waits), 1) if waits else None,
-                }
+            imported |= got | (import_figures(level, n) if got else {})
             print(json.dumps(results[-1]), flush=True)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the app closes the database
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_app(proc)
     store = check_store(work / "bench.duckdb", levels)
     sustained = [r["labelers"] for r in results if r["p95_ms"] is not None and r["p95_ms"] <= TARGET_P95_MS]
     summary = {
@@ -274,13 +299,7 @@ def main(args: argparse.Namespace) -> dict:
         "cpu": cpu_flags(),
         "cores": os.cpu_count(),
     }
-    header = ("labelers", "votes", "votes/s", "p50 ms", "p95 ms", "max ms", "twice", "err")
-    print(" ".join(f"{h:>9}" for h in header))
-    for r in results:
-        row = ("labelers", "votes", "votes_per_s", "p50_ms", "p95_ms", "max_ms", "pairs_to_two_labelers", "errors")
-        print(" ".join(f"{r[key]!s:>9}" for key in row))
-    print(f"gradio_client's own floor (a call that does nothing): {floor} ms")
-    print(f"store: {store}; import: {imported or 'none'}")
+    print_table(results, floor, store, imported)
     print(json.dumps(summary))
     return summary
 
