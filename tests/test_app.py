@@ -140,21 +140,9 @@ def test_importing_a_prompt_file_through_the_ui(app, tmp_path):
         client.predict(gradio_client.handle_file(str(bad)), api_name="/import_prompts")
 
 
-def test_the_whole_loop_through_the_app(app):
-    client, proc, work = app
-    client.predict(0.8, 0.95, 16, api_name="/apply_settings")
-    statuses = label(client, 10)
-    assert all(re.fullmatch(r"Pair from \*\*base\*\* · [0-2] ready in the queue", s) for s in statuses), statuses
-    queue = client.predict(api_name="/queue_status")  # what the Label tab's timer shows every 2 s
-    assert re.fullmatch(r"Queue: [0-2] of 2 pairs ready · serving \*\*base\*\*", queue), queue
-    prompt, *_, status = client.predict(api_name="/next_pair")
-    assert prompt.startswith(PROMPT) and status.startswith("Pair from **base**"), (prompt, status)
-    tie, next_prompt, *_ = client.predict("tester", api_name="/vote_tie")
-    assert next_prompt.startswith(PROMPT), "the vote's answer holds the next pair"
-    assert re.fullmatch(r"Saved vote #\d+ \(tie\)\. Total votes: 11\.", tie), tie
-
-    # Ten epochs keep the tiny round busy long enough to see it refuse a second start. Every Train tab field
-    # is set away from its default, so the round's config.json shows each one arrived.
+def start_round_with_every_field_changed(client) -> None:
+    """Ten epochs keep the tiny round busy long enough to see it refuse a second start. Every Train tab field
+    is set away from its default, so the round's config.json shows each one arrived."""
     started = client.predict(
         beta=0.2,
         learning_rate=5e-3,
@@ -176,12 +164,9 @@ def test_the_whole_loop_through_the_app(app):
     assert started == "Round started."
     with pytest.raises(Exception, match="already running"):
         start_round(client, beta=0.1)
-    client.predict(api_name="/next_pair")  # labeling goes on while the round trains
-    assert client.predict("tester", api_name="/vote_skip")[0].startswith("Saved vote #")
-    progress, serving, summary = wait_for_round(client)
-    assert "**done**" in progress, progress
-    assert "10 pairs (every loss)" in summary and "1 ties (not trained)" in summary
-    assert "round_001" in serving
+
+
+def check_the_round_recorded_every_field(client, work: Path) -> None:
     recorded = json.loads((work / "runs" / "round_001" / "config.json").read_text())["dpo"]
     expected = {"beta": 0.2, "learning_rate": 5e-3, "epochs": 10, "batch_size": 4, "loss_type": "sigmoid"}
     expected |= {"lora_r": 4, "lora_alpha": 8, "max_length": 192, "continue_from_serving": True}
@@ -194,6 +179,45 @@ def test_the_whole_loop_through_the_app(app):
     assert row["version"] == "round_001" and re.fullmatch(r"– → \d\.\d\d", row["held-out accuracy"]), row
     adapter = json.loads((work / "runs" / "round_001" / "adapter" / "adapter_config.json").read_text())
     assert (adapter["r"], adapter["lora_alpha"], sorted(adapter["target_modules"])) == (4, 8, ["q_proj", "v_proj"])
+
+
+def check_the_store_after_a_kill(work: Path) -> None:
+    """A vote acknowledged in the UI is on disk even if the app is killed right after."""
+    from storage import Store
+
+    with Store(work / "loop.duckdb") as store:
+        judgements = store.judgements.list()
+        assert len(judgements) == 13 and judgements[-1].labeler == "last-voter"
+        assert [j.choice for j in judgements].count("tie") == 1
+        (round_,) = store.rounds.list()
+        assert round_.status == "done" and round_.n_pairs == 8
+        assert sorted(store.rounds.judgement_ids(round_.id)) == sorted(
+            json.loads((work / "runs" / "round_001" / "judgements.json").read_text())["train"]
+        )
+        assert store.rounds.get_serving() == "base"
+
+
+def test_the_whole_loop_through_the_app(app):
+    client, proc, work = app
+    client.predict(0.8, 0.95, 16, api_name="/apply_settings")
+    statuses = label(client, 10)
+    assert all(re.fullmatch(r"Pair from \*\*base\*\* · [0-2] ready in the queue", s) for s in statuses), statuses
+    queue = client.predict(api_name="/queue_status")  # what the Label tab's timer shows every 2 s
+    assert re.fullmatch(r"Queue: [0-2] of 2 pairs ready · serving \*\*base\*\*", queue), queue
+    prompt, *_, status = client.predict(api_name="/next_pair")
+    assert prompt.startswith(PROMPT) and status.startswith("Pair from **base**"), (prompt, status)
+    tie, next_prompt, *_ = client.predict("tester", api_name="/vote_tie")
+    assert next_prompt.startswith(PROMPT), "the vote's answer holds the next pair"
+    assert re.fullmatch(r"Saved vote #\d+ \(tie\)\. Total votes: 11\.", tie), tie
+
+    start_round_with_every_field_changed(client)
+    client.predict(api_name="/next_pair")  # labeling goes on while the round trains
+    assert client.predict("tester", api_name="/vote_skip")[0].startswith("Saved vote #")
+    progress, serving, summary = wait_for_round(client)
+    assert "**done**" in progress, progress
+    assert "10 pairs (every loss)" in summary and "1 ties (not trained)" in summary
+    assert "round_001" in serving
+    check_the_round_recorded_every_field(client, work)
 
     *_, status = client.predict(api_name="/next_pair")
     assert "Pair from **round_001**" in status
@@ -211,22 +235,10 @@ def test_the_whole_loop_through_the_app(app):
     *_, status = client.predict(api_name="/next_pair")
     assert "Pair from **base**" in status
 
-    # A vote acknowledged in the UI is on disk even if the app is killed right after.
     client.predict("last-voter", api_name="/vote_both_bad")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    from storage import Store
-
-    with Store(work / "loop.duckdb") as store:
-        judgements = store.judgements.list()
-        assert len(judgements) == 13 and judgements[-1].labeler == "last-voter"
-        assert [j.choice for j in judgements].count("tie") == 1
-        (round_,) = store.rounds.list()
-        assert round_.status == "done" and round_.n_pairs == 8
-        assert sorted(store.rounds.judgement_ids(round_.id)) == sorted(
-            json.loads((work / "runs" / "round_001" / "judgements.json").read_text())["train"]
-        )
-        assert store.rounds.get_serving() == "base"
+    check_the_store_after_a_kill(work)
 
 
 def test_rate_one_mode_feeds_a_kto_round_from_the_app(tiny_model_dir, tmp_path):
