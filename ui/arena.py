@@ -272,17 +272,7 @@ def build(services: Services, tab_block: gr.Tab, typed_name: gr.Textbox) -> Aren
             x="version", y="win rate", color="line", title="Win rate against the base (%), by version", visible=False
         )
         matrix = gr.Dataframe(label="How often the row's version beat the column's (ties half)", interactive=False)
-    with gr.Accordion("Held-out prompts (admin)", open=False) as held_out:
-        held_status = gr.Markdown(held_out_line(services))
-        with gr.Row():
-            how_many = gr.Number(24, precision=0, minimum=1, label="How many", scale=1)
-            hold_button = gr.Button("Hold out prompts with no label", scale=2)
-            give_back_button = gr.Button("Give them all back to labeling", scale=2)
-        upload = gr.File(label="Import JSONL / CSV / TXT / parquet as held-out prompts", type="filepath")
-        import_button = gr.Button("Import file, held out")
-    hold_button.click(bind(hold_out, services), how_many, held_status, api_name="arena_hold_out")
-    give_back_button.click(bind(give_back, services), None, held_status, api_name="arena_give_back")
-    import_button.click(bind(import_held_out, services), upload, held_status, api_name="arena_import_held_out")
+    held_out = _held_out_panel(services)
     tab = ArenaTab(
         battle=gr.State(None),
         first=first,
@@ -301,38 +291,69 @@ def build(services: Services, tab_block: gr.Tab, typed_name: gr.Textbox) -> Aren
         admin_only=(held_out,),
     )
 
+    _wire(services, tab, tab_block, typed_name, _Controls(buttons, next_button, refresh, latest_button))
+    return tab
+
+
+def _held_out_panel(services: Services) -> gr.Accordion:
+    """The admin's held-out prompts: hold out unlabeled ones, give them back, or import a file of them."""
+    with gr.Accordion("Held-out prompts (admin)", open=False) as held_out:
+        held_status = gr.Markdown(held_out_line(services))
+        with gr.Row():
+            how_many = gr.Number(24, precision=0, minimum=1, label="How many", scale=1)
+            hold_button = gr.Button("Hold out prompts with no label", scale=2)
+            give_back_button = gr.Button("Give them all back to labeling", scale=2)
+        upload = gr.File(label="Import JSONL / CSV / TXT / parquet as held-out prompts", type="filepath")
+        import_button = gr.Button("Import file, held out")
+    hold_button.click(bind(hold_out, services), how_many, held_status, api_name="arena_hold_out")
+    give_back_button.click(bind(give_back, services), None, held_status, api_name="arena_give_back")
+    import_button.click(bind(import_held_out, services), upload, held_status, api_name="arena_import_held_out")
+    return held_out
+
+
+@dataclass(frozen=True)
+class _Controls:
+    """The tab's buttons, which only its own events use."""
+
+    votes: dict[str, gr.Button]
+    next_battle: gr.Button
+    refresh: gr.Button
+    latest: gr.Button
+
+
+def _wire(services: Services, tab: ArenaTab, tab_block: gr.Tab, typed_name: gr.Textbox, controls: _Controls) -> None:
     hidden = {"show_progress": "hidden", "trigger_mode": "multiple"}
-    picked = [first, second, typed_name]
+    picked = [tab.first, tab.second, typed_name]
     outputs = tab.battle_outputs()
-    next_button.click(bind(next_battle, services, tab), picked, outputs, api_name="arena_next", **hidden)
+    controls.next_battle.click(bind(next_battle, services, tab), picked, outputs, api_name="arena_next", **hidden)
     # Results after each vote, one computation at a time (a bootstrap takes ~0.5 s; cached until the next vote).
     show_results = bind(results, services, tab)
     one_at_a_time = {"concurrency_limit": 1, "concurrency_id": "arena_results", "show_progress": "hidden"}
     for side, suffix, _, _ in VOTE_BUTTONS:
-        buttons[side].click(
+        controls.votes[side].click(
             bind(vote, services, tab, side),
             [tab.battle, *picked],
-            [reveal, *outputs],
+            [tab.reveal, *outputs],
             api_name=f"arena_vote_{suffix}",
             **hidden,
         ).success(show_results, None, tab.results_outputs(), api_name=False, **one_at_a_time)
-    refresh.click(show_results, None, tab.results_outputs(), api_name="arena_results", **one_at_a_time)
-    latest_button.click(bind(latest, services, tab), None, [first, second], api_name="arena_latest").success(
-        bind(next_battle_quietly, services, tab), picked, outputs, api_name=False, show_progress="hidden"
-    )
+    controls.refresh.click(show_results, None, tab.results_outputs(), api_name="arena_results", **one_at_a_time)
     quietly = bind(next_battle_quietly, services, tab)
-    gr.on([first.input, second.input], quietly, picked, outputs, api_name=False, show_progress="hidden")
+    latest_versions = bind(latest, services, tab)
+    controls.latest.click(latest_versions, None, [tab.first, tab.second], api_name="arena_latest").success(
+        quietly, picked, outputs, api_name=False, show_progress="hidden"
+    )
+    gr.on([tab.first.input, tab.second.input], quietly, picked, outputs, api_name=False, show_progress="hidden")
     opened = bind(open_battle, services, tab)
     tab_block.select(opened, [tab.battle, *picked], outputs, api_name=False, show_progress="hidden")
     tab_block.select(show_results, None, tab.results_outputs(), api_name=False, **one_at_a_time)
     show_checks = bind(checks, services)
-    refresh.click(show_checks, picked, checks_view, api_name="arena_checks", show_progress="hidden")
+    controls.refresh.click(show_checks, picked, tab.checks, api_name="arena_checks", show_progress="hidden")
     gr.on(
-        [tab_block.select, first.change, second.change, *(b.click for b in buttons.values())],
+        [tab_block.select, tab.first.change, tab.second.change, *(b.click for b in controls.votes.values())],
         show_checks,
         picked,
-        checks_view,
+        tab.checks,
         api_name=False,
         show_progress="hidden",
     )
-    return tab

@@ -403,59 +403,98 @@ def build(services: Services, demo: gr.Blocks) -> LabelTab:
         admin_only=(apply_button, import_group, guidelines_edit),
     )
 
+    controls = _Controls(
+        next_button=next_button,
+        votes=votes,
+        undo=undo_button,
+        edit=edit_button,
+        save_edit=save_edit_button,
+        cancel_edit=cancel_edit,
+        rates=rates,
+        mode=mode,
+        add_prompt=add_button,
+        queue=queue,
+        counters=counters_line,
+    )
+    _wire_pair_events(services, demo, tab, controls)
+    _wire_modes_and_timers(services, demo, tab, controls)
+    return tab
+
+
+@dataclass(frozen=True)
+class _Controls:
+    """The tab's buttons and read-only views that only its own events use."""
+
+    next_button: gr.Button
+    votes: dict[str, gr.Button]
+    undo: gr.Button
+    edit: gr.Button
+    save_edit: gr.Button
+    cancel_edit: gr.Button
+    rates: dict[str, gr.Button]
+    mode: gr.Radio
+    add_prompt: gr.Button
+    queue: gr.Markdown
+    counters: gr.Markdown
+
+
+def _wire_pair_events(services: Services, demo: gr.Blocks, tab: LabelTab, controls: _Controls) -> None:
+    """Next pair, votes, undo and edit."""
     pair_outputs = tab.pair_outputs()
     show_next = bind(next_pair, services, tab)
     # Our own waiting line, not gradio's timer. Every press runs ("multiple"): one that comes as the next pair
     # arrives, while the last vote's event finishes, votes on that pair instead of being dropped; keys.js keeps
     # a second press from going out before the first vote is acknowledged, and the store judges a pair once.
     hidden = {"show_progress": "hidden", "trigger_mode": "multiple"}
-    next_button.click(show_next, [raw, labeler], pair_outputs, api_name="next_pair", **hidden)
-    demo.load(show_next, [raw, labeler], pair_outputs, api_name=False, **hidden)
-    labeled = [vote_status, history, *pair_outputs]
-    for choice, button in votes.items():
-        button.click(
-            bind(vote, services, tab, choice),
-            [pair, history, labeler, raw],
-            labeled,
-            api_name=f"vote_{choice}",
-            **hidden,
-        )
-    undo_button.click(bind(undo, services, tab), [pair, history, labeler, raw], labeled, api_name="undo", **hidden)
-    edit_button.click(partial(open_edit, tab), [pair, edit_source], [edit_panel, edit_text], api_name=False)
-    edit_source.change(partial(open_edit, tab), [pair, edit_source], [edit_panel, edit_text], api_name=False)
-    save_edit_button.click(
+    controls.next_button.click(show_next, [tab.raw, tab.labeler], pair_outputs, api_name="next_pair", **hidden)
+    demo.load(show_next, [tab.raw, tab.labeler], pair_outputs, api_name=False, **hidden)
+    voted = [tab.pair, tab.history, tab.labeler, tab.raw]
+    labeled = [tab.vote_status, tab.history, *pair_outputs]
+    for choice, button in controls.votes.items():
+        button.click(bind(vote, services, tab, choice), voted, labeled, api_name=f"vote_{choice}", **hidden)
+    controls.undo.click(bind(undo, services, tab), voted, labeled, api_name="undo", **hidden)
+    opened = [tab.edit_panel, tab.edit_text]
+    controls.edit.click(partial(open_edit, tab), [tab.pair, tab.edit_source], opened, api_name=False)
+    tab.edit_source.change(partial(open_edit, tab), [tab.pair, tab.edit_source], opened, api_name=False)
+    controls.save_edit.click(
         bind(save_edit, services, tab),
-        [pair, history, edit_source, edit_text, labeler, raw],
-        [*labeled, edit_panel, edit_text],
+        [tab.pair, tab.history, tab.edit_source, tab.edit_text, tab.labeler, tab.raw],
+        [*labeled, *opened],
         api_name="save_edit",
         **hidden,
     )
-    cancel_edit.click(lambda: gr.update(visible=False), None, edit_panel, api_name=False)
-    raw.change(partial(rerender, tab), [pair, raw], [left_view, right_view], api_name=False)
-    for rating, button in rates.items():
+    controls.cancel_edit.click(lambda: gr.update(visible=False), None, tab.edit_panel, api_name=False)
+    tab.raw.change(partial(rerender, tab), [tab.pair, tab.raw], [tab.left_view, tab.right_view], api_name=False)
+
+
+def _wire_modes_and_timers(services: Services, demo: gr.Blocks, tab: LabelTab, controls: _Controls) -> None:
+    """Rate-one mode, adding a prompt, and the queue and counters lines that refresh every 2 s."""
+    for rating, button in controls.rates.items():
         button.click(
             bind(rate, services, tab, rating),
-            [pair, side, labeler],
-            [pair, side, prompt, single, pair_status, vote_status],
+            [tab.pair, tab.side, tab.labeler],
+            [tab.pair, tab.side, tab.prompt, tab.single, tab.pair_status, tab.vote_status],
             api_name=f"rate_{rating}",
         )
-    mode.change(
+    controls.mode.change(
         partial(switch_mode, services, tab),
-        [mode, pair, raw],
-        [compare_view, rate_view, side, single, left, right, left_view, right_view, pair_status],
+        [controls.mode, tab.pair, tab.raw],
+        [tab.compare_view, tab.rate_view, tab.side, tab.single, tab.left, tab.right, tab.left_view, tab.right_view]
+        + [tab.pair_status],
         api_name=False,
     )
-    add_button.click(partial(add_prompt, services, tab), new_prompt, [new_prompt, prompt_status], api_name="add_prompt")
-    gr.Timer(2.0).tick(partial(queue_status, services), None, queue, api_name="queue_status", show_progress="hidden")
+    added = [tab.new_prompt, tab.prompt_status]
+    controls.add_prompt.click(partial(add_prompt, services, tab), tab.new_prompt, added, api_name="add_prompt")
+    queue_line = partial(queue_status, services)
+    gr.Timer(2.0).tick(queue_line, None, controls.queue, api_name="queue_status", show_progress="hidden")
     gr.on(
         [gr.Timer(2.0).tick, demo.load],
         bind(counters, services),
-        labeler,
-        counters_line,
+        tab.labeler,
+        controls.counters,
         api_name="counters",
         show_progress="hidden",
     )
-    return tab
 
 
 def _edit_panel() -> tuple[gr.Column, gr.Radio, gr.Textbox, gr.Button, gr.Button]:
