@@ -6,12 +6,12 @@ generations.py (`store.generations`) completions; judgements.py (`store.judgemen
 withdrawals and edits to chosen; ratings.py (`store.ratings`) 👍 / 👎 on single completions; guidelines.py
 (`store.guidelines`); settings.py (`store.settings`) app settings; training_data.py (`store.training_data`) pairs
 and unpaired rows to train on and export; rounds.py (`store.rounds`) rounds, lineage and the serving version;
-battles.py (`store.battles`) arena battles; audit.py (`store.audit`) label audits and second looks. db.py holds
+arena.py (`store.battles`) arena battles; audit.py (`store.audit`) label audits and second looks. db.py holds
 the connection; migrations.py the schema; labels.py which label feeds which loss; export.py writes labels in
 TRL's format; models.py the records handed out.
 """
 
-from storage.battles import ARENA_SIDES, winner_of
+from storage.arena import ARENA_SIDES, winner_of
 from storage.errors import StoreError
 from storage.labels import BOTH_BAD_CHOICES, CHOICES, PAIR_CHOICES, RATINGS, PreferencePair, UnpairedExample
 from storage.models import BASE_VERSION, ArenaBattle, Generation, Judgement, Prompt, Rating, Round, round_version

@@ -136,7 +136,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ),
     (
         # The blind arena. A prompt marked eval_only is never sampled for labeling and never trains a round; the
-        # arena draws from those first (storage/battles.py says how). A battle is two versions' completions of one
+        # arena draws from those first (storage/arena.py says how). A battle is two versions' completions of one
         # prompt (generations rows, like a pair's), handed to one labeler, with the version shown on the left.
         # winner is relative to version_a / version_b ("a", "b", "tie", "both_bad"), NULL until the one vote.
         "005_arena",

@@ -8,7 +8,7 @@
     store.training_data.preference_pairs(unused_only=True)   # what the next round trains on
     store.guidelines.latest(); store.settings.sampling()     # storage/guidelines.py, storage/settings.py
     store.rounds.start(config, parent_round=None, base_model="...")               # see storage/rounds.py
-    store.battles.vote(battle_id, "left", labeler="ana")                          # the arena: storage/battles.py
+    store.battles.vote(battle_id, "left", labeler="ana")                          # the arena: storage/arena.py
     store.audit.votes()                                                            # storage/audit.py
 
 All SQL lives in the storage package; `storage/db.py` holds the connection (a cursor per call, every write
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import os
 
+from storage.arena import Battles
 from storage.audit import Audit
-from storage.battles import Battles
 from storage.db import Database
 from storage.errors import StoreError
 from storage.generations import Generations

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 
-from storage.battles import Battles
+from storage.arena import Battles
 from storage.db import Database
 from storage.errors import StoreError
 from storage.export import check_format, write_rows
