@@ -33,3 +33,28 @@ def test_training_imports_nothing_above_it_but_the_commands_name():
     }
     assert not wrong, f"training/ must not import services/ or ui/: {wrong}"
     assert imported_packages(REPO / "training" / "__main__.py") <= {"sys", "services"}, "only the command's name"
+
+
+PACKAGES = ("access", "evaluation", "labeling", "models", "serving", "services", "storage", "training", "ui")
+# each package's level: a package imports only packages on lower levels (bench/ and app.py sit on top of all)
+LEVELS = {"ui": 4, "services": 3, "labeling": 2, "training": 2, "serving": 1, "access": 0, "evaluation": 0}
+LEVELS |= {"models": 0, "storage": 0}
+
+
+def package_graph() -> dict[str, set[str]]:
+    """Which of prefloop's packages each one imports; `__main__.py` files are commands, never imported."""
+    graph = {}
+    for package in PACKAGES:
+        files = [path for path in (REPO / package).glob("*.py") if path.name != "__main__.py"]
+        graph[package] = set().union(*map(imported_packages, files)) & set(PACKAGES) - {package}
+    return graph
+
+
+def test_packages_import_downward_only_so_there_is_no_loop():
+    upward = {
+        (package, other)
+        for package, imports in package_graph().items()
+        for other in imports
+        if LEVELS[other] >= LEVELS[package]
+    }
+    assert not upward, f"a package imports one on its own level or above it: {sorted(upward)}"
