@@ -4,11 +4,14 @@ on prompts the round never saw.
     python -m bench.tastes                          # every taste, 40 labels, the old and the current defaults
     python -m bench.tastes --quick                  # 16 prompts x 1 seed for the judging (~1/4 of the sampling)
     python -m bench.tastes --labels 20 40 80 --tastes shorter casual --configs default
+    python -m bench.tastes --candidates 4 --selection spread    # labels on pairs the app's --selection would show
 
 Each simulated labeler has one deterministic taste (TASTES below: length both ways, format, tone, plain words
 and staying on topic). Pairs are sampled from the base exactly as the app samples them (the serving backend
 this CPU gets, two completions a prompt at the app's settings), shown with random sides, and judged by the
-taste: the better one is chosen, or a tie (never trained on) when the taste cannot tell them apart. For each
+taste: the better one is chosen, or a tie (never trained on) when the taste cannot tell them apart. With
+`--candidates N --selection S` each prompt gets N completions and the two shown are picked as the app's sampler
+picks them (labeling/selection.py, its random control slice included). For each
 taste and number of labels, each config (CONFIGS) trains one round from the base on those labels; then the
 round and the base answer the judging prompts (disjoint from the labels' prompts) with the same settings and
 seed per prompt, `--seeds` times each. Measured:
@@ -43,6 +46,7 @@ from bench.startup import cpu_flags
 from evaluation.arena import win_rate
 from evaluation.diagnostics import distinct_n, foreign_script_share, kl_per_token, mean_nll, repeated_ngram_rate
 from labeling.prompts import starter_prompts
+from labeling.selection import STRATEGIES, PairSelection, choose
 from models import DEFAULT_MODEL_CACHE, load_model, prepare_default_model
 from models.chat import prompt_ids
 from serving import SamplingSettings, open_policy_server
@@ -172,6 +176,20 @@ def sample_answers(server, prompts: list[str], seeds: list[int], max_new_tokens:
             found.ids += [row[0] for row in ids]
     found.texts = [server.tokenizer.decode(ids, skip_special_tokens=True) for ids in found.ids]
     return found
+
+
+def sample_pairs(server, prompts: list[str], selection: PairSelection, max_new_tokens: int) -> tuple[list, list]:
+    """(prompt, a, b) for each prompt, the two picked from `selection.candidates` completions as the app's sampler
+    picks them, and how each pair was picked. Seeded per batch of 8 prompts, so a run can be repeated."""
+    sampled, how, rng = [], [], random.Random("bench.tastes/selection")
+    for start in range(0, len(prompts), 8):
+        batch = prompts[start : start + 8]
+        settings = SamplingSettings(max_new_tokens=max_new_tokens, seed=1000 + start)
+        for prompt, candidates in zip(batch, server.generate(batch, selection.candidates, settings), strict=True):
+            i, j, picked = choose([str(c) for c in candidates], selection, rng)
+            sampled.append((prompt, candidates[i], candidates[j]))
+            how.append(picked)
+    return sampled, how
 
 
 def label_pairs(taste: Taste, sampled: list[tuple[str, str, str]], rng: random.Random) -> tuple[list, int]:
@@ -321,12 +339,8 @@ def main(args: argparse.Namespace) -> dict:
     eval_prompts, pool = prompts[: args.eval_prompts], prompts[args.eval_prompts :]
     if max(args.labels) > len(pool):
         raise SystemExit(f"--labels at most {len(pool)} with --eval-prompts {args.eval_prompts} (the starter prompts)")
-    sampled = []
-    for start in range(0, max(args.labels), 8):  # seeded per batch, so a run can be repeated
-        batch = pool[start : min(start + 8, max(args.labels))]
-        settings = SamplingSettings(max_new_tokens=args.max_new_tokens, seed=1000 + start)
-        for prompt, (a, b) in zip(batch, server.generate(batch, 2, settings), strict=True):
-            sampled.append((prompt, a, b))
+    selection = PairSelection(args.candidates, args.selection, args.control_share)
+    sampled, how = sample_pairs(server, pool[: max(args.labels)], selection, args.max_new_tokens)
     seeds = list(range(1, args.seeds + 1))
     base_answers = sample_answers(server, eval_prompts, seeds, args.max_new_tokens)
     scorer = Scorer(model, server.tokenizer)
@@ -352,6 +366,8 @@ def main(args: argparse.Namespace) -> dict:
         "backend": getattr(server, "backend", type(server).__name__),
         "config": {name: DPOConfig(**CONFIGS[name]).to_dict() for name in args.configs},
         "chosen_on": list(CHOSEN_ON),
+        "selection": {"candidates": args.candidates, "strategy": args.selection, "control_share": args.control_share,
+                      "shown_as": {k: how.count(k) for k in sorted(set(how))}},
         "eval_prompts": len(eval_prompts),
         "seeds": len(seeds),
         "max_new_tokens": args.max_new_tokens,
@@ -376,6 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(TASTES),
         help="the tastes the old defaults run on (default: --tastes)",
     )
+    parser.add_argument("--candidates", type=int, default=2, help="completions sampled per labeled prompt")
+    parser.add_argument("--selection", default="random", choices=list(STRATEGIES), help="which two are labeled")
+    parser.add_argument("--control-share", type=float, default=0.2, help="of them, picked at random anyway")
     parser.add_argument("--eval-prompts", type=int, default=32, help="judging prompts, never labeled")
     parser.add_argument("--seeds", type=int, default=2, help="answers per judging prompt and version")
     parser.add_argument("--quick", action="store_true", help="16 judging prompts, one seed")

@@ -82,12 +82,14 @@ class Loop:
             return entry[1]
 
     def vote(self, pair: Pair, choice: str, labeler: str) -> int:
-        """Store a judgement on `pair` as it was shown (a second vote, for a second look); returns its id once it
-        is committed."""
+        """Store a judgement on `pair` as it was shown, with how its pair was chosen (a second vote, for a second
+        look); returns its id once it is committed."""
         labeler = labeler_name(labeler)
         if pair.second_look_of is not None:
             return self.store.audit.add_second_vote(pair.second_look_of, pair.left_id, pair.right_id, choice, labeler)
-        return self.store.judgements.add(pair.prompt_id, pair.left_id, pair.right_id, choice, labeler, pair.version)
+        return self.store.judgements.add(
+            pair.prompt_id, pair.left_id, pair.right_id, choice, labeler, pair.version, selection=pair.selection
+        )
 
     def rate(self, pair: Pair, side: str, rating: str, labeler: str) -> int:
         """Store a 👍 ("up") or 👎 ("down") on one completion of `pair` (side "left" or "right"); returns its id."""

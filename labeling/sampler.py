@@ -2,6 +2,7 @@
 
     sampler = PairSampler(store, server, depth=4); sampler.start()
     pair = sampler.take()        # a ready pair, or one generated now if the queue is empty
+    PairSampler(store, server, selection=PairSelection(candidates=4, strategy="spread"))   # 4 sampled, 2 shown
 
 Each queued pair is tagged with the policy version and sampling settings that produced it; when either
 changes, older pairs are dropped so labelers only see the serving policy. A new version takes over through
@@ -9,6 +10,10 @@ changes, older pairs are dropped so labelers only see the serving policy. A new 
 current version's pairs; then the swap and the queue's replacement happen together, so nobody waits for a
 refill after a round. Handovers run one at a time, start to finish. A pair leaves the queue once, under a lock,
 so two labelers never get the same pair.
+
+Each prompt gets `selection.candidates` completions, sampled as rows of the same batch, and the two shown are
+chosen by `labeling.selection.choose`; the pair records how (`Pair.selection`), and so does its vote. Only the two
+shown are stored. The default (2 candidates, random) shows both, exactly as sampled.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 
+from labeling.selection import PairSelection, choose
 from serving import ModelInterrupted, PolicyBackend, SamplingSettings
 
 log = logging.getLogger(__name__)
@@ -40,6 +46,7 @@ class Pair:
     left_cut: int | None = None  # the token limit stopped this side after that many new tokens
     right_cut: int | None = None
     second_look_of: int | None = None  # a judgement's pair shown again to another labeler: their vote never trains
+    selection: str = "random"  # how the two were chosen from the prompt's candidates (labeling/selection.py)
 
     def swapped(self) -> Pair:
         return replace(
@@ -64,7 +71,8 @@ def next_batch_prompts(queued: int, depth: int, batch_prompts: int) -> int:
 
 
 class PairSampler:
-    """Keeps up to `depth` pairs sampled from the serving policy, generating `batch_prompts` prompts at a time."""
+    """Keeps up to `depth` pairs sampled from the serving policy, generating `batch_prompts` prompts at a time,
+    each with `selection.candidates` completions of which two are shown."""
 
     def __init__(
         self,
@@ -75,6 +83,7 @@ class PairSampler:
         seed: int | None = None,
         keep_stale: bool = False,
         while_sampling=None,
+        selection: PairSelection | None = None,
     ):
         if depth < 1 or batch_prompts < 1:
             raise ValueError(f"depth and batch_prompts must be >= 1, got {depth} and {batch_prompts}")
@@ -90,7 +99,10 @@ class PairSampler:
         self._in_flight = False  # the background sampler is sampling a batch
         self._batch_started, self.last_batch_s = 0.0, None  # monotonic start of the batch in flight; last duration
         self._thread: threading.Thread | None = None
-        self._rng = random.Random(seed)
+        self._rng = random.Random(seed)  # the sides
+        self.selection = selection or PairSelection()  # the default: 2 candidates, both shown
+        # its own stream, so the default selection (which draws nothing) leaves the sides as they were
+        self._select_rng = random.Random(None if seed is None else f"{seed}/selection")
         self.last_error: str | None = None
         # a context held around each batch's generation (the app: a round's process pauses meanwhile on a CPU)
         self.while_sampling = while_sampling or contextlib.nullcontext
@@ -253,15 +265,17 @@ class PairSampler:
         prompts = self.store.prompts.for_labeling(n_prompts, exclude_ids=exclude)
         if not prompts:
             return []
-        settings, version = self.settings, version or self.server.version
+        settings, version, n = self.settings, version or self.server.version, self.selection.candidates
         with self.while_sampling():
-            completions = self.server.generate([p.text for p in prompts], n=2, settings=settings, version=version)
+            completions = self.server.generate([p.text for p in prompts], n=n, settings=settings, version=version)
         pairs = []
-        for prompt, (a, b) in zip(prompts, completions, strict=True):
+        for prompt, candidates in zip(prompts, completions, strict=True):
+            i, j, how = choose([str(text) for text in candidates], self.selection, self._select_rng)
+            a, b = candidates[i], candidates[j]
             cuts = [getattr(text, "cut_at", None) for text in (a, b)]
             ids = [
                 self.store.generations.add(prompt.id, version, str(text), settings.to_dict(), cut_at=cut)
                 for text, cut in zip((a, b), cuts, strict=True)
             ]
-            pairs.append(Pair(prompt.id, prompt.text, version, ids[0], str(a), ids[1], str(b), *cuts))
+            pairs.append(Pair(prompt.id, prompt.text, version, ids[0], str(a), ids[1], str(b), *cuts, selection=how))
         return pairs

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from labeling.selection import MAX_CANDIDATES, STRATEGIES, PairSelection
 from models import DEFAULT_MODEL_CACHE
 from serving import DEFAULT_MAX_PROMPT_TOKENS, SERVER_BACKENDS
 from storage import DEFAULT_DB
@@ -54,9 +55,32 @@ class ServiceConfig:
     sample_batch: int = field(
         default=8,
         metadata={
-            "help": "Prompts sampled together (2 completions each); at most half of --queue-depth, so half the "
-            "queue stays ready while a batch samples",
+            "help": "Prompts sampled together (--candidates completions each); at most half of --queue-depth, so "
+            "half the queue stays ready while a batch samples",
             "type": positive_int,
+        },
+    )
+    candidates: int = field(
+        default=2,
+        metadata={
+            "help": f"Completions sampled per prompt, of which --selection shows two (2 to {MAX_CANDIDATES}; "
+            "2: both, as sampled). Sampling costs grow with it: N cost N/2 times as much as a pair",
+            "type": positive_int,
+        },
+    )
+    selection: str = field(
+        default="random",
+        metadata={
+            "help": "Which two of a prompt's --candidates a labeler sees: random, or spread (the two that differ "
+            "most in words and length, so ties are rarer; needs --candidates 3 or more)",
+            "choices": list(STRATEGIES),
+        },
+    )
+    control_share: float = field(
+        default=0.2,
+        metadata={
+            "help": "With a --selection other than random: the share of pairs chosen at random anyway, recorded as "
+            "'control', so the strategy can be compared with random on the same labels",
         },
     )
     keep_stale_pairs: bool = field(
@@ -102,6 +126,11 @@ class ServiceConfig:
             raise ValueError(f"session_hours must be > 0, got {self.session_hours}")
         if self.round_processes is not None and self.round_processes < 1:
             raise ValueError(f"round_processes must be >= 1, got {self.round_processes}")
+        self.pair_selection()  # refuses a selection that cannot work, saying why
+
+    def pair_selection(self) -> PairSelection:
+        """How the pair sampler picks the two completions shown (labeling/selection.py)."""
+        return PairSelection(self.candidates, self.selection, self.control_share)
 
     @classmethod
     def from_args(cls, args) -> ServiceConfig:

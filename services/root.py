@@ -165,7 +165,7 @@ def _open_loop(store: Store, model: str, device: str, config: ServiceConfig, pau
         device,
         quantization,
         config.backend,
-        2 * config.sample_batch,
+        config.candidates * config.sample_batch,  # rows in one batch: each prompt's candidates
         vllm_options,
         config.max_prompt_tokens,
         cache_dir=config.model_cache,
@@ -179,6 +179,7 @@ def _open_loop(store: Store, model: str, device: str, config: ServiceConfig, pau
         batch_prompts=config.sample_batch,
         keep_stale=config.keep_stale_pairs,
         while_sampling=while_sampling,
+        selection=config.pair_selection(),
     )
     saved = store.settings.sampling()
     if saved:

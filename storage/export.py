@@ -1,16 +1,18 @@
 """Write labels as a dataset in TRL's conversational formats, atomically.
 
-Pairs: each row is what TRL's DPOTrainer takes as-is (plus the judgement id, to trace a row back to its vote):
+Pairs: each row is what TRL's DPOTrainer takes as-is, plus the judgement id (to trace a row back to its vote)
+and how its pair was chosen from the prompt's candidates ("random", a strategy such as "spread", "control",
+"edit"; see labeling/selection.py):
 
     {"prompt":   [{"role": "user", "content": "..."}],
      "chosen":   [{"role": "assistant", "content": "..."}],
      "rejected": [{"role": "assistant", "content": "..."}],
-     "judgement_id": 17}
+     "judgement_id": 17, "selection": "random"}
 
 Unpaired (TRL's KTOTrainer): one completion and its 👍 (true) / 👎 (false), traced to a judgement or a rating:
 
     {"prompt": [...], "completion": [{"role": "assistant", "content": "..."}], "label": true,
-     "judgement_id": 17, "rating_id": null}
+     "judgement_id": 17, "rating_id": null, "selection": "random"}
 
 With arena votes included (decisive battles: the winner's completion chosen), every row also says where it came
 from: `"source": "label"` (with its judgement / rating id) or `"source": "arena"` with its `"battle_id"`.

@@ -44,8 +44,11 @@ class Judgements:
         choice: str,
         labeler: str,
         policy_version: str,
+        selection: str = "random",
     ) -> int:
-        """Record a vote on a pair as shown (left / right generation ids); committed before returning.
+        """Record a vote on a pair as shown (left / right generation ids) and how the pair was chosen from its
+        prompt's candidates (`selection`: "random", a strategy's name, "control"; labeling/selection.py);
+        committed before returning.
 
         A pair is judged once: the same vote again (a double key press, a retried request) returns the first
         one's id and stores nothing; a different vote on an already judged pair is refused."""
@@ -77,8 +80,17 @@ class Judgements:
                 )
             judgement_id = cur.execute(
                 "INSERT INTO judgements (prompt_id, left_generation_id, right_generation_id, choice, labeler, "
-                "policy_version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                [prompt_id, left_generation_id, right_generation_id, choice, labeler, policy_version, datetime.now()],
+                "policy_version, created_at, selection) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                [
+                    prompt_id,
+                    left_generation_id,
+                    right_generation_id,
+                    choice,
+                    labeler,
+                    policy_version,
+                    datetime.now(),
+                    selection,
+                ],
             ).fetchone()[0]
             # the primary key on (low, high): of two votes on this pair racing each other, one commits; the
             # other is retried (a write conflict) and then finds this one above
@@ -127,7 +139,8 @@ class Judgements:
         self, prompt_id: int, original_id: int, edited_text: str, labeler: str, policy_version: str
     ) -> int:
         """Edit to chosen: store `edited_text` as a human-written completion of the prompt and a judgement
-        with it as chosen (left) and the original completion `original_id` as rejected. Returns its id."""
+        with it as chosen (left) and the original completion `original_id` as rejected, its selection "edit".
+        Returns its id."""
         edited_text = (edited_text or "").strip()
         if not edited_text:
             raise StoreError("The edited answer is empty: write the better answer, or cancel the edit.")
@@ -143,7 +156,7 @@ class Judgements:
             edited_id = insert_generation(cur, prompt_id, policy_version, edited_text, {}, "human", None)
             judgement_id = cur.execute(
                 "INSERT INTO judgements (prompt_id, left_generation_id, right_generation_id, choice, labeler, "
-                "policy_version, created_at) VALUES (?, ?, ?, 'left', ?, ?, ?) RETURNING id",
+                "policy_version, created_at, selection) VALUES (?, ?, ?, 'left', ?, ?, ?, 'edit') RETURNING id",
                 [prompt_id, edited_id, original_id, labeler, policy_version, datetime.now()],
             ).fetchone()[0]
             cur.execute("INSERT INTO judged_pairs VALUES (?, ?, ?)", [*sorted([edited_id, original_id]), judgement_id])
@@ -174,6 +187,6 @@ class Judgements:
         """Every judgement, withdrawn ones too, oldest first."""
         rows = self.db.read(
             "SELECT id, prompt_id, left_generation_id, right_generation_id, choice, labeler, policy_version, "
-            "created_at FROM judgements ORDER BY id"
+            "created_at, selection FROM judgements ORDER BY id"
         )
         return [Judgement(*row) for row in rows]

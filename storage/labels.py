@@ -10,9 +10,11 @@
 | arena tie / both bad       | not trained on                          | not trained on                    |
 
 Export and training both go through `training_items` / `trl_rows` / `kto_rows`, so what a user exports is
-what a round trains on. A round's input file holds these rows, and `items_from_rows` reads them back. Rows
-written `with_source` also say where each came from: `source` "label" (a judgement or rating) or "arena" (a
-battle, by `battle_id`); a round that may train on arena votes and an export that includes them write these.
+what a round trains on. Every row also says how its judgement's pair was chosen (`selection`: "random", a
+strategy's name, "control", "edit"; labeling/selection.py), None for ratings and arena votes. A round's input
+file holds these rows, and `items_from_rows` reads them back. Rows written `with_source` also say where each
+came from: `source` "label" (a judgement or rating) or "arena" (a battle, by `battle_id`); a round that may
+train on arena votes and an export that includes them write these.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class PreferencePair:
     rejected: str
     judgement_id: int | None = None
     battle_id: int | None = None
+    selection: str | None = None  # how the judgement's pair was chosen; None for an arena battle
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class UnpairedExample:
     judgement_id: int | None = None
     rating_id: int | None = None
     battle_id: int | None = None
+    selection: str | None = None  # how the judgement's pair was chosen; None for a rating or an arena battle
 
 
 def source(item: PreferencePair | UnpairedExample) -> str:
@@ -73,8 +77,9 @@ def as_unpaired(items: Iterable[PreferencePair | UnpairedExample]) -> list[Unpai
         if isinstance(item, UnpairedExample):
             out.append(item)
         else:
-            out.append(UnpairedExample(item.prompt, item.chosen, True, item.judgement_id, battle_id=item.battle_id))
-            out.append(UnpairedExample(item.prompt, item.rejected, False, item.judgement_id, battle_id=item.battle_id))
+            ids = {"battle_id": item.battle_id, "selection": item.selection}
+            out.append(UnpairedExample(item.prompt, item.chosen, True, item.judgement_id, **ids))
+            out.append(UnpairedExample(item.prompt, item.rejected, False, item.judgement_id, **ids))
     return out
 
 
@@ -88,14 +93,15 @@ def training_items(
 
 
 def trl_rows(pairs: Sequence[PreferencePair], with_source: bool = False) -> list[dict]:
-    """The pairs as rows of TRL's conversational preference format (plus the judgement id), in the given order;
-    `with_source`: each row also says where it came from (`source`, `battle_id`)."""
+    """The pairs as rows of TRL's conversational preference format (plus the judgement id and how its pair was
+    chosen), in the given order; `with_source`: each row also says where it came from (`source`, `battle_id`)."""
     return [
         {
             "prompt": [{"role": "user", "content": pair.prompt}],
             "chosen": [{"role": "assistant", "content": pair.chosen}],
             "rejected": [{"role": "assistant", "content": pair.rejected}],
             "judgement_id": pair.judgement_id,
+            "selection": pair.selection,
         }
         | (_source_columns(pair) if with_source else {})
         for pair in pairs
@@ -118,6 +124,7 @@ def kto_rows(
             "label": e.desirable,
             "judgement_id": e.judgement_id,
             "rating_id": e.rating_id,
+            "selection": e.selection,
         }
         | (_source_columns(e) if with_source else {})
         for e in as_unpaired([*pairs, *examples])
@@ -137,9 +144,10 @@ def items_from_rows(rows: Iterable[dict]) -> list[PreferencePair | UnpairedExamp
         prompt = content(row["prompt"], "user")
         if "chosen" in row:
             chosen, rejected = content(row["chosen"], "assistant"), content(row["rejected"], "assistant")
-            items.append(PreferencePair(prompt, chosen, rejected, row.get("judgement_id"), row.get("battle_id")))
+            ids = row.get("judgement_id"), row.get("battle_id"), row.get("selection")
+            items.append(PreferencePair(prompt, chosen, rejected, *ids))
         else:
             completion = content(row["completion"], "assistant")
-            ids = row.get("judgement_id"), row.get("rating_id"), row.get("battle_id")
+            ids = row.get("judgement_id"), row.get("rating_id"), row.get("battle_id"), row.get("selection")
             items.append(UnpairedExample(prompt, completion, bool(row["label"]), *ids))
     return items

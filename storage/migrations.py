@@ -200,6 +200,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         )
         """,
     ),
+    (
+        # How each judged pair was chosen from its prompt's candidates (labeling/selection.py): "random", a
+        # strategy's name such as "spread", "control" (drawn at random while a strategy was on, to compare it
+        # against), or "edit" (an edit to chosen: the labeler made the pair). Free text, so a new strategy needs
+        # no migration. Every pair before this was two random samples of one prompt, and edits are told apart
+        # by their human-written left side.
+        "008_pair_selection",
+        """
+        ALTER TABLE judgements ADD COLUMN selection VARCHAR DEFAULT 'random';
+        UPDATE judgements SET selection = 'edit'
+            WHERE left_generation_id IN (SELECT id FROM generations WHERE author = 'human')
+        """,
+    ),
 ]
 
 

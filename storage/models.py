@@ -51,6 +51,7 @@ class Judgement:
     labeler: str
     policy_version: str
     created_at: datetime
+    selection: str = "random"  # how the pair was chosen (labeling/selection.py), "edit" for an edit to chosen
 
 
 @dataclass(frozen=True)

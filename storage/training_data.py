@@ -42,7 +42,7 @@ class TrainingData:
         """
         sql = f"""SELECT p.text,
                         CASE WHEN j.choice = 'left' THEN gl.text ELSE gr.text END AS chosen,
-                        CASE WHEN j.choice = 'left' THEN gr.text ELSE gl.text END AS rejected, j.id
+                        CASE WHEN j.choice = 'left' THEN gr.text ELSE gl.text END AS rejected, j.id, j.selection
                  FROM {COUNTED_JUDGEMENTS}
                  JOIN prompts p ON p.id = j.prompt_id
                  JOIN generations gl ON gl.id = j.left_generation_id
@@ -54,7 +54,8 @@ class TrainingData:
         if judgement_ids is not None:
             sql += " AND list_contains(?::BIGINT[], j.id)"
             params.append(list(judgement_ids))
-        return [PreferencePair(*row) for row in self.db.read(sql + " ORDER BY j.id", params)]
+        rows = self.db.read(sql + " ORDER BY j.id", params)
+        return [PreferencePair(p, chosen, rejected, jid, selection=how) for p, chosen, rejected, jid, how in rows]
 
     def unpaired_examples(self, unused_only: bool = False) -> list[UnpairedExample]:
         """Labels on single completions, for unpaired losses (KTO): each "both bad" vote as two 👎 (left then
@@ -62,13 +63,13 @@ class TrainingData:
 
         unused_only: leave out labels a finished ('done') round trained on.
         """
-        sql = f"""SELECT j.id, p.text, g.text FROM {COUNTED_JUDGEMENTS}
+        sql = f"""SELECT j.id, p.text, g.text, j.selection FROM {COUNTED_JUDGEMENTS}
                  JOIN prompts p ON p.id = j.prompt_id
                  JOIN generations g ON g.id IN (j.left_generation_id, j.right_generation_id)
                  WHERE NOT p.eval_only AND list_contains(?::VARCHAR[], j.choice)"""
         sql += (UNUSED_JUDGEMENT if unused_only else "") + " ORDER BY j.id, g.id = j.right_generation_id"
         rows = self.db.read(sql, [list(BOTH_BAD_CHOICES)])
-        both_bad = [UnpairedExample(prompt, text, False, judgement_id) for judgement_id, prompt, text in rows]
+        both_bad = [UnpairedExample(prompt, text, False, jid, selection=how) for jid, prompt, text, how in rows]
         sql = f"""SELECT t.id, p.text, g.text, t.rating = 'up' FROM {COUNTED_RATINGS}
                  JOIN prompts p ON p.id = t.prompt_id
                  JOIN generations g ON g.id = t.generation_id WHERE NOT p.eval_only"""

@@ -105,6 +105,30 @@ def vote(store, choice: str, prompt: str = "prompt 0", left: str = "left 0", rig
     return store.judgements.add(prompt_id, left_id, right_id, choice, "ana", "base")
 
 
+def old_vote(store, prompt: str, left: str, right: str, author: str = "model") -> int:
+    """A new prompt and ana's left vote on `left` / `right`, inserted as prefloop wrote votes before judgements
+    recorded how their pair was chosen (for a file migrated from before 008_pair_selection); `author` "human": the
+    left side is an edit to chosen. Returns the judgement id."""
+    from datetime import datetime
+
+    from storage.generations import insert_generation
+
+    prompt_id = store.prompts.add(prompt)
+
+    def insert(cur) -> int:
+        left_id = insert_generation(cur, prompt_id, "base", left, {} if author == "human" else SETTINGS, author, None)
+        right_id = insert_generation(cur, prompt_id, "base", right, SETTINGS, "model", None)
+        judgement_id = cur.execute(
+            "INSERT INTO judgements (prompt_id, left_generation_id, right_generation_id, choice, labeler, "
+            "policy_version, created_at) VALUES (?, ?, ?, 'left', 'ana', 'base', ?) RETURNING id",
+            [prompt_id, left_id, right_id, datetime.now()],
+        ).fetchone()[0]
+        cur.execute("INSERT INTO judged_pairs VALUES (?, ?, ?)", [*sorted([left_id, right_id]), judgement_id])
+        return judgement_id
+
+    return store.db.write(insert)
+
+
 def votes(store, *choices: str) -> list[int]:
     """One vote per choice, the i-th on 'prompt <i>' with completions 'left <i>' / 'right <i>'."""
     return [vote(store, choice, f"prompt {i}", f"left {i}", f"right {i}") for i, choice in enumerate(choices)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from helpers import SETTINGS, vote
+from helpers import SETTINGS, old_vote, vote
 
 import storage.migrations
 from storage import Store, StoreError, winner_of
@@ -36,7 +36,7 @@ def test_the_arena_migration_upgrades_a_file_from_before_it_and_keeps_its_data(t
     before = [m for m in shipped if m[0] < "005_arena"]  # later migrations build on its tables
     monkeypatch.setattr(storage.migrations, "MIGRATIONS", before)
     with Store(path) as store:
-        judged = vote(store, "left", "Old prompt.", "old left", "old right")
+        judged = old_vote(store, "Old prompt.", "old left", "old right")
         store.prompts.add("Never labeled.")
         assert "005_arena" not in store.applied_migrations()
     monkeypatch.setattr(storage.migrations, "MIGRATIONS", shipped)

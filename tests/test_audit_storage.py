@@ -70,7 +70,7 @@ def test_the_second_look_share_is_a_setting_kept_in_the_file(tmp_path):
             store.settings.set_second_look_share(1.5)
     with Store(tmp_path / "loop.duckdb") as store:
         assert store.settings.second_look_share() == 0.25
-        assert store.applied_migrations()[-1] == "007_second_votes"
+        assert "007_second_votes" in store.applied_migrations()
 
 
 def test_a_second_look_is_someone_elses_judged_pair_and_its_vote_never_trains(store, tmp_path):

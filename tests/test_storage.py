@@ -170,8 +170,8 @@ def test_single_ratings_round_trip_and_become_unpaired_examples_after_both_bad_v
     assert (second.id, second.rating, second.policy_version) == (down, "down", "round_001")
     assert (store.ratings.count(), store.ratings.count("up"), store.ratings.count("down")) == (2, 1, 1)
     assert store.training_data.unpaired_examples() == [
-        UnpairedExample("prompt 0", "left 0", False, both_bad),
-        UnpairedExample("prompt 0", "right 0", False, both_bad),
+        UnpairedExample("prompt 0", "left 0", False, both_bad, selection="random"),
+        UnpairedExample("prompt 0", "right 0", False, both_bad, selection="random"),
         UnpairedExample("Rate me.", "Short and right.", True, rating_id=up),
         UnpairedExample("Rate me.", "Long and wrong.", False, rating_id=down),
     ]

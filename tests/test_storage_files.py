@@ -236,13 +236,14 @@ def test_export_matches_trls_conversational_preference_format(store_with_votes, 
     target = tmp_path / "exports" / {"jsonl": "pairs.jsonl", "parquet": "pairs.parquet", "hf": "pairs"}[fmt]
     assert store_with_votes.training_data.export_pairs(target, fmt) == 2
     dataset = read_back(target, fmt)
-    assert sorted(dataset.column_names) == ["chosen", "judgement_id", "prompt", "rejected"]
+    assert sorted(dataset.column_names) == ["chosen", "judgement_id", "prompt", "rejected", "selection"]
     assert dataset["judgement_id"] == [1, 3]
     assert dataset[0] == {
         "prompt": [{"role": "user", "content": "Name a fruit."}],
         "chosen": [{"role": "assistant", "content": "Mango 🥭"}],
         "rejected": [{"role": "assistant", "content": "Carrot"}],
         "judgement_id": 1,
+        "selection": "random",
     }
     assert (dataset[1]["chosen"][0]["content"], dataset[1]["rejected"][0]["content"]) == ("4", "5")
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name], "no temporary files are left"
@@ -262,7 +263,7 @@ def test_unpaired_export_is_what_a_kto_round_trains_on_in_trls_format(store_with
     # two pairs (a 👍 and a 👎 each), one both-bad vote (two 👎), one rating
     assert store_with_votes.training_data.export_unpaired(target, fmt) == 7
     dataset = read_back(target, fmt)
-    assert sorted(dataset.column_names) == ["completion", "judgement_id", "label", "prompt", "rating_id"]
+    assert sorted(dataset.column_names) == ["completion", "judgement_id", "label", "prompt", "rating_id", "selection"]
     rows = [(r["prompt"][0]["content"], r["completion"][0]["content"], r["label"]) for r in dataset]
     assert rows == [
         ("Name a fruit.", "Mango 🥭", True),
@@ -274,6 +275,7 @@ def test_unpaired_export_is_what_a_kto_round_trains_on_in_trls_format(store_with
         ("Rate me.", "Fine.", True),
     ]
     assert dataset["judgement_id"] == [1, 1, 3, 3, 4, 4, None] and dataset["rating_id"] == [None] * 6 + [rating]
+    assert dataset["selection"] == ["random"] * 6 + [None]
     trl_data_utils = pytest.importorskip("trl.data_utils")
     assert all(trl_data_utils.is_conversational(row) for row in dataset)
     # The pairs' rows are exactly TRL's own unpairing of the pair export.
