@@ -111,7 +111,10 @@ def test_exports_leave_arena_votes_out_unless_asked_and_mark_where_each_row_came
     battle(store_with_votes, "tie", "A tie.")
     plain, both = tmp_path / "plain.jsonl", tmp_path / "both.jsonl"
     assert store_with_votes.training_data.export_pairs(plain) == 2
-    assert set(json.loads(plain.read_text().splitlines()[0])) == {"prompt", "chosen", "rejected", "judgement_id"}
+    first = json.loads(plain.read_text().splitlines()[0])
+    assert (
+        set(first) == {"prompt", "chosen", "rejected", "judgement_id", "selection"} and first["selection"] == "random"
+    )
     assert store_with_votes.training_data.export_pairs(both, include_arena=True) == 3
     rows = [json.loads(line) for line in both.read_text().splitlines()]
     assert [(r["source"], r["judgement_id"], r["battle_id"]) for r in rows] == [
@@ -119,6 +122,7 @@ def test_exports_leave_arena_votes_out_unless_asked_and_mark_where_each_row_came
         ("label", 3, None),
         ("arena", None, won),
     ]
+    assert [r["selection"] for r in rows] == ["random", "random", None], "a battle's pair was not picked from a pool"
     assert rows[2]["chosen"][0]["content"] == "round_001: Which is warmer?"
     export_unpaired = store_with_votes.training_data.export_unpaired
     assert export_unpaired(tmp_path / "kto.jsonl", include_arena=True) == 8  # 6 from labels
