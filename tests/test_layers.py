@@ -58,3 +58,16 @@ def test_packages_import_downward_only_so_there_is_no_loop():
         if LEVELS[other] >= LEVELS[package]
     }
     assert not upward, f"a package imports one on its own level or above it: {sorted(upward)}"
+
+
+def test_tests_import_no_private_names():
+    """Tests use what the code offers; a private name is the code's own business and may change."""
+    private = [
+        f"{path.name}: {node.module}.{alias.name}"
+        for path in sorted((REPO / "tests").glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES
+        for alias in node.names
+        if alias.name.startswith("_")
+    ]
+    assert not private, f"tests import private names: {private}"

@@ -381,24 +381,24 @@ def random_lora_policy(tiny_model_dir):
 
 
 def test_gradient_accumulation_8x1_equals_1x8(tiny_model_dir):
-    from training.trainer import _BatchLogps, _step
+    from training.trainer import BatchLogps, train_step
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
     policy = random_lora_policy(tiny_model_dir)
     items = [tokenize_pair(tokenizer, p, 256, 128) for p in taste_pairs(8)]
     with torch.no_grad(), policy.disable_adapter():
-        ref = _BatchLogps(policy, tokenizer.pad_token_id, "cpu", 8)(items)
+        ref = BatchLogps(policy, tokenizer.pad_token_id, "cpu", 8)(items)
     grads = []
     for batch_size, accum in ((8, 1), (1, 8)):
         policy.zero_grad()
         config = DPOConfig(batch_size=batch_size, grad_accum=accum, micro_batch=batch_size)
-        _step(
+        train_step(
             policy,
             items,
             (*ref, None),
             list(range(8)),
             config,
-            _BatchLogps(policy, tokenizer.pad_token_id, "cpu", batch_size),
+            BatchLogps(policy, tokenizer.pad_token_id, "cpu", batch_size),
             None,
         )
         grads.append({n: p.grad.clone() for n, p in policy.named_parameters() if p.requires_grad})
@@ -411,7 +411,7 @@ def test_kto_step_is_the_same_for_any_micro_batch(tiny_model_dir):
     gradients of one pass over all eight."""
     from storage.labels import as_unpaired
     from training.data import tokenize_examples
-    from training.trainer import _BatchLogps, _step
+    from training.trainer import BatchLogps, train_step
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
     policy = random_lora_policy(tiny_model_dir)
@@ -419,7 +419,7 @@ def test_kto_step_is_the_same_for_any_micro_batch(tiny_model_dir):
     items = tokenize_examples(tokenizer, examples, 256, 128, seed=0)
     desirable = torch.tensor([e.desirable for e in examples])
     with torch.no_grad(), policy.disable_adapter():
-        ref_logps, ref_kl_logps = _BatchLogps(policy, tokenizer.pad_token_id, "cpu", 8)(items)
+        ref_logps, ref_kl_logps = BatchLogps(policy, tokenizer.pad_token_id, "cpu", 8)(items)
     # A random adapter lowers every log-prob, which would clamp any KL estimate to 0: shift the mismatched rows'
     # reference so their log-ratios spread around a positive mean, and each row alone would give another estimate.
     ref = (ref_logps, ref_kl_logps - torch.linspace(0.0, 1.0, 8))
@@ -427,8 +427,8 @@ def test_kto_step_is_the_same_for_any_micro_batch(tiny_model_dir):
     for micro in (8, 1):
         policy.zero_grad()
         config = DPOConfig(loss_type="kto", beta=1.0, batch_size=8, micro_batch=micro)
-        batch_logps = _BatchLogps(policy, tokenizer.pad_token_id, "cpu", micro)
-        losses.append(_step(policy, items, (*ref, desirable), list(range(8)), config, batch_logps, None)["loss"])
+        batch_logps = BatchLogps(policy, tokenizer.pad_token_id, "cpu", micro)
+        losses.append(train_step(policy, items, (*ref, desirable), list(range(8)), config, batch_logps, None)["loss"])
         grads.append({n: p.grad.clone() for n, p in policy.named_parameters() if p.requires_grad})
     assert losses[0] == pytest.approx(losses[1], abs=1e-6)
     assert abs(losses[0] - 0.5) > 1e-3, "the test needs a policy that differs from the reference"

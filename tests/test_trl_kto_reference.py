@@ -23,7 +23,7 @@ from training.config import DPOConfig  # noqa: E402
 from training.data import collate, tokenize_examples, tokenize_pair  # noqa: E402
 from training.logps import completion_logps  # noqa: E402
 from training.loss import kto_kl, kto_loss  # noqa: E402
-from training.trainer import _BatchLogps, _step  # noqa: E402
+from training.trainer import BatchLogps, train_step  # noqa: E402
 
 PAIRS = varied_pairs()[:3]
 SINGLES = [
@@ -248,12 +248,12 @@ def test_a_round_step_matches_trl(setup):
     config = DPOConfig(loss_type="kto", beta=beta, batch_size=BATCH, grad_accum=1, max_length=MAX_LENGTH)
     rows = [row for b in range(len(batches)) for row in our_batch(tokenizer, b)[0]]
     desirable = torch.tensor([e.desirable for e in our_examples()])
-    batch_logps = _BatchLogps(model, tokenizer.pad_token_id, "cpu", config.batch_size)
+    batch_logps = BatchLogps(model, tokenizer.pad_token_id, "cpu", config.batch_size)
     with model.disable_adapter():
         ref_logps = (*batch_logps(rows), desirable)
     for b, batch in enumerate(batches):
         model.zero_grad()
-        stats = _step(model, rows, ref_logps, list(range(b * BATCH, (b + 1) * BATCH)), config, batch_logps, None)
+        stats = train_step(model, rows, ref_logps, list(range(b * BATCH, (b + 1) * BATCH)), config, batch_logps, None)
         ours = lora_grads(model)
         model.zero_grad()
         theirs = trainer.compute_loss(model, batch)

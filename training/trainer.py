@@ -128,7 +128,7 @@ def run_round(
     fitted, memory_plan = _fit_memory(sized, train_tok, base, device, world)
     policy = _policy_with_adapter(base, fitted, parent_adapter, quantization)
     pad, dtype = tokenizer.pad_token_id, fitted.compute_dtype
-    batch_logps = _BatchLogps(policy, pad, device, fitted.micro_batch, world, should_stop, dtype, quantization)
+    batch_logps = BatchLogps(policy, pad, device, fitted.micro_batch, world, should_stop, dtype, quantization)
     trainee = _Trainee(policy, tokenizer, batch_logps, device, quantization, world, phase)
     ref_train, ref_heldout = _reference_logps(trainee, fitted, train_tok, heldout_tok)
     held_out = _HeldOut(heldout_tok, ref_heldout, _desirable(heldout, fitted))
@@ -152,7 +152,7 @@ class _Trainee:
 
     policy: Any
     tokenizer: Any
-    batch_logps: _BatchLogps
+    batch_logps: BatchLogps
     device: str
     quantization: str
     world: distributed.World
@@ -412,7 +412,7 @@ def uses_bf16(device: str, compute_dtype: str, quantization: str) -> bool:
 SIDES = ("chosen", "rejected")
 
 
-class _BatchLogps:
+class BatchLogps:
     """Completion log-probs of tokenized pairs, in micro-batches: returns (chosen (n,), rejected (n,)), or one
     (n,) tensor per side asked for."""
 
@@ -562,7 +562,7 @@ def _train(
         for step_idx in step_batches(lengths, pairs_per_step, rng, config.group_by_length)
     )
     for epoch, step_idx in itertools.islice(batches, total_steps):
-        stats = _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_stop)
+        stats = train_step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_stop)
         distributed.sum_gradients(params, batch_logps.world)
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -604,7 +604,7 @@ def _early_stop(config: DPOConfig, step: int, capped: bool, heldout_margin) -> d
     return found
 
 
-def _step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_stop) -> dict:
+def train_step(policy, train_tok, ref_logps, step_idx, config, batch_logps, should_stop) -> dict:
     """Forward/backward over the micro-batches of one optimizer step; returns its mean metrics.
 
     `ref_logps` is (ref_chosen, ref_rejected, desirable): for KTO the "chosen" row is the example's completion,
