@@ -91,6 +91,28 @@ def kl_per_token(policy_logps: Sequence[Sequence[float]], ref_logps: Sequence[Se
     return float(tokens.mean())
 
 
+def lifted_tokens(
+    policy_logps: Sequence[Sequence[float]],
+    ref_logps: Sequence[Sequence[float]],
+    lift: float = 4.0,
+    ref_below: float = -6.0,
+) -> list[list[int]]:
+    """Per sequence sampled from π, the positions of tokens π made at least `lift` nats likelier than π_ref
+    where π_ref found them unlikely (log-prob under `ref_below`): where a round writes what the base would not,
+    such as a word it invented. The mean NLL and KL average such tokens away; this points at them.
+
+    policy_logps[s][t], ref_logps[s][t]: as for kl_per_token.
+    """
+    if len(policy_logps) != len(ref_logps):
+        raise ValueError(f"got {len(policy_logps)} policy and {len(ref_logps)} reference sequences; pass one each")
+    found = []
+    for policy, ref in zip(policy_logps, ref_logps, strict=True):
+        if len(policy) != len(ref):
+            raise ValueError(f"{len(policy)} policy but {len(ref)} reference log-probs; score the same tokens")
+        found.append([t for t, (p, r) in enumerate(zip(policy, ref, strict=True)) if r < ref_below and p - r >= lift])
+    return found
+
+
 def mean_nll(logps: Sequence[Sequence[float]]) -> float:
     """Mean negative log-likelihood per token, pooled over sequences (long ones weigh more), in nats.
 

@@ -10,6 +10,7 @@ from evaluation.diagnostics import (
     distinct_n,
     foreign_script_share,
     kl_per_token,
+    lifted_tokens,
     mean_length,
     mean_nll,
     repeated_ngram_rate,
@@ -48,6 +49,21 @@ def test_kl_per_token_is_the_pooled_mean_log_ratio():
         kl_per_token([[-1.0]], [])
     with pytest.raises(ValueError, match="sample at least one"):
         kl_per_token([[]], [[]])
+
+
+def test_lifted_tokens_points_at_what_the_policy_made_likely_and_the_reference_did_not():
+    # Sequence 0, token 1: unlikely under the reference (-8), likely under the policy (-1): lifted by 7 nats.
+    # Token 2: lifted by 4.5 where the reference finds it likely enough (-5): an ordinary shift. Token 3: unlikely
+    # under both (a rare word the base would write too). Token 0: nothing moved. Sequence 1: lifted by 4.5 from -6.5.
+    policy = [[-0.5, -1.0, -0.5, -9.0], [-2.0]]
+    ref = [[-0.5, -8.0, -5.0, -9.5], [-6.5]]
+    assert lifted_tokens(policy, ref) == [[1], [0]]
+    assert lifted_tokens(policy, ref, lift=5.0) == [[1], []]
+    assert lifted_tokens(policy, ref, ref_below=-4.0) == [[1, 2], [0]]
+    with pytest.raises(ValueError, match="score the same tokens"):
+        lifted_tokens([[-1.0, -2.0]], [[-1.0]])
+    with pytest.raises(ValueError, match="pass one each"):
+        lifted_tokens([[-1.0]], [])
 
 
 def test_kl_per_token_estimates_the_true_kl_from_samples():
