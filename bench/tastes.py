@@ -44,7 +44,14 @@ from pathlib import Path
 
 from bench.startup import cpu_flags
 from evaluation.arena import win_rate
-from evaluation.diagnostics import distinct_n, foreign_script_share, kl_per_token, mean_nll, repeated_ngram_rate
+from evaluation.diagnostics import (
+    distinct_n,
+    foreign_script_share,
+    kl_per_token,
+    lifted_tokens,
+    mean_nll,
+    repeated_ngram_rate,
+)
 from labeling.prompts import starter_prompts
 from labeling.selection import STRATEGIES, PairSelection, choose
 from models import DEFAULT_MODEL_CACHE, load_model, prepare_default_model
@@ -153,7 +160,11 @@ CONFIGS = {  # names become adapter names, which may not contain dots
     "dpop-5": dict(beta=0.05, learning_rate=1e-3, epochs=3, rpo_alpha=0.0, dpop_lambda=5.0),
     "beta02-ep4-rpo05": dict(beta=0.02, learning_rate=1e-3, epochs=4, rpo_alpha=0.5),
     "heldout10": dict(heldout_fraction=0.1),  # the defaults, with half as many pairs kept out of training
+    # A second round, from the defaults' round, on its labels plus pairs of its own answers that its implicit
+    # reward ranks (self_rewarded_pairs); the first round is the reference.
+    "self-rewarded": dict(reference="previous"),
 }
+SELF_REWARDED = {"self-rewarded": 4}  # config name: answers the first round gives each labeled prompt
 
 
 @dataclass
@@ -241,6 +252,18 @@ def fluency(answers: Answers, base_logps: list[list[float]]) -> dict:
     }
 
 
+def lifted_words(answers: Answers, under_round: list, under_base: list, tokenizer) -> dict:
+    """The round's answers with a token it made ≥ 4 nats likelier where the base found it unlikely
+    (evaluation.diagnostics.lifted_tokens): their share, and up to eight of them in context, to read."""
+    found = lifted_tokens(under_round, under_base)
+    shown = []
+    for ids, positions in zip(answers.ids, found, strict=True):
+        for t in positions[:1]:
+            before, token = tokenizer.decode(ids[max(t - 4, 0) : t]), tokenizer.decode(ids[t : t + 1])
+            shown.append(f"{before}[{token}]{tokenizer.decode(ids[t + 1 : t + 3])}")
+    return {"lifted_share": sum(bool(p) for p in found) / max(len(found), 1), "lifted": shown[:8]}
+
+
 def taste_win_rate(taste: Taste, round_answers: Answers, base_answers: Answers) -> dict:
     verdicts = [
         taste.judge(p, r, b)
@@ -250,15 +273,61 @@ def taste_win_rate(taste: Taste, round_answers: Answers, base_answers: Answers) 
     return {"win_rate": rate.rate, "win_low": rate.low, "win_high": rate.high, "judged": rate.n}
 
 
+def self_rewarded_pairs(ctx: dict, name: str, adapter: Path, prompts: list[str], n: int, max_new_tokens: int) -> list:
+    """Pairs of a round's own answers ranked by its implicit reward (DICE, Chen et al. 2024): `n` answers to each
+    prompt, scored by log π_round/π_base summed over the answer less the round's mean log-ratio per token times its
+    length (so that length alone, which the sum rewards, does not rank); the best and the worst of each prompt."""
+    server, scorer = ctx["server"], ctx["scorer"]
+    answers = Answers([], [], [])
+    for start in range(0, len(prompts), 8):
+        batch = prompts[start : start + 8]
+        settings = SamplingSettings(max_new_tokens=max_new_tokens, seed=3000 + start)
+        for prompt, rows in zip(batch, server.generate_tokens(batch, n, settings, version=name), strict=True):
+            answers.prompts += [prompt] * len(rows)
+            answers.ids += rows
+    answers.texts = [server.tokenizer.decode(ids, skip_special_tokens=True) for ids in answers.ids]
+    under_base, under_round = scorer.base_logps(answers), scorer.round_logps(answers, adapter)
+    ratios = [sum(r) - sum(b) for r, b in zip(under_round, under_base, strict=True)]
+    per_token = sum(ratios) / max(sum(len(ids) for ids in answers.ids), 1)
+    rewards = [r - per_token * len(ids) for r, ids in zip(ratios, answers.ids, strict=True)]
+    pairs = []
+    for first in range(0, len(rewards), n):
+        group = range(first, first + n)
+        best, worst = max(group, key=rewards.__getitem__), min(group, key=rewards.__getitem__)
+        if answers.texts[best].strip() and answers.texts[best] != answers.texts[worst]:
+            pairs.append(PreferencePair(answers.prompts[first], answers.texts[best], answers.texts[worst]))
+    return pairs
+
+
+def train_one(args, ctx: dict, taste_name: str, n_labels: int, config_name: str, pairs: list):
+    """(config, result, version name) of one round on `pairs`; a self-rewarded config first trains (or reuses)
+    the defaults' round, then a second round from it on `pairs` plus its own ranked pairs."""
+    values = {"seed": args.seed, "compute_dtype": args.compute_dtype, "diagnostic_prompts": 0} | CONFIGS[config_name]
+    config, name, parent = DPOConfig(**values), f"{taste_name}-{n_labels}-{config_name}", None
+    if config_name in SELF_REWARDED:
+        first = ctx["rounds"].get((taste_name, n_labels, "default"))
+        if first is None:
+            first = train_one(args, ctx, taste_name, n_labels, "default", pairs)
+        ctx["server"].load(first[2], str(first[1].adapter_dir))
+        prompts = [prompt for prompt, _, _ in ctx["sampled"][:n_labels]]
+        own = self_rewarded_pairs(
+            ctx, first[2], first[1].adapter_dir, prompts, SELF_REWARDED[config_name], args.max_new_tokens
+        )
+        verdicts = [TASTES[taste_name].judge(p.prompt, p.chosen, p.rejected) for p in own]
+        print(f"{name}: {len(own)} own pairs; the taste agrees with {verdicts.count('a')}, disagrees with "
+              f"{verdicts.count('b')}, ties {verdicts.count('tie')}", flush=True)  # fmt: skip
+        pairs, parent = pairs + own, str(first[1].adapter_dir)
+    result = run_round(config, pairs, Path(ctx["tmp"]) / name, model=ctx["model"], device="cpu", parent_adapter=parent)
+    ctx["rounds"][(taste_name, n_labels, config_name)] = (config, result, name)
+    return config, result, name
+
+
 def run_one(args, ctx: dict, taste_name: str, n_labels: int, config_name: str) -> dict:
     """One round: label, train, answer, judge; returns its JSON row."""
     taste = TASTES[taste_name]
     pairs, ties = label_pairs(taste, ctx["sampled"][:n_labels], random.Random(args.seed))
-    values = {"seed": args.seed, "compute_dtype": args.compute_dtype, "diagnostic_prompts": 0} | CONFIGS[config_name]
-    config = DPOConfig(**values)
     started = time.monotonic()
-    name = f"{taste_name}-{n_labels}-{config_name}"
-    result = run_round(config, pairs, Path(ctx["tmp"]) / name, model=ctx["model"], device="cpu")
+    config, result, name = train_one(args, ctx, taste_name, n_labels, config_name, pairs)
     train_s = time.monotonic() - started
     server = ctx["server"]
     server.load(name, str(result.adapter_dir))
@@ -267,6 +336,7 @@ def run_one(args, ctx: dict, taste_name: str, n_labels: int, config_name: str) -
     under_base = ctx["scorer"].base_logps(answers)
     under_round = ctx["scorer"].round_logps(answers, result.adapter_dir)
     numbers = fluency(answers, under_base) | {"kl": kl_per_token(under_round, under_base)}
+    lifted = lifted_words(answers, under_round, under_base, server.tokenizer)
     heldout = result.metrics.get("heldout_after") or {}
     reasons = health_check(
         {"nll": numbers["nll"], "foreign_script": numbers["foreign_script"], "kl_per_token": numbers["kl"]},
@@ -288,6 +358,7 @@ def run_one(args, ctx: dict, taste_name: str, n_labels: int, config_name: str) -
         "repeated_4gram": numbers["repeated_4gram"],
         "repeated_4gram_base": base["repeated_4gram"],
         "kl": numbers["kl"],
+        **lifted,
         "heldout_accuracy": heldout.get("accuracy"),
         "heldout_margin": heldout.get("margin"),
         "chosen_reward": heldout.get("chosen_reward"),
@@ -348,10 +419,12 @@ def main(args: argparse.Namespace) -> dict:
     print(f"sampled {len(sampled)} pairs and the base's {len(base_answers.ids)} answers in "
           f"{time.monotonic() - started:.0f} s", flush=True)  # fmt: skip
     results: dict = {}
-    with tempfile.TemporaryDirectory(prefix="prefloop-tastes-") as tmp:
+    keep = contextlib.nullcontext(args.keep_rounds) if args.keep_rounds else None
+    with keep or tempfile.TemporaryDirectory(prefix="prefloop-tastes-") as tmp:
         ctx = {
             "model": model, "server": server, "sampled": sampled, "eval_prompts": eval_prompts, "seeds": seeds,
             "base_answers": base_answers, "base": fluency(base_answers, base_logps), "scorer": scorer, "tmp": tmp,
+            "rounds": {},
         }  # fmt: skip
         for config in args.configs:  # in the order given: the defaults first, so they are measured on every taste
             for taste in args.tastes if config != "old" else args.old_tastes or args.tastes:
@@ -372,7 +445,7 @@ def main(args: argparse.Namespace) -> dict:
         "seeds": len(seeds),
         "max_new_tokens": args.max_new_tokens,
         "seconds": round(time.monotonic() - started),
-        "results": {c: {t: {k: v for k, v in r.items() if k != "samples"} for t, r in rows.items()}
+        "results": {c: {t: {k: v for k, v in r.items() if k not in ("samples", "lifted")} for t, r in rows.items()}
                     for c, rows in _round(results).items()},
     }  # fmt: skip
     summary["tastes"] = summary["results"].get("default", next(iter(summary["results"].values())))
@@ -403,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", default="auto", help="the serving backend that samples (the app's default)")
     parser.add_argument("--compute-dtype", default="auto", choices=["auto", "float32", "bfloat16"])
     parser.add_argument("--model-cache", default=DEFAULT_MODEL_CACHE)
+    parser.add_argument("--keep-rounds", metavar="DIR", help="train the rounds into DIR and keep them (default: gone)")
     return parser
 
 
