@@ -26,8 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.sparse.csgraph import connected_components
-from scipy.stats import norm
 from sklearn.linear_model import LogisticRegression
+
+from evaluation.proportions import wilson_interval
 
 WINNERS = ("a", "b", "tie", "both_bad")
 SCALE, BASE, INIT_RATING = 400.0, 10.0, 1000.0  # Chatbot Arena's Elo-like scale
@@ -86,23 +87,6 @@ class Strength:
 def _score_a(winner: str) -> float:
     """model_a's points for one battle: a win 1, a loss 0, a tie or "both bad" 1/2. The only place that says so."""
     return {"a": 1.0, "b": 0.0, "tie": 0.5, "both_bad": 0.5}[winner]
-
-
-def wilson_interval(successes: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval (Wilson 1927) for `successes` out of `n`; returns (low, high), (0, 1) when n == 0.
-
-    Unlike scipy's `binomtest(...).proportion_ci`, `successes` may be fractional (a tie counts 1/2).
-    """
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
-    if n == 0:
-        return 0.0, 1.0
-    z = norm.ppf(0.5 + confidence / 2)
-    p = successes / n
-    denom = 1 + z * z / n
-    center = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
 
 
 def win_rate(wins: int, losses: int, ties: int, confidence: float = 0.95, min_battles: int = 10) -> WinRate:
