@@ -1,4 +1,5 @@
-"""Statistics for judging versions: a blind arena between them, audits of the labels, and per-round diagnostics.
+"""Statistics for judging versions: a blind arena between them, audits of the labels, per-round diagnostics, and
+a pair-selection strategy against its random control.
 
 Pure functions over plain records (no database, model or gradio imports):
 
@@ -29,6 +30,7 @@ _WHERE = {
         "win_rate",
     ),
     "evaluation.proportions": ("fisher_exact", "wilson_interval"),
+    "evaluation.selection": ("SelectionComparison", "SliceAccuracy", "compare_selection", "sum_slices"),
     "evaluation.audit": (
         "Agreement",
         "BiasTest",
@@ -68,6 +70,8 @@ __all__ = [
     "Rates",
     "Repetition",
     "RoundDiagnostics",
+    "SelectionComparison",
+    "SliceAccuracy",
     "Strength",
     "Vote",
     "WinMatrix",
@@ -75,6 +79,7 @@ __all__ = [
     "agreement",
     "bootstrap_bradley_terry",
     "bradley_terry",
+    "compare_selection",
     "distinct_n",
     "fisher_exact",
     "kl_per_token",
@@ -84,6 +89,7 @@ __all__ = [
     "position_bias",
     "rates",
     "repeated_ngram_rate",
+    "sum_slices",
     "warnings",
     "win_matrix",
     "win_rate",
