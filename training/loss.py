@@ -7,6 +7,8 @@ Pal et al. 2024, "Smaug: Fixing Failure Modes of Preference Optimisation with DP
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -65,6 +67,30 @@ def preference_metrics(chosen_rewards: torch.Tensor, rejected_rewards: torch.Ten
         "chosen_reward": chosen_rewards.mean().item(),
         "rejected_reward": rejected_rewards.mean().item(),
     }
+
+
+def metrics_by_slice(
+    chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor, slices: Sequence[str | None]
+) -> dict[str, dict]:
+    """`preference_metrics`' accuracy and margin per slice of the pairs, e.g. by how each pair was chosen.
+
+    chosen_rewards, rejected_rewards: (n,); slices: n names, None for a pair in no slice (left out). Returns
+    {slice: {"n", "correct" (chosen reward higher), "accuracy", "margin" (mean)}}, slices sorted by name.
+    """
+    if len(slices) != len(chosen_rewards):
+        raise ValueError(f"one slice name per pair: got {len(slices)} names for {len(chosen_rewards)} pairs")
+    margins = (chosen_rewards - rejected_rewards).tolist()
+    found = {}
+    for name in sorted({s for s in slices if s is not None}):
+        mine = [m for m, s in zip(margins, slices, strict=True) if s == name]
+        correct = sum(m > 0 for m in mine)
+        found[name] = {
+            "n": len(mine),
+            "correct": correct,
+            "accuracy": correct / len(mine),
+            "margin": sum(mine) / len(mine),
+        }
+    return found
 
 
 def kto_kl(policy_kl_logps: torch.Tensor, ref_kl_logps: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ from training.data import (
 from training.diagnose import DiagnosticSettings, diagnose
 from training.folder import ADAPTER_DIR, staging_dir, write_result
 from training.logps import completion_logps
-from training.loss import dpo_loss, kto_kl, kto_loss, kto_metrics, preference_metrics
+from training.loss import dpo_loss, kto_kl, kto_loss, kto_metrics, metrics_by_slice, preference_metrics
 from training.memory import GIB, MemoryPlan, MemoryPlanError, ModelShape, free_memory_budget, plan_memory
 
 
@@ -131,14 +131,15 @@ def run_round(
     batch_logps = BatchLogps(policy, pad, device, fitted.micro_batch, world, should_stop, dtype, quantization)
     trainee = _Trainee(policy, tokenizer, batch_logps, device, quantization, world, phase)
     ref_train, ref_heldout = _reference_logps(trainee, fitted, train_tok, heldout_tok)
-    held_out = _HeldOut(heldout_tok, ref_heldout, _desirable(heldout, fitted))
+    held_out = _HeldOut(heldout_tok, ref_heldout, _desirable(heldout, fitted), _selections(heldout))
     heldout_before = _score_heldout_before(trainee, fitted, held_out)
     train_ref = (*ref_train, _desirable(train, fitted))
     history, trained = _train_steps(trainee, fitted, train_tok, train_ref, held_out, on_progress, should_stop)
-    heldout_after = _score_heldout_after(trainee, trained, held_out)
+    heldout_after, by_selection = _score_heldout_after(trainee, trained, held_out)
     diagnostics, samples = _diagnose(trainee, trained, diagnostic_prompts, diagnose_base)
     metrics = {"train": history[-1] if history else {}, "history": history, "heldout_before": heldout_before}
-    metrics |= {"heldout_after": heldout_after, "stopped": stop_record(history), "diagnostics": diagnostics}
+    metrics |= {"heldout_after": heldout_after, "heldout_by_selection": by_selection, "stopped": stop_record(history)}
+    metrics |= {"diagnostics": diagnostics}
     metrics |= {"n_train": len(train), "n_heldout": len(heldout)} | _how_it_ran(trainee, fitted, trained, memory_plan)
     metrics |= {"seconds": round(time.monotonic() - started, 2), "phases": phase.seconds}
     record = {"dpo": trained.to_dict(), "base_model": model, "parent_adapter": parent_adapter} | (lineage or {})
@@ -161,11 +162,13 @@ class _Trainee:
 
 @dataclass(frozen=True)
 class _HeldOut:
-    """The held-out items, tokenized, their reference log-probs and (KTO) their 👍 / 👎 labels."""
+    """The held-out items, tokenized, their reference log-probs, (KTO) their 👍 / 👎 labels and how each one's
+    pair was chosen (labeling/selection.py; None for an arena battle or a rating)."""
 
     tok: list[TokenizedPair]
     ref: tuple[torch.Tensor, ...]
     labels: torch.Tensor | None
+    selections: tuple[str | None, ...] = ()
 
 
 def _placement(config: DPOConfig, device: str | None) -> tuple[str, str, distributed.World]:
@@ -188,6 +191,11 @@ def _tokenize(tokenizer, items: list, config: DPOConfig) -> list[TokenizedPair]:
 def _desirable(items: list, config: DPOConfig) -> torch.Tensor | None:
     """The 👍 / 👎 labels of KTO examples, (n,) bool; None for pairs."""
     return torch.tensor([e.desirable for e in items], dtype=torch.bool) if config.loss_type == "kto" else None
+
+
+def _selections(items: list) -> tuple[str | None, ...]:
+    """How each item's pair was chosen ("spread", "control", "random", "edit"; None: not by a labeler's vote)."""
+    return tuple(getattr(item, "selection", None) for item in items)
 
 
 def _load(model: str, config: DPOConfig, splits: tuple[list, list], where: tuple[str, str], phase: Phases):
@@ -253,12 +261,24 @@ def _train_steps(trainee: _Trainee, config: DPOConfig, train_tok, train_ref, hel
     return found
 
 
-def _score_heldout_after(trainee: _Trainee, config: DPOConfig, held_out: _HeldOut) -> dict | None:
-    """Phase "heldout_after": the held-out metrics of the trained policy (None without held-out items)."""
+def _score_heldout_after(trainee: _Trainee, config: DPOConfig, held_out: _HeldOut) -> tuple[dict | None, dict | None]:
+    """Phase "heldout_after": (the held-out metrics of the trained policy, the same per pair-selection slice),
+    each None without held-out items; the slices are None for KTO too (its examples are not pairs)."""
     with trainee.phase("heldout_after", len(held_out.tok)) as tick:
-        after = trainee.batch_logps(held_out.tok, tick=tick) if held_out.tok else None
-        scored = _score(after, held_out.ref, config, held_out.labels) if held_out.tok else None
-    return scored
+        if not held_out.tok:
+            return None, None
+        after = trainee.batch_logps(held_out.tok, tick=tick)
+        scored = _score(after, held_out.ref, config, held_out.labels)
+    return scored, _score_by_selection(after, held_out, config)
+
+
+def _score_by_selection(policy_logps, held_out: _HeldOut, config: DPOConfig) -> dict | None:
+    """Held-out accuracy and margin of the implicit reward per slice of how the pairs were chosen, so a selection
+    strategy can be judged against its random control (evaluation/selection.py); None for KTO."""
+    if held_out.labels is not None:
+        return None
+    _, chosen_rewards, rejected_rewards = dpo_loss(*policy_logps, *held_out.ref, beta=config.beta)
+    return metrics_by_slice(chosen_rewards, rejected_rewards, held_out.selections)
 
 
 def _diagnose(trainee: _Trainee, config: DPOConfig, prompts: Sequence[str], with_base: bool):
