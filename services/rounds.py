@@ -2,12 +2,17 @@
 
 rounds = Rounds(runner, store, versions, device)
 rounds.start(DPOConfig(), processes=None); rounds.status().state; rounds.cancel()
+rounds.selection_report().in_latest   # pairs a selection strategy picked against its random control
 serve_finished(store, versions, finished)   # the runner's on_done: serve it, or hold it back as the candidate
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 from evaluation.diagnostics import RoundDiagnostics, warnings
+from evaluation.selection import SelectionComparison, compare_selection, sum_slices
 from models import resolve_quantization
 from services.versions import Versions
 from storage import Round, Store
@@ -16,7 +21,16 @@ from training.gate import failed
 from training.runner import RoundRunner
 from training.status import RoundStatus
 
-__all__ = ["RoundDiagnostics", "RoundStatus", "Rounds", "serve_finished", "warnings"]  # as the UI shows them
+__all__ = [  # as the UI shows them
+    "RoundDiagnostics",
+    "RoundStatus",
+    "Rounds",
+    "SelectionComparison",
+    "SelectionReport",
+    "selection_report",
+    "serve_finished",
+    "warnings",
+]
 
 
 def serve_finished(store: Store, versions: Versions, finished: Round) -> str:
@@ -36,6 +50,27 @@ def serve_finished(store: Store, versions: Versions, finished: Round) -> str:
         return f"{finished.version} is ready for review; the previous version keeps serving."
     versions.hand_over(finished.version)
     return f"{finished.version} is now serving."
+
+
+@dataclass(frozen=True)
+class SelectionReport:
+    """Held-out pairs a selection strategy picked against its random control (evaluation/selection.py): in the
+    newest finished round (`latest`), and summed over the `rounds` finished rounds that recorded slices. Both
+    lists are empty while no strategy picked pairs (every pair random): then there is nothing to report."""
+
+    latest: str | None
+    in_latest: list[SelectionComparison]
+    rounds: int
+    in_all: list[SelectionComparison]
+
+
+def selection_report(rounds: Iterable[Round]) -> SelectionReport:
+    """The SelectionReport of `rounds` (oldest first), from each done round's metrics["heldout_by_selection"]."""
+    done = [r for r in rounds if r.status == "done"]
+    slices = [r.metrics.get("heldout_by_selection") for r in done]
+    latest = done[-1].version if done else None
+    in_latest = compare_selection(sum_slices(slices[-1:]))
+    return SelectionReport(latest, in_latest, sum(map(bool, slices)), compare_selection(sum_slices(slices)))
 
 
 class Rounds:
@@ -60,6 +95,10 @@ class Rounds:
     def list(self) -> list[Round]:
         """Every round recorded, oldest first, whatever its state."""
         return self.store.rounds.list()
+
+    def selection_report(self) -> SelectionReport:
+        """How pairs picked by a selection strategy fared against the random control, newest round and all."""
+        return selection_report(self.list())
 
     def training_mode(self) -> str:
         """How rounds train on this device, in words."""

@@ -71,6 +71,7 @@ LABELER_ROUTES = {
     "/arena_results",
     "/arena_checks",
     "/round_review",
+    "/selection_report",
     "/arena_candidate",
 }
 

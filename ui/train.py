@@ -3,7 +3,8 @@
 A new `DPOConfig` field appears here by itself: `config_fields()` reads each field's type, default and help,
 and `config_from_values()` turns widget values back into a config. API names: /start_round, /cancel_round,
 /round_status, /serve, /export; /round_review (diagnostics over rounds, warnings, the round awaiting review)
-and /set_review (review each round before it serves).
+and /set_review (review each round before it serves); /selection_report (pairs a selection strategy picked against
+its random control, held out by the rounds).
 
 /start_round takes every DPOConfig field by name, plus `processes`; any left out keeps its default:
 
@@ -171,6 +172,7 @@ class TrainTab:
     length_plot: gr.LinePlot  # mean answer length over rounds (its own scale)
     no_diagnostics: gr.Markdown  # shown instead of empty plots
     warnings: gr.Markdown
+    selection: gr.Markdown  # pairs a selection strategy picked against its random control, when one picked any
     review_panel: gr.Markdown  # the candidate against the serving version
     arena_button: gr.Button  # candidate vs serving in the Arena tab's pickers (wired by ui.build_demo)
     seen_candidate: gr.State  # the candidate this page last picked in the serve picker
@@ -261,6 +263,12 @@ def round_review(services: Services, tab: TrainTab, seen: str | None, request: g
     }
 
 
+def selection_report(services: Services) -> dict:
+    """The held-out pairs a selection strategy picked against its random control; hidden while none did."""
+    text = views.selection_markdown(services.rounds.selection_report())
+    return gr.update(value=text, visible=bool(text))
+
+
 def set_review(services: Services, on: bool, request: gr.Request) -> str:
     guard.require(services, request, "choose whether rounds are reviewed before serving")
     services.rounds.set_review(bool(on))
@@ -331,6 +339,7 @@ def _review_widgets(services: Services) -> dict:
     review_panel = gr.Markdown(visible=False, elem_id="round-review")
     arena_button = gr.Button("Compare in the Arena (candidate vs serving)", visible=False, size="sm")
     warnings = gr.Markdown(elem_id="round-warnings")
+    selection = gr.Markdown(visible=False, elem_id="selection-report")
     with gr.Row():
         diagnostics_plot = gr.LinePlot(
             x="version", y="value", color="metric", title="Diagnostics over rounds", visible=False
@@ -343,6 +352,7 @@ def _review_widgets(services: Services) -> dict:
         "length_plot": length_plot,
         "no_diagnostics": no_diagnostics,
         "warnings": warnings,
+        "selection": selection,
         "review_panel": review_panel,
         "arena_button": arena_button,
         "seen_candidate": gr.State(None),
@@ -407,13 +417,23 @@ def build(services: Services, demo: gr.Blocks, serving: gr.Markdown) -> TrainTab
 
 
 def _refresh(services: Services, demo: gr.Blocks, tab: TrainTab) -> None:
-    """On load and on timers: the round under review every 5 s, the running round's status every second."""
+    """On load and on timers: the round under review and the selection report every 5 s, the running round's
+    status every second."""
+    every_5s = gr.Timer(5.0)
     gr.on(
-        [gr.Timer(5.0).tick, demo.load],
+        [every_5s.tick, demo.load],
         bind(round_review, services, tab),
         tab.seen_candidate,
         tab.review_outputs(),
         api_name="round_review",
+        show_progress="hidden",
+    )
+    gr.on(
+        [every_5s.tick, demo.load],
+        bind(selection_report, services),
+        None,
+        tab.selection,
+        api_name="selection_report",
         show_progress="hidden",
     )
     gr.on(

@@ -21,6 +21,7 @@ from services.rounds import RoundDiagnostics, warnings
 
 if TYPE_CHECKING:
     from services import Round, RoundStatus, Status
+    from services.rounds import SelectionReport
 
 ROUND_COLUMNS = (
     "version",
@@ -270,6 +271,21 @@ def diagnostics_rows(history: list[RoundDiagnostics]) -> tuple[list[dict], list[
 def warnings_markdown(history: list[RoundDiagnostics]) -> str:
     """The plain-language warnings about the newest round in `history`, as a Markdown list ('' when none)."""
     return "\n".join(f"- ⚠️ {line}" for line in warnings(history))
+
+
+def selection_markdown(report: SelectionReport) -> str:
+    """How the pairs a selection strategy picked fared against its random control on held-out pairs: the newest
+    round, then every round summed (when that says more); '' while no strategy picked pairs."""
+    lines = []
+    if report.in_latest:
+        lines.append(f"- **{report.latest}:** " + " ".join(c.text for c in report.in_latest))
+    if report.in_all and (report.rounds > 1 or not report.in_latest):
+        rounds = f"{report.rounds} rounds" if report.rounds > 1 else "the one round that recorded them"
+        lines.append(f"- **Summed over {rounds}:** " + " ".join(c.text for c in report.in_all))
+    if not lines:
+        return ""
+    heading = "**Pair selection against its random control** (held-out pairs the round's implicit reward ranks right)"
+    return heading + "\n\n" + "\n".join(lines)
 
 
 def review_markdown(
