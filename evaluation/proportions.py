@@ -1,7 +1,8 @@
 """Intervals for a proportion, in plain Python (no scipy), so the app can show them without loading scipy.
 
-from evaluation.intervals import wilson_interval
+from evaluation.proportions import fisher_exact, wilson_interval
 wilson_interval(9, 12)  # (0.4677..., 0.9111...)
+fisher_exact(9, 3, 2, 1)  # 1.0: 9 of 12 against 2 of 3 is no evidence
 """
 
 from __future__ import annotations
