@@ -48,7 +48,6 @@ from evaluation.diagnostics import (
     distinct_n,
     foreign_script_share,
     kl_per_token,
-    lifted_tokens,
     mean_nll,
     repeated_ngram_rate,
 )
@@ -59,7 +58,7 @@ from models.chat import prompt_ids
 from serving import SamplingSettings, open_policy_server
 from storage.labels import PreferencePair
 from training.config import DPOConfig
-from training.diagnose import token_logps
+from training.diagnose import lifted, token_logps
 from training.gate import health_check
 from training.trainer import run_round
 
@@ -252,18 +251,6 @@ def fluency(answers: Answers, base_logps: list[list[float]]) -> dict:
     }
 
 
-def lifted_words(answers: Answers, under_round: list, under_base: list, tokenizer) -> dict:
-    """The round's answers with a token it made ≥ 4 nats likelier where the base found it unlikely
-    (evaluation.diagnostics.lifted_tokens): their share, and up to eight of them in context, to read."""
-    found = lifted_tokens(under_round, under_base)
-    shown = []
-    for ids, positions in zip(answers.ids, found, strict=True):
-        for t in positions[:1]:
-            before, token = tokenizer.decode(ids[max(t - 4, 0) : t]), tokenizer.decode(ids[t : t + 1])
-            shown.append(f"{before}[{token}]{tokenizer.decode(ids[t + 1 : t + 3])}")
-    return {"lifted_share": sum(bool(p) for p in found) / max(len(found), 1), "lifted": shown[:8]}
-
-
 def taste_win_rate(taste: Taste, round_answers: Answers, base_answers: Answers) -> dict:
     verdicts = [
         taste.judge(p, r, b)
@@ -336,10 +323,10 @@ def run_one(args, ctx: dict, taste_name: str, n_labels: int, config_name: str) -
     under_base = ctx["scorer"].base_logps(answers)
     under_round = ctx["scorer"].round_logps(answers, result.adapter_dir)
     numbers = fluency(answers, under_base) | {"kl": kl_per_token(under_round, under_base)}
-    lifted = lifted_words(answers, under_round, under_base, server.tokenizer)
+    invented = lifted(answers.ids, under_round, under_base, server.tokenizer, shown=8)
     heldout = result.metrics.get("heldout_after") or {}
     reasons = health_check(
-        {"nll": numbers["nll"], "foreign_script": numbers["foreign_script"], "kl_per_token": numbers["kl"]},
+        {"nll": numbers["nll"], "foreign_script": numbers["foreign_script"], "kl_per_token": numbers["kl"]} | invented,
         {"nll": base["nll"], "foreign_script": base["foreign_script"]},
         heldout,
         config,
@@ -358,7 +345,7 @@ def run_one(args, ctx: dict, taste_name: str, n_labels: int, config_name: str) -
         "repeated_4gram": numbers["repeated_4gram"],
         "repeated_4gram_base": base["repeated_4gram"],
         "kl": numbers["kl"],
-        **lifted,
+        **invented,
         "heldout_accuracy": heldout.get("accuracy"),
         "heldout_margin": heldout.get("margin"),
         "chosen_reward": heldout.get("chosen_reward"),

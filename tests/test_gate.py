@@ -46,6 +46,18 @@ def test_a_healthy_round_passes_and_each_check_fails_with_its_numbers():
     assert health_check(HEALTHY, BASE, mild, DPOConfig(beta=0.1)) == []
 
 
+def test_a_round_writing_words_the_base_would_not_is_held_back_though_its_nll_looks_fluent():
+    # Measured on a degraded round (bench.tastes, docs/benchmarks.md): NLL under the base at the base's own level,
+    # yet 17 % of its answers had such tokens, against 1.6 % for the healthy rounds of the defaults.
+    words = {"lifted_share": 0.17, "lifted": ["Dear[Rate], I", "a sw[anson] of the", "file[omegran]ate."]}
+    (reason,) = health_check(HEALTHY | words, BASE, LEARNED, DPOConfig())
+    assert reason.startswith("new words: 17% of its answers have a token it made ≥ 4 nats likelier"), reason
+    assert "(allowed 10%)" in reason and "“Dear[Rate], I”; “a sw[anson] of the”" in reason
+    assert health_check(HEALTHY | words | {"lifted_share": 1 / 16}, BASE, LEARNED, DPOConfig()) == [], "1 of 16"
+    assert health_check(HEALTHY | words, BASE, LEARNED, DPOConfig(gate_invented=None)) == [], "check off"
+    assert health_check(HEALTHY | {"lifted_share": None}, BASE, LEARNED, DPOConfig()) == [], "unknown: skipped"
+
+
 def test_checks_are_skipped_when_unknown_turned_off_or_on_too_few_held_out_pairs():
     config = DPOConfig(gate_nll_increase=None, gate_kl=None)
     assert health_check({"nll": 9.0, "kl_per_token": 3.0}, BASE, {}, config) == [], "both checks off"

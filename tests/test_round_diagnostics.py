@@ -10,9 +10,11 @@ import math
 
 import pytest
 from helpers import taste_pairs, vote_pairs
+from transformers import AutoTokenizer
 
 from storage import Store
 from training.config import DPOConfig
+from training.diagnose import lifted
 from training.plan import diagnostic_prompts, plan_round
 from training.runner import stop_note
 from training.trainer import run_round
@@ -38,6 +40,7 @@ def test_a_round_records_diagnostics_of_the_policy_and_the_base(tiny_model_dir, 
         assert 0 <= numbers["repeated_4gram"] <= 1
     assert found["base"]["kl_per_token"] == 0.0
     assert math.isfinite(found["policy"]["kl_per_token"]) and found["policy"]["kl_per_token"] > -0.5
+    assert 0 <= found["policy"]["lifted_share"] <= 1 and len(found["policy"]["lifted"]) <= 2
     assert finished.metrics["phases"]["diagnostics"] > 0
     assert finished.metrics["stopped"] == {"reason": "finished", "step": finished.metrics["train"]["step"]}
     folder = tmp_path / "runs" / finished.version
@@ -49,6 +52,23 @@ def test_a_round_records_diagnostics_of_the_policy_and_the_base(tiny_model_dir, 
     again = plan_round(store, dataclasses.replace(config, continue_from_serving=False))
     assert again.diagnose_base is False, "the base is measured once"
     store.close()
+
+
+def test_lifted_shows_the_tokens_a_round_made_likely_in_their_context(tiny_model_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ids = [
+        tokenizer.encode("the quiet lamp glows", add_special_tokens=False),
+        tokenizer.encode("a boat", add_special_tokens=False),
+    ]
+    policy = [[-1.0] * len(ids[0]), [-1.0] * len(ids[1])]
+    ref = [[-1.0] * len(ids[0]), [-1.0] * len(ids[1])]
+    ref[0][2] = -9.0  # the third token: the base finds it unlikely, the round likely
+    found = lifted(ids, policy, ref, tokenizer)
+    assert found["lifted_share"] == 0.5
+    (example,) = found["lifted"]
+    assert example.replace(" ", "").startswith(tokenizer.decode(ids[0][:2]).replace(" ", "") + "[")
+    assert f"[{tokenizer.decode(ids[0][2:3])}]" in example
+    assert lifted([], [], [], tokenizer) == {"lifted_share": None, "lifted": []}
 
 
 def test_diagnostic_prompts_are_held_out_and_never_the_rounds_own(store):

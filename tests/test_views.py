@@ -183,6 +183,7 @@ def test_every_field_round_trips_through_widget_values():
         memory_budget_gib=2.5, group_by_length=False, seed=3, arena_pairs=True, max_steps=7, target_margin=0.5,
         eval_every=2, diagnostic_prompts=4, diagnostic_tokens=32, rpo_alpha=0.37, gate_nll_increase=0.7,
         gate_foreign_script=0.05, gate_kl=0.9, gate_heldout_accuracy=0.4, gate_logratio_drop=77.0, dpop_lambda=2.0,
+        gate_invented=0.3,
     )  # fmt: skip
     defaults = DPOConfig()
     for field in dataclasses.fields(DPOConfig):

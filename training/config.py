@@ -130,6 +130,14 @@ class DPOConfig:
     gate_heldout_accuracy: float | None = field(
         default=0.5, metadata={"help": "Gate: least held-out preference accuracy (with held-out pairs)."}
     )
+    gate_invented: float | None = field(
+        default=0.1,
+        metadata={
+            "help": "Gate: most share of the round's answers with a token it made at least 4 nats likelier where the "
+            "base found it unlikely (under -6 nats): where it writes words the base would not, such as invented "
+            "ones, which the NLL and KL average away."
+        },
+    )
     gate_logratio_drop: float | None = field(
         default=50.0,
         metadata={
@@ -254,7 +262,8 @@ class DPOConfig:
             "diagnostic_prompts must be a whole number from 0 (no diagnostics) to 1024, "
             f"got {self.diagnostic_prompts!r}",
         )
-        gates = ("gate_nll_increase", "gate_foreign_script", "gate_kl", "gate_heldout_accuracy", "gate_logratio_drop")
+        gates = ("gate_nll_increase", "gate_foreign_script", "gate_kl", "gate_invented", "gate_heldout_accuracy")
+        gates += ("gate_logratio_drop",)
         for name in gates:
             value = getattr(self, name)
             _check(

@@ -40,6 +40,7 @@ from evaluation.diagnostics import (
     distinct_n,
     foreign_script_share,
     kl_per_token,
+    lifted_tokens,
     mean_length,
     mean_nll,
     repeated_ngram_rate,
@@ -106,11 +107,12 @@ def diagnose(
         texts = [tokenizer.decode(_text(i, eos), skip_special_tokens=True) for i in ids]
         return numbers([_text(i, eos) for i in ids], kl, under_base, prompts, texts)
 
+    policy_numbers = measured(policy_ids, ref_logps, kl_per_token(policy_logps, ref_logps))
     return {
         "prompts": len(prompts),
         "prompts_key": prompts_key(prompts, settings),
         "max_new_tokens": settings.max_new_tokens,
-        "policy": measured(policy_ids, ref_logps, kl_per_token(policy_logps, ref_logps)),
+        "policy": policy_numbers | lifted(policy_ids, policy_logps, ref_logps, tokenizer),
         "base": measured(base_ids, base_logps, 0.0) if base_ids is not None else None,
         "samples": [tokenizer.decode(_text(ids, eos), skip_special_tokens=True) for ids in policy_ids],
     }
@@ -157,6 +159,19 @@ def numbers(
         "nll": _or_none(nll),
         "foreign_script": _or_none(script),
     }
+
+
+def lifted(ids: Sequence[Sequence[int]], policy_logps: list, ref_logps: list, tokenizer, shown: int = 5) -> dict:
+    """Where a version writes what the base would not (evaluation.diagnostics.lifted_tokens on its samples' log-probs
+    under it and under the base): "lifted_share", the share of samples with such a token, and "lifted", up to
+    `shown` of them in context with the token in brackets, to read ("…noise-[caking] headphones…")."""
+    found = lifted_tokens(policy_logps, ref_logps)
+    examples = []
+    for row, positions in zip(ids, found, strict=True):
+        for t in positions[:1]:
+            before, after = tokenizer.decode(row[max(t - 4, 0) : t]), tokenizer.decode(row[t + 1 : t + 3])
+            examples.append(f"{before}[{tokenizer.decode(row[t : t + 1])}]{after}".replace("\n", " ").strip())
+    return {"lifted_share": sum(map(bool, found)) / len(found) if found else None, "lifted": examples[:shown]}
 
 
 def _or_none(value: float) -> float | None:

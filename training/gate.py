@@ -4,11 +4,13 @@
 
 `policy` and `base` are the numbers of the round's and the base's answers to the same held-out prompts
 (`training/diagnose.py`): "nll" (mean NLL per token under the base model), "foreign_script" (share of letters
-in a script the prompt does not use) and, for the policy, "kl_per_token" (from the base). `heldout` is the
-round's held-out preference scores after training (accuracy, chosen / rejected rewards, and "n", how many
-pairs: accuracy fails only when significantly below its threshold, as a few pairs tell little). The thresholds are
-`DPOConfig`'s gate_* fields (None turns a check off); a check whose numbers are unknown is skipped. A round
-that fails waits as the candidate, whatever the review setting, until an admin serves it on purpose.
+in a script the prompt does not use) and, for the policy, "kl_per_token" (from the base) and "lifted_share"
+(answers with a token it made far likelier than the base would, such as an invented word; "lifted" shows some).
+`heldout` is the round's held-out preference scores after training (accuracy, chosen / rejected rewards, and
+"n", how many pairs: accuracy fails only when significantly below its threshold, as a few pairs tell little).
+The thresholds are `DPOConfig`'s gate_* fields (None turns a check off); a check whose numbers are unknown is
+skipped. A round that fails waits as the candidate, whatever the review setting, until an admin serves it on
+purpose.
 """
 
 from __future__ import annotations
@@ -53,6 +55,13 @@ def health_check(policy: dict, base: dict | None, heldout: dict | None, config) 
     if config.gate_kl is not None and _known(kl) and kl > config.gate_kl:
         found.append(
             f"KL: {kl:.2f} nats/token from the base (more than {config.gate_kl:g}): it moved too far in one round"
+        )
+    invented, limit = policy.get("lifted_share"), config.gate_invented
+    if limit is not None and _known(invented) and invented > limit:
+        shown = "; ".join(f"“{example}”" for example in (policy.get("lifted") or [])[:3])
+        found.append(
+            f"new words: {invented:.0%} of its answers have a token it made ≥ 4 nats likelier where the base finds "
+            f"it unlikely (allowed {limit:.0%}), words the base would not write{': ' + shown if shown else ''}"
         )
     accuracy, n = heldout.get("accuracy"), heldout.get("n")
     low = config.gate_heldout_accuracy
