@@ -10,7 +10,8 @@ For each backend in `--backends` (default: eager and onnx on CPU, static on CUDA
    backend) is timed apart as `first_call_s` / `compile_s`.
 2. Adapter swap: converting and loading a LoRA adapter and making it the serving version.
 3. Labelers: `--labelers` simulated people vote every 2–5 s through `Loop` (the code the UI calls); we time
-   each vote → next pair on screen, and count the pairs per minute the background sampler delivers.
+   each vote → next pair on screen, and count the pairs per minute the background sampler delivers. With
+   `--candidates N --selection S` the sampler draws N completions a prompt and shows two, as the app does.
 Prints its figures, then one JSON line (with the CPU's AVX2 / AVX-512 / AMX flags).
 """
 
@@ -32,6 +33,7 @@ from bench.startup import cpu_flags
 from labeling.loop import Loop
 from labeling.prompts import starter_prompts
 from labeling.sampler import PairSampler
+from labeling.selection import STRATEGIES, PairSelection
 from models import DEFAULT_MODEL_CACHE, prepare_default_model
 from services import ServiceConfig
 from serving import SamplingSettings, TorchPolicyServer, chat_text
@@ -183,7 +185,8 @@ def open_server(backend: str, model_dir: str, args: argparse.Namespace):
     if backend == "onnx":
         return OnnxPolicyServer(model_dir, cache_dir=args.model_cache)
     dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
-    return TorchPolicyServer(model_dir, backend=backend, dtype=dtype, batch_rows=2 * args.batch_prompts)
+    rows = args.candidates * args.batch_prompts  # as the app sizes its batch: each prompt's candidates
+    return TorchPolicyServer(model_dir, backend=backend, dtype=dtype, batch_rows=rows)
 
 
 def run_backend(backend: str, model_dir: str, adapter: str, args: argparse.Namespace) -> dict:
@@ -208,7 +211,10 @@ def run_backend(backend: str, model_dir: str, adapter: str, args: argparse.Names
     )
     figures["adapter_swap_ms"] = adapter_swap_ms(server, adapter)
     print(f"[{backend}] adapter swap {figures['adapter_swap_ms']:.0f} ms", flush=True)
-    sampler = PairSampler(store, server, depth=args.queue_depth, batch_prompts=args.batch_prompts, seed=0)
+    selection = PairSelection(args.candidates, args.selection, args.control_share)
+    sampler = PairSampler(
+        store, server, depth=args.queue_depth, batch_prompts=args.batch_prompts, seed=0, selection=selection
+    )
     sampler.set_settings(settings)
     loop = Loop(store, server, sampler)
     sampler.start()
@@ -246,6 +252,7 @@ def main(args: argparse.Namespace) -> dict:
         "max_new_tokens": args.max_new_tokens,
         "batch_prompts": args.batch_prompts,
         "queue_depth": args.queue_depth,
+        "selection": {"candidates": args.candidates, "strategy": args.selection, "control_share": args.control_share},
         "cpu": cpu_flags(),
         "cores": os.cpu_count(),
         "backends": results,
@@ -267,6 +274,9 @@ if __name__ == "__main__":
     parser.add_argument("--max-new-tokens", type=int, default=SamplingSettings().max_new_tokens)
     parser.add_argument("--batch-prompts", type=int, default=ServiceConfig().sample_batch)
     parser.add_argument("--queue-depth", type=int, default=ServiceConfig().queue_depth)
+    parser.add_argument("--candidates", type=int, default=ServiceConfig().candidates, help="completions per prompt")
+    parser.add_argument("--selection", default=ServiceConfig().selection, choices=list(STRATEGIES))
+    parser.add_argument("--control-share", type=float, default=ServiceConfig().control_share)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(
         "--backends",
