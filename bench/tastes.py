@@ -5,6 +5,7 @@ on prompts the round never saw.
     python -m bench.tastes --quick                  # 16 prompts x 1 seed for the judging (~1/4 of the sampling)
     python -m bench.tastes --labels 20 40 80 --tastes shorter casual --configs default
     python -m bench.tastes --candidates 4 --selection spread    # labels on pairs the app's --selection would show
+    python -m bench.tastes --tastes plain --configs default self-rewarded --keep-rounds /tmp/rounds
 
 Each simulated labeler has one deterministic taste (TASTES below: length both ways, format, tone, plain words
 and staying on topic). Pairs are sampled from the base exactly as the app samples them (the serving backend
@@ -20,8 +21,9 @@ seed per prompt, `--seeds` times each. Measured:
   half), with a 95 % Wilson interval;
 - fluency: mean NLL per token of each side's answers under the base model given the prompt (the base's own
   answers are the reference; gibberish scores far above them), the share of letters in a script the prompt
-  does not use, distinct-2, the share of answers with a repeated 4-gram, mean length, and KL(round || base)
-  per token on the round's own answers;
+  does not use, distinct-2, the share of answers with a repeated 4-gram, mean length, KL(round || base)
+  per token on the round's own answers, and the share of its answers with a word the base would not write
+  (a token the round made far likelier than the base does: training.diagnose.lifted), with some to read;
 - the health gate a finished round passes before it serves (`training/gate.py`), on these numbers and the
   round's held-out preference scores: `served` and its reasons.
 
