@@ -46,13 +46,7 @@ from pathlib import Path
 
 from bench.startup import cpu_flags
 from evaluation.arena import win_rate
-from evaluation.diagnostics import (
-    distinct_n,
-    foreign_script_share,
-    kl_per_token,
-    mean_nll,
-    repeated_ngram_rate,
-)
+from evaluation.diagnostics import distinct_n, foreign_script_share, kl_per_token, mean_nll, repeated_ngram_rate
 from labeling.prompts import starter_prompts
 from labeling.selection import STRATEGIES, PairSelection, choose
 from models import DEFAULT_MODEL_CACHE, load_model, prepare_default_model

@@ -91,11 +91,14 @@ def kl_per_token(policy_logps: Sequence[Sequence[float]], ref_logps: Sequence[Se
     return float(tokens.mean())
 
 
+LIFT_NATS, UNLIKELY_NATS = 4.0, -6.0  # lifted_tokens' defaults: how much likelier, and how unlikely before
+
+
 def lifted_tokens(
     policy_logps: Sequence[Sequence[float]],
     ref_logps: Sequence[Sequence[float]],
-    lift: float = 4.0,
-    ref_below: float = -6.0,
+    lift: float = LIFT_NATS,
+    ref_below: float = UNLIKELY_NATS,
 ) -> list[list[int]]:
     """Per sequence sampled from π, the positions of tokens π made at least `lift` nats likelier than π_ref
     where π_ref found them unlikely (log-prob under `ref_below`): where a round writes what the base would not,

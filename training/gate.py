@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from evaluation.diagnostics import LIFT_NATS
+
 SIGNIFICANCE = 0.05  # how unlikely a held-out accuracy must be at the threshold for the gate to hold a round back
 
 
@@ -60,8 +62,9 @@ def health_check(policy: dict, base: dict | None, heldout: dict | None, config) 
     if limit is not None and _known(invented) and invented > limit:
         shown = "; ".join(f"“{example}”" for example in (policy.get("lifted") or [])[:3])
         found.append(
-            f"new words: {invented:.0%} of its answers have a token it made ≥ 4 nats likelier where the base finds "
-            f"it unlikely (allowed {limit:.0%}), words the base would not write{': ' + shown if shown else ''}"
+            f"new words: {invented:.0%} of its answers have a token it made ≥ {LIFT_NATS:g} nats likelier where the "
+            f"base finds it unlikely (allowed {limit:.0%}), words the base would not write"
+            + (f": {shown}" if shown else "")
         )
     accuracy, n = heldout.get("accuracy"), heldout.get("n")
     low = config.gate_heldout_accuracy
