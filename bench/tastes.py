@@ -47,6 +47,7 @@ from pathlib import Path
 from bench.startup import cpu_flags
 from evaluation.arena import win_rate
 from evaluation.diagnostics import distinct_n, foreign_script_share, kl_per_token, mean_nll, repeated_ngram_rate
+from evaluation.label_savings import compare_strategies
 from labeling.prompts import starter_prompts
 from labeling.selection import STRATEGIES, PairSelection, choose
 from models import DEFAULT_MODEL_CACHE, load_model, prepare_default_model
@@ -154,6 +155,8 @@ CONFIGS = {  # names become adapter names, which may not contain dots
     "rpo-alpha05-lr2e-3": dict(beta=0.05, learning_rate=2e-3, epochs=3, rpo_alpha=0.5),
     "dpop-5": dict(beta=0.05, learning_rate=1e-3, epochs=3, rpo_alpha=0.0, dpop_lambda=5.0),
     "beta02-ep4-rpo05": dict(beta=0.02, learning_rate=1e-3, epochs=4, rpo_alpha=0.5),
+    "ipo-b1": dict(loss_type="ipo", beta=1.0),  # the defaults with IPO: per-token log-ratio gap aimed at 0.5 nats
+    "cdpo-01": dict(label_smoothing=0.1),  # the defaults with conservative DPO: a label is wrong 10 % of the time
     "heldout10": dict(heldout_fraction=0.1),  # the defaults, with half as many pairs kept out of training
     # A second round, from the defaults' round, on its labels plus pairs of its own answers that its implicit
     # reward ranks (self_rewarded_pairs); the first round is the reference.
@@ -184,13 +187,17 @@ def sample_answers(server, prompts: list[str], seeds: list[int], max_new_tokens:
     return found
 
 
-def sample_pairs(server, prompts: list[str], selection: PairSelection, max_new_tokens: int) -> tuple[list, list]:
+def sample_pairs(
+    server, prompts: list[str], selection: PairSelection, max_new_tokens: int, repeat: int = 0
+) -> tuple[list, list]:
     """(prompt, a, b) for each prompt, the two picked from `selection.candidates` completions as the app's sampler
-    picks them, and how each pair was picked. Seeded per batch of 8 prompts, so a run can be repeated."""
-    sampled, how, rng = [], [], random.Random("bench.tastes/selection")
+    picks them, and how each pair was picked. Seeded per batch of 8 prompts and by `repeat`, so a run can be
+    repeated, and repeated with other samples."""
+    sampled, how = [], []
+    rng = random.Random("bench.tastes/selection" + (f"/{repeat}" if repeat else ""))
     for start in range(0, len(prompts), 8):
         batch = prompts[start : start + 8]
-        settings = SamplingSettings(max_new_tokens=max_new_tokens, seed=1000 + start)
+        settings = SamplingSettings(max_new_tokens=max_new_tokens, seed=1000 + start + 100_000 * repeat)
         for prompt, candidates in zip(batch, server.generate(batch, selection.candidates, settings), strict=True):
             i, j, picked = choose([str(c) for c in candidates], selection, rng)
             sampled.append((prompt, candidates[i], candidates[j]))
@@ -285,10 +292,11 @@ def self_rewarded_pairs(ctx: dict, name: str, adapter: Path, prompts: list[str],
 def train_one(args, ctx: dict, taste_name: str, n_labels: int, config_name: str, pairs: list):
     """(config, result, version name) of one round on `pairs`; a self-rewarded config first trains (or reuses)
     the defaults' round, then a second round from it on `pairs` plus its own ranked pairs."""
-    values = {"seed": args.seed, "compute_dtype": args.compute_dtype, "diagnostic_prompts": 0} | CONFIGS[config_name]
-    config, name, parent = DPOConfig(**values), f"{taste_name}-{n_labels}-{config_name}", None
+    seed = args.seed + ctx["repeat"]
+    values = {"seed": seed, "compute_dtype": args.compute_dtype, "diagnostic_prompts": 0} | CONFIGS[config_name]
+    config, name, parent = DPOConfig(**values), f"{taste_name}-{n_labels}-{config_name}{ctx['suffix']}", None
     if config_name in SELF_REWARDED:
-        first = ctx["rounds"].get((taste_name, n_labels, "default"))
+        first = ctx["rounds"].get((taste_name, n_labels, "default", ctx["suffix"]))
         if first is None:
             first = train_one(args, ctx, taste_name, n_labels, "default", pairs)
         ctx["server"].load(first[2], str(first[1].adapter_dir))
@@ -301,14 +309,14 @@ def train_one(args, ctx: dict, taste_name: str, n_labels: int, config_name: str,
               f"{verdicts.count('b')}, ties {verdicts.count('tie')}", flush=True)  # fmt: skip
         pairs, parent = pairs + own, str(first[1].adapter_dir)
     result = run_round(config, pairs, Path(ctx["tmp"]) / name, model=ctx["model"], device="cpu", parent_adapter=parent)
-    ctx["rounds"][(taste_name, n_labels, config_name)] = (config, result, name)
+    ctx["rounds"][(taste_name, n_labels, config_name, ctx["suffix"])] = (config, result, name)
     return config, result, name
 
 
 def run_one(args, ctx: dict, taste_name: str, n_labels: int, config_name: str) -> dict:
     """One round: label, train, answer, judge; returns its JSON row."""
     taste = TASTES[taste_name]
-    pairs, ties = label_pairs(taste, ctx["sampled"][:n_labels], random.Random(args.seed))
+    pairs, ties = label_pairs(taste, ctx["sampled"][:n_labels], random.Random(args.seed + ctx["repeat"]))
     started = time.monotonic()
     config, result, name = train_one(args, ctx, taste_name, n_labels, config_name, pairs)
     train_s = time.monotonic() - started
@@ -369,13 +377,13 @@ def _round(value):
 
 def print_table(results: dict) -> None:
     print(
-        f"{'config':12s} {'taste':10s} {'labels':>6s} {'win':>5s} {'95% CI':>12s} {'nll b/r':>11s} "
+        f"{'config':12s} {'taste':24s} {'labels':>6s} {'win':>5s} {'95% CI':>12s} {'nll b/r':>11s} "
         f"{'foreign':>7s} {'len':>5s} {'KL':>6s} {'acc':>5s} served"
     )
     for config, tastes in results.items():
         for key, r in tastes.items():
             print(
-                f"{config:12s} {key.split('@')[0]:10s} {r['labels']:6d} {r['win_rate']:5.2f} "
+                f"{config:12s} {key:24s} {r['labels']:6d} {r['win_rate']:5.2f} "
                 f"[{r['win_low']:.2f}, {r['win_high']:.2f}] {r['nll_base']:5.2f}/{r['nll_round']:5.2f} "
                 f"{r['foreign_script']:7.3f} {r['length_ratio']:5.2f} {r['kl']:6.3f} "
                 f"{(r['heldout_accuracy'] or 0):5.2f} "
@@ -383,47 +391,90 @@ def print_table(results: dict) -> None:
             )
 
 
+def print_savings(compared: dict, match: int) -> None:
+    """Labels each strategy needs to reach random's win rate at `match`, per taste: median [lowest, highest]."""
+
+    def shown(v):
+        return "more" if v is None else f"{v:.0f}"
+
+    print(f"labels to reach random's win rate at {match} labels: median [lowest, highest] over the repeats")
+    for strategy, result in compared.items():
+        cells = [f"{taste} {shown(t['median'])} [{shown(t['low'])}, {shown(t['high'])}]"
+                 for taste, t in result["tastes"].items()]  # fmt: skip
+        saving = "" if result["saving"] is None else f", saving {result['saving']:.0%}"
+        print(f"{strategy:8s} {'; '.join(cells)}; mean {shown(result[f'labels_to_match_random_{match}'])}{saving}")
+
+
 def main(args: argparse.Namespace) -> dict:
     started = time.monotonic()
     if args.quick:
         args.eval_prompts, args.seeds = min(args.eval_prompts, 16), 1
-    model = str(prepare_default_model(Path(args.model_cache)))
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats must be at least 1, got {args.repeats}")
+    comparing = len(set(args.selection)) > 1 or args.repeats > 1
+    if args.configs is None:
+        args.configs = ["default"] if comparing else ["default", "old"]
+    if args.candidates is None:
+        args.candidates = 2 if set(args.selection) == {"random"} else 4
+    if len(set(args.selection)) > 1 and ("random" not in args.selection or args.match_labels not in args.labels):
+        raise SystemExit(f"comparing strategies needs random among --selection and {args.match_labels} among "
+                         f"--labels (random's win rate there is the target), e.g. --selection random spread "
+                         f"--labels 20 {args.match_labels} 80")  # fmt: skip
+    model = args.model or str(prepare_default_model(Path(args.model_cache)))
     server = open_policy_server(model, "cpu", backend=args.backend, cache_dir=args.model_cache)
     prompts = random.Random(0).sample(starter_prompts(), len(starter_prompts()))
     eval_prompts, pool = prompts[: args.eval_prompts], prompts[args.eval_prompts :]
     if max(args.labels) > len(pool):
         raise SystemExit(f"--labels at most {len(pool)} with --eval-prompts {args.eval_prompts} (the starter prompts)")
-    selection = PairSelection(args.candidates, args.selection, args.control_share)
-    sampled, how = sample_pairs(server, pool[: max(args.labels)], selection, args.max_new_tokens)
+    strategies, repeats = list(dict.fromkeys(args.selection)), range(args.repeats)
+    selections = {s: PairSelection(2 if s == "random" and len(strategies) > 1 else args.candidates, s,
+                                   args.control_share) for s in strategies}  # fmt: skip
     seeds = list(range(1, args.seeds + 1))
     base_answers = sample_answers(server, eval_prompts, seeds, args.max_new_tokens)
     scorer = Scorer(model, server.tokenizer)
     base_logps = scorer.base_logps(base_answers)
-    print(f"sampled {len(sampled)} pairs and the base's {len(base_answers.ids)} answers in "
-          f"{time.monotonic() - started:.0f} s", flush=True)  # fmt: skip
-    results: dict = {}
+    print(f"sampled the base's {len(base_answers.ids)} answers in {time.monotonic() - started:.0f} s", flush=True)
+    results, runs, shown_as = {}, [], {}
     keep = contextlib.nullcontext(args.keep_rounds) if args.keep_rounds else None
     with keep or tempfile.TemporaryDirectory(prefix="prefloop-tastes-") as tmp:
         ctx = {
-            "model": model, "server": server, "sampled": sampled, "eval_prompts": eval_prompts, "seeds": seeds,
-            "base_answers": base_answers, "base": fluency(base_answers, base_logps), "scorer": scorer, "tmp": tmp,
-            "rounds": {},
+            "model": model, "server": server, "eval_prompts": eval_prompts, "seeds": seeds, "tmp": tmp, "rounds": {},
+            "base_answers": base_answers, "base": fluency(base_answers, base_logps), "scorer": scorer,
         }  # fmt: skip
-        for config in args.configs:  # in the order given: the defaults first, so they are measured on every taste
-            for taste in args.tastes if config != "old" else args.old_tastes or args.tastes:
-                for n_labels in args.labels:
-                    row = run_one(args, ctx, taste, n_labels, config)
-                    key = taste if len(args.labels) == 1 else f"{taste}@{n_labels}"
-                    results.setdefault(config, {})[key] = row
-                    print(json.dumps({"config": config, "taste": taste} | _round(row), ensure_ascii=False), flush=True)
+        for repeat in repeats:  # each repeat labels other prompts, other samples, other sides, with another seed
+            prompts = pool if repeat == 0 else random.Random(repeat).sample(pool, len(pool))
+            for strategy in strategies:
+                sampling = time.monotonic()
+                sampled, how = sample_pairs(server, prompts[: max(args.labels)], selections[strategy],
+                                            args.max_new_tokens, repeat)  # fmt: skip
+                for picked in how:
+                    shown_as.setdefault(strategy, {}).setdefault(picked, 0)
+                    shown_as[strategy][picked] += 1
+                suffix = (f"-{strategy}" if len(strategies) > 1 else "") + (f"-r{repeat}" if args.repeats > 1 else "")
+                ctx |= {"sampled": sampled, "repeat": repeat, "suffix": suffix}
+                print(f"sampled {len(sampled)} pairs ({strategy}, repeat {repeat}) in "
+                      f"{time.monotonic() - sampling:.0f} s", flush=True)  # fmt: skip
+                for config in args.configs:  # in the order given: the defaults first, so they cover every taste
+                    for taste in args.tastes if config != "old" else args.old_tastes or args.tastes:
+                        for n_labels in args.labels:
+                            row = run_one(args, ctx, taste, n_labels, config)
+                            key = (
+                                taste + ("" if len(args.labels) == 1 else f"@{n_labels}") + suffix.replace("-", "/", 1)
+                            )
+                            results.setdefault(config, {})[key] = row
+                            runs.append(
+                                {"config": config, "strategy": strategy, "repeat": repeat, "taste": taste} | row
+                            )
+                            print(json.dumps({"config": config, "taste": taste, "strategy": strategy, "repeat": repeat}
+                                             | _round(row), ensure_ascii=False), flush=True)  # fmt: skip
     print_table(results)
     summary = {
         "cpu": cpu_flags(),
         "backend": getattr(server, "backend", type(server).__name__),
         "config": {name: DPOConfig(**CONFIGS[name]).to_dict() for name in args.configs},
         "chosen_on": list(CHOSEN_ON),
-        "selection": {"candidates": args.candidates, "strategy": args.selection, "control_share": args.control_share,
-                      "shown_as": {k: how.count(k) for k in sorted(set(how))}},
+        "selection": {"candidates": {s: sel.candidates for s, sel in selections.items()}, "strategies": strategies,
+                      "control_share": args.control_share, "repeats": args.repeats, "shown_as": shown_as},
         "eval_prompts": len(eval_prompts),
         "seeds": len(seeds),
         "max_new_tokens": args.max_new_tokens,
@@ -432,6 +483,11 @@ def main(args: argparse.Namespace) -> dict:
                     for c, rows in _round(results).items()},
     }  # fmt: skip
     summary["tastes"] = summary["results"].get("default", next(iter(summary["results"].values())))
+    if len(strategies) > 1:
+        config = "default" if "default" in args.configs else args.configs[0]
+        compared = compare_strategies([r for r in runs if r["config"] == config], args.match_labels)
+        summary["strategies"] = _round(compared)
+        print_savings(compared, args.match_labels)
     print(json.dumps(summary, ensure_ascii=False))
     return summary
 
@@ -440,7 +496,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench.tastes", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tastes", nargs="+", default=list(TASTES), choices=list(TASTES))
     parser.add_argument("--labels", nargs="+", type=int, default=[40], help="labels per taste (ties included)")
-    parser.add_argument("--configs", nargs="+", default=["default", "old"], choices=list(CONFIGS))
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        choices=list(CONFIGS),
+        help="default: default and old; default alone with --repeats or several --selection",
+    )
     parser.add_argument(
         "--old-tastes",
         nargs="+",
@@ -448,8 +509,21 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(TASTES),
         help="the tastes the old defaults run on (default: --tastes)",
     )
-    parser.add_argument("--candidates", type=int, default=2, help="completions sampled per labeled prompt")
-    parser.add_argument("--selection", default="random", choices=list(STRATEGIES), help="which two are labeled")
+    parser.add_argument(
+        "--candidates", type=int, help="completions sampled per labeled prompt (default: 2 for random alone, else 4)"
+    )
+    parser.add_argument(
+        "--selection",
+        nargs="+",
+        default=["random"],
+        choices=list(STRATEGIES),
+        help="which two are labeled; several: each strategy labels its own pairs (random two of two, as the app "
+        "by default) and the JSON has labels_to_match_random_<match> per strategy",
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="each run again on other prompts, samples and seed")
+    parser.add_argument(
+        "--match-labels", type=int, default=40, help="with several --selection: the labels random is matched at"
+    )
     parser.add_argument("--control-share", type=float, default=0.2, help="of them, picked at random anyway")
     parser.add_argument("--eval-prompts", type=int, default=32, help="judging prompts, never labeled")
     parser.add_argument("--seeds", type=int, default=2, help="answers per judging prompt and version")
@@ -458,6 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="the rounds' seed and the labelers' side flips")
     parser.add_argument("--backend", default="auto", help="the serving backend that samples (the app's default)")
     parser.add_argument("--compute-dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    parser.add_argument("--model", help="a local model folder or hub id (default: the bundled SmolLM2-135M-Instruct)")
     parser.add_argument("--model-cache", default=DEFAULT_MODEL_CACHE)
     parser.add_argument("--keep-rounds", metavar="DIR", help="train the rounds into DIR and keep them (default: gone)")
     return parser

@@ -5,6 +5,7 @@ themselves to report, on a quiet machine.
 """
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,30 @@ def test_the_taste_bench_labels_the_pair_the_app_s_selection_would_show(tiny_mod
     assert [(str(a), str(b)) for _, a, b in plain] == [
         (str(x), str(y)) for x, y in server.generate(prompts, 2, settings)
     ], "two candidates at random: both, as sampled, as before"
+
+
+@pytest.mark.slow
+def test_the_taste_bench_compares_strategies_by_the_labels_they_need_to_match_random(tiny_model_dir, tmp_path):
+    from bench.tastes import build_parser, main
+
+    args = build_parser().parse_args(
+        ["--model", str(tiny_model_dir), "--backend", "eager", "--tastes", "plain", "--selection", "random",
+         "spread", "--labels", "8", "16", "--match-labels", "16", "--repeats", "2", "--eval-prompts", "2", "--seeds",
+         "1", "--max-new-tokens", "8", "--keep-rounds", str(tmp_path)]
+    )  # fmt: skip
+    summary = main(args)
+    assert summary["selection"]["candidates"] == {"random": 2, "spread": 4}, "random as the app shows it: two of two"
+    assert summary["selection"]["shown_as"]["random"] == {"random": 32}
+    assert sum(summary["selection"]["shown_as"]["spread"].values()) == 32
+    assert set(summary["selection"]["shown_as"]["spread"]) <= {"spread", "control"}
+    assert list(summary["config"]) == ["default"], "comparing runs the defaults alone"
+    rows = summary["results"]["default"]
+    assert set(rows) == {f"plain@{n}/{s}-r{r}" for n in (8, 16) for s in ("random", "spread") for r in (0, 1)}
+    assert len({p.name for p in tmp_path.iterdir()}) == 8, "each round its own adapter"
+    strategies = summary["strategies"]
+    assert set(strategies) == {"random", "spread"}
+    for name, result in strategies.items():
+        taste = result["tastes"]["plain"]
+        assert len(taste["per_repeat"]) == 2 and "labels_to_match_random_16" in result, name
+        target = statistics.mean(rows[f"plain@16/random-r{r}"]["win_rate"] for r in (0, 1))
+        assert taste["target"] == pytest.approx(target, abs=1e-4)
