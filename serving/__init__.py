@@ -15,6 +15,7 @@ import importlib.util
 import sys
 
 from models import DEFAULT_MODEL_CACHE, cpu_has_native_bf16
+from serving.autochoice import measured_backend
 from serving.base import DEFAULT_MAX_PROMPT_TOKENS, BasePolicyServer, PolicyBackend
 from serving.errors import ModelBusy, ModelInterrupted
 from serving.onnx_backend import OnnxPolicyServer
@@ -58,14 +59,23 @@ def open_policy_server(
     cache_dir: str = DEFAULT_MODEL_CACHE,
 ) -> PolicyBackend:
     """The app's serving policy for `backend`: "auto" is onnx on a CPU without native bf16 (eager if the model
-    cannot be exported or run, saying why), eager bf16 on a CPU with it (AVX512-BF16 or AMX) and the compiled
-    static backend on CUDA; or a `TorchPolicyServer` (eager / static), an `OnnxPolicyServer` (export cached
-    under `cache_dir`), a `VLLMPolicyServer` (given `vllm_options`, e.g. max_lora_rank, gpu_memory_utilization).
+    cannot be exported or run, saying why), on a CPU with it (AVX512-BF16 or AMX) the faster of onnx and eager
+    bf16 as timed there once (serving/autochoice.py), and the compiled static backend on CUDA; or a
+    `TorchPolicyServer` (eager / static), an `OnnxPolicyServer` (export cached under `cache_dir`), a
+    `VLLMPolicyServer` (given `vllm_options`, e.g. max_lora_rank, gpu_memory_utilization).
 
     Refuses, with what to do instead, a backend this machine cannot run, before any weights are loaded."""
     if backend not in SERVER_BACKENDS:
         raise ValueError(f"backend must be one of {SERVER_BACKENDS}, got {backend!r}")
-    onnx_by_default = device == "cpu" and quantization == "none" and not cpu_has_native_bf16()
+    if backend == "auto" and device == "cpu" and quantization == "none" and cpu_has_native_bf16():
+        openers = {
+            "onnx": lambda: OnnxPolicyServer(model, cache_dir=cache_dir, max_prompt_tokens=max_prompt_tokens),
+            "eager": lambda: TorchPolicyServer(
+                model, device, quantization, "eager", batch_rows=batch_rows, max_prompt_tokens=max_prompt_tokens
+            ),
+        }
+        return measured_backend(model, cache_dir, openers)[0]
+    onnx_by_default = device == "cpu" and quantization == "none"
     if backend == "onnx" or (backend == "auto" and onnx_by_default):
         if device != "cpu":
             raise ValueError(
