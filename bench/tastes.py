@@ -6,6 +6,7 @@ on prompts the round never saw.
     python -m bench.tastes --labels 20 40 80 --tastes shorter casual --configs default
     python -m bench.tastes --candidates 4 --selection spread    # labels on pairs the app's --selection would show
     python -m bench.tastes --tastes plain --configs default self-rewarded --keep-rounds /tmp/rounds
+    python -m bench.tastes --selection random spread --labels 20 40 80 --repeats 3   # labels a strategy saves
 
 Each simulated labeler has one deterministic taste (TASTES below: length both ways, format, tone, plain words
 and staying on topic). Pairs are sampled from the base exactly as the app samples them (the serving backend
@@ -26,6 +27,12 @@ seed per prompt, `--seeds` times each. Measured:
   (a token the round made far likelier than the base does: training.diagnose.lifted), with some to read;
 - the health gate a finished round passes before it serves (`training/gate.py`), on these numbers and the
   round's held-out preference scores: `served` and its reasons.
+
+With several `--selection` strategies each labels pairs of its own (random: two of two, as the app by default;
+the others: two of `--candidates`, 4 unless given) and trains the defaults' rounds on the first n of them for
+each n of `--labels`; `--repeats` does it all again on other prompts, samples, sides and seed. The JSON then has,
+per strategy, `labels_to_match_random_40`: the labels it needs to reach random's mean win rate at 40, per taste
+the median and range over the repeats and their mean over tastes (evaluation/label_savings.py).
 
 Prints a row per run as it finishes, a table, and one final JSON line. docs/benchmarks.md has the results.
 """
