@@ -30,6 +30,7 @@ from serving.base import PolicyBackend
 from serving.sampling import SamplingSettings
 
 CHOICE_FILE = "backend_choice.json"
+KEPT_RECORDS = 16  # the newest verdicts kept: one per model, CPU and engine versions seen
 PROBE_PROMPTS = (
     "Explain why the sky is blue in two sentences.",
     "Give three tips for a good night's sleep.",
@@ -92,9 +93,10 @@ def read_choice(cache_dir: str | Path, key: Mapping) -> dict | None:
 
 
 def store_choice(cache_dir: str | Path, record: dict) -> Path:
-    """Keep `record`, replacing one for the same key; written whole to a temporary file first."""
+    """Keep `record`, replacing one for the same key (and the oldest beyond KEPT_RECORDS); written whole to a
+    temporary file first."""
     path = Path(cache_dir) / CHOICE_FILE
-    records = [r for r in _records(cache_dir) if r.get("key") != record["key"]] + [record]
+    records = [r for r in _records(cache_dir) if r.get("key") != record["key"]][-(KEPT_RECORDS - 1) :] + [record]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(records, indent=2))
@@ -111,7 +113,8 @@ def measured_backend(
 ) -> tuple[PolicyBackend, dict]:
     """(server, record): the engine of `openers` (name -> opens it) that samples fastest here, as stored for
     `key` (default: `choice_key(model)`) or measured now and stored. An engine that fails to open is left out,
-    with the reason in the record; if the stored winner fails to open, the others are measured."""
+    with the reason in the record, and the last one left when all others failed serves untimed; if the stored
+    winner fails to open, the others are measured."""
     key = dict(key if key is not None else choice_key(model))
     record = read_choice(cache_dir, key)
     if record is not None and record["backend"] in openers:
@@ -122,12 +125,17 @@ def measured_backend(
                   file=sys.stderr)  # fmt: skip
     print(f"prefloop: timing the {' and '.join(openers)} backends on this CPU, once…", file=sys.stderr, flush=True)
     tok_s, failed = {}, {}
-    for name, opener in openers.items():
+    for index, (name, opener) in enumerate(openers.items()):
         try:
             server = opener()
         except (ImportError, ValueError) as err:
             failed[name] = str(err)
             continue
+        if index == len(openers) - 1 and not tok_s:  # nothing to compare it with: serve it as it is
+            record = {"backend": name, "tok_s": {}, "failed": failed, "key": key, "measured_at": _now()}
+            store_choice(cache_dir, record)
+            print(f"prefloop: serving with {name}, the only backend that opens here", file=sys.stderr)
+            return server, record
         try:
             tok_s[name] = round(tokens_per_second(server, max_new_tokens=probe_tokens), 1)
         except RuntimeError as err:  # opened, but fails to generate here

@@ -7,7 +7,15 @@ import json
 import pytest
 
 from serving import OnnxPolicyServer, TorchPolicyServer, open_policy_server
-from serving.autochoice import CHOICE_FILE, choice_key, measured_backend, read_choice, tokens_per_second
+from serving.autochoice import (
+    CHOICE_FILE,
+    KEPT_RECORDS,
+    choice_key,
+    measured_backend,
+    read_choice,
+    store_choice,
+    tokens_per_second,
+)
 
 
 def _openers(model: str, opened: list[str]) -> dict:
@@ -61,11 +69,21 @@ def test_an_engine_that_cannot_open_is_left_out_with_its_reason(tiny_qlora_model
     openers = _openers(model, []) | {"onnx": broken}
     server, record = measured_backend(model, tmp_path, openers, key={"k": 1}, probe_tokens=8)
     assert record["backend"] == "eager" and record["failed"] == {"onnx": "cannot run this model"}
-    assert isinstance(server, TorchPolicyServer)
+    assert record["tok_s"] == {}, "the only one that opens serves untimed"
+    assert isinstance(server, TorchPolicyServer) and read_choice(tmp_path, {"k": 1}) == record
     with pytest.raises(ValueError, match="No backend could be opened.*--backend"):
         measured_backend(model, tmp_path, {"onnx": broken}, key={"k": 2})
     (tmp_path / CHOICE_FILE).write_text("{not json")
     assert read_choice(tmp_path, {"k": 1}) is None, "an unreadable file measures again"
+
+
+def test_the_newest_verdicts_are_kept(tmp_path):
+    for i in range(KEPT_RECORDS + 2):
+        store_choice(tmp_path, {"key": {"model": i}, "backend": "onnx"})
+    store_choice(tmp_path, {"key": {"model": KEPT_RECORDS}, "backend": "eager"})  # replaces its own
+    keys = [r["key"]["model"] for r in json.loads((tmp_path / CHOICE_FILE).read_text())]
+    assert len(keys) == KEPT_RECORDS and keys[-1] == KEPT_RECORDS and 0 not in keys and 1 not in keys
+    assert read_choice(tmp_path, {"model": KEPT_RECORDS})["backend"] == "eager"
 
 
 def test_tokens_per_second_counts_what_a_sampler_batch_makes(tiny_qlora_model_dir):
