@@ -34,9 +34,10 @@ class ServiceConfig:
     backend: str = field(
         default="auto",
         metadata={
-            "help": "How pairs are sampled: auto (onnx on a CPU without native bf16, the faster of onnx and eager bf16 "
-            "as timed once on one with it, the compiled static cache on CUDA), eager (torch), static, onnx (ONNX Runtime GenAI, CPU; the model is "
-            "exported once beside its folder), or vllm (needs the vllm package and a CUDA GPU)",
+            "help": "How pairs are sampled: auto (onnx on a CPU without native bf16, the faster of onnx and eager "
+            "bf16 as timed once on one with it, the compiled static cache on CUDA), eager (torch), static, onnx "
+            "(ONNX Runtime GenAI, CPU; the model is exported once beside its folder), or vllm (needs the vllm "
+            "package and a CUDA GPU)",
             "choices": list(SERVER_BACKENDS),
         },
     )
