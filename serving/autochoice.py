@@ -17,6 +17,7 @@ export is cached, so that costs a load, not an export).
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import platform
@@ -59,14 +60,19 @@ def cpu_identity() -> dict:
 
 
 def choice_key(model: str) -> dict:
-    """The model's weights (fingerprint), the CPU and the engines' versions: a change to any measures again."""
-    import onnxruntime_genai
-    import torch
-
+    """The model's weights (fingerprint), the CPU and the engines' versions (None: not installed): a change to
+    any measures again."""
     from serving.onnx_backend import _fingerprint
 
-    versions = {"torch": torch.__version__, "onnxruntime_genai": onnxruntime_genai.__version__}
+    versions = {name: _version(name) for name in ("torch", "onnxruntime_genai")}
     return {"model": _fingerprint(model)} | cpu_identity() | versions
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package.replace("_", "-"))
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def tokens_per_second(server: PolicyBackend, n: int = 2, max_new_tokens: int = PROBE_TOKENS) -> float:
