@@ -7,6 +7,7 @@ on prompts the round never saw.
     python -m bench.tastes --candidates 4 --selection spread    # labels on pairs the app's --selection would show
     python -m bench.tastes --tastes plain --configs default self-rewarded --keep-rounds /tmp/rounds
     python -m bench.tastes --selection random spread --labels 20 40 80 --repeats 3   # labels a strategy saves
+    python -m bench.tastes --selection random spread --labels 20 40 --repeats 3 --results runs.jsonl  # resumable
 
 Each simulated labeler has one deterministic taste (TASTES below: length both ways, format, tone, plain words
 and staying on topic). Pairs are sampled from the base exactly as the app samples them (the serving backend
@@ -34,7 +35,10 @@ each n of `--labels`; `--repeats` does it all again on other prompts, samples, s
 per strategy, `labels_to_match_random_40`: the labels it needs to reach random's mean win rate at 40, per taste
 the median and range over the repeats and their mean over tastes (evaluation/label_savings.py).
 
-Prints a row per run as it finishes, a table, and one final JSON line. docs/benchmarks.md has the results.
+Prints a row per run as it finishes, a table, and one final JSON line. With `--results FILE` each finished run
+is also appended to FILE, and the runs FILE already has with the same settings (model, CPU, engines, judging,
+seed, candidates, config) are read instead of run again, so a comparison of many hours can stop and go on. Runs
+go taste by taste within a repeat, every strategy of a taste together. docs/benchmarks.md has the results.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ from labeling.selection import STRATEGIES, PairSelection, choose
 from models import DEFAULT_MODEL_CACHE, load_model, prepare_default_model
 from models.chat import prompt_ids
 from serving import SamplingSettings, open_policy_server
+from serving.autochoice import choice_key
 from storage.labels import PreferencePair
 from training.config import DPOConfig
 from training.diagnose import lifted, token_logps
@@ -412,6 +417,53 @@ def print_savings(compared: dict, match: int) -> None:
         print(f"{strategy:8s} {'; '.join(cells)}; mean {shown(result[f'labels_to_match_random_{match}'])}{saving}")
 
 
+def run_settings(args, model_key: dict, backend: str, selection: PairSelection, config_name: str) -> dict:
+    """What a run's figures depend on besides its taste, labels, strategy and repeat: a result kept in
+    `--results` is reused only where these are the same (the same model, CPU and engines give the same figures)."""
+    return {
+        "model": model_key,
+        "backend": backend,
+        "compute_dtype": args.compute_dtype,
+        "eval_prompts": args.eval_prompts,
+        "seeds": args.seeds,
+        "max_new_tokens": args.max_new_tokens,
+        "seed": args.seed,
+        "candidates": selection.candidates,
+        "control_share": selection.control_share if selection.strategy != "random" else None,
+        "config": DPOConfig(**CONFIGS[config_name]).to_dict(),
+    }
+
+
+def run_key(run: dict) -> tuple:
+    return run["config"], run["taste"], run["strategy"], run["repeat"], run["labels"]
+
+
+def load_results(path: Path) -> list[dict]:
+    """The runs kept in a `--results` file (JSON lines; none if it does not exist yet)."""
+    if not path.exists():
+        return []
+    runs = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            run = json.loads(line)
+            run_key(run), run["settings"], run["win_rate"]  # noqa: B018 - what every kept run has
+        except (ValueError, KeyError, TypeError) as error:
+            raise SystemExit(
+                f"{path}:{number} is not a bench.tastes result ({type(error).__name__}: {error}); "
+                "remove that line, or pass another --results file"
+            ) from None
+        runs.append(run)
+    return runs
+
+
+def reusable(kept: list[dict], settings: dict[tuple[str, str], dict]) -> dict[tuple, dict]:
+    """The kept runs this invocation would make itself, by `run_key`: those whose settings equal the ones it runs
+    their (strategy, config) with. A later line for the same run wins."""
+    return {run_key(r): r for r in kept if settings.get((r["strategy"], r["config"])) == r["settings"]}
+
+
 def main(args: argparse.Namespace) -> dict:
     started = time.monotonic()
     if args.quick:
@@ -427,8 +479,11 @@ def main(args: argparse.Namespace) -> dict:
         raise SystemExit(f"comparing strategies needs random among --selection and {args.match_labels} among "
                          f"--labels (random's win rate there is the target), e.g. --selection random spread "
                          f"--labels 20 {args.match_labels} 80")  # fmt: skip
+    results_file = Path(args.results) if args.results else None
+    kept = load_results(results_file) if results_file else []
     model = args.model or str(prepare_default_model(Path(args.model_cache)))
     server = open_policy_server(model, "cpu", backend=args.backend, cache_dir=args.model_cache)
+    backend, model_key = getattr(server, "backend", type(server).__name__), choice_key(model)
     prompts = random.Random(0).sample(starter_prompts(), len(starter_prompts()))
     eval_prompts, pool = prompts[: args.eval_prompts], prompts[args.eval_prompts :]
     if max(args.labels) > len(pool):
@@ -436,48 +491,76 @@ def main(args: argparse.Namespace) -> dict:
     strategies, repeats = list(dict.fromkeys(args.selection)), range(args.repeats)
     selections = {s: PairSelection(2 if s == "random" and len(strategies) > 1 else args.candidates, s,
                                    args.control_share) for s in strategies}  # fmt: skip
+    settings = {(s, c): run_settings(args, model_key, backend, selections[s], c) for s in strategies
+                for c in args.configs}  # fmt: skip
+    done = reusable(kept, settings)
     seeds = list(range(1, args.seeds + 1))
-    base_answers = sample_answers(server, eval_prompts, seeds, args.max_new_tokens)
-    scorer = Scorer(model, server.tokenizer)
-    base_logps = scorer.base_logps(base_answers)
-    print(f"sampled the base's {len(base_answers.ids)} answers in {time.monotonic() - started:.0f} s", flush=True)
-    results, runs, shown_as = {}, [], {}
+    results, runs, shown_as, sampled_pairs = {}, [], {}, {}
     keep = contextlib.nullcontext(args.keep_rounds) if args.keep_rounds else None
     with keep or tempfile.TemporaryDirectory(prefix="prefloop-tastes-") as tmp:
-        ctx = {
-            "model": model, "server": server, "eval_prompts": eval_prompts, "seeds": seeds, "tmp": tmp, "rounds": {},
-            "base_answers": base_answers, "base": fluency(base_answers, base_logps), "scorer": scorer,
-        }  # fmt: skip
-        for repeat in repeats:  # each repeat labels other prompts, other samples, other sides, with another seed
-            prompts = pool if repeat == 0 else random.Random(repeat).sample(pool, len(pool))
-            for strategy in strategies:
+        ctx = {"model": model, "server": server, "eval_prompts": eval_prompts, "seeds": seeds, "tmp": tmp, "rounds": {}}
+
+        def judge_against_base() -> None:  # the base's answers, sampled once, when a run first needs them
+            if "base" not in ctx:
+                base_answers = sample_answers(server, eval_prompts, seeds, args.max_new_tokens)
+                scorer = Scorer(model, server.tokenizer)
+                ctx.update(base_answers=base_answers, scorer=scorer,
+                           base=fluency(base_answers, scorer.base_logps(base_answers)))  # fmt: skip
+                print(f"sampled the base's {len(base_answers.ids)} answers in {time.monotonic() - started:.0f} s",
+                      flush=True)  # fmt: skip
+
+        def pairs_of(repeat: int, strategy: str) -> tuple[list, list]:  # sampled once per repeat and strategy
+            if (repeat, strategy) not in sampled_pairs:
                 sampling = time.monotonic()
-                sampled, how = sample_pairs(server, prompts[: max(args.labels)], selections[strategy],
-                                            args.max_new_tokens, repeat)  # fmt: skip
-                for picked in how:
+                prompts = pool if repeat == 0 else random.Random(repeat).sample(pool, len(pool))
+                sampled_pairs[repeat, strategy] = sample_pairs(
+                    server, prompts[: max(args.labels)], selections[strategy], args.max_new_tokens, repeat
+                )
+                for picked in sampled_pairs[repeat, strategy][1]:
                     shown_as.setdefault(strategy, {}).setdefault(picked, 0)
                     shown_as[strategy][picked] += 1
-                suffix = (f"-{strategy}" if len(strategies) > 1 else "") + (f"-r{repeat}" if args.repeats > 1 else "")
-                ctx |= {"sampled": sampled, "repeat": repeat, "suffix": suffix}
-                print(f"sampled {len(sampled)} pairs ({strategy}, repeat {repeat}) in "
+                print(f"sampled {max(args.labels)} pairs ({strategy}, repeat {repeat}) in "
                       f"{time.monotonic() - sampling:.0f} s", flush=True)  # fmt: skip
-                for config in args.configs:  # in the order given: the defaults first, so they cover every taste
-                    for taste in args.tastes if config != "old" else args.old_tastes or args.tastes:
+            return sampled_pairs[repeat, strategy]
+
+        # Taste by taste within a repeat, every strategy's runs together: a comparison stopped part way has
+        # whole tastes, and --results goes on from there.
+        for repeat in repeats:  # each repeat labels other prompts, other samples, other sides, with another seed
+            for taste in args.tastes:
+                for strategy in strategies:
+                    suffix = (f"-{strategy}" if len(strategies) > 1 else "") + (
+                        f"-r{repeat}" if args.repeats > 1 else ""
+                    )
+                    for config in args.configs:  # in the order given: the defaults first
+                        if config == "old" and taste not in (args.old_tastes or args.tastes):
+                            continue
                         for n_labels in args.labels:
-                            row = run_one(args, ctx, taste, n_labels, config)
-                            key = (
-                                taste + ("" if len(args.labels) == 1 else f"@{n_labels}") + suffix.replace("-", "/", 1)
-                            )
-                            results.setdefault(config, {})[key] = row
-                            runs.append(
-                                {"config": config, "strategy": strategy, "repeat": repeat, "taste": taste} | row
-                            )
-                            print(json.dumps({"config": config, "taste": taste, "strategy": strategy, "repeat": repeat}
-                                             | _round(row), ensure_ascii=False), flush=True)  # fmt: skip
+                            where = {"config": config, "taste": taste, "strategy": strategy, "repeat": repeat}
+                            run = done.get(run_key(where | {"labels": n_labels}))
+                            if run is None:
+                                sampled, how = pairs_of(repeat, strategy)
+                                judge_against_base()
+                                ctx |= {"sampled": sampled, "repeat": repeat, "suffix": suffix}
+                                row = run_one(args, ctx, taste, n_labels, config)
+                                shown = how[:n_labels]
+                                row["shown_as"] = {h: shown.count(h) for h in dict.fromkeys(shown)}
+                                run = where | _round(row) | {"settings": settings[strategy, config]}
+                                if results_file:
+                                    with results_file.open("a") as out:
+                                        out.write(json.dumps(run, ensure_ascii=False) + "\n")
+                                print(json.dumps({k: v for k, v in run.items() if k != "settings"},
+                                                 ensure_ascii=False), flush=True)  # fmt: skip
+                            else:
+                                print(f"kept in {results_file}: {taste}, {n_labels} labels, {strategy}, "
+                                      f"repeat {repeat}, {config}", flush=True)  # fmt: skip
+                            row = {k: v for k, v in run.items() if k not in (*where, "settings")}
+                            at = "" if len(args.labels) == 1 else f"@{n_labels}"
+                            results.setdefault(config, {})[taste + at + suffix.replace("-", "/", 1)] = row
+                            runs.append(where | row)
     print_table(results)
     summary = {
         "cpu": cpu_flags(),
-        "backend": getattr(server, "backend", type(server).__name__),
+        "backend": backend,
         "config": {name: DPOConfig(**CONFIGS[name]).to_dict() for name in args.configs},
         "chosen_on": list(CHOSEN_ON),
         "selection": {"candidates": {s: sel.candidates for s, sel in selections.items()}, "strategies": strategies,
@@ -485,6 +568,7 @@ def main(args: argparse.Namespace) -> dict:
         "eval_prompts": len(eval_prompts),
         "seeds": len(seeds),
         "max_new_tokens": args.max_new_tokens,
+        "kept": sum(run_key(r) in done for r in runs),
         "seconds": round(time.monotonic() - started),
         "results": {c: {t: {k: v for k, v in r.items() if k not in ("samples", "lifted")} for t, r in rows.items()}
                     for c, rows in _round(results).items()},
@@ -542,6 +626,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="a local model folder or hub id (default: the bundled SmolLM2-135M-Instruct)")
     parser.add_argument("--model-cache", default=DEFAULT_MODEL_CACHE)
     parser.add_argument("--keep-rounds", metavar="DIR", help="train the rounds into DIR and keep them (default: gone)")
+    parser.add_argument(
+        "--results",
+        metavar="FILE",
+        help="append each finished run to FILE (JSON lines) and skip the runs it already has with the same settings, "
+        "model, CPU and engines: a long comparison can stop and go on",
+    )
     return parser
 
 

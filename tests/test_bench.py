@@ -133,20 +133,30 @@ def test_the_taste_bench_labels_the_pair_the_app_s_selection_would_show(tiny_mod
 def test_the_taste_bench_compares_strategies_by_the_labels_they_need_to_match_random(tiny_model_dir, tmp_path):
     from bench.tastes import build_parser, main
 
-    args = build_parser().parse_args(
-        ["--model", str(tiny_model_dir), "--backend", "eager", "--tastes", "plain", "--selection", "random",
-         "spread", "--labels", "8", "16", "--match-labels", "16", "--repeats", "2", "--eval-prompts", "2", "--seeds",
-         "1", "--max-new-tokens", "8", "--keep-rounds", str(tmp_path)]
-    )  # fmt: skip
-    summary = main(args)
+    results, first, second = tmp_path / "runs.jsonl", tmp_path / "first", tmp_path / "second"
+
+    def bench(repeats: int, rounds: Path) -> dict:
+        return main(build_parser().parse_args(
+            ["--model", str(tiny_model_dir), "--backend", "eager", "--tastes", "plain", "--selection", "random",
+             "spread", "--labels", "8", "16", "--match-labels", "16", "--repeats", str(repeats), "--eval-prompts", "2",
+             "--seeds", "1", "--max-new-tokens", "8", "--keep-rounds", str(rounds), "--results", str(results)]
+        ))  # fmt: skip
+
+    stopped = bench(1, first)  # a comparison that stopped after its first repeat...
+    assert stopped["kept"] == 0 and len(results.read_text().splitlines()) == 4
+    summary = bench(2, second)  # ...goes on: repeat 0 is read back, repeat 1 runs
+    assert summary["kept"] == 4 and len(results.read_text().splitlines()) == 8
+    assert len(list(second.iterdir())) == 4, "only the runs the file did not have were trained, each its own adapter"
     assert summary["selection"]["candidates"] == {"random": 2, "spread": 4}, "random as the app shows it: two of two"
-    assert summary["selection"]["shown_as"]["random"] == {"random": 32}
-    assert sum(summary["selection"]["shown_as"]["spread"].values()) == 32
+    assert summary["selection"]["shown_as"]["random"] == {"random": 16}, "pairs sampled by this invocation"
+    assert sum(summary["selection"]["shown_as"]["spread"].values()) == 16
     assert set(summary["selection"]["shown_as"]["spread"]) <= {"spread", "control"}
     assert list(summary["config"]) == ["default"], "comparing runs the defaults alone"
     rows = summary["results"]["default"]
     assert set(rows) == {f"plain@{n}/{s}-r{r}" for n in (8, 16) for s in ("random", "spread") for r in (0, 1)}
-    assert len({p.name for p in tmp_path.iterdir()}) == 8, "each round its own adapter"
+    for s in ("random", "spread"):
+        assert rows[f"plain@16/{s}-r0"] == stopped["results"]["default"][f"plain@16/{s}"], "read back as it was"
+        assert sum(rows[f"plain@16/{s}-r1"]["shown_as"].values()) == 16, "each run says how its pairs were shown"
     strategies = summary["strategies"]
     assert set(strategies) == {"random", "spread"}
     for name, result in strategies.items():
@@ -154,3 +164,6 @@ def test_the_taste_bench_compares_strategies_by_the_labels_they_need_to_match_ra
         assert len(taste["per_repeat"]) == 2 and "labels_to_match_random_16" in result, name
         target = statistics.mean(rows[f"plain@16/random-r{r}"]["win_rate"] for r in (0, 1))
         assert taste["target"] == pytest.approx(target, abs=1e-4)
+    again = bench(2, tmp_path / "third")  # everything kept: nothing sampled or trained, the same comparison
+    assert again["kept"] == 8 and again["strategies"] == strategies and again["results"] == summary["results"]
+    assert not (tmp_path / "third").exists() or not list((tmp_path / "third").iterdir())

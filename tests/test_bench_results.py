@@ -1,0 +1,47 @@
+"""bench.tastes --results: the runs kept in a JSON-lines file, reused only where they were run the same way."""
+
+import json
+
+import pytest
+
+from bench.tastes import load_results, reusable
+
+
+def kept_run(strategy="random", config="default", labels=40, repeat=0, win_rate=0.6, settings=None) -> dict:
+    return {"config": config, "taste": "plain", "strategy": strategy, "repeat": repeat, "labels": labels,
+            "win_rate": win_rate, "settings": settings or {"seed": 0, "candidates": 2}}  # fmt: skip
+
+
+def test_a_results_file_that_does_not_exist_yet_keeps_nothing(tmp_path):
+    assert load_results(tmp_path / "runs.jsonl") == []
+
+
+def test_kept_runs_are_read_back_line_by_line_blank_lines_skipped(tmp_path):
+    path = tmp_path / "runs.jsonl"
+    runs = [kept_run(labels=20), kept_run(labels=40)]
+    path.write_text(json.dumps(runs[0]) + "\n\n" + json.dumps(runs[1]) + "\n")
+    assert load_results(path) == runs
+
+
+@pytest.mark.parametrize(
+    "line", ["{not json", json.dumps({"config": "default", "taste": "plain"}), json.dumps([1, 2]), "42"]
+)
+def test_a_line_that_is_not_a_run_names_the_file_and_line_and_what_to_do(tmp_path, line):
+    path = tmp_path / "runs.jsonl"
+    path.write_text(json.dumps(kept_run()) + "\n" + line + "\n")
+    with pytest.raises(SystemExit, match=r"runs\.jsonl:2 is not a bench\.tastes result .*remove that line"):
+        load_results(path)
+
+
+def test_only_runs_made_with_the_same_settings_are_reused_and_a_later_line_wins():
+    same, other = {"seed": 0, "candidates": 4}, {"seed": 1, "candidates": 4}
+    kept = [
+        kept_run("spread", settings=same, win_rate=0.5),
+        kept_run("spread", settings=same, win_rate=0.7),  # the same run again, later: this one counts
+        kept_run("spread", labels=20, settings=other),  # another seed: run again
+        kept_run("random", settings=same),  # random ran with other settings than it runs with now
+        kept_run("spread", config="old", settings=same),  # a config this invocation does not run
+    ]
+    found = reusable(kept, {("spread", "default"): same, ("random", "default"): {"seed": 0, "candidates": 2}})
+    assert list(found) == [("default", "plain", "spread", 0, 40)]
+    assert found["default", "plain", "spread", 0, 40]["win_rate"] == 0.7
