@@ -7,7 +7,7 @@ on prompts the round never saw.
     python -m bench.tastes --candidates 4 --selection spread    # labels on pairs the app's --selection would show
     python -m bench.tastes --tastes plain --configs default self-rewarded --keep-rounds /tmp/rounds
     python -m bench.tastes --selection random spread --labels 20 40 80 --repeats 3   # labels a strategy saves
-    python -m bench.tastes --selection random spread --labels 20 40 --repeats 3 --results runs.jsonl  # resumable
+    python -m bench.tastes --selection random spread --labels 20 40 --random-labels 40 --repeats 3 --results r.jsonl
 
 Each simulated labeler has one deterministic taste (TASTES below: length both ways, format, tone, plain words
 and staying on topic). Pairs are sampled from the base exactly as the app samples them (the serving backend
@@ -475,10 +475,11 @@ def main(args: argparse.Namespace) -> dict:
         args.configs = ["default"] if comparing else ["default", "old"]
     if args.candidates is None:
         args.candidates = 2 if set(args.selection) == {"random"} else 4
-    if len(set(args.selection)) > 1 and ("random" not in args.selection or args.match_labels not in args.labels):
+    random_labels = args.random_labels or args.labels
+    if len(set(args.selection)) > 1 and ("random" not in args.selection or args.match_labels not in random_labels):
         raise SystemExit(f"comparing strategies needs random among --selection and {args.match_labels} among "
-                         f"--labels (random's win rate there is the target), e.g. --selection random spread "
-                         f"--labels 20 {args.match_labels} 80")  # fmt: skip
+                         f"--labels (or --random-labels): random's win rate there is the target, e.g. --selection "
+                         f"random spread --labels 20 {args.match_labels} 80")  # fmt: skip
     results_file = Path(args.results) if args.results else None
     kept = load_results(results_file) if results_file else []
     model = args.model or str(prepare_default_model(Path(args.model_cache)))
@@ -486,7 +487,8 @@ def main(args: argparse.Namespace) -> dict:
     backend, model_key = getattr(server, "backend", type(server).__name__), choice_key(model)
     prompts = random.Random(0).sample(starter_prompts(), len(starter_prompts()))
     eval_prompts, pool = prompts[: args.eval_prompts], prompts[args.eval_prompts :]
-    if max(args.labels) > len(pool):
+    counts = sorted(set(args.labels) | set(random_labels))
+    if max(counts) > len(pool):
         raise SystemExit(f"--labels at most {len(pool)} with --eval-prompts {args.eval_prompts} (the starter prompts)")
     strategies, repeats = list(dict.fromkeys(args.selection)), range(args.repeats)
     selections = {s: PairSelection(2 if s == "random" and len(strategies) > 1 else args.candidates, s,
@@ -514,12 +516,12 @@ def main(args: argparse.Namespace) -> dict:
                 sampling = time.monotonic()
                 prompts = pool if repeat == 0 else random.Random(repeat).sample(pool, len(pool))
                 sampled_pairs[repeat, strategy] = sample_pairs(
-                    server, prompts[: max(args.labels)], selections[strategy], args.max_new_tokens, repeat
+                    server, prompts[: max(counts)], selections[strategy], args.max_new_tokens, repeat
                 )
                 for picked in sampled_pairs[repeat, strategy][1]:
                     shown_as.setdefault(strategy, {}).setdefault(picked, 0)
                     shown_as[strategy][picked] += 1
-                print(f"sampled {max(args.labels)} pairs ({strategy}, repeat {repeat}) in "
+                print(f"sampled {max(counts)} pairs ({strategy}, repeat {repeat}) in "
                       f"{time.monotonic() - sampling:.0f} s", flush=True)  # fmt: skip
             return sampled_pairs[repeat, strategy]
 
@@ -534,7 +536,7 @@ def main(args: argparse.Namespace) -> dict:
                     for config in args.configs:  # in the order given: the defaults first
                         if config == "old" and taste not in (args.old_tastes or args.tastes):
                             continue
-                        for n_labels in args.labels:
+                        for n_labels in random_labels if strategy == "random" else args.labels:
                             where = {"config": config, "taste": taste, "strategy": strategy, "repeat": repeat}
                             run = done.get(run_key(where | {"labels": n_labels}))
                             if run is None:
@@ -554,7 +556,7 @@ def main(args: argparse.Namespace) -> dict:
                                 print(f"kept in {results_file}: {taste}, {n_labels} labels, {strategy}, "
                                       f"repeat {repeat}, {config}", flush=True)  # fmt: skip
                             row = {k: v for k, v in run.items() if k not in (*where, "settings")}
-                            at = "" if len(args.labels) == 1 else f"@{n_labels}"
+                            at = "" if len(counts) == 1 else f"@{n_labels}"
                             results.setdefault(config, {})[taste + at + suffix.replace("-", "/", 1)] = row
                             runs.append(where | row)
     print_table(results)
@@ -614,6 +616,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=1, help="each run again on other prompts, samples and seed")
     parser.add_argument(
         "--match-labels", type=int, default=40, help="with several --selection: the labels random is matched at"
+    )
+    parser.add_argument(
+        "--random-labels",
+        nargs="+",
+        type=int,
+        help="with several --selection: the labels random trains at (default: --labels); --random-labels 40 "
+        "trains only the rounds the target needs",
     )
     parser.add_argument("--control-share", type=float, default=0.2, help="of them, picked at random anyway")
     parser.add_argument("--eval-prompts", type=int, default=32, help="judging prompts, never labeled")

@@ -59,8 +59,10 @@ def over_repeats(values: Sequence[float | None]) -> dict:
 def compare_strategies(runs: Iterable[Mapping], match: int = 40, reference: str = REFERENCE) -> dict:
     """Per strategy: for each taste, labels needed to reach `reference`'s mean win rate at `match` labels
     (`over_repeats`), its mean over the tastes, the saving against `match` (1 - mean / match; None when any
-    taste's median is None), the tastes where it needs more labels than the reference does, and its rounds'
-    mean NLL under the base at `match` labels beside the reference's (fluency must not be what pays).
+    taste's median is None), the tastes where it needs more labels than the reference (median above `match`,
+    or None: the target is the reference's own mean at `match`, so `match` is what the reference needs, also where
+    its repeats scatter around it or it has no other count), and its rounds' mean NLL under the base at `match`
+    labels beside the reference's (fluency must not be what pays).
 
     `runs`: rows with "strategy", "taste", "repeat", "labels", "win_rate" and "nll_round" (bench.tastes')."""
     runs = list(runs)
@@ -94,14 +96,7 @@ def compare_strategies(runs: Iterable[Mapping], match: int = 40, reference: str 
         result["worse_than_reference"] = [
             taste
             for taste, t in result["tastes"].items()
-            if _more(t["median"], found[reference]["tastes"][taste]["median"])
+            if strategy != reference and (t["median"] is None or t["median"] > match)
         ]
         result["nll_round"] = statistics.mean(nll[strategy]) if nll.get(strategy) else None
     return found
-
-
-def _more(a: float | None, b: float | None) -> bool:
-    """a > b, None standing for more than measured (two Nones: not known to be more)."""
-    if a is None:
-        return b is not None
-    return b is not None and a > b

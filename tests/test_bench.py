@@ -135,11 +135,11 @@ def test_the_taste_bench_compares_strategies_by_the_labels_they_need_to_match_ra
 
     results, first, second = tmp_path / "runs.jsonl", tmp_path / "first", tmp_path / "second"
 
-    def bench(repeats: int, rounds: Path) -> dict:
+    def bench(repeats: int, rounds: Path, *more: str) -> dict:
         return main(build_parser().parse_args(
             ["--model", str(tiny_model_dir), "--backend", "eager", "--tastes", "plain", "--selection", "random",
              "spread", "--labels", "8", "16", "--match-labels", "16", "--repeats", str(repeats), "--eval-prompts", "2",
-             "--seeds", "1", "--max-new-tokens", "8", "--keep-rounds", str(rounds), "--results", str(results)]
+             "--seeds", "1", "--max-new-tokens", "8", "--keep-rounds", str(rounds), "--results", str(results), *more]
         ))  # fmt: skip
 
     stopped = bench(1, first)  # a comparison that stopped after its first repeat...
@@ -167,3 +167,8 @@ def test_the_taste_bench_compares_strategies_by_the_labels_they_need_to_match_ra
     again = bench(2, tmp_path / "third")  # everything kept: nothing sampled or trained, the same comparison
     assert again["kept"] == 8 and again["strategies"] == strategies and again["results"] == summary["results"]
     assert not (tmp_path / "third").exists() or not list((tmp_path / "third").iterdir())
+    target_only = bench(2, tmp_path / "fourth", "--random-labels", "16")  # random only where the target is
+    assert target_only["kept"] == 6 and set(target_only["results"]["default"]) == set(rows) - {
+        f"plain@8/random-r{r}" for r in (0, 1)
+    }
+    assert target_only["strategies"]["spread"] == strategies["spread"], "the same target, the same figures"

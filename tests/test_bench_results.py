@@ -45,3 +45,17 @@ def test_only_runs_made_with_the_same_settings_are_reused_and_a_later_line_wins(
     found = reusable(kept, {("spread", "default"): same, ("random", "default"): {"seed": 0, "candidates": 2}})
     assert list(found) == [("default", "plain", "spread", 0, 40)]
     assert found["default", "plain", "spread", 0, 40]["win_rate"] == 0.7
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        "--selection random spread --labels 20 40 --random-labels 20",  # random never trains at the 40 it is matched at
+        "--selection random spread --labels 20 80",
+    ],
+)
+def test_a_comparison_without_random_s_target_stops_before_loading_anything_and_says_what_to_add(argv):
+    from bench.tastes import build_parser, main
+
+    with pytest.raises(SystemExit, match=r"needs random among --selection and 40 among --labels \(or --random-"):
+        main(build_parser().parse_args(argv.split()))

@@ -67,6 +67,18 @@ def test_a_strategy_that_reaches_random_s_40_label_win_rate_with_20_saves_half()
     assert only_plain["spread"]["worse_than_reference"] == []
 
 
+def test_random_trained_only_at_the_count_it_is_matched_at_is_still_the_bar_a_strategy_must_clear():
+    random_at_40 = _runs("random", "plain", [{40: 0.60}, {40: 0.70}, {40: 0.62}])  # target 0.64: 40, more, more
+    slower = _runs("spread", "plain", [{20: 0.50, 40: 0.60, 80: 0.68}] * 3)  # 0.64 at 60 labels
+    found = compare_strategies(random_at_40 + slower, match=40)
+    assert found["random"]["tastes"]["plain"]["median"] is None, "two of three repeats fall short of their mean"
+    assert found["random"]["worse_than_reference"] == [], "never worse than itself"
+    assert found["spread"]["tastes"]["plain"]["median"] == pytest.approx(60)
+    assert found["spread"]["worse_than_reference"] == ["plain"], "needs more than the 40 random needs by definition"
+    faster = compare_strategies(random_at_40 + _runs("spread", "plain", [{20: 0.66, 40: 0.7}] * 3), match=40)
+    assert faster["spread"]["worse_than_reference"] == [] and faster["spread"]["saving"] == 0.5
+
+
 def test_comparing_needs_random_at_the_label_count_it_is_matched_at():
     with pytest.raises(ValueError, match="add it to --selection"):
         compare_strategies(_runs("spread", "plain", [{20: 0.6, 40: 0.7}]))
