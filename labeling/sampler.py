@@ -3,6 +3,7 @@
     sampler = PairSampler(store, server, depth=4); sampler.start()
     pair = sampler.take()        # a ready pair, or one generated now if the queue is empty
     PairSampler(store, server, selection=PairSelection(candidates=4, strategy="spread"))   # 4 sampled, 2 shown
+    PairSampler(store, server, selection=PairSelection(candidates=4, strategy="committee"))  # learns from the labels
 
 Each queued pair is tagged with the policy version and sampling settings that produced it; when either
 changes, older pairs are dropped so labelers only see the serving policy. A new version takes over through
@@ -26,7 +27,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 
-from labeling.selection import PairSelection, choose
+from labeling.committee import Committee, fit_committee
+from labeling.selection import LEARNS_FROM_LABELS, PairSelection, choose
 from serving import ModelInterrupted, PolicyBackend, SamplingSettings
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,7 @@ class PairSampler:
         self.selection = selection or PairSelection()  # the default: 2 candidates, both shown
         # its own stream, so the default selection (which draws nothing) leaves the sides as they were
         self._select_rng = random.Random(None if seed is None else f"{seed}/selection")
+        self._committee: tuple[tuple, Committee] | None = None  # (the labels it was fitted to, the committee)
         self.last_error: str | None = None
         # a context held around each batch's generation (the app: a round's process pauses meanwhile on a CPU)
         self.while_sampling = while_sampling or contextlib.nullcontext
@@ -261,6 +264,17 @@ class PairSampler:
                 if not pairs:
                     self._cond.wait(timeout=2.0)
 
+    def committee(self) -> Committee:
+        """The reward committee on the store's decided labels (labeling/committee.py), fitted again only when
+        labels have come in or gone since the last fit."""
+        labels = self.store.training_data.preference_pairs()
+        seen = (len(labels), labels[-1].judgement_id if labels else None)
+        fitted = self._committee
+        if fitted is None or fitted[0] != seen:
+            fitted = seen, fit_committee([(p.chosen, p.rejected) for p in labels], self._select_rng)
+            self._committee = fitted
+        return fitted[1]
+
     def _sample(self, n_prompts: int, exclude=(), version: str | None = None) -> list[Pair]:
         prompts = self.store.prompts.for_labeling(n_prompts, exclude_ids=exclude)
         if not prompts:
@@ -268,9 +282,10 @@ class PairSampler:
         settings, version, n = self.settings, version or self.server.version, self.selection.candidates
         with self.while_sampling():
             completions = self.server.generate([p.text for p in prompts], n=n, settings=settings, version=version)
+        committee = self.committee() if self.selection.strategy in LEARNS_FROM_LABELS else None
         pairs = []
         for prompt, candidates in zip(prompts, completions, strict=True):
-            i, j, how = choose([str(text) for text in candidates], self.selection, self._select_rng)
+            i, j, how = choose([str(text) for text in candidates], self.selection, self._select_rng, committee)
             a, b = candidates[i], candidates[j]
             cuts = [getattr(text, "cut_at", None) for text in (a, b)]
             ids = [

@@ -15,6 +15,9 @@ Strategies:
 - spread: the two that differ most by `distance` (word and word-2-gram Jaccard distance, averaged with the
   relative difference in length); two near-copies make a tie likely for any taste, two unlike answers rarely do.
   Deterministic: of equally distant pairs the first (lowest i, then j) wins.
+- committee: the pair a small committee of reward models, fitted to the labels so far, disagrees on most
+  (labeling/committee.py); the sampler refits it from the store's decided labels before a batch when new ones
+  have come in. Random until the first label.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import itertools
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from labeling.committee import Committee, pick_committee
 
 MAX_CANDIDATES = 8  # a batch samples candidates x prompts rows: more would cost labelers their queue
 
@@ -62,7 +67,8 @@ def pick_spread(candidates: Sequence[str], rng: random.Random) -> tuple[int, int
     return max(pairs, key=lambda ij: (distance(candidates[ij[0]], candidates[ij[1]]), -ij[0], -ij[1]))
 
 
-STRATEGIES: dict[str, Strategy] = {"random": pick_random, "spread": pick_spread}
+STRATEGIES: dict[str, Strategy] = {"random": pick_random, "spread": pick_spread, "committee": pick_committee}
+LEARNS_FROM_LABELS = frozenset({"committee"})  # also given the labels' Committee (pick_committee)
 
 
 @dataclass(frozen=True)
@@ -88,12 +94,16 @@ class PairSelection:
             raise ValueError(f"control_share must be from 0 to 1, got {self.control_share}")
 
 
-def choose(candidates: Sequence[str], selection: PairSelection, rng: random.Random) -> tuple[int, int, str]:
+def choose(
+    candidates: Sequence[str], selection: PairSelection, rng: random.Random, committee: Committee | None = None
+) -> tuple[int, int, str]:
     """The two candidates to show (i < j) and how they were chosen: the strategy's name, or "control" when the
     control slice drew them at random. The control draw happens only while the strategy is not random, so the
-    default (random, 2 candidates) draws nothing from `rng`."""
+    default (random, 2 candidates) draws nothing from `rng`. `committee`: the labels' (for LEARNS_FROM_LABELS)."""
     if len(candidates) < 2:
         raise ValueError(f"a pair needs at least 2 candidates, got {len(candidates)}")
     if selection.strategy != "random" and rng.random() < selection.control_share:
         return *pick_random(candidates, rng), "control"
+    if selection.strategy in LEARNS_FROM_LABELS:
+        return *pick_committee(candidates, rng, committee), selection.strategy
     return *STRATEGIES[selection.strategy](candidates, rng), selection.strategy

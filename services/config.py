@@ -72,8 +72,9 @@ class ServiceConfig:
     selection: str = field(
         default="random",
         metadata={
-            "help": "Which two of a prompt's --candidates a labeler sees: random, or spread (the two that differ "
-            "most in words and length, so ties are rarer; needs --candidates 3 or more)",
+            "help": "Which two of a prompt's --candidates a labeler sees: random; spread (the two that differ "
+            "most in words and length, so ties are rarer); or committee (the two a small committee of reward "
+            "models fitted to the labels disagrees on most). Other than random: needs --candidates 3 or more",
             "choices": list(STRATEGIES),
         },
     )

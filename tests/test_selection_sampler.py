@@ -79,3 +79,22 @@ def test_the_apps_flags_set_the_pair_selection():
     assert ServiceConfig.from_args(args).pair_selection() == PairSelection(6, "spread", 0.1)
     with pytest.raises(ValueError, match="needs at least 3 candidates to choose from"):
         ServiceConfig(selection="spread")
+
+
+def test_the_committee_is_refitted_from_the_stores_labels_only_when_they_change(store, server):
+    selection = PairSelection(candidates=4, strategy="committee", control_share=0.0)
+    sampler = sampler_for(store, server, selection)
+    loop = Loop(store, server, sampler)
+    assert sampler.committee().labels == 0, "no label yet: the committee knows nothing, the picks are random"
+    pairs = [loop.next_pair() for _ in range(3)]
+    assert {p.selection for p in pairs} == {"committee"}
+    first = sampler.committee()
+    assert first is sampler.committee(), "no new label: the same committee, not fitted again"
+    loop.vote(pairs[0], "left", labeler="ana")
+    loop.vote(pairs[1], "tie", labeler="ana")  # a tie is not a decided label
+    fitted = sampler.committee()
+    assert fitted is not first and fitted.labels == 1 and fitted.weights.any()
+    loop.vote(pairs[2], "right", labeler="ana")
+    assert sampler.committee().labels == 2
+    pair = loop.next_pair()
+    assert pair.selection == "committee" and store.judgements.list()[-1].selection == "committee"
