@@ -7,14 +7,16 @@ on prompts the round never saw.
     python -m bench.tastes --candidates 4 --selection spread    # labels on pairs the app's --selection would show
     python -m bench.tastes --tastes plain --configs default self-rewarded --keep-rounds /tmp/rounds
     python -m bench.tastes --selection random spread --labels 20 40 80 --repeats 3   # labels a strategy saves
-    python -m bench.tastes --selection random spread --labels 20 40 --random-labels 40 --repeats 3 --results r.jsonl
+    python -m bench.tastes --selection random spread committee --labels 20 40 --random-labels 40 --results r.jsonl
 
 Each simulated labeler has one deterministic taste (TASTES below: length both ways, format, tone, plain words
 and staying on topic). Pairs are sampled from the base exactly as the app samples them (the serving backend
 this CPU gets, two completions a prompt at the app's settings), shown with random sides, and judged by the
 taste: the better one is chosen, or a tie (never trained on) when the taste cannot tell them apart. With
 `--candidates N --selection S` each prompt gets N completions and the two shown are picked as the app's sampler
-picks them (labeling/selection.py, its random control slice included). For each
+picks them (labeling/selection.py, its random control slice included); a strategy that learns from the labels
+(committee) picks each taste its own pairs, refitted every 8 prompts on the taste's verdicts so far, as the app's
+sampler refits before each batch it samples ahead. For each
 taste and number of labels, each config (CONFIGS) trains one round from the base on those labels; then the
 round and the base answer the judging prompts (disjoint from the labels' prompts) with the same settings and
 seed per prompt, `--seeds` times each. Measured:
@@ -59,8 +61,9 @@ from bench.startup import cpu_flags
 from evaluation.arena import win_rate
 from evaluation.diagnostics import distinct_n, foreign_script_share, kl_per_token, mean_nll, repeated_ngram_rate
 from evaluation.label_savings import compare_strategies
+from labeling.committee import fit_committee
 from labeling.prompts import starter_prompts
-from labeling.selection import STRATEGIES, PairSelection, choose
+from labeling.selection import LEARNS_FROM_LABELS, STRATEGIES, PairSelection, choose
 from models import DEFAULT_MODEL_CACHE, load_model, prepare_default_model
 from models.chat import prompt_ids
 from serving import SamplingSettings, open_policy_server
@@ -199,22 +202,44 @@ def sample_answers(server, prompts: list[str], seeds: list[int], max_new_tokens:
     return found
 
 
+def sample_candidates(server, prompts: list[str], n: int, max_new_tokens: int, repeat: int = 0) -> list[list]:
+    """`n` completions of each prompt, as the app's sampler draws them. Seeded per batch of 8 prompts and by
+    `repeat`, so a run can be repeated, and repeated with other samples."""
+    found = []
+    for start in range(0, len(prompts), 8):
+        settings = SamplingSettings(max_new_tokens=max_new_tokens, seed=1000 + start + 100_000 * repeat)
+        found += server.generate(prompts[start : start + 8], n, settings)
+    return found
+
+
+def pick_pairs(
+    prompts: list[str], candidates: list[list], selection: PairSelection, repeat: int = 0, taste: Taste | None = None
+) -> tuple[list, list]:
+    """(prompt, a, b) for each prompt, the two picked from its candidates as the app's sampler picks them, and how
+    each pair was picked. A strategy that learns from the labels (committee) is refitted every 8 prompts on the
+    taste's verdicts on the pairs before, as the app's sampler refits before each batch it samples ahead."""
+    sampled, how, labels, committee = [], [], [], None
+    rng = random.Random("bench.tastes/selection" + (f"/{repeat}" if repeat else ""))
+    for k, (prompt, texts) in enumerate(zip(prompts, candidates, strict=True)):
+        if selection.strategy in LEARNS_FROM_LABELS and k % 8 == 0:
+            if taste is None:
+                raise ValueError(f"the {selection.strategy!r} selection learns from labels: it needs the taste")
+            committee = fit_committee(labels, rng)
+        i, j, picked = choose([str(c) for c in texts], selection, rng, committee)
+        sampled.append((prompt, texts[i], texts[j]))
+        how.append(picked)
+        verdict = taste.judge(prompt, str(texts[i]), str(texts[j])) if taste is not None else "tie"
+        if verdict != "tie":
+            labels.append((str(texts[i]), str(texts[j])) if verdict == "a" else (str(texts[j]), str(texts[i])))
+    return sampled, how
+
+
 def sample_pairs(
     server, prompts: list[str], selection: PairSelection, max_new_tokens: int, repeat: int = 0
 ) -> tuple[list, list]:
-    """(prompt, a, b) for each prompt, the two picked from `selection.candidates` completions as the app's sampler
-    picks them, and how each pair was picked. Seeded per batch of 8 prompts and by `repeat`, so a run can be
-    repeated, and repeated with other samples."""
-    sampled, how = [], []
-    rng = random.Random("bench.tastes/selection" + (f"/{repeat}" if repeat else ""))
-    for start in range(0, len(prompts), 8):
-        batch = prompts[start : start + 8]
-        settings = SamplingSettings(max_new_tokens=max_new_tokens, seed=1000 + start + 100_000 * repeat)
-        for prompt, candidates in zip(batch, server.generate(batch, selection.candidates, settings), strict=True):
-            i, j, picked = choose([str(c) for c in candidates], selection, rng)
-            sampled.append((prompt, candidates[i], candidates[j]))
-            how.append(picked)
-    return sampled, how
+    """`pick_pairs` of freshly sampled candidates, for a strategy that does not learn from labels."""
+    candidates = sample_candidates(server, prompts, selection.candidates, max_new_tokens, repeat)
+    return pick_pairs(prompts, candidates, selection, repeat)
 
 
 def label_pairs(taste: Taste, sampled: list[tuple[str, str, str]], rng: random.Random) -> tuple[list, int]:
@@ -497,7 +522,7 @@ def main(args: argparse.Namespace) -> dict:
                 for c in args.configs}  # fmt: skip
     done = reusable(kept, settings)
     seeds = list(range(1, args.seeds + 1))
-    results, runs, shown_as, sampled_pairs = {}, [], {}, {}
+    results, runs, shown_as, sampled_pairs, candidates = {}, [], {}, {}, {}
     keep = contextlib.nullcontext(args.keep_rounds) if args.keep_rounds else None
     with keep or tempfile.TemporaryDirectory(prefix="prefloop-tastes-") as tmp:
         ctx = {"model": model, "server": server, "eval_prompts": eval_prompts, "seeds": seeds, "tmp": tmp, "rounds": {}}
@@ -511,19 +536,29 @@ def main(args: argparse.Namespace) -> dict:
                 print(f"sampled the base's {len(base_answers.ids)} answers in {time.monotonic() - started:.0f} s",
                       flush=True)  # fmt: skip
 
-        def pairs_of(repeat: int, strategy: str) -> tuple[list, list]:  # sampled once per repeat and strategy
-            if (repeat, strategy) not in sampled_pairs:
+        def pairs_of(repeat: int, strategy: str, taste: str) -> tuple[list, list]:
+            """The pairs a strategy shows: once per repeat, or per taste too where it learns from the labels. The
+            candidates are sampled once per repeat and number of candidates, shared by the strategies."""
+            selection = selections[strategy]
+            key = (repeat, strategy) + ((taste,) if strategy in LEARNS_FROM_LABELS else ())
+            if key not in sampled_pairs:
                 sampling = time.monotonic()
                 prompts = pool if repeat == 0 else random.Random(repeat).sample(pool, len(pool))
-                sampled_pairs[repeat, strategy] = sample_pairs(
-                    server, prompts[: max(counts)], selections[strategy], args.max_new_tokens, repeat
+                prompts = prompts[: max(counts)]
+                if (repeat, selection.candidates) not in candidates:
+                    candidates[repeat, selection.candidates] = sample_candidates(
+                        server, prompts, selection.candidates, args.max_new_tokens, repeat
+                    )
+                sampled_pairs[key] = pick_pairs(
+                    prompts, candidates[repeat, selection.candidates], selection, repeat, TASTES[taste]
                 )
-                for picked in sampled_pairs[repeat, strategy][1]:
+                for picked in sampled_pairs[key][1]:
                     shown_as.setdefault(strategy, {}).setdefault(picked, 0)
                     shown_as[strategy][picked] += 1
-                print(f"sampled {max(counts)} pairs ({strategy}, repeat {repeat}) in "
-                      f"{time.monotonic() - sampling:.0f} s", flush=True)  # fmt: skip
-            return sampled_pairs[repeat, strategy]
+                print(f"picked {max(counts)} pairs ({strategy}, repeat {repeat}"
+                      f"{', ' + taste if len(key) > 2 else ''}) in {time.monotonic() - sampling:.0f} s",
+                      flush=True)  # fmt: skip
+            return sampled_pairs[key]
 
         # Taste by taste within a repeat, every strategy's runs together: a comparison stopped part way has
         # whole tastes, and --results goes on from there.
@@ -540,7 +575,7 @@ def main(args: argparse.Namespace) -> dict:
                             where = {"config": config, "taste": taste, "strategy": strategy, "repeat": repeat}
                             run = done.get(run_key(where | {"labels": n_labels}))
                             if run is None:
-                                sampled, how = pairs_of(repeat, strategy)
+                                sampled, how = pairs_of(repeat, strategy, taste)
                                 judge_against_base()
                                 ctx |= {"sampled": sampled, "repeat": repeat, "suffix": suffix}
                                 row = run_one(args, ctx, taste, n_labels, config)

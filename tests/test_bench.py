@@ -172,3 +172,7 @@ def test_the_taste_bench_compares_strategies_by_the_labels_they_need_to_match_ra
         f"plain@8/random-r{r}" for r in (0, 1)
     }
     assert target_only["strategies"]["spread"] == strategies["spread"], "the same target, the same figures"
+    learning = bench(2, tmp_path / "fifth", "--random-labels", "16", "--selection", "random", "committee")
+    assert learning["kept"] == 2 and len(list((tmp_path / "fifth").iterdir())) == 4, "random read back, committee runs"
+    assert set(learning["selection"]["shown_as"]["committee"]) <= {"committee", "control"}
+    assert set(learning["strategies"]) == {"random", "committee"}

@@ -1,4 +1,5 @@
-"""bench.tastes --results: the runs kept in a JSON-lines file, reused only where they were run the same way."""
+"""bench.tastes' own parts: the runs kept in a --results file, reused only where they were run the same way; the
+comparison's arguments; pairs picked by a strategy that learns from the taste's labels."""
 
 import json
 
@@ -59,3 +60,22 @@ def test_a_comparison_without_random_s_target_stops_before_loading_anything_and_
 
     with pytest.raises(SystemExit, match=r"needs random among --selection and 40 among --labels \(or --random-"):
         main(build_parser().parse_args(argv.split()))
+
+
+def test_a_learning_strategy_picks_each_taste_its_own_pairs_refitted_every_eight_prompts():
+    from bench.tastes import TASTES, pick_pairs
+    from labeling.selection import PairSelection
+
+    prompts = [f"Say something about {i}." for i in range(24)]
+    answers = ["Short.", "A brief answer.", "A much longer answer with many more words in it, and then some.",
+               "A middling answer of eight words here."]  # fmt: skip
+    candidates = [answers] * 24  # no "you" and no contraction: the casual taste ties on every pair
+    committee = PairSelection(candidates=4, strategy="committee", control_share=0.0)
+    shorter, how = pick_pairs(prompts, candidates, committee, taste=TASTES["shorter"])
+    undecided, _ = pick_pairs(prompts, candidates, committee, taste=TASTES["casual"])
+    assert how == ["committee"] * 24
+    assert shorter[:8] == undecided[:8], "the first batch: nothing learnt yet, the same random picks"
+    assert shorter[8:] != undecided[8:], "refitted on the shorter taste's verdicts, it picks other pairs"
+    assert len({(a, b) for _, a, b in undecided}) > 3, "with no decided label it keeps picking at random"
+    with pytest.raises(ValueError, match="needs the taste"):
+        pick_pairs(prompts, candidates, committee)
