@@ -390,3 +390,13 @@ def test_sampling_settings_survive_a_restart(tiny_model_dir, tmp_path):
             "top_p": 0.9,
             "max_new_tokens": 24,
         }
+
+
+def test_a_committee_picks_the_pairs_labelers_see_and_the_export_says_so(tiny_model_dir, tmp_path):
+    args = ("--candidates", "4", "--selection", "committee", "--control-share", "0.25")
+    for client, _ in launch(tiny_model_dir, tmp_path, args=args):
+        label(client, 8)
+        path, message = client.predict("jsonl", api_name="/export")
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+        assert len(rows) == 8 and {r["selection"] for r in rows} <= {"committee", "control"}
+        assert "committee" in {r["selection"] for r in rows}, [r["selection"] for r in rows]
