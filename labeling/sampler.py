@@ -266,9 +266,9 @@ class PairSampler:
 
     def committee(self) -> Committee:
         """The reward committee on the store's decided labels (labeling/committee.py), fitted again only when
-        labels have come in or gone since the last fit."""
+        labels have come in, gone, or changed sides (an edited vote) since the last fit."""
         labels = self.store.training_data.preference_pairs()
-        seen = (len(labels), labels[-1].judgement_id if labels else None)
+        seen = tuple((p.judgement_id, hash(p.chosen)) for p in labels)
         fitted = self._committee
         if fitted is None or fitted[0] != seen:
             fitted = seen, fit_committee([(p.chosen, p.rejected) for p in labels], self._select_rng)

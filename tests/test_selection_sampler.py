@@ -94,7 +94,9 @@ def test_the_committee_is_refitted_from_the_stores_labels_only_when_they_change(
     loop.vote(pairs[1], "tie", labeler="ana")  # a tie is not a decided label
     fitted = sampler.committee()
     assert fitted is not first and fitted.labels == 1 and fitted.weights.any()
-    loop.vote(pairs[2], "right", labeler="ana")
+    last = loop.vote(pairs[2], "right", labeler="ana")
     assert sampler.committee().labels == 2
+    loop.undo([last], labeler="ana")
+    assert sampler.committee().labels == 1, "an undone vote leaves the committee at its next fit"
     pair = loop.next_pair()
     assert pair.selection == "committee" and store.judgements.list()[-1].selection == "committee"
