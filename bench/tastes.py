@@ -217,29 +217,21 @@ def pick_pairs(
 ) -> tuple[list, list]:
     """(prompt, a, b) for each prompt, the two picked from its candidates as the app's sampler picks them, and how
     each pair was picked. A strategy that learns from the labels (committee) is refitted every 8 prompts on the
-    taste's verdicts on the pairs before, as the app's sampler refits before each batch it samples ahead."""
-    sampled, how, labels, committee = [], [], [], None
+    taste's verdicts on the pairs before (`label_pairs`), as the app's sampler refits before each batch it samples
+    ahead."""
+    learns = selection.strategy in LEARNS_FROM_LABELS
+    if learns and taste is None:
+        raise ValueError(f"the {selection.strategy!r} selection learns from labels: it needs the taste")
+    sampled, how, committee = [], [], None
     rng = random.Random("bench.tastes/selection" + (f"/{repeat}" if repeat else ""))
     for k, (prompt, texts) in enumerate(zip(prompts, candidates, strict=True)):
-        if selection.strategy in LEARNS_FROM_LABELS and k % 8 == 0:
-            if taste is None:
-                raise ValueError(f"the {selection.strategy!r} selection learns from labels: it needs the taste")
-            committee = fit_committee(labels, rng)
+        if learns and k % 8 == 0:
+            decided, _ = label_pairs(taste, sampled, random.Random(0))  # the sides never change a taste's verdict
+            committee = fit_committee([(p.chosen, p.rejected) for p in decided], rng)
         i, j, picked = choose([str(c) for c in texts], selection, rng, committee)
         sampled.append((prompt, texts[i], texts[j]))
         how.append(picked)
-        verdict = taste.judge(prompt, str(texts[i]), str(texts[j])) if taste is not None else "tie"
-        if verdict != "tie":
-            labels.append((str(texts[i]), str(texts[j])) if verdict == "a" else (str(texts[j]), str(texts[i])))
     return sampled, how
-
-
-def sample_pairs(
-    server, prompts: list[str], selection: PairSelection, max_new_tokens: int, repeat: int = 0
-) -> tuple[list, list]:
-    """`pick_pairs` of freshly sampled candidates, for a strategy that does not learn from labels."""
-    candidates = sample_candidates(server, prompts, selection.candidates, max_new_tokens, repeat)
-    return pick_pairs(prompts, candidates, selection, repeat)
 
 
 def label_pairs(taste: Taste, sampled: list[tuple[str, str, str]], rng: random.Random) -> tuple[list, int]:

@@ -31,7 +31,8 @@ from labeling.committee import Committee, pick_committee
 
 MAX_CANDIDATES = 8  # a batch samples candidates x prompts rows: more would cost labelers their queue
 
-# A strategy: the indexes (i < j) of the two candidates to show. Pure: it may draw from `rng`, nothing else.
+# A strategy: the indexes (i < j) of the two candidates to show. Pure: it may draw from `rng`, nothing else (one
+# in LEARNS_FROM_LABELS is also given the labels' Committee).
 Strategy = Callable[[Sequence[str], random.Random], tuple[int, int]]
 
 
@@ -68,7 +69,7 @@ def pick_spread(candidates: Sequence[str], rng: random.Random) -> tuple[int, int
 
 
 STRATEGIES: dict[str, Strategy] = {"random": pick_random, "spread": pick_spread, "committee": pick_committee}
-LEARNS_FROM_LABELS = frozenset({"committee"})  # also given the labels' Committee (pick_committee)
+LEARNS_FROM_LABELS = frozenset({"committee"})
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,5 @@ def choose(
         raise ValueError(f"a pair needs at least 2 candidates, got {len(candidates)}")
     if selection.strategy != "random" and rng.random() < selection.control_share:
         return *pick_random(candidates, rng), "control"
-    if selection.strategy in LEARNS_FROM_LABELS:
-        return *pick_committee(candidates, rng, committee), selection.strategy
-    return *STRATEGIES[selection.strategy](candidates, rng), selection.strategy
+    learnt = (committee,) if selection.strategy in LEARNS_FROM_LABELS else ()
+    return *STRATEGIES[selection.strategy](candidates, rng, *learnt), selection.strategy

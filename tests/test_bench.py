@@ -110,19 +110,23 @@ def test_fluency_and_the_gate_see_gibberish_that_distinct_2_would_reward():
 
 
 def test_the_taste_bench_labels_the_pair_the_app_s_selection_would_show(tiny_model_dir):
-    from bench.tastes import sample_pairs
+    from bench.tastes import pick_pairs, sample_candidates
     from labeling.selection import PairSelection, pick_spread
     from serving import SamplingSettings, TorchPolicyServer
 
     server = TorchPolicyServer(str(tiny_model_dir), device="cpu")
     prompts = [f"Tell me about topic {i}." for i in range(3)]
-    sampled, how = sample_pairs(server, prompts, PairSelection(4, "spread", control_share=0.0), max_new_tokens=8)
+
+    def sample_pairs(selection: PairSelection) -> tuple[list, list]:
+        return pick_pairs(prompts, sample_candidates(server, prompts, selection.candidates, 8), selection)
+
+    sampled, how = sample_pairs(PairSelection(4, "spread", control_share=0.0))
     assert how == ["spread"] * 3 and [p for p, _, _ in sampled] == prompts
     settings = SamplingSettings(max_new_tokens=8, seed=1000)  # the bench's seed for its first batch of 8
     for (_, a, b), candidates in zip(sampled, server.generate(prompts, 4, settings), strict=True):
         i, j = pick_spread([str(c) for c in candidates], None)
         assert (str(a), str(b)) == (str(candidates[i]), str(candidates[j]))
-    plain, how = sample_pairs(server, prompts, PairSelection(), max_new_tokens=8)
+    plain, how = sample_pairs(PairSelection())
     assert how == ["random"] * 3
     assert [(str(a), str(b)) for _, a, b in plain] == [
         (str(x), str(y)) for x, y in server.generate(prompts, 2, settings)
